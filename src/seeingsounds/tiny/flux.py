@@ -1,0 +1,54 @@
+"""A tiny random FLUX.1 pipeline (diffusers' fast-test sizes) with locally built tokenizers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+from seeingsounds.tiny.tokenizers import build_clip_tokenizer, build_t5_tokenizer
+
+#: T5 width (sequence targets) and CLIP width (pooled target) differ on purpose, so a swapped
+#: head cannot pass a shape test by accident.
+T5_DIM, CLIP_DIM, MAX_SEQUENCE_LENGTH = 32, 24, 16
+
+
+def tiny_flux_text_encoders(folder: Path) -> tuple[CLIPTextModel, T5EncoderModel]:
+    clip_tok = build_clip_tokenizer(folder / "tokenizer")
+    t5_tok = build_t5_tokenizer(folder / "tokenizer_2")
+    clip = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(clip_tok), hidden_size=CLIP_DIM, intermediate_size=37, num_attention_heads=4,
+        num_hidden_layers=2, max_position_embeddings=77, projection_dim=CLIP_DIM, hidden_act="gelu",
+        bos_token_id=clip_tok.bos_token_id, eos_token_id=clip_tok.eos_token_id, pad_token_id=clip_tok.pad_token_id,
+    ))
+    t5 = T5EncoderModel(T5Config(
+        vocab_size=len(t5_tok), d_model=T5_DIM, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
+        feed_forward_proj="gated-gelu", pad_token_id=t5_tok.pad_token_id, eos_token_id=t5_tok.eos_token_id,
+        is_encoder_decoder=False, use_cache=False,
+    ))
+    return clip, t5
+
+
+def build_tiny_flux(folder: Path) -> None:
+    torch.manual_seed(0)
+    clip, t5 = tiny_flux_text_encoders(folder)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=T5_DIM, pooled_projection_dim=CLIP_DIM,
+        axes_dims_rope=[4, 4, 8], guidance_embeds=True,
+    )
+    vae = AutoencoderKL(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+        latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+        shift_factor=0.0609, scaling_factor=1.5035,
+    )
+    from transformers import AutoTokenizer
+
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, transformer=transformer,
+        text_encoder=clip, tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
+        text_encoder_2=t5, tokenizer_2=AutoTokenizer.from_pretrained(folder / "tokenizer_2"),
+    )
+    pipe.save_pretrained(folder)

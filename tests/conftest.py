@@ -1,0 +1,67 @@
+"""Shared fixtures. Tiny models are built once into SEEINGSOUNDS_HOME (default: .cache/ in the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("SEEINGSOUNDS_HOME", str(REPO / ".cache" / "seeingsounds"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+#: real sound files from Debian packages that .ci/run installs
+DEBIAN_SOUNDS = {
+    "freedesktop": Path("/usr/share/sounds/freedesktop/stereo"),
+    "sonic-pi": Path("/usr/share/sonic-pi/samples"),
+    "tuxpaint": Path("/usr/share/tuxpaint/stamps"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("SEEINGSOUNDS_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="needs real weights / a GPU: set SEEINGSOUNDS_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def debian_sounds(name: str) -> Path:
+    """Folder of a Debian sound package; fails in CI (which installs them), skips elsewhere."""
+    path = DEBIAN_SOUNDS[name]
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: .ci/run should have installed the Debian package")
+        pytest.skip(f"{path} not installed (apt-get install the Debian package)")
+    return path
+
+
+def sine(freq: float, seconds: float = 1.0, sr: int = 16000, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_preset():
+    from seeingsounds.presets import get_preset
+
+    return get_preset("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_preset):
+    from seeingsounds.model import load_encoder
+
+    return load_encoder(tiny_preset)
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_preset):
+    from seeingsounds.model import load_backend
+
+    return load_backend(tiny_preset)
