@@ -1,0 +1,89 @@
+"""``seeingsounds augment`` and the shared effect options, run through the real CLI entry point."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+from conftest import sine
+
+from seeingsounds.audio.effects import mix, rms
+from seeingsounds.audio.io import read_audio, save_audio
+from seeingsounds.cli.common import add_effect_arguments, effects_from_args, mix_from_args
+from seeingsounds.cli.main import main
+from seeingsounds.errors import ConfigError
+
+
+@pytest.fixture()
+def tone(tmp_path):
+    return save_audio(tmp_path / "in.wav", sine(440, 1.0, 16000, 0.5), 16000, subtype="FLOAT")
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_effect_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_effect_options_come_out_in_the_fixed_order():
+    args = parse("--volume", "0.15", "--reverb", "0.6", "--pitch", "-3", "--lowpass", "900", "--echo", "0.3",
+                 "--speed", "1.5")
+    assert effects_from_args(args) == [
+        ("speed", {"factor": 1.5}),
+        ("pitch", {"semitones": -3.0}),
+        ("lowpass", {"cutoff_hz": 900.0}),
+        ("echo", {"delay_seconds": 0.3}),
+        ("reverb", {"room_size": 0.6}),
+        ("volume", {"alpha": 0.15}),
+    ]
+    assert effects_from_args(parse()) == [] and mix_from_args(parse()) is None
+    assert mix_from_args(parse("--mix", "b.wav")) == ("b.wav", 0.5)
+    assert mix_from_args(parse("--mix", "b.wav", "--mix-ratio", "0.3")) == ("b.wav", 0.3)
+    with pytest.raises(ConfigError, match="needs --mix"):
+        mix_from_args(parse("--mix-ratio", "0.3"))
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        mix_from_args(parse("--mix", "b.wav", "--mix-ratio", "2"))
+
+
+def test_augment_volume_writes_scaled_audio_and_prints_the_description(tone, tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    assert main(["augment", str(tone), "--volume", "0.25", "-o", str(out)]) == 0
+    wave, sr = read_audio(out)
+    source, _ = read_audio(tone)
+    assert sr == 16000 and wave.shape == source.shape
+    assert rms(wave) / rms(source) == pytest.approx(0.25, rel=0.01)
+    printed = capsys.readouterr().out
+    assert "effects: medium-volume" in printed and str(out) in printed
+
+
+def test_augment_mixes_first_then_applies_effects_at_the_chosen_rate(tone, tmp_path, capsys):
+    other = save_audio(tmp_path / "other.flac", sine(1000, 0.5, 8000, 0.1), 8000)
+    out = tmp_path / "out.flac"
+    argv = ["augment", str(tone), "--mix", str(other), "--mix-ratio", "0.3", "--speed", "2", "--sample-rate", "8000",
+            "-o", str(out)]
+    assert main(argv) == 0
+    wave, sr = read_audio(out)
+    assert sr == 8000 and abs(len(wave) - 4000) <= 1  # 1 s at 8 kHz, twice as fast
+    # the same steps through the library: load at 8 kHz, level-matched mix, then speed
+    from seeingsounds.audio.effects import apply_effect
+    from seeingsounds.audio.io import load_audio
+
+    mixed = mix(load_audio(tone, target_sr=8000), load_audio(other, target_sr=8000), 0.3)
+    expected = apply_effect(mixed, 8000, "speed", factor=2.0)
+    np.testing.assert_allclose(wave, expected[: len(wave)], atol=2 / 32768)
+    printed = capsys.readouterr().out
+    assert f"mixed with: {other}" in printed and "effects: faster" in printed
+
+
+def test_augment_reports_user_errors_with_exit_code_2(tone, tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    assert main(["augment", str(tmp_path / "missing.wav"), "-o", str(out)]) == 2
+    assert f"cannot use audio {tmp_path / 'missing.wav'}: file not found" in capsys.readouterr().err
+    assert main(["augment", str(tone), "--reverb", "3", "-o", str(out)]) == 2
+    assert "outside the valid range [0.0, 1.0]" in capsys.readouterr().err
+    assert main(["augment", str(tone), "--mix-ratio", "0.2", "-o", str(out)]) == 2
+    assert "--mix-ratio needs --mix" in capsys.readouterr().err
+    assert main(["augment", str(tone), "--volume", "0.5", "-o", str(tmp_path / "out.xyz")]) == 2
+    assert "unknown suffix" in capsys.readouterr().err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
