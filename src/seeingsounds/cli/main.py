@@ -47,18 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def quiet_libraries() -> None:
-    """Silence the weight-loading chatter of transformers/diffusers (our own bars stay)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        import diffusers
-        import transformers
+    """Silence the weight-loading chatter of transformers/diffusers (our own bars stay).
 
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        diffusers.utils.logging.set_verbosity_error()
-        diffusers.utils.logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
+    Uses environment variables, read when those libraries are first imported, so that light
+    commands do not pay for importing them here.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,217 @@
+"""Class-captions file: label -> one caption or a list of captions (the paper's class-level t_y).
+
+The file is JSON (``.json``) or YAML (``.yaml``/``.yml``)::
+
+    {"dog barking": "a dog barking in a backyard",
+     "rail transport": ["a train passing by", "a freight train on the tracks"]}
+
+Labels and captions are normalised on load: surrounding whitespace is removed and runs of
+whitespace (newlines included) become one space. Labels stay case-sensitive. Every problem in
+the file is reported at once in one :class:`~seeingsounds.errors.DatasetError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seeingsounds.errors import DatasetError
+
+__all__ = ["load_captions", "save_captions", "missing_labels", "normalise_text", "atomic_write_text"]
+
+_JSON = (".json",)
+_YAML = (".yaml", ".yml")
+
+
+def normalise_text(text: str) -> str:
+    """Strip ``text`` and collapse every run of whitespace into one space."""
+    return " ".join(text.split())
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    An interruption leaves the previous file (or none), never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in _JSON:
+        return "json"
+    if suffix in _YAML:
+        return "yaml"
+    raise DatasetError(
+        [f"unknown file type {path.suffix or '(no suffix)'!r}: name the file *.json, *.yaml or *.yml"],
+        header=f"cannot use captions file {path}",
+    )
+
+
+class _StrictYamlLoader(yaml.SafeLoader):
+    """SafeLoader that records duplicate mapping keys instead of overwriting them."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> list:
+    loader.flatten_mapping(node)
+    return [
+        (loader.construct_object(k, deep=deep), loader.construct_object(v, deep=deep)) for k, v in node.value
+    ]
+
+
+_StrictYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse(path: Path, text: str, fmt: str) -> tuple[Any, list[str]]:
+    """Parse ``text``; mappings come back as lists of (key, value) pairs so duplicates stay visible."""
+    if fmt == "json":
+        try:
+            data = json.loads(text, object_pairs_hook=lambda pairs: pairs)
+        except json.JSONDecodeError as exc:
+            return None, [f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
+        return data, []
+    try:
+        data = yaml.load(text, Loader=_StrictYamlLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        return None, [f"not valid YAML: {exc}".replace("\n", " ")]
+    return data, []
+
+
+def _is_pairs(data: Any) -> bool:
+    return isinstance(data, list) and all(isinstance(p, tuple) and len(p) == 2 for p in data)
+
+
+def _validate(pairs: Iterable[tuple[Any, Any]]) -> tuple[dict[str, list[str]], list[str]]:
+    """Check every (label, value) pair; return the normalised mapping and all problems found."""
+    out: dict[str, list[str]] = {}
+    problems: list[str] = []
+    raw_of: dict[str, Any] = {}
+    for label, value in pairs:
+        if not isinstance(label, str):
+            problems.append(f"label {label!r} is a {type(label).__name__}, not a string: quote it")
+            continue
+        key = normalise_text(label)
+        if not key:
+            problems.append(f"label {label!r} is empty: give every class a name")
+            continue
+        if key in raw_of:
+            first = raw_of[key]
+            same = "appears twice" if first == label else f"duplicates label {first!r} after normalising whitespace"
+            problems.append(f"label {label!r} {same}: keep one entry per class")
+            continue
+        raw_of[key] = label
+        values = [value] if isinstance(value, str) else list(value) if isinstance(value, tuple) else value
+        if value and _is_pairs(value):
+            problems.append(f"label {key!r}: caption is a mapping; give a caption string or a list of strings")
+            out[key] = []
+            continue
+        if not isinstance(values, list):
+            kind = "nothing" if value is None else f"a {type(value).__name__}"
+            problems.append(f"label {key!r}: caption is {kind}; give a caption string or a list of strings")
+            out[key] = []
+            continue
+        if not values:
+            problems.append(f"label {key!r}: the caption list is empty; give at least one caption")
+            out[key] = []
+            continue
+        captions: list[str] = []
+        for i, caption in enumerate(values):
+            where = f"label {key!r}" + (f" caption {i + 1}" if not isinstance(value, str) else "")
+            if not isinstance(caption, str):
+                kind = "nothing" if caption is None else f"a {type(caption).__name__}"
+                problems.append(f"{where} is {kind}, not a string")
+                continue
+            text = normalise_text(caption)
+            if not text:
+                problems.append(f"{where} is empty: write a short description of the class")
+                continue
+            if text in captions:
+                problems.append(f"{where} repeats caption {text!r}: remove the copy")
+                continue
+            captions.append(text)
+        out[key] = captions
+    return out, problems
+
+
+def load_captions(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Read a captions file; every label maps to a non-empty list of captions.
+
+    Raises :class:`DatasetError` listing every problem: missing/unreadable file, bad syntax, not a
+    mapping, non-string or empty labels, labels duplicated (also after whitespace normalisation),
+    captions that are empty, not strings, repeated, or empty caption lists.
+    """
+    path = Path(path)
+    header = f"captions file {path} has problems"
+    fmt = _format(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetError([f"{path} does not exist: check the path"], header=header) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError([f"cannot read {path}: {exc}"], header=header) from None
+    data, problems = _parse(path, text, fmt)
+    if problems:
+        raise DatasetError(problems, header=header)
+    if not _is_pairs(data):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise DatasetError(
+            [f"the file is {kind}, not a mapping of label -> caption (or list of captions)"], header=header
+        )
+    captions, problems = _validate(data)
+    if not captions and not problems:
+        problems.append("the file has no labels: add one entry per class")
+    if problems:
+        raise DatasetError(problems, header=header)
+    return captions
+
+
+def save_captions(path: str | os.PathLike[str], mapping: Mapping[str, str | list[str]]) -> Path:
+    """Validate ``mapping`` like :func:`load_captions` and write it atomically (JSON or YAML by suffix).
+
+    A class with exactly one caption is written as a plain string, more as a list.
+    """
+    path = Path(path)
+    fmt = _format(path)
+    if not isinstance(mapping, Mapping):
+        raise DatasetError(
+            [f"got a {type(mapping).__name__}, not a mapping of label -> caption"],
+            header=f"cannot save captions to {path}",
+        )
+    captions, problems = _validate(mapping.items())
+    if not captions and not problems:
+        problems.append("no labels to save")
+    if problems:
+        raise DatasetError(problems, header=f"cannot save captions to {path}")
+    data = {label: caps[0] if len(caps) == 1 else caps for label, caps in captions.items()}
+    if fmt == "json":
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000)
+    return atomic_write_text(path, text)
+
+
+def missing_labels(captions: Mapping[str, object], labels: Iterable[str]) -> list[str]:
+    """Labels (sorted, unique, whitespace-normalised) that have no entry in ``captions``."""
+    have = {normalise_text(k) for k in captions}
+    return sorted({normalise_text(label) for label in labels} - have)

@@ -1,0 +1,191 @@
+"""``seeingsounds captions``: write class captions from labels, show the augmented caption set.
+
+    seeingsounds captions init --labels labels.txt -o captions.json [--engine llm --model gpt-4o]
+    seeingsounds captions show captions.json --descriptions low-volume,reverberant low-volume+echoing --mix -o aug.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+COMMAND = "captions"
+HELP = "write class captions from labels (init) or show the edited/fused caption set (show)"
+
+
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("caption engine")
+    g.add_argument("--engine", choices=("template", "llm"), default="template",
+                   help="template: offline and deterministic (default); llm: an OpenAI-compatible endpoint")
+    g.add_argument("--base-url", default=None, help="llm: endpoint base URL (default https://api.openai.com/v1)")
+    g.add_argument("--model", default=None, help="llm: chat model (default gpt-4o, as in the paper)")
+    g.add_argument("--temperature", type=float, default=None, help="llm: sampling temperature (default 0.7)")
+    g.add_argument("--timeout", type=float, default=None, help="llm: seconds to wait for one reply (default 30)")
+    g.add_argument("--attempts", type=int, default=None,
+                   help="llm: tries per caption before giving up (default 3; retries back off 1 s, 2 s, ...)")
+    g.add_argument("--cache", type=Path, default=None,
+                   help="llm: JSON cache of produced captions (default: beside the output, *.llm-cache.json)")
+    g.add_argument("--fallback", action="store_true",
+                   help="llm: when the endpoint keeps failing, use the template caption and warn")
+    g.add_argument("--prompts", type=Path, default=None,
+                   help="llm: folder with edit.txt / fuse.txt / class_caption.txt replacing the shipped system prompts")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="captions_action", metavar="ACTION", required=True)
+    init = sub.add_parser("init", help="write a captions file from bare class labels",
+                          description="Write a captions file (label -> caption) from a labels file.")
+    init.add_argument("--labels", type=Path, required=True,
+                      help="text file, one class label per line (blank lines and # comments ignored)")
+    init.add_argument("-o", "--output", type=Path, required=True, help="captions file to write (.json, .yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    _engine_arguments(init)
+    show = sub.add_parser("show", help="print class captions and their edited/fused versions",
+                          description="Print the class captions and the augmented caption set (Eq. 7).")
+    show.add_argument("captions", type=Path, help="captions file (.json, .yaml)")
+    show.add_argument("--descriptions", nargs="+", action="extend", default=[], metavar="D[,D...]",
+                      help="transformation descriptions: commas separate effects, '+' chains them in order "
+                           "(low-volume+reverberant); 'all' = the ten standard descriptions")
+    show.add_argument("--mix", action="store_true", help="also fuse every pair of classes")
+    show.add_argument("-o", "--output", type=Path, default=None, help="write the augmented caption set as JSON")
+    _engine_arguments(show)
+
+
+def read_labels(path: Path) -> list[str]:
+    """Labels of a labels file: one per line, whitespace normalised, blank and ``#`` lines skipped."""
+    from seeingsounds.captions.store import normalise_text
+    from seeingsounds.errors import DatasetError
+
+    header = f"labels file {path} has problems"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DatasetError([f"{path} does not exist: check the path"], header=header) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError([f"cannot read {path}: {exc}"], header=header) from None
+    labels: dict[str, int] = {}
+    problems = []
+    for number, line in enumerate(lines, 1):
+        label = normalise_text(line)
+        if not label or label.startswith("#"):
+            continue
+        if label in labels:
+            problems.append(f"line {number}: label {label!r} already on line {labels[label]}")
+            continue
+        labels[label] = number
+    if not labels and not problems:
+        problems.append("no labels: write one class label per line")
+    if problems:
+        raise DatasetError(problems, header=header)
+    return list(labels)
+
+
+def _editor(args: argparse.Namespace, beside: Path):
+    from seeingsounds.captions.edit import get_editor
+    from seeingsounds.errors import ConfigError
+
+    llm_only = {"--base-url": args.base_url, "--model": args.model, "--temperature": args.temperature,
+                "--timeout": args.timeout, "--attempts": args.attempts, "--cache": args.cache,
+                "--prompts": args.prompts, "--fallback": args.fallback or None}
+    if args.engine == "template":
+        used = [name for name, value in llm_only.items() if value is not None]
+        if used:
+            raise ConfigError(f"{', '.join(used)} only apply to --engine llm")
+        return get_editor("template")
+    options = {k: v for k, v in {"base_url": args.base_url, "model": args.model, "temperature": args.temperature,
+                                 "timeout": args.timeout, "max_attempts": args.attempts}.items() if v is not None}
+    if args.prompts is not None:
+        if not args.prompts.is_dir():
+            raise ConfigError(f"--prompts {args.prompts} is not a folder")
+        found = {op: args.prompts / f"{op}.txt" for op in ("edit", "fuse", "class_caption")}
+        options["system_prompts"] = {op: p.read_text(encoding="utf-8") for op, p in found.items() if p.is_file()}
+        if not options["system_prompts"]:
+            raise ConfigError(f"--prompts {args.prompts} holds none of edit.txt, fuse.txt, class_caption.txt")
+    cache = args.cache or beside.with_name(f"{beside.stem}.llm-cache.json")
+    return get_editor("llm", cache=cache, fallback="template" if args.fallback else None, **options)
+
+
+def _report_fallbacks(editor) -> None:
+    count = getattr(editor, "fallback_count", 0)
+    if count:
+        print(f"warning: {count} caption(s) came from the template engine because the endpoint failed "
+              "(rerun to ask it again)", file=sys.stderr)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from seeingsounds.captions.store import save_captions
+    from seeingsounds.errors import ConfigError
+
+    if args.output.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise ConfigError(f"-o {args.output}: name the captions file *.json, *.yaml or *.yml")
+    if args.output.exists() and not args.force:
+        raise ConfigError(f"{args.output} exists: pass --force to overwrite it")
+    labels = read_labels(args.labels)
+    editor = _editor(args, args.output)
+    captions = {}
+    for label in labels:
+        captions[label] = editor.class_caption(label)
+        print(f"{label}: {captions[label]}")
+    save_captions(args.output, captions)
+    _report_fallbacks(editor)
+    print(f"wrote {len(captions)} class captions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def parse_descriptions(items: list[str]) -> list[tuple[str, ...]]:
+    """``["low-volume,reverberant", "low-volume+echoing"]`` -> one chain per comma-separated item."""
+    from seeingsounds.captions.templates import STANDARD_DESCRIPTIONS
+    from seeingsounds.errors import ConfigError
+
+    chains: list[tuple[str, ...]] = []
+    for item in items:
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            if part.strip().lower() == "all":
+                chains.extend((d,) for d in STANDARD_DESCRIPTIONS)
+                continue
+            chain = tuple(d.strip() for d in part.split("+"))
+            if not all(chain):
+                raise ConfigError(f"--descriptions {part!r}: an empty description around '+'")
+            chains.append(chain)
+    return list(dict.fromkeys(chains))
+
+
+def _show(args: argparse.Namespace) -> int:
+    from seeingsounds.captions.edit import all_pairs, augmented_captions
+    from seeingsounds.captions.store import load_captions
+    from seeingsounds.captions.templates import STANDARD_DESCRIPTIONS, normalise_description
+
+    class_captions = load_captions(args.captions)
+    chains = parse_descriptions(args.descriptions)
+    known = {normalise_description(d) for d in STANDARD_DESCRIPTIONS}
+    for d in dict.fromkeys(d for chain in chains for d in chain):
+        if normalise_description(d) not in known:
+            print(f"note: {d!r} is not one of the effects' descriptions ({', '.join(STANDARD_DESCRIPTIONS)})",
+                  file=sys.stderr)
+    editor = _editor(args, args.output or args.captions)
+    pairs = all_pairs(list(class_captions)) if args.mix else []
+    aug = augmented_captions(class_captions, chains, editor, mix_pairs=pairs)
+    print(f"class captions ({len(aug.original)}):")
+    for label, caption in aug.original.items():
+        print(f"  {label}: {caption}")
+    if aug.edited:
+        print(f"edited captions ({len(aug.edited)}):")
+        for (label, chain), caption in aug.edited.items():
+            print(f"  {label} [{'+'.join(chain)}]: {caption}")
+    if aug.fused:
+        print(f"fused captions ({len(aug.fused)}):")
+        for (u, v), caption in aug.fused.items():
+            print(f"  {u} + {v}: {caption}")
+    print(f"{len(aug.all_captions())} distinct captions")
+    _report_fallbacks(editor)
+    if args.output is not None:
+        aug.save(args.output)
+        print(f"wrote the augmented caption set to {args.output}", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return _init(args) if args.captions_action == "init" else _show(args)
