@@ -43,7 +43,7 @@ def create_audio_encoder(name: str, model_id: str, *, device: str | torch.device
 
 
 def _import_builtin_encoders() -> None:
-    from seeingsounds.encoders import ast  # noqa: F401  (registration side effect)
+    from seeingsounds.encoders import aisfx, ast  # noqa: F401  (registration side effect)
 
 
 class AudioEncoder(nn.Module, abc.ABC):
