@@ -1,0 +1,55 @@
+"""``seeingsounds evaluate``: AIC / AIS / R@k (or caption retrieval) of a checkpoint on a benchmark protocol."""
+
+from __future__ import annotations
+
+import argparse
+
+COMMAND = "evaluate"
+HELP = "evaluate a checkpoint on a benchmark protocol (AIC, AIS, R@k, or caption retrieval with --no-images)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="training run folder, aligner folder or hub id")
+    parser.add_argument("--protocol", required=True,
+                        help="vggsound50, vegas, vegas5, esc50, ravdess or landscape (see seeingsounds.data.protocols)")
+    parser.add_argument("--data", required=True, metavar="MANIFEST",
+                        help="your local copy: CSV/JSONL with path,label[,split][,frame]")
+    parser.add_argument("--out", default=None, help="report folder (default: <checkpoint>/eval-<protocol>)")
+    parser.add_argument("--images-per-clip", type=int, default=None, metavar="N", help="images per clip (seeds 0..N-1)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds, one image per clip and seed")
+    parser.add_argument("--no-images", action="store_true",
+                        help="caption retrieval only: no generator, no judges (uses the run's caption targets)")
+    parser.add_argument("--metrics", nargs="+", default=None, choices=["AIC", "AIS", "R@5"],
+                        help="metrics to compute (default: the protocol's)")
+    parser.add_argument("--judge-aic", default=None, metavar="ID", help="AIC judge (default openai/clip-vit-large-patch14)")
+    parser.add_argument("--judge-clip", default=None, metavar="ID",
+                        help="R@k / AIS image judge (default openai/clip-vit-base-patch32)")
+    parser.add_argument("--judge-wav2clip", default=None, metavar="ID",
+                        help="AIS audio judge: Wav2CLIP checkpoint file, folder or URL (default: the release URL)")
+    parser.add_argument("--wav2clip-sr", type=int, default=16000, choices=[16000, 44100],
+                        help="rate Wav2CLIP is fed (16000: its training rate; 44100: SonicDiffusion's)")
+    parser.add_argument("--gallery", choices=["classes", "frames"], default=None,
+                        help="R@k gallery: class-name texts (default) or ground-truth frames (manifest column 'frame')")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate the first N clips only (round-robin over classes)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 90/10 split when the manifest has no split column")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the first available)")
+    parser.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: bf16 on cuda, else fp32)")
+    parser.add_argument("--batch-size", type=int, default=4)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from seeingsounds.evaluation.runner import EvaluationSettings, evaluate
+
+    out = args.out or str(Path(args.checkpoint) / f"eval-{args.protocol}")
+    report = evaluate(EvaluationSettings(
+        checkpoint=args.checkpoint, protocol=args.protocol, data=args.data, out=out, seeds=args.seeds,
+        images_per_clip=args.images_per_clip, no_images=args.no_images, judge_aic=args.judge_aic,
+        judge_clip=args.judge_clip, judge_wav2clip=args.judge_wav2clip, wav2clip_sr=args.wav2clip_sr,
+        gallery=args.gallery, limit=args.limit, metrics=args.metrics, split_seed=args.split_seed,
+        device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+    ))
+    print((Path(out) / "report.md").read_text(encoding="utf-8"))
+    print(f"report: {Path(out) / 'report.json'}")
+    return 0 if report.get("metrics") else 1

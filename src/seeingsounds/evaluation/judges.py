@@ -1,0 +1,158 @@
+"""Judge models of the metrics, behind a small registry; weights load on first use.
+
+=========  ==============================================  =================================
+kind       default model                                   used for
+=========  ==============================================  =================================
+``aic``    CLIP ViT-L/14 ``openai/clip-vit-large-patch14``  AIC (zero-shot class of an image)
+``clip``   CLIP ViT-B/32 ``openai/clip-vit-base-patch32``   R@k, image side of AIS
+``wav2clip`` Wav2CLIP release checkpoint                     audio side of AIS
+=========  ==============================================  =================================
+
+``model_id`` may be a hub id, a local folder, or ``tiny:<name>`` (a tiny random judge built
+locally, e.g. ``tiny:clip-judge`` / ``tiny:wav2clip``, for tests). CLIP judges go through
+transformers' ``CLIPModel`` + tokenizer + ``CLIPImageProcessor`` ``from_pretrained``, so real
+and tiny judges share one loading path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from seeingsounds.errors import ConfigError
+from seeingsounds.evaluation.metrics import l2_normalize
+
+CLIP_L14 = "openai/clip-vit-large-patch14"
+CLIP_B32 = "openai/clip-vit-base-patch32"
+
+
+def _resolve(model_id: str) -> str:
+    from seeingsounds.presets import resolve_component
+
+    return resolve_component(model_id)
+
+
+def _features(out: Any) -> torch.Tensor:
+    """transformers 5 returns a model output whose ``pooler_output`` is projected; 4.x a tensor."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+class CLIPJudge:
+    """A CLIP model that embeds images and texts into its joint space (L2-normalised numpy)."""
+
+    def __init__(self, model_id: str, *, kind: str = "clip", device: str | torch.device = "cpu", batch_size: int = 32):
+        self.model_id, self.kind = str(model_id), kind
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self._parts: tuple[Any, Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any, Any]:
+        if self._parts is None:
+            from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+
+            path = _resolve(self.model_id)
+            try:
+                model = CLIPModel.from_pretrained(path).to(self.device).eval()
+                tokenizer = AutoTokenizer.from_pretrained(path)
+                processor = CLIPImageProcessor.from_pretrained(path)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot load the CLIP judge {self.model_id!r} ({exc}); pass a local folder with its "
+                    "weights, tokenizer and preprocessor_config.json"
+                ) from exc
+            self._parts = (model, tokenizer, processor)
+        return self._parts
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self._load()[0].config.projection_dim)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model_id": self.model_id}
+
+    @torch.no_grad()
+    def embed_images(self, images: Sequence[Any]) -> np.ndarray:
+        """PIL images -> [N, D]."""
+        model, _, processor = self._load()
+        rows = [np.zeros((0, model.config.projection_dim), dtype=np.float32)]
+        for i in range(0, len(images), self.batch_size):
+            batch = [im.convert("RGB") for im in images[i : i + self.batch_size]]
+            pixels = processor(images=batch, return_tensors="pt")["pixel_values"].to(self.device, model.dtype)
+            rows.append(_features(model.get_image_features(pixel_values=pixels)).float().cpu().numpy())
+        return l2_normalize(np.concatenate(rows)).astype(np.float32)
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts, tokenised as is (no prompt template) and truncated to the model's length -> [N, D]."""
+        model, tokenizer, _ = self._load()
+        rows = [np.zeros((0, model.config.projection_dim), dtype=np.float32)]
+        for i in range(0, len(texts), self.batch_size):
+            enc = tokenizer([str(t) for t in texts[i : i + self.batch_size]], padding=True, truncation=True,
+                            max_length=model.config.text_config.max_position_embeddings, return_tensors="pt")
+            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            rows.append(_features(model.get_text_features(**enc)).float().cpu().numpy())
+        return l2_normalize(np.concatenate(rows)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """A registered judge kind: its default model and a factory ``(model_id, **options) -> judge``."""
+
+    kind: str
+    default_id: str
+    factory: Callable[..., Any]
+    purpose: str
+
+
+_JUDGES: dict[str, JudgeSpec] = {}
+_LOADED: dict[tuple[Any, ...], Any] = {}
+
+
+def register_judge(spec: JudgeSpec) -> JudgeSpec:
+    _JUDGES[spec.kind] = spec
+    return spec
+
+
+def available_judges() -> list[str]:
+    return sorted(_JUDGES)
+
+
+def default_judge_id(kind: str) -> str:
+    return _spec(kind).default_id
+
+
+def _spec(kind: str) -> JudgeSpec:
+    if kind not in _JUDGES:
+        raise ConfigError(f"unknown judge {kind!r}; available: {available_judges()}")
+    return _JUDGES[kind]
+
+
+def get_judge(kind: str, model_id: str | None = None, **options: Any) -> Any:
+    """The judge ``kind`` (``aic``, ``clip``, ``wav2clip``), cached per (kind, model, options).
+
+    Nothing is loaded here: weights load on the first ``embed_*`` call.
+    """
+    spec = _spec(kind)
+    model_id = str(model_id or spec.default_id)
+    key = (kind, model_id, tuple(sorted((k, str(v)) for k, v in options.items())))
+    if key not in _LOADED:
+        _LOADED[key] = spec.factory(model_id, **options)
+    return _LOADED[key]
+
+
+def _wav2clip_factory(model_id: str, **options: Any) -> Any:
+    from seeingsounds.evaluation.wav2clip import Wav2CLIPJudge
+
+    return Wav2CLIPJudge(model_id, **options)
+
+
+register_judge(JudgeSpec("aic", CLIP_L14, lambda mid, **o: CLIPJudge(mid, kind="aic", **o),
+                         "AIC: zero-shot classification of generated images (CLIP ViT-L/14)"))
+register_judge(JudgeSpec("clip", CLIP_B32, lambda mid, **o: CLIPJudge(mid, kind="clip", **o),
+                         "R@k and the image side of AIS (CLIP ViT-B/32, Wav2CLIP's space)"))
+register_judge(JudgeSpec("wav2clip", "wav2clip", _wav2clip_factory,
+                         "the audio side of AIS (Wav2CLIP release checkpoint)"))

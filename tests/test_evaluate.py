@@ -1,0 +1,188 @@
+"""``seeingsounds evaluate`` end to end on the tiny preset with tiny judges."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import sine
+
+from seeingsounds.cli.main import main
+
+CLASSES = {"low hum": 220.0, "high whistle": 3000.0}
+TINY_JUDGES = ["--judge-aic", "tiny:clip-judge", "--judge-clip", "tiny:clip-judge", "--judge-wav2clip", "tiny:wav2clip"]
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory, tiny_preset, tiny_backend) -> Path:
+    """A run folder as `seeingsounds train` leaves it: best/ aligner + captions.json + caption_targets."""
+    from seeingsounds.model import create_aligner
+    from seeingsounds.tiny.audio_encoder import TINY_AST
+    from seeingsounds.training.captionset import CaptionEntry, CaptionSet, save_caption_set
+
+    run = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    aligner = create_aligner(tiny_preset, TINY_AST["hidden_size"], tiny_backend.conditioning_spec())
+    aligner.set_null_conditioning({k: v[0] for k, v in tiny_backend.encode_captions([""]).items()})
+    aligner.save_pretrained(run / "best")
+    captions = CaptionSet()
+    for name in CLASSES:
+        captions.add(CaptionEntry(f"a photo of a {name}", "class", (name,)))
+    save_caption_set(run, captions, tiny_backend.encode_captions(captions.texts))
+    return run
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    lines = ["path,label"]
+    for name, freq in CLASSES.items():
+        for i in range(20):  # 90/10 -> 2 test clips per class
+            path = root / name.replace(" ", "_") / f"{i:02d}.wav"
+            path.parent.mkdir(exist_ok=True)
+            sf.write(path, sine(freq * (1 + 0.01 * i), 1.0, 16000), 16000)
+            lines.append(f"{path.relative_to(root)},{name}")
+    (root / "landscape.csv").write_text("\n".join(lines) + "\n")
+    return root / "landscape.csv"
+
+
+def _evaluate(run_folder, manifest, out, *extra):
+    return main(["evaluate", "--checkpoint", str(run_folder), "--protocol", "landscape", "--data", str(manifest),
+                 "--out", str(out), "--seeds", "0", "1", "--metrics", "AIC", "R@5", "AIS", *TINY_JUDGES, *extra])
+
+
+def test_full_tiny_evaluation_writes_reports_grids_and_resumes(run_folder, manifest, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert _evaluate(run_folder, manifest, out) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"] == {"clips": 4, "images": 8, "generated": 8, "reused": 0}
+    assert report["seeds"] == [0, 1] and report["gallery"] == "classes"
+    assert set(report["metrics"]) == {"AIC", "R@1", "R@5", "R@10", "AIS"}
+    assert report["reference"] == {"AIC": 79.13, "AIS": 76.16}
+    assert report["judges"]["wav2clip"]["sample_rate"] == 16000
+    assert report["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    # 2 classes: R@5 (and R@10) over a 2-text gallery is trivially 100 — the report says which gallery
+    assert report["metrics"]["R@5"] == 100.0
+    for value in report["metrics"].values():
+        assert 0.0 <= value <= 100.0
+    images = sorted((out / "images").rglob("*.png"))
+    assert len(images) == 8 and all("_seed" in p.name for p in images)
+    assert sorted(report["grids"]) == ["grids/high-whistle.png", "grids/low-hum.png"]
+    assert all((out / g).is_file() for g in report["grids"])
+    md = (out / "report.md").read_text()
+    assert "| SeeingSounds (paper, FLUX.1-dev) | 79.13 |" in md and "this run" in md
+    assert "report.json" in capsys.readouterr().out
+
+    # the reported AIC is what the judge says about the saved images
+    from PIL import Image
+
+    from seeingsounds.evaluation.judges import get_judge
+    from seeingsounds.evaluation.metrics import aic
+
+    judge = get_judge("aic", "tiny:clip-judge")
+    classes = sorted(CLASSES)
+    labels = [classes.index("high whistle" if "high-whistle" in str(p) else "low hum") for p in images]
+    embeds = judge.embed_images([Image.open(p).convert("RGB") for p in images])
+    assert report["metrics"]["AIC"] == pytest.approx(aic(embeds, judge.embed_texts(classes), labels))
+
+    # a second run reuses every image: nothing regenerated, files untouched
+    mtimes = {p: p.stat().st_mtime_ns for p in images}
+    assert _evaluate(run_folder, manifest, out) == 0
+    again = json.loads((out / "report.json").read_text())
+    assert again["counts"]["generated"] == 0 and again["counts"]["reused"] == 8
+    assert again["metrics"] == report["metrics"]
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+
+    # an interrupted run (some images missing) regenerates exactly the missing ones, identically
+    removed = images[:3]
+    old_bytes = {p: np.asarray(Image.open(p)) for p in removed}
+    for p in removed:
+        p.unlink()
+    assert _evaluate(run_folder, manifest, out) == 0
+    resumed = json.loads((out / "report.json").read_text())
+    assert resumed["counts"]["generated"] == 3 and resumed["counts"]["reused"] == 5
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items() if p not in removed)
+    for p in removed:
+        np.testing.assert_array_equal(np.asarray(Image.open(p)), old_bytes[p])  # same seed, same image
+    assert resumed["metrics"] == report["metrics"]
+
+
+def test_resume_refuses_another_checkpoint(run_folder, manifest, tmp_path, tiny_preset, tiny_backend, capsys):
+    from seeingsounds.model import create_aligner
+    from seeingsounds.tiny.audio_encoder import TINY_AST
+
+    out = tmp_path / "eval"
+    assert _evaluate(run_folder, manifest, out, "--limit", "1", "--metrics", "AIC") == 0
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    create_aligner(tiny_preset, TINY_AST["hidden_size"], tiny_backend.conditioning_spec()).save_pretrained(other)
+    code = main(["evaluate", "--checkpoint", str(other), "--protocol", "landscape", "--data", str(manifest),
+                 "--out", str(out), "--seeds", "0", "1", "--limit", "1", "--metrics", "AIC", *TINY_JUDGES])
+    assert code == 2 and "another checkpoint" in capsys.readouterr().err
+
+
+def test_no_images_caption_retrieval_matches_direct_computation(run_folder, manifest, tmp_path):
+    from seeingsounds.data.protocols import get_protocol
+    from seeingsounds.evaluation.metrics import caption_retrieval
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+    from seeingsounds.training.captionset import load_caption_set
+
+    out = tmp_path / "captions"
+    assert main(["evaluate", "--checkpoint", str(run_folder), "--protocol", "landscape", "--data", str(manifest),
+                 "--out", str(out), "--no-images"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "caption-retrieval" and report["counts"] == {"clips": 4, "images": 0}
+    assert not (out / "images").exists()  # no generator ran
+    rows = get_protocol("landscape").load(manifest).evaluation_rows()
+    pipe = SeeingSoundsPipeline.from_pretrained(run_folder, device="cpu")
+    pred = pipe.predict_conditioning([str(r.path) for r in rows])
+    captions, targets = load_caption_set(run_folder)
+    labels = [captions.texts.index(f"a photo of a {r.label}") for r in rows]
+    expected = caption_retrieval({k: v.numpy() for k, v in pred.items()}, {k: v.numpy() for k, v in targets.items()},
+                                 labels, k=5)
+    assert report["metrics"]["caption_top1"] == pytest.approx(expected["top1"])
+    assert report["metrics"]["caption_mean_cosine"] == pytest.approx(expected["mean_cosine"], abs=1e-4)
+    assert report["metrics"]["caption_top5"] == 100.0  # 2 captions
+
+
+def test_wrong_manifest_fails_with_every_problem(run_folder, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nmissing.wav,dog\nalso-missing.wav,cat\n")
+    code = main(["evaluate", "--checkpoint", str(run_folder), "--protocol", "ravdess", "--data", str(bad),
+                 "--out", str(tmp_path / "o"), "--no-images"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'cat' (1)" in err and "'dog' (1)" in err and "8 ravdess class(es) have no clip" in err
+
+
+def test_seed_options_must_agree(run_folder, manifest, tmp_path, capsys):
+    code = main(["evaluate", "--checkpoint", str(run_folder), "--protocol", "landscape", "--data", str(manifest),
+                 "--out", str(tmp_path / "o"), "--seeds", "0", "1", "--images-per-clip", "3"])
+    assert code == 2 and "disagrees" in capsys.readouterr().err
+
+
+def test_frames_gallery_needs_frames_and_ranks_them(run_folder, manifest, tmp_path, capsys):
+    from PIL import Image
+
+    lines = manifest.read_text().splitlines()
+    with_frames = ["path,label,frame"]
+    for i, line in enumerate(lines[1:]):
+        frame = tmp_path / f"frame{i}.png"
+        Image.new("RGB", (32, 32), (i * 6 % 256, 80, 200 - i * 4)).save(frame)
+        with_frames.append(f"{manifest.parent / line.split(',')[0]},{line.split(',')[1]},{frame}")
+    framed = tmp_path / "framed.csv"
+    framed.write_text("\n".join(with_frames) + "\n")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--checkpoint", str(run_folder), "--protocol", "landscape", "--out", str(out),
+            "--seeds", "0", "--limit", "3", "--metrics", "R@5", "--gallery", "frames", *TINY_JUDGES]
+    assert main([*args, "--data", str(framed)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["gallery"] == "frames" and "AIC" not in report["metrics"]
+    assert report["metrics"]["R@5"] == 100.0  # 3 frames in the gallery
+    assert any(report["metrics"]["R@1"] == pytest.approx(v) for v in (0.0, 100 / 3, 200 / 3, 100.0))
+    assert main([*args, "--data", str(manifest)]) == 2
+    assert "needs an existing 'frame'" in capsys.readouterr().err
