@@ -18,7 +18,8 @@ def resolve_checkpoint(checkpoint: str | Path) -> str:
     """
     path = Path(checkpoint).expanduser()
     if path.is_dir():
-        if (path / "config.json").is_file():
+        # a run folder also holds a config.json (the training config): the weights decide
+        if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
             return str(path)
         for name in RUN_CHECKPOINTS:
             if (path / name / "config.json").is_file():

@@ -19,7 +19,8 @@ ALIGN_CHOICES = ("all", "sequence", "pooled")
 
 def load_encoder(preset: Preset | str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> AudioEncoder:
     preset = get_preset(preset)
-    return create_audio_encoder(preset.encoder, preset.resolve_encoder_id(), device=device, dtype=dtype)
+    return create_audio_encoder(preset.encoder, preset.resolve_encoder_id(), device=device, dtype=dtype,
+                                **preset.encoder_options)
 
 
 def load_backend(preset: Preset | str) -> GeneratorBackend:

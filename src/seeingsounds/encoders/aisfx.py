@@ -82,13 +82,18 @@ _HANN = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.f
 _MEL = aisfx_mel_filters()
 
 
-def aisfx_log_mel(waveform: np.ndarray) -> np.ndarray:
-    """Normalised log-mel spectrogram ``[1 + N // 1024, 96]`` (time-major) of a 44.1 kHz mono waveform."""
+def aisfx_log_mel(waveform: np.ndarray, *, peak_normalize: bool = True) -> np.ndarray:
+    """Normalised log-mel spectrogram ``[1 + N // 1024, 96]`` (time-major) of a 44.1 kHz mono waveform.
+
+    ``peak_normalize=False`` skips aisfx's ``y / max|y|`` so that the level of the sound reaches
+    the embedding (needed to learn volume edits, paper section 3.1).
+    """
     y = np.asarray(waveform, dtype=np.float32)
     if y.ndim != 1:
         raise ConfigError(f"expected a mono 1-D waveform, got shape {y.shape}")
     peak = float(np.max(np.abs(y))) if y.size else 0.0
-    y = y / (peak if peak > 0 else 1.0)
+    if peak_normalize:
+        y = y / (peak if peak > 0 else 1.0)
     y = np.pad(y, N_FFT // 2)  # center=True, zero padding
     n_frames = 1 + (len(y) - N_FFT) // HOP
     frames = np.lib.stride_tricks.sliding_window_view(y, N_FFT)[::HOP][:n_frames]
@@ -191,8 +196,9 @@ def load_aisfx_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 class AisfxAudioEncoder(AudioEncoder):
     """aiSFX block embeddings: a 44.1 kHz window -> ``[num_blocks, 512]`` tokens (see module docstring)."""
 
-    def __init__(self, net: AisfxEmbeddingNet, model_id: str, num_blocks: int = 8):
+    def __init__(self, net: AisfxEmbeddingNet, model_id: str, num_blocks: int = 8, peak_normalize: bool = True):
         super().__init__()
+        self.peak_normalize = bool(peak_normalize)
         if num_blocks < 1:
             raise ConfigError(f"num_blocks must be >= 1, got {num_blocks}")
         self.net = net
@@ -209,24 +215,25 @@ class AisfxAudioEncoder(AudioEncoder):
 
     @classmethod
     def from_pretrained(cls, model_id: str = AISFX_WHEEL, *, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32, num_blocks: int = 8, **kwargs: Any) -> AisfxAudioEncoder:
+                        dtype: torch.dtype = torch.float32, num_blocks: int = 8, peak_normalize: bool = True,
+                        **kwargs: Any) -> AisfxAudioEncoder:
         if kwargs:
-            raise ConfigError(f"aisfx encoder: unknown options {sorted(kwargs)} (it takes num_blocks)")
+            raise ConfigError(f"aisfx encoder: unknown options {sorted(kwargs)} (it takes num_blocks, peak_normalize)")
         net = AisfxEmbeddingNet()
         net.load_state_dict(load_aisfx_state_dict(resolve_checkpoint(str(model_id))))
-        return cls(net.to(dtype=dtype), str(model_id), num_blocks=num_blocks).to(device)
+        return cls(net.to(dtype=dtype), str(model_id), num_blocks=num_blocks, peak_normalize=peak_normalize).to(device)
 
     def config_dict(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id, "num_blocks": self.num_blocks, "window_samples": self.window_samples,
             "sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "n_mels": N_MELS, "mel": "htk,unit_sum",
-            "spec_norm": [SPEC_MIN, SPEC_MAX], "block": [BLOCK_FRAMES, BLOCK_HOP], "peak_normalise": True,
+            "spec_norm": [SPEC_MIN, SPEC_MAX], "block": [BLOCK_FRAMES, BLOCK_HOP], "peak_normalise": self.peak_normalize,
             "dtype": str(self.dtype),
         }
 
     def spectrogram_blocks(self, waveform: np.ndarray) -> np.ndarray:
         """``[num_blocks, 100, 96]`` normalised log-mel blocks of one window-length waveform."""
-        spec = aisfx_log_mel(waveform)
+        spec = aisfx_log_mel(waveform, peak_normalize=self.peak_normalize)
         starts = range(0, BLOCK_HOP * self.num_blocks, BLOCK_HOP)
         return np.stack([spec[s : s + BLOCK_FRAMES] for s in starts])
 

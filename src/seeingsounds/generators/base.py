@@ -57,6 +57,16 @@ def create_backend(name: str, model_id: str, **kwargs: Any) -> GeneratorBackend:
     return _BACKENDS[name](model_id, **kwargs)
 
 
+def _follow_quiet_setting() -> None:
+    """Hide diffusers' loading bars when ``DIFFUSERS_VERBOSITY=error`` (the CLI's default)."""
+    import os
+
+    if os.environ.get("DIFFUSERS_VERBOSITY") == "error":
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+
+
 def _import_builtin_backends() -> None:
     import importlib
 
@@ -84,6 +94,9 @@ class GeneratorBackend(abc.ABC):
     image_components: ClassVar[tuple[str, ...]] = ("transformer", "vae")
     default_steps: ClassVar[int] = 10
     default_guidance: ClassVar[float] = 3.5
+    #: whether ``__call__`` runs classifier-free guidance (and so needs negative conditioning)
+    #: when ``guidance_scale > 1``; FLUX.1's guidance is distilled and takes no negatives
+    uses_negative: ClassVar[bool] = False
 
     def __init__(self, model_id: str, *, max_sequence_length: int | None = None, revision: str | None = None):
         self.model_id = str(model_id)
@@ -119,6 +132,27 @@ class GeneratorBackend(abc.ABC):
 
         return dict(_Reader.load_config(self.model_id, subfolder=subfolder, revision=self.revision))
 
+    def load_tokenizer_config(self, subfolder: str = "tokenizer") -> dict[str, Any]:
+        """A tokenizer's ``tokenizer_config.json`` (e.g. ``model_max_length``) without loading it."""
+        from diffusers.configuration_utils import ConfigMixin
+
+        class _Reader(ConfigMixin):
+            config_name = "tokenizer_config.json"
+
+        return dict(_Reader.load_config(self.model_id, subfolder=subfolder, revision=self.revision))
+
+    def does_guidance(self, guidance_scale: float) -> bool:
+        """Whether a call with ``guidance_scale`` needs negative conditioning."""
+        return self.uses_negative and float(guidance_scale) > 1.0
+
+    def negative_conditioning(self, pipe: Any, null: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The negative conditioning the pipeline would use for an empty negative prompt.
+
+        ``null`` holds the embeddings of the empty caption (the aligner's null conditioning, or
+        the text encoders' own). Backends whose pipeline uses something else override this.
+        """
+        return dict(null)
+
     def check_aligner(self, shapes: Mapping[str, Sequence[int]]) -> None:
         """Refuse an aligner whose outputs this pipeline cannot consume (before loading weights)."""
         spec = {n: s.shape for n, s in self.conditioning_spec().items()}
@@ -133,6 +167,7 @@ class GeneratorBackend(abc.ABC):
     def load_text_pipeline(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
         """The pipeline with its text encoders only (no transformer/UNet, no VAE)."""
         kwargs = {c: None for c in self.image_components}
+        _follow_quiet_setting()
         pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=dtype, **kwargs)
         return pipe.to(device)
 
@@ -154,6 +189,7 @@ class GeneratorBackend(abc.ABC):
                             lora: str | None = None, cpu_offload: bool = False) -> Any:
         """The pipeline without text encoders or tokenizers (they are never needed to generate)."""
         kwargs = {c: None for c in self.text_components}
+        _follow_quiet_setting()
         pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=dtype, **kwargs)
         if lora:
             pipe.load_lora_weights(lora)

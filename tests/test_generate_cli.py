@@ -1,0 +1,112 @@
+"""``seeingsounds generate``: PNGs with provenance, determinism, contact sheet, --caption."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from PIL import Image
+from test_pipeline import make_checkpoint, write_wav
+
+from seeingsounds import __version__
+from seeingsounds.cli.main import main
+from seeingsounds.imaging import contact_sheet, read_provenance, save_png
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    return {
+        "ckpt": make_checkpoint(root / "ckpt", "tiny"),
+        "dog": write_wav(root / "dog.wav", 330),
+        "rain": write_wav(root / "rain.wav", 2500),
+        "other": write_wav(root / "other.wav", 880),
+    }
+
+
+def test_pngs_are_byte_identical_across_runs_and_carry_provenance(setup, tmp_path, capsys):
+    args = ["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), str(setup["rain"]),
+            "--seed", "4", "--num-images", "2", "--steps", "2", "--size", "48x32", "--volume", "0.1",
+            "--mix", str(setup["other"]), "--mix-ratio", "0.25"]
+    assert main([*args, "-o", str(tmp_path / "a")]) == 0
+    assert main([*args, "-o", str(tmp_path / "b")]) == 0
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["contact_sheet.png", "dog_s4.png", "dog_s5.png", "rain_s4.png", "rain_s5.png"]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+    with Image.open(tmp_path / "a" / "rain_s5.png") as im:
+        assert im.size == (48, 32)
+        text = dict(im.text)
+    assert text["source"] == str(setup["rain"])
+    assert text["source_sha256"] == hashlib.sha256(setup["rain"].read_bytes()).hexdigest()
+    assert (text["seed"], text["steps"], text["size"], text["preset"]) == ("5", "2", "48x32", "tiny")
+    assert text["checkpoint"] == str(setup["ckpt"]) and text["Software"] == f"seeingsounds {__version__}"
+    meta = read_provenance(tmp_path / "a" / "rain_s5.png")
+    assert meta["effects"] == [["volume", {"alpha": 0.1}]] and meta["effect_descriptions"] == ["low-volume"]
+    assert meta["mix"] == {"path": str(setup["other"]), "ratio": 0.25,
+                           "sha256": hashlib.sha256(setup["other"].read_bytes()).hexdigest()}
+    assert meta["guidance"] == 3.5 and meta["seeingsounds_version"] == __version__
+    with Image.open(tmp_path / "a" / "contact_sheet.png") as sheet:
+        assert sheet.width > 2 * 128 and sheet.height > 2 * 128
+    assert read_provenance(tmp_path / "a" / "contact_sheet.png")["images"] == [
+        "dog_s4.png", "dog_s5.png", "rain_s4.png", "rain_s5.png"]
+    printed = capsys.readouterr().out.split()
+    assert str(tmp_path / "a" / "dog_s4.png") in printed
+
+
+def test_settings_change_the_png(setup, tmp_path):
+    base = ["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"])]
+    assert main([*base, "-o", str(tmp_path / "s0.png")]) == 0
+    assert main([*base, "--seed", "1", "-o", str(tmp_path / "s1.png")]) == 0
+    assert main([*base, "--volume", "0.1", "-o", str(tmp_path / "quiet.png")]) == 0
+    a, b, c = (Image.open(tmp_path / n) for n in ("s0.png", "s1.png", "quiet.png"))
+    assert a.size == (32, 32)  # the preset's size
+    assert a.tobytes() != b.tobytes() and a.tobytes() != c.tobytes()
+    assert read_provenance(tmp_path / "s1.png")["seed"] == 1
+
+
+def test_caption_is_written_beside_the_audio_images(setup, tmp_path):
+    out = tmp_path / "cap"
+    assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]),
+                 "--caption", "a dog barking in a backyard", "-o", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["caption00-a-dog-barking-in-a-backyard_s0.png", "contact_sheet.png", "dog_s0.png"]
+    meta = read_provenance(out / names[0])
+    assert meta["caption"] == "a dog barking in a backyard" and "source" not in meta
+    # caption only, no audio
+    assert main(["generate", "--checkpoint", str(setup["ckpt"]), "--caption", "rain", "-o", str(tmp_path / "r.png")]) == 0
+    assert read_provenance(tmp_path / "r.png")["caption"] == "rain"
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--size", "big"], "--size must look like"),
+    (["--size", "33x32"], "multiples of 2"),
+    (["--num-images", "0"], "--num-images must be >= 1"),
+    (["--mix-ratio", "0.3"], "--mix-ratio needs --mix"),
+])
+def test_user_errors_exit_2_with_a_message(setup, tmp_path, capsys, extra, message):
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "-o", str(tmp_path / "x"), *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_inputs_and_single_png_with_many_images(setup, tmp_path, capsys):
+    assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(tmp_path / "nope.wav"), "-o", str(tmp_path / "o")]) == 2
+    assert "nope.wav does not exist" in capsys.readouterr().err
+    assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "--num-images", "2",
+                 "-o", str(tmp_path / "one.png")]) == 2
+    assert "give a folder" in capsys.readouterr().err
+
+
+def test_contact_sheet_and_png_writer(tmp_path):
+    red, blue = Image.new("RGB", (32, 32), "red"), Image.new("RGB", (32, 32), "blue")
+    sheet = contact_sheet([red, blue, red], ["a\nseed 0", "b", "c"])
+    assert sheet.size[0] == 2 * (128 + 6) + 6  # 2 columns of 128-px tiles
+    assert sheet.getpixel((6 + 64, 6 + 64)) == (255, 0, 0)
+    assert sheet.getpixel((6 + 134 + 64, 6 + 64)) == (0, 0, 255)
+    path = save_png(red, tmp_path / "r.png", {"seed": 3, "caption": "é ünïcode", "mix": None})
+    assert read_provenance(path) == {"seed": 3, "caption": "é ünïcode", "mix": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.png"]  # no temp file left behind
+    assert b"tIME" not in path.read_bytes()

@@ -1,0 +1,235 @@
+"""SeeingSoundsPipeline on tiny offline models: audio in, images out, text encoders never loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import sine
+
+from seeingsounds.errors import AudioLoadError, ConfigError
+from seeingsounds.tiny.audio_encoder import TINY_AST
+
+SR = 16000
+
+
+def make_checkpoint(folder: Path, preset_name: str, *, seed: int = 0, input_dim: int | None = None) -> Path:
+    """An untrained aligner for ``preset_name`` whose null conditioning is the generator's own "" embedding."""
+    from seeingsounds.model import create_aligner, load_backend
+    from seeingsounds.presets import get_preset
+
+    preset = get_preset(preset_name)
+    backend = load_backend(preset)
+    torch.manual_seed(seed)
+    aligner = create_aligner(preset, input_dim or TINY_AST["hidden_size"], backend.conditioning_spec())
+    aligner.set_null_conditioning({k: v[0] for k, v in backend.encode_captions([""]).items()})
+    aligner.save_pretrained(folder)
+    return folder
+
+
+def write_wav(path: Path, freq: float, seconds: float = 1.0, sr: int = SR) -> Path:
+    sf.write(path, sine(freq, seconds, sr), sr, subtype="FLOAT")
+    return path
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sounds")
+    return {"low": write_wav(root / "low.wav", 220), "high": write_wav(root / "high.wav", 3000),
+            "rate": write_wav(root / "rate.wav", 220, sr=22050)}
+
+
+@pytest.fixture(scope="module")
+def flux_checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", "tiny")
+
+
+@pytest.fixture(scope="module")
+def flux_pipe(flux_checkpoint):
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    return SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu")
+
+
+def test_pipeline_loads_without_text_encoders(flux_pipe):
+    gen = flux_pipe.generator
+    for name in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
+        assert getattr(gen, name) is None, name
+    assert flux_pipe._text_pipe is None
+    assert flux_pipe.dtype == torch.float32 and flux_pipe.device.type == "cpu"
+    assert flux_pipe.preset.name == "tiny"
+
+
+def test_audio_to_images_shapes_seeds_and_sources(flux_pipe, sounds):
+    out = flux_pipe([str(sounds["low"]), str(sounds["high"])], seed=5, num_images_per_audio=2, height=32, width=48)
+    assert len(out.images) == 4
+    assert all(im.size == (48, 32) for im in out.images)
+    assert out.seeds == [5, 6, 5, 6]
+    assert out.sources == [str(sounds["low"])] * 2 + [str(sounds["high"])] * 2
+    assert out.conditioning["prompt_embeds"].shape == (2, 16, 32)
+    assert out.conditioning["pooled_prompt_embeds"].shape == (2, 24)
+    assert out.settings == {"num_inference_steps": 2, "guidance_scale": 3.5, "height": 32, "width": 48}
+    # different seeds -> different images; different sounds -> different conditioning -> other pixels
+    assert np.abs(pixels(out.images[0]) - pixels(out.images[1])).mean() > 1
+    assert (out.conditioning["prompt_embeds"][0] - out.conditioning["prompt_embeds"][1]).abs().max() > 1e-3
+    assert not np.array_equal(pixels(out.images[0]), pixels(out.images[2]))
+
+
+def test_same_input_and_seed_give_identical_pixels_whatever_the_batching(flux_pipe, sounds):
+    paths = [str(sounds["low"]), str(sounds["high"])]
+    a = flux_pipe(paths, seed=3, batch_size=1)
+    b = flux_pipe(paths, seed=3, batch_size=4)
+    c = flux_pipe(str(sounds["high"]), seeds=[3])
+    assert np.array_equal(pixels(a.images[0]), pixels(b.images[0]))
+    assert np.abs(pixels(a.images[1]) - pixels(b.images[1])).max() <= 2
+    assert np.abs(pixels(c.images[0]) - pixels(a.images[1])).max() <= 2
+
+
+def test_inputs_array_bytes_and_file_agree(flux_pipe, sounds):
+    path = sounds["low"]
+    wave = sine(220, 1.0, SR)
+    from_file = flux_pipe.predict_conditioning(str(path))
+    from_array = flux_pipe.predict_conditioning(wave, sample_rate=SR)
+    from_tuple = flux_pipe.predict_conditioning((SR, wave))
+    from_bytes = flux_pipe.predict_conditioning(path.read_bytes())
+    for name, value in from_file.items():
+        assert value.shape[0] == 1 and value.dtype == torch.float32
+        torch.testing.assert_close(from_array[name], value)
+        torch.testing.assert_close(from_tuple[name], value)
+        torch.testing.assert_close(from_bytes[name], value)
+    # the same tone at 22.05 kHz is resampled to the encoder's 16 kHz: close, not equal
+    resampled = flux_pipe.predict_conditioning(str(sounds["rate"]))
+    assert (resampled["prompt_embeds"] - from_file["prompt_embeds"]).abs().max() < 0.05
+
+
+def test_effects_and_mix_change_what_the_aligner_hears(flux_pipe, sounds):
+    base = flux_pipe.predict_conditioning(str(sounds["low"]))
+    same = flux_pipe.predict_conditioning(str(sounds["low"]), effects=[])
+    quiet = flux_pipe.predict_conditioning(str(sounds["low"]), effects=[("volume", {"alpha": 0.1})])
+    mixed = flux_pipe.predict_conditioning(str(sounds["low"]), mix=(str(sounds["high"]), 0.5))
+    torch.testing.assert_close(same["prompt_embeds"], base["prompt_embeds"])
+    assert (quiet["prompt_embeds"] - base["prompt_embeds"]).abs().max() > 1e-3
+    assert (mixed["prompt_embeds"] - base["prompt_embeds"]).abs().max() > 1e-3
+    out = flux_pipe(str(sounds["low"]), effects=[("volume", {"alpha": 0.1})])
+    assert out.effects == ["low-volume"]
+
+
+def test_strict_input_checks(flux_pipe, sounds, tmp_path):
+    with pytest.raises(ConfigError, match="multiples of 2"):
+        flux_pipe(str(sounds["low"]), height=33)
+    with pytest.raises(ConfigError, match="num_inference_steps"):
+        flux_pipe(str(sounds["low"]), num_inference_steps=0)
+    with pytest.raises(ConfigError, match="seeds"):
+        flux_pipe([str(sounds["low"]), str(sounds["high"])], seeds=[1, 2, 3])
+    with pytest.raises(AudioLoadError, match="sample_rate"):
+        flux_pipe(sine(220))
+    with pytest.raises(AudioLoadError, match="missing.wav"):
+        flux_pipe(str(tmp_path / "missing.wav"))
+    with pytest.raises(ConfigError, match="empty list"):
+        flux_pipe([])
+
+
+def test_text_path_matches_the_native_diffusers_pipeline(flux_pipe):
+    """from_caption loads the text encoders on demand and gives the generator's own text-to-image result."""
+    from diffusers import FluxPipeline
+
+    caption = "a dog barking in a backyard"
+    ours = flux_pipe.from_caption(caption, seed=7)
+    assert flux_pipe._text_pipe is not None and flux_pipe._text_pipe.text_encoder_2 is not None
+    assert flux_pipe.generator.text_encoder_2 is None  # the image pipeline stays text-encoder free
+    native = FluxPipeline.from_pretrained(flux_pipe.backend.model_id)
+    native.set_progress_bar_config(disable=True)
+    ref = native(caption, num_inference_steps=2, guidance_scale=3.5, height=32, width=32, max_sequence_length=16,
+                 generator=torch.Generator("cpu").manual_seed(7)).images[0]
+    assert ours.sources == [caption] and ours.seeds == [7]
+    assert np.abs(pixels(ours.images[0]) - pixels(ref)).max() <= 1
+    flux_pipe.release_text_encoders()
+    assert flux_pipe._text_pipe is None
+
+
+def test_checkpoint_for_flux_refuses_sdxl_before_loading_weights(flux_checkpoint, monkeypatch):
+    from diffusers import DiffusionPipeline
+    from transformers import ASTModel
+
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("weights were loaded before the shape check")
+
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", forbidden)
+    monkeypatch.setattr(ASTModel, "from_pretrained", forbidden)
+    with pytest.raises(ConfigError) as info:
+        SeeingSoundsPipeline.from_pretrained(flux_checkpoint, preset="tiny-sdxl", device="cpu")
+    message = str(info.value)
+    assert "sdxl" in message and "consumes" in message
+    assert "(16, 32)" in message and "(77, 64)" in message
+
+
+def test_audio_encoder_mismatch_is_refused(tmp_path):
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    ckpt = make_checkpoint(tmp_path / "wide", "tiny", input_dim=48)
+    with pytest.raises(ConfigError, match="width 48"):
+        SeeingSoundsPipeline.from_pretrained(ckpt, device="cpu")
+
+
+def test_run_folder_and_generator_override(flux_checkpoint, tmp_path, sounds):
+    """A training run folder resolves to best/; generator_id points to a local copy of the generator."""
+    import shutil
+
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+    from seeingsounds.tiny import tiny_path
+
+    run = tmp_path / "run"
+    shutil.copytree(flux_checkpoint, run / "best")
+    local = shutil.copytree(tiny_path("flux"), tmp_path / "my-flux")
+    pipe = SeeingSoundsPipeline.from_pretrained(run, generator_id=str(local), device="cpu")
+    assert pipe.backend.model_id == str(local)
+    assert pipe(str(sounds["low"])).images[0].size == (32, 32)
+
+
+def test_lora_changes_the_image_and_its_absence_does_not(flux_checkpoint, flux_pipe, sounds, tmp_path):
+    pytest.importorskip("peft")
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    transformer = FluxTransformer2DModel.from_pretrained(flux_pipe.backend.model_id, subfolder="transformer")
+    torch.manual_seed(0)
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                       target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    # a strong random LoRA (B scaled up) so its effect on a 2-step tiny model is visible in pixels
+    state = {k: v * (30.0 if "lora_B" in k else 1.0) for k, v in get_peft_model_state_dict(transformer).items()}
+    FluxPipeline.save_lora_weights(tmp_path / "lora", transformer_lora_layers=state)
+    assert (tmp_path / "lora" / "pytorch_lora_weights.safetensors").is_file()
+
+    base = pixels(flux_pipe(str(sounds["low"]), seed=1).images[0])
+    with_lora = SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu", lora=tmp_path / "lora")
+    assert with_lora.generator.transformer.peft_config  # the adapter is attached
+    lora_image = pixels(with_lora(str(sounds["low"]), seed=1).images[0])
+    again = pixels(SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu")(str(sounds["low"]), seed=1).images[0])
+    assert np.abs(lora_image - base).mean() > 1.0
+    assert np.array_equal(again, base)
+    with pytest.raises(ConfigError, match="LoRA"):
+        SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu", lora=tmp_path / "nope")
+
+
+def test_dtype_and_offload_options_are_checked(flux_checkpoint):
+    from seeingsounds.pipeline import SeeingSoundsPipeline, resolve_dtype
+
+    assert resolve_dtype(None, torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
+    assert resolve_dtype("fp16", torch.device("cpu")) == torch.float16
+    with pytest.raises(ConfigError, match="dtype"):
+        resolve_dtype("int8", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="cpu_offload"):
+        SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu", cpu_offload=True)
