@@ -1,0 +1,163 @@
+"""The web demo's functions, without a browser: controls -> effects, upload limits, the request itself."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import sine
+from PIL import Image
+
+from seeingsounds.app import Limits, controls_to_effects, implied_caption, read_checked, transform
+from seeingsounds.errors import AudioLoadError, ConfigError
+
+
+def test_neutral_controls_apply_no_effect():
+    assert controls_to_effects() == []
+    assert controls_to_effects(volume=1.0, reverb=0, pitch=0, lowpass=0, echo=0) == []
+
+
+def test_controls_map_to_effects_in_the_cli_order():
+    effects = controls_to_effects(volume=0.15, reverb=0.6, pitch=-5, lowpass=800, echo=0.25)
+    assert effects == [
+        ("pitch", {"semitones": -5.0}),
+        ("lowpass", {"cutoff_hz": 800.0}),
+        ("echo", {"delay_seconds": 0.25}),
+        ("reverb", {"room_size": 0.6}),
+        ("volume", {"alpha": 0.15}),
+    ]
+
+
+def test_transform_mixes_then_applies_effects_and_describes_them():
+    sr = 16000
+    a, b = sine(440, 1.0, sr), sine(880, 0.5, 8000)
+    out, descriptions = transform(a, sr, controls_to_effects(volume=0.1), (b, 8000), 0.5)
+    assert descriptions == ["low-volume"]
+    assert len(out) == sr  # the second clip was resampled to 16 kHz (0.5 s) and padded under the first
+    mixed, _ = transform(a, sr, [], (b, 8000), 0.5)
+    np.testing.assert_allclose(out, 0.1 * mixed, atol=1e-4)
+    clean, none = transform(a, sr, [])
+    assert none == [] and np.array_equal(clean, a)
+
+
+def test_implied_caption_fuses_then_edits():
+    assert implied_caption("a train passing by", ["low-volume"]) == "a distant train passing by"
+    fused = implied_caption("a train passing by", [], "a helicopter hovering")
+    assert fused == "a train passing by and a helicopter hovering"
+    assert implied_caption("a bell ringing", []) == "a bell ringing"
+
+
+def test_read_checked_refuses_too_long_and_too_large(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, sine(440, 3.0, 8000), 8000)
+    wave, sr = read_checked(path, Limits(max_upload_mb=1, max_seconds=5))
+    assert sr == 8000 and len(wave) == 24000
+    with pytest.raises(AudioLoadError, match=r"long\.wav.*3\.0 s long.*at most 2 s"):
+        read_checked(path, Limits(max_upload_mb=1, max_seconds=2))
+    with pytest.raises(AudioLoadError, match=r"is 0\.048 MB; this demo takes files up to 0\.01 MB"):
+        read_checked(path, Limits(max_upload_mb=0.01, max_seconds=5))
+
+
+def test_read_checked_names_a_broken_file_without_its_folder(tmp_path):
+    path = tmp_path / "broken.wav"
+    path.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(AudioLoadError) as info:
+        read_checked(path, Limits())
+    assert str(info.value).startswith("cannot use audio broken.wav: unreadable or corrupt audio")
+    assert str(tmp_path) not in str(info.value)
+
+
+def test_limits_must_be_positive():
+    with pytest.raises(ConfigError):
+        Limits(max_upload_mb=0)
+
+
+# ---- one request through the real model (the tiny demo run trained on the bundled sounds) ----------
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    from seeingsounds.app import DemoEngine
+    from seeingsounds.cli.serve import demo_checkpoint
+
+    return DemoEngine(demo_checkpoint() / "best", limits=Limits(max_upload_mb=1, max_seconds=10),
+                      output_dir=tmp_path_factory.mktemp("app-out"))
+
+
+@pytest.fixture(scope="module")
+def sounds():
+    from seeingsounds.assets import example_sounds
+
+    return example_sounds()
+
+
+def test_request_with_mix_and_effect(engine, sounds):
+    from seeingsounds.audio.io import read_audio
+    from seeingsounds.imaging import read_provenance
+
+    steps = []
+    result = engine.run(str(sounds["bell"]), volume=0.15, mix_sound=str(sounds["crow"]), mix_ratio=0.4,
+                        seed=7, steps=2, size=32, num_images=2, progress=lambda f, text: steps.append((f, text)))
+    assert result.caption == "a distant bell ringing and a crow cawing"
+    assert result.seeds == [7, 8] and len(result.images) == 2
+    for path, seed in zip(result.images, result.seeds):
+        with Image.open(path) as image:
+            assert image.size == (32, 32) and image.format == "PNG"
+        provenance = read_provenance(path)
+        assert provenance["seed"] == seed and provenance["steps"] == 2 and provenance["size"] == 32
+        assert provenance["sound"] == "bell.flac" and provenance["mix"] == ["crow.flac", 0.4]
+        assert provenance["effects"] == [["volume", {"alpha": 0.15}]]
+        assert provenance["caption"] == result.caption and provenance["preset"] == "tiny"
+    assert len(result.hears) == 5 and all(-1.0 <= s <= 1.0 for s in result.hears.values())
+    heard, sr = read_audio(result.audio)
+    assert sr == engine.sample_rate == 16000
+    bell = read_audio(sounds["bell"])[0]
+    assert len(heard) == len(bell)  # the 3 s bell is the longer clip of the mix
+    assert [f for f, _ in steps] == sorted(f for f, _ in steps) and len(steps) >= 4  # progress moves forward
+
+
+def test_clean_request_hears_its_class_first(engine, sounds):
+    for name, caption in (("bell", "a bell ringing"), ("drums", "drums playing a breakbeat")):
+        result = engine.run(str(sounds[name]), steps=1, size=32)
+        assert next(iter(result.hears)) == caption
+        assert result.caption == caption
+        assert list(result.hears.values()) == sorted(result.hears.values(), reverse=True)
+
+
+def test_what_it_hears_is_what_describe_says(engine, sounds):
+    from seeingsounds.describe import describe_audio
+
+    result = engine.run(str(sounds["guitar"]), volume=0.15, reverb=0.5, steps=1, size=32)
+    described = describe_audio(engine.checkpoint, [sounds["guitar"]], top_k=100,
+                               effects=[("reverb", {"room_size": 0.5}), ("volume", {"alpha": 0.15})])[0]
+    expected = [(m.caption, m.similarity) for m in described.matches if m.kind == "class"][:engine.top_k]
+    assert list(result.hears) == [c for c, _ in expected]
+    assert list(result.hears.values()) == pytest.approx([s for _, s in expected], abs=1e-5)
+
+
+def test_request_errors_a_user_can_fix(engine, sounds, tmp_path):
+    with pytest.raises(ConfigError, match="upload or record a sound"):
+        engine.run(None)
+    with pytest.raises(ConfigError, match=r"positive multiple of \d+, got 33"):
+        engine.run(str(sounds["bell"]), size=33)
+    with pytest.raises(ConfigError, match="1..4"):
+        engine.run(str(sounds["bell"]), num_images=5)
+    with pytest.raises(ConfigError, match=r"'pitch': semitones=30.0 is outside"):
+        engine.run(str(sounds["bell"]), pitch=30)
+    long = tmp_path / "long.flac"
+    sf.write(long, sine(220, 11.0, 16000), 16000)
+    with pytest.raises(AudioLoadError, match=r"second sound is 11\.0 s long"):
+        engine.run(str(sounds["bell"]), mix_sound=str(long))
+
+
+def test_serve_command_defaults_to_this_machine_only():
+    from seeingsounds.cli.main import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.port, args.checkpoint) == ("127.0.0.1", 7860, None)
+    assert (args.max_upload_mb, args.max_seconds, args.concurrency, args.share) == (25.0, 60.0, 1, False)
+    args = build_parser().parse_args(["serve", "--checkpoint", "runs/x", "--host", "0.0.0.0", "--concurrency", "2"])
+    assert (args.checkpoint, args.host, args.concurrency) == ("runs/x", "0.0.0.0", 2)

@@ -1,0 +1,161 @@
+"""The web demo end to end in a real headless Chromium: upload, steer, generate, see; a broken file.
+
+Needs Debian's ``chromium`` (scripts/system-deps.sh installs it). Skipped without it outside CI;
+in CI (``CI`` set) a missing browser fails. The screenshot goes to ``$SEEINGSOUNDS_SCREENSHOT`` when
+set (docs/screenshot-app.png is made this way), else to the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword"),
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+TIMEOUT_MS = 30_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: scripts/system-deps.sh should have installed Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium) — the browser test needs it")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) drives the browser")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    from seeingsounds.app import build_app, launch_app
+    from seeingsounds.cli.serve import demo_checkpoint
+
+    app = build_app(demo_checkpoint() / "best")  # the defaults: 25 MB, 60 s
+    _, url = launch_app(app, port=free_port(), block=False, quiet=True)
+    yield url
+    app.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server)
+    page.wait_for_selector("#generate")
+    yield page
+    page.close()
+
+
+def upload(page, path: Path) -> None:
+    if page.locator("#sound input[type=file]").count() == 0:  # a sound is loaded: clear it first
+        page.locator("#sound button[aria-label='Clear']").click()
+    page.locator("#sound input[type=file]").set_input_files(str(path))
+    # the component shows a download link to the uploaded copy once the upload has finished
+    page.wait_for_selector(f"#sound a[data-testid='download-link'][href*='{path.name}']")
+
+
+def generate(page) -> None:
+    page.click("#generate")
+
+
+def test_upload_steer_and_see(page, tmp_path):
+    from PIL import Image
+
+    from seeingsounds.assets import example_sounds
+
+    upload(page, example_sounds()["bell"])
+    volume = page.locator("#volume input[type=number]")
+    volume.fill("0.15")
+    volume.press("Enter")
+    generate(page)
+    image = page.locator("#images img").first
+    image.wait_for()
+    page.wait_for_function("() => { const i = document.querySelector('#images img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }")
+    assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [32, 32]
+
+    hears = page.locator("#hears").inner_text()
+    assert "a bell ringing" in hears
+    assert page.locator("#caption textarea").input_value() == "a distant bell ringing"
+
+    link = page.locator("#downloads a[href*='seeingsounds-seed0.png']").first
+    link.wait_for()
+    png = page.request.get(link.get_attribute("href")).body()
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        assert im.size == (32, 32)
+        provenance = json.loads(im.text["seeingsounds"])
+    assert provenance["seed"] == 0 and provenance["sound"] == "bell.flac"
+    assert provenance["caption"] == "a distant bell ringing"
+    assert provenance["effects"] == [["volume", {"alpha": 0.15}]]
+    page.locator("#heard audio, #heard [data-testid='download-link']").first.wait_for(state="attached")
+
+    shot = Path(os.environ.get("SEEINGSOUNDS_SCREENSHOT") or tmp_path / "screenshot-app.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_broken_file_shows_an_error_and_the_app_keeps_serving(page, tmp_path):
+    from seeingsounds.assets import example_sounds
+
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(np.random.default_rng(1).bytes(3000))
+    upload(page, broken)
+    generate(page)
+    error = page.get_by_text("unreadable or corrupt audio")
+    error.first.wait_for()
+    text = page.locator("body").inner_text()
+    assert "cannot use audio broken.wav" in text.lower()
+    assert "Traceback" not in text and str(tmp_path) not in text
+    assert page.locator("#images img").count() == 0
+
+    upload(page, example_sounds()["crow"])
+    generate(page)
+    page.locator("#images img").first.wait_for()
+    page.wait_for_function("() => document.querySelector('#hears') && "
+                           "document.querySelector('#hears').innerText.includes('a crow cawing')")
+    assert page.locator("#caption textarea").input_value() == "a crow cawing"
+
+
+def test_too_large_or_too_long_sounds_are_refused_with_the_limit(page, tmp_path):
+    import soundfile as sf
+
+    big = tmp_path / "big.wav"  # over the 25 MB limit: the page refuses it before uploading
+    with open(big, "wb") as f:
+        f.truncate(26_000_000)
+    page.locator("#sound input[type=file]").set_input_files(str(big))
+    page.get_by_text("exceed the maximum allowed size").first.wait_for()
+    assert 'big.wav' in page.locator("body").inner_text()
+
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(8000 * 61, dtype=np.float32), 8000, subtype="PCM_16")  # ~1 MB
+    upload(page, long)
+    generate(page)
+    page.get_by_text("this demo takes at most 60 s").first.wait_for()
+    assert "61.0 s long" in page.locator("body").inner_text()
