@@ -31,12 +31,11 @@ def tiny_flux_text_encoders(folder: Path) -> tuple[CLIPTextModel, T5EncoderModel
     return clip, t5
 
 
-def build_tiny_flux(folder: Path) -> None:
-    torch.manual_seed(0)
-    clip, t5 = tiny_flux_text_encoders(folder)
+def tiny_flux_image_models(joint_attention_dim: int, pooled_projection_dim: int) -> tuple[FluxTransformer2DModel, AutoencoderKL]:
+    """A tiny FLUX transformer consuming the given conditioning widths, and a tiny VAE (no downsampling)."""
     transformer = FluxTransformer2DModel(
         patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=T5_DIM, pooled_projection_dim=CLIP_DIM,
+        num_attention_heads=2, joint_attention_dim=joint_attention_dim, pooled_projection_dim=pooled_projection_dim,
         axes_dims_rope=[4, 4, 8], guidance_embeds=True,
     )
     vae = AutoencoderKL(
@@ -44,6 +43,13 @@ def build_tiny_flux(folder: Path) -> None:
         latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
         shift_factor=0.0609, scaling_factor=1.5035,
     )
+    return transformer, vae
+
+
+def build_tiny_flux(folder: Path) -> None:
+    torch.manual_seed(0)
+    clip, t5 = tiny_flux_text_encoders(folder)
+    transformer, vae = tiny_flux_image_models(T5_DIM, CLIP_DIM)
     from transformers import AutoTokenizer
 
     pipe = FluxPipeline(

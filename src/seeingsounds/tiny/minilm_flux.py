@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+from seeingsounds.tiny.flux import tiny_flux_image_models
 
 #: all-MiniLM-L6-v2 hidden size (token embeddings and mean-pooled sentence embedding)
 MINILM_DIM = 384
@@ -27,17 +29,8 @@ def build_tiny_minilm_flux(folder: Path) -> None:
     """Write the pipeline to ``folder`` (seeded: same weights on every build)."""
     folder = Path(folder)
     torch.manual_seed(0)
-    transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=MINILM_DIM, pooled_projection_dim=MINILM_DIM,
-        axes_dims_rope=[4, 4, 8], guidance_embeds=True,
-    )
-    # the same tiny VAE as seeingsounds.tiny.flux (no downsampling: 32x32 images from 32x32 latents)
-    vae = AutoencoderKL(
-        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-        latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-        shift_factor=0.0609, scaling_factor=1.5035,
-    )
+    # the tiny FLUX of seeingsounds.tiny.flux, consuming MiniLM's widths (32x32 images from 32x32 latents)
+    transformer, vae = tiny_flux_image_models(MINILM_DIM, MINILM_DIM)
     pipe = FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, transformer=transformer,
         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
