@@ -1,0 +1,148 @@
+"""Every hyper-parameter of a training run, recorded in ``<out>/config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seeingsounds.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CAPTION_ENGINES = ("template", "llm")
+
+
+@dataclass
+class TrainConfig:
+    """A training run (paper Eq. 6, or Eq. 7 when ``augment`` / ``mix_pairs`` are set).
+
+    ``None`` for ``lr_sequence``, ``lr_pooled``, ``order``, ``pooling`` and ``hidden_dim`` means
+    the preset's value.
+    """
+
+    preset: str | dict[str, Any]
+    data: str
+    captions: str
+    out: str
+    epochs: int = 50
+    batch_size: int = 32
+    lr_sequence: float | None = None
+    lr_pooled: float | None = None
+    weight_decay: float = 0.01
+    patience: int = 5
+    min_delta: float = 0.0
+    seed: int = 0
+    val_fraction: float = 0.1
+    skip_bad: bool = False
+    use_cache: bool = True
+    cache_dir: str | None = None
+    cache_dtype: str = "float16"
+    resume: bool = False
+    align: str = "all"
+    pooling: str | None = None
+    order: str | None = None
+    hidden_dim: int | None = None
+    dropout: float = 0.0
+    #: per-tensor loss weights, ``{name: weight}`` (default 1 each)
+    target_weights: dict[str, float] = field(default_factory=dict)
+    device: str = "auto"
+    num_workers: int = 0
+    encode_batch_size: int = 16
+    #: stop after this many optimiser steps in this call (the run can be resumed later)
+    max_steps: int | None = None
+    progress: bool = True
+    # ---- extended training (paper Eq. 7) ----
+    #: effect chains T_j, each ``[(name, params), ...]``; one transformed pair per clip and chain
+    augment: list[list[Any]] = field(default_factory=list)
+    #: mixed pairs (a_i + a_j, g(t_u, t_v)) sampled per epoch
+    mix_pairs: int = 0
+    mix_ratio: float = 0.5
+    augment_weight: float = 1.0
+    mix_weight: float = 1.0
+    caption_engine: str = "template"
+    #: encode transformed/mixed audio through the feature cache (True) or live every epoch (False)
+    cache_augmented: bool = True
+
+    def __post_init__(self) -> None:
+        self.data, self.captions, self.out = str(self.data), str(self.captions), str(self.out)
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.patience < 1:
+            problems.append(f"patience must be >= 1 epoch, got {self.patience}")
+        for name in ("lr_sequence", "lr_pooled"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                problems.append(f"{name} must be positive, got {value}")
+        if self.device not in DEVICES:
+            problems.append(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.num_workers < 0:
+            problems.append(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"max_steps must be >= 1, got {self.max_steps}")
+        if any(w < 0 for w in self.target_weights.values()):
+            problems.append(f"target weights must be >= 0, got {self.target_weights}")
+        if self.mix_pairs < 0:
+            problems.append(f"mix_pairs must be >= 0, got {self.mix_pairs}")
+        if not 0.0 < self.mix_ratio < 1.0:
+            problems.append(f"mix_ratio must be in (0, 1), got {self.mix_ratio}")
+        if self.augment_weight < 0 or self.mix_weight < 0:
+            problems.append("augment_weight and mix_weight must be >= 0")
+        if self.caption_engine not in CAPTION_ENGINES:
+            problems.append(f"caption_engine must be one of {CAPTION_ENGINES}, got {self.caption_engine!r}")
+        self.augment = [[[str(n), dict(p or {})] for n, p in chain] for chain in self.augment]
+        if problems:
+            raise ConfigError("bad training options: " + "; ".join(problems))
+
+    @property
+    def extended(self) -> bool:
+        """Whether this run trains with the extended objective (Eq. 7)."""
+        return bool(self.augment) or self.mix_pairs > 0
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out).expanduser()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"training config has unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+    #: fields that may differ when a run is resumed (they do not change the result)
+    RESUMABLE_CHANGES = ("resume", "epochs", "max_steps", "progress", "num_workers", "device",
+                         "cache_dir", "patience", "encode_batch_size")
+
+
+def parse_augment(spec: str) -> list[list[Any]]:
+    """One transformation chain from the command line.
+
+    ``volume:alpha=0.1`` is one effect; ``reverb`` uses the effect's defaults;
+    ``volume:alpha=0.35+reverb:room_size=0.8`` chains effects (applied left to right).
+    Numbers are parsed as numbers. Returns ``[[name, {param: value}], ...]``.
+    """
+    chain: list[list[Any]] = []
+    for part in str(spec).split("+"):
+        part = part.strip()
+        if not part:
+            raise ConfigError(f"--augment {spec!r}: empty effect; write e.g. volume:alpha=0.1 or reverb")
+        name, _, rest = part.partition(":")
+        params: dict[str, Any] = {}
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ConfigError(f"--augment {spec!r}: parameter {item!r} must be key=value, e.g. alpha=0.1")
+            try:
+                params[key.strip()] = float(value)
+            except ValueError:
+                params[key.strip()] = value.strip()
+        chain.append([name.strip(), params])
+    return chain

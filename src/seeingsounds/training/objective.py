@@ -1,0 +1,93 @@
+"""The alignment objective (paper Eq. 6 and Eq. 7) and cheap caption retrieval for validation.
+
+Eq. 6: for every pair (audio, caption) the loss is the sum over conditioning tensors of the
+squared error between prediction and the generator's own target. We use the *mean* squared error
+per tensor (the sum divided by its element count, so a [512, 4096] sequence and a [768] vector
+start on the same scale) times a per-tensor weight (default 1). Unaligned tensors (ablations)
+have no head and no loss.
+
+Eq. 7 adds two terms, each normalised by its own number of pairs: transformed pairs
+``(T_j(a), f(t_y, d_j))`` (1 / nh) and mixed pairs ``(a_i + a_j, g(t_u, t_v))`` (1 / n(n-1)).
+With minibatches drawn uniformly from all N pairs, giving pair i of term t the weight
+``w_t * N / N_t`` makes the batch mean an unbiased estimate of
+``sum_t w_t * mean_{pairs of t} L`` — which is exactly Eq. 6 when only original pairs exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+#: the terms of Eq. 7, in order
+TERMS = ("original", "augmented", "mixed")
+
+
+def per_sample_loss(pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
+                    names: Sequence[str], weights: Mapping[str, float] | None = None) -> torch.Tensor:
+    """``L(a, t)`` per sample: ``sum_name w_name * mean((pred - target)^2)`` -> ``[B]`` (float32)."""
+    weights = weights or {}
+    total = None
+    for name in names:
+        diff = pred[name].float() - target[name].float()
+        loss = diff.pow(2).flatten(1).mean(1) * float(weights.get(name, 1.0))
+        total = loss if total is None else total + loss
+    if total is None:
+        raise ValueError("no conditioning tensor to align")
+    return total
+
+
+def pair_weights(counts: Mapping[str, int], term_weights: Mapping[str, float]) -> dict[str, float]:
+    """Per-pair weight of each term so that a uniform batch mean estimates Eq. 7 (see module doc)."""
+    total = sum(int(c) for c in counts.values())
+    return {t: float(term_weights.get(t, 1.0)) * total / int(c) for t, c in counts.items() if c}
+
+
+def objective(per_sample: torch.Tensor, terms: torch.Tensor, counts: Mapping[str, int],
+              term_weights: Mapping[str, float]) -> dict[str, torch.Tensor]:
+    """Eq. 7 over a *complete* set of pairs (validation): ``{"loss", "loss_<term>"}``."""
+    out: dict[str, torch.Tensor] = {}
+    total = per_sample.new_zeros(())
+    for i, term in enumerate(TERMS):
+        mask = terms == i
+        if counts.get(term, 0) and mask.any():
+            mean = per_sample[mask].mean()
+            out[f"loss_{term}"] = mean
+            total = total + float(term_weights.get(term, 1.0)) * mean
+    out["loss"] = total
+    return out
+
+
+class CaptionIndex:
+    """Cosine similarity of predictions with a fixed set of caption targets, on any device.
+
+    Same numbers as :func:`seeingsounds.evaluation.metrics.caption_similarity` with
+    ``sequence="flatten"`` (per-tensor cosine, averaged over ``names``), but the targets are
+    normalised once, so validating every epoch stays cheap at real dimensions.
+    """
+
+    def __init__(self, targets: Mapping[str, torch.Tensor], names: Sequence[str],
+                 weights: Mapping[str, float] | None = None):
+        self.names = list(names)
+        w = {n: float((weights or {}).get(n, 1.0)) for n in self.names}
+        total = sum(w.values()) or 1.0
+        self.weights = {n: v / total for n, v in w.items()}
+        self.targets = {n: _unit(targets[n].flatten(1).float()) for n in self.names}
+
+    def to(self, device: torch.device | str) -> CaptionIndex:
+        self.targets = {n: t.to(device) for n, t in self.targets.items()}
+        return self
+
+    def similarity(self, pred: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, C]`` weighted mean over tensors of cosine(prediction, caption target)."""
+        out = None
+        for n in self.names:
+            sim = _unit(pred[n].flatten(1).float()) @ self.targets[n].T * self.weights[n]
+            out = sim if out is None else out + sim
+        assert out is not None
+        return out
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    norm = x.norm(dim=1, keepdim=True)
+    return torch.where(norm > 0, x / norm.clamp_min(1e-12), torch.zeros_like(x))

@@ -1,0 +1,182 @@
+"""Feature cache: hits, misses, invalidation on every key part, corrupt entries, the `cache` command."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import sine
+
+SR = 16000
+
+
+@pytest.fixture()
+def clips(tmp_path):
+    paths = []
+    for i, f in enumerate((220.0, 440.0, 880.0)):
+        p = tmp_path / f"clip{i}.wav"
+        sf.write(p, sine(f, 1.5, SR, 0.5), SR)
+        paths.append(p)
+    return paths
+
+
+def items_of(paths, **kw):
+    from seeingsounds.cache import AudioItem
+
+    return [AudioItem.of(p, **kw) for p in paths]
+
+
+def test_hits_misses_and_values(tmp_path, clips, tiny_encoder):
+    from seeingsounds.audio.io import load_audio
+    from seeingsounds.cache import FeatureCache
+
+    cache = FeatureCache(tmp_path / "c")
+    tokens = cache.audio_tokens(tiny_encoder, items_of(clips), progress=False)
+    assert (cache.stats.hits, cache.stats.misses) == (0, 3)
+    again = cache.audio_tokens(tiny_encoder, items_of(clips), progress=False)
+    assert (cache.stats.hits, cache.stats.misses) == (3, 3)
+    assert torch.equal(tokens, again)
+    direct = tiny_encoder.encode([load_audio(p, target_sr=SR) for p in clips])
+    torch.testing.assert_close(tokens, direct, atol=2e-2, rtol=2e-3)  # stored as fp16
+    files = list((tmp_path / "c").rglob("*.safetensors"))
+    assert len(files) == 3 and not [p for p in (tmp_path / "c").rglob("*") if p.name.endswith(".tmp")]
+    # reused by another cache object (another run) and across datasets: same content, other path
+    shutil.copy(clips[0], tmp_path / "elsewhere.wav")
+    other = FeatureCache(tmp_path / "c")
+    other.audio_tokens(tiny_encoder, items_of([tmp_path / "elsewhere.wav"]), progress=False)
+    assert (other.stats.hits, other.stats.misses) == (1, 0)
+
+
+def test_every_key_part_invalidates(tmp_path, clips, tiny_encoder):
+    from seeingsounds.cache import FeatureCache
+
+    root = tmp_path / "c"
+
+    def misses(encoder=tiny_encoder, dtype="float16", **kw):
+        cache = FeatureCache(root, dtype=dtype)
+        cache.ensure_audio(encoder, items_of(clips[:1], **kw), progress=False)
+        return cache.stats.misses
+
+    assert misses() == 1 and misses() == 0
+    # file content
+    sf.write(clips[0], sine(330.0, 1.5, SR, 0.5), SR)
+    assert misses() == 1 and misses() == 0
+    # encoder identity (here: its dtype, part of config_dict)
+    other = copy.deepcopy(tiny_encoder).double()
+    assert other.identity() != tiny_encoder.identity()
+    assert misses(encoder=other) == 1 and misses(encoder=other) == 0
+    # preprocessing: window length, sample rate
+    shorter = copy.deepcopy(tiny_encoder)
+    shorter.window_samples = tiny_encoder.window_samples // 2
+    assert misses(encoder=shorter) == 1
+    resampled = copy.deepcopy(tiny_encoder)
+    resampled.sample_rate = 8000
+    assert FeatureCache(root).audio_path(resampled, items_of(clips[:1])[0])[0] != \
+        FeatureCache(root).audio_path(tiny_encoder, items_of(clips[:1])[0])[0]
+    # effect chain and its parameters
+    assert misses(effects=[("volume", {"alpha": 0.1})]) == 1
+    assert misses(effects=[("volume", {"alpha": 0.1})]) == 0
+    assert misses(effects=[("volume", {"alpha": 0.3})]) == 1
+    assert misses(effects=[("volume", {"alpha": 0.1}), ("reverb", {})]) == 1
+    # mix partner and ratio
+    assert misses(mix=(clips[1], 0.5)) == 1 and misses(mix=(clips[1], 0.5)) == 0
+    assert misses(mix=(clips[2], 0.5)) == 1 and misses(mix=(clips[1], 0.3)) == 1
+    # storage dtype
+    assert misses(dtype="float32") == 1 and misses(dtype="float32") == 0
+
+
+def test_transformed_and_mixed_entries_hold_the_transformed_audio(tmp_path, clips, tiny_encoder):
+    from seeingsounds.audio.effects import apply_effects, mix
+    from seeingsounds.audio.io import load_audio
+    from seeingsounds.cache import FeatureCache
+
+    cache = FeatureCache(tmp_path / "c", dtype="float32")
+    quiet = cache.audio_tokens(tiny_encoder, items_of(clips[:1], effects=[("volume", {"alpha": 0.1})]), progress=False)
+    wave = load_audio(clips[0], target_sr=SR)
+    expected = tiny_encoder.encode([apply_effects(wave, SR, [("volume", {"alpha": 0.1})])[0]])
+    torch.testing.assert_close(quiet, expected, atol=1e-4, rtol=1e-4)
+    mixed = cache.audio_tokens(tiny_encoder, items_of(clips[:1], mix=(clips[2], 0.5)), progress=False)
+    expected = tiny_encoder.encode([mix(wave, load_audio(clips[2], target_sr=SR), 0.5)])
+    torch.testing.assert_close(mixed, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "swap", "empty"])
+def test_corrupt_entries_are_deleted_and_recomputed(tmp_path, clips, tiny_encoder, damage):
+    from seeingsounds.cache import FeatureCache
+
+    cache = FeatureCache(tmp_path / "c")
+    good = cache.audio_tokens(tiny_encoder, items_of(clips), progress=False)
+    path = cache.audio_path(tiny_encoder, items_of(clips[:1])[0])[0]
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":  # a bit flip in the tensor data: header intact, checksum catches it
+        path.write_bytes(data[:-10] + bytes([data[-10] ^ 0xFF]) + data[-9:])
+    elif damage == "swap":  # another entry's file under this name: its key does not match
+        path.write_bytes(cache.audio_path(tiny_encoder, items_of(clips[1:2])[0])[0].read_bytes())
+    else:
+        path.write_bytes(b"")
+    fresh = FeatureCache(tmp_path / "c")
+    again = fresh.audio_tokens(tiny_encoder, items_of(clips), progress=False)
+    assert (fresh.stats.corrupt, fresh.stats.misses, fresh.stats.hits) == (1, 1, 2)
+    assert fresh.stats.corrupt_files == [str(path)]
+    assert torch.equal(again, good)
+    assert FeatureCache(tmp_path / "c").read(path, cache.audio_path(tiny_encoder, items_of(clips[:1])[0])[1]) is not None
+
+
+def test_caption_targets_cache(tmp_path, tiny_preset, tiny_backend):
+    from seeingsounds.cache import FeatureCache
+    from seeingsounds.model import load_backend
+
+    loads = []
+
+    def factory():
+        loads.append(1)
+        return tiny_backend.load_text_pipeline()
+
+    cache = FeatureCache(tmp_path / "c")
+    caps = ["a dog barks", "rain on a roof", "a dog barks"]
+    first = cache.caption_targets(tiny_backend, caps, pipe_factory=factory, progress=False)
+    assert first["prompt_embeds"].shape == (3, 16, 32) and torch.equal(first["prompt_embeds"][0], first["prompt_embeds"][2])
+    assert (cache.stats.misses, len(loads)) == (2, 1)
+    again = cache.caption_targets(tiny_backend, caps, pipe_factory=factory, progress=False)
+    assert len(loads) == 1 and cache.stats.hits == 2  # all hits: the text encoders are not even loaded
+    assert all(torch.equal(first[n], again[n]) for n in first)
+    direct = tiny_backend.encode_captions(caps)
+    torch.testing.assert_close(first["pooled_prompt_embeds"], direct["pooled_prompt_embeds"], atol=2e-3, rtol=2e-3)
+    # caption text, max_sequence_length (-> spec), model id, revision and dtype are key parts
+    cache.caption_targets(tiny_backend, ["a dog barks!"], pipe_factory=factory, progress=False)
+    assert cache.stats.misses == 3
+    short = load_backend(tiny_preset.replace(max_sequence_length=8))
+    out = cache.caption_targets(short, ["a dog barks"], progress=False)
+    assert cache.stats.misses == 4 and out["prompt_embeds"].shape == (1, 8, 32)
+    ident = cache.backend_identity(tiny_backend)
+    base = cache.target_path(ident, "x")[0]
+    for change in ({"model_id": "elsewhere"}, {"revision": "abc"}, {"backend": "sd3"}):
+        assert cache.target_path({**ident, **change}, "x")[0] != base
+    assert FeatureCache(tmp_path / "c", dtype="float32").target_path(ident, "x")[0] != base
+
+
+def test_cache_command(tmp_path, clips, capsys):
+    from seeingsounds.cli.main import main
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\n" + "".join(f"{p.name},tone{i}\n" for i, p in enumerate(clips)))
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps({f"tone{i}": f"a tone number {i}" for i in range(3)}))
+    args = ["cache", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions),
+            "--cache-dir", str(tmp_path / "c"), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "audio features: 0 hits, 3 misses" in out and "caption targets: 0 hits, 4 misses" in out
+    assert main(args + ["--augment", "volume:alpha=0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "audio features: 3 hits, 3 misses" in out and "caption targets: 4 hits, 0 misses" in out
+    assert main(args[:-1] + ["--augment", "volume:gain=2"]) == 2
+    assert "volume" in capsys.readouterr().err

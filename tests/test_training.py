@@ -1,0 +1,299 @@
+"""Training (Eq. 6) on synthetic classes with the tiny preset: learning, resume, run folder, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SR = 16000
+
+CLASSES = {
+    "low hum": "a big diesel engine humming in a dark garage",
+    "high whistle": "a referee blowing a shiny metal whistle on a football pitch",
+    "noise bursts": "steam bursting out of old pipes in a factory",
+    "click train": "a ticking clock on a wooden shelf",
+    "chirp": "a small bird singing on a branch in spring",
+}
+
+
+def synth(label: str, rng: np.random.Generator, seconds: float = 1.8,
+          amp: tuple[float, float] = (0.3, 0.8)) -> np.ndarray:
+    """One clip of a clearly distinct synthetic class, with random amplitude, phase and jitter."""
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    amp = rng.uniform(*amp)
+    if label == "low hum":
+        wave = np.sin(2 * np.pi * rng.uniform(140, 260) * t + rng.uniform(0, 2 * np.pi))
+    elif label == "high whistle":
+        wave = np.sin(2 * np.pi * rng.uniform(2600, 3400) * t + rng.uniform(0, 2 * np.pi))
+    elif label == "noise bursts":
+        wave = np.zeros(n)
+        for start in rng.uniform(0, seconds - 0.15, size=rng.integers(3, 7)):
+            i = int(start * SR)
+            wave[i : i + int(0.12 * SR)] = rng.standard_normal(int(0.12 * SR))
+    elif label == "click train":
+        wave = np.zeros(n)
+        period = int(SR / rng.uniform(8, 15))
+        wave[rng.integers(0, period) :: period] = 1.0
+    elif label == "chirp":
+        f0, f1 = rng.uniform(250, 400), rng.uniform(3500, 4500)
+        phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+        wave = np.sin(phase + rng.uniform(0, 2 * np.pi))
+    else:
+        raise ValueError(label)
+    wave = wave / (np.max(np.abs(wave)) + 1e-9) * amp
+    return wave.astype(np.float32)
+
+
+def make_dataset(root: Path, *, train: int = 8, val: int = 2, test: int = 4, seed: int = 0,
+                 classes: dict[str, str] = CLASSES, amp: tuple[float, float] = (0.3, 0.8)) -> tuple[Path, Path]:
+    """Write wavs + ``manifest.csv`` (with splits) + ``captions.json``; return their paths."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    rows = ["path,label,split"]
+    for label in classes:
+        folder = root / "audio" / label.replace(" ", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        for split, count in (("train", train), ("val", val), ("test", test)):
+            for k in range(count):
+                path = folder / f"{split}_{k}.wav"
+                sf.write(path, synth(label, rng, amp=amp), SR)
+                rows.append(f"{path.relative_to(root)},{label},{split}")
+    manifest = root / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    captions = root / "captions.json"
+    captions.write_text(json.dumps(classes, indent=1))
+    return manifest, captions
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    manifest, captions = make_dataset(root)
+    return root, manifest, captions
+
+
+def config(data, out, **overrides):
+    from seeingsounds.training import TrainConfig
+
+    root, manifest, captions = data
+    options = dict(preset="tiny", data=manifest, captions=captions, out=out, epochs=3, batch_size=8,
+                   lr_sequence=3e-3, lr_pooled=3e-3, cache_dir=root / "cache", patience=100, progress=False)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def heldout_top1(run: Path, data, encoder) -> float:
+    """Caption-retrieval top-1 of the test clips (never seen in training) against the class captions."""
+    from seeingsounds.aligner import SeeingSoundsAligner
+    from seeingsounds.cache import AudioItem, FeatureCache
+    from seeingsounds.data.manifest import load_dataset
+    from seeingsounds.evaluation.metrics import caption_similarity
+    from seeingsounds.training.captionset import load_caption_set
+
+    root, manifest, captions = data
+    test = load_dataset(manifest, captions).test
+    tokens = FeatureCache(root / "cache").audio_tokens(encoder, [AudioItem.of(c.path) for c in test], progress=False)
+    aligner = SeeingSoundsAligner.from_pretrained(run / "best").eval()
+    caption_set, targets = load_caption_set(run)
+    with torch.no_grad():
+        pred = aligner(tokens)
+    names = aligner.aligned_names
+    sim = caption_similarity({n: pred[n].numpy() for n in names}, {n: targets[n].numpy() for n in names})
+    predicted = [caption_set.entries[i].labels[0] for i in sim.argmax(1)]
+    return float(np.mean([p == c.label for p, c in zip(predicted, test)]))
+
+
+def weights_of(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_learns_distinct_classes_and_writes_a_complete_run(data, tmp_path, tiny_encoder, tiny_backend):
+    from seeingsounds.training import train
+
+    out = tmp_path / "run"
+    result = train(config(data, out, epochs=30), encoder=tiny_encoder, backend=tiny_backend)
+    top1 = heldout_top1(out, data, tiny_encoder)
+    print(f"held-out caption-retrieval top-1 {top1:.3f}; best epoch {result.best_epoch}; "
+          f"last val top-1 {result.last['val_top1']}")
+    assert top1 >= 0.9
+    assert result.history[0]["val_loss"] > 1.5 * result.best_val_loss  # it learned, not just initialised
+
+    # run folder: config with preset, hyper-parameters, data hashes, versions
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["preset"]["name"] == "tiny" and cfg["train"]["epochs"] == 30
+    assert cfg["learning_rates"] == {"sequence": 3e-3, "pooled": 3e-3}
+    assert len(cfg["data"]["data_sha256"]) == 64 and len(cfg["data"]["captions_sha256"]) == 64
+    assert len(cfg["data"]["audio_sha256"]) == 64
+    assert cfg["data"]["clips"] == {"train": 40, "val": 10, "test": 20}
+    assert "torch" in cfg["versions"] and cfg["objective"] == "eq6"
+    # metrics: one line per epoch, val loss and retrieval every epoch
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == list(range(1, 31))
+    assert all("val_loss" in x and "val_top1" in x for x in lines)
+    best = min(lines, key=lambda x: x["val_loss"])
+    assert result.best_epoch == best["epoch"] and result.best_val_loss == pytest.approx(best["val_loss"])
+    # captions + fp16 targets equal to the generator's own encode_prompt
+    from safetensors.torch import load_file
+
+    caps = json.loads((out / "captions.json").read_text())["captions"]
+    assert [c["text"] for c in caps] == [CLASSES[label] for label in sorted(CLASSES)]
+    stored = load_file(str(out / "caption_targets.safetensors"))
+    assert stored["prompt_embeds"].dtype == torch.float16 and stored["prompt_embeds"].shape == (5, 16, 32)
+    fresh = tiny_backend.encode_captions([CLASSES[label] for label in sorted(CLASSES)] + [""])
+    torch.testing.assert_close(stored["pooled_prompt_embeds"].float(), fresh["pooled_prompt_embeds"][:5],
+                               atol=2e-3, rtol=2e-3)
+    # best/ and last/ load; null conditioning = the generator's embedding of ""
+    from seeingsounds.aligner import SeeingSoundsAligner
+    from seeingsounds.checkpoint import resolve_checkpoint
+
+    assert resolve_checkpoint(out) == str(out / "best")
+    last = SeeingSoundsAligner.from_pretrained(out / "last")
+    torch.testing.assert_close(last.null_conditioning("prompt_embeds"), fresh["prompt_embeds"][5], atol=2e-3, rtol=2e-3)
+    state = torch.load(out / "last" / "training_state.pt", weights_only=True)
+    assert state["epoch"] == 30 and state["global_step"] == 150 and set(state["optimizers"]) == {"sequence", "pooled"}
+    assert not (out / "best" / "training_state.pt").exists()
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(data, tmp_path, tiny_encoder, tiny_backend):
+    from seeingsounds.training import train
+
+    full = train(config(data, tmp_path / "full", epochs=3), encoder=tiny_encoder, backend=tiny_backend)
+    part = train(config(data, tmp_path / "part", epochs=3, max_steps=7), encoder=tiny_encoder, backend=tiny_backend)
+    assert part.stopped == "max_steps" and part.global_step == 7
+    state = torch.load(tmp_path / "part" / "last" / "training_state.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 2)  # interrupted in the middle of epoch 2
+    done = train(config(data, tmp_path / "part", epochs=3, resume=True), encoder=tiny_encoder, backend=tiny_backend)
+    assert done.global_step == full.global_step == 15
+    for name in ("last", "best"):
+        a, b = weights_of(tmp_path / "full" / name), weights_of(tmp_path / "part" / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{name}/{k} differs after resume"
+    la = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["train_loss"] for x in la] == [x["train_loss"] for x in lb]
+    assert [x["val_loss"] for x in la] == [x["val_loss"] for x in lb]
+    # a finished run resumed again does nothing; more epochs continue it
+    again = train(config(data, tmp_path / "part", epochs=3, resume=True), encoder=tiny_encoder, backend=tiny_backend)
+    assert again.global_step == 15 and again.stopped == "epochs"
+    more = train(config(data, tmp_path / "part", epochs=4, resume=True), encoder=tiny_encoder, backend=tiny_backend)
+    assert more.global_step == 20
+
+
+def test_resume_refusals(data, tmp_path, tiny_encoder, tiny_backend):
+    from seeingsounds.errors import ConfigError
+    from seeingsounds.training import train
+
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config(data, out, resume=True), encoder=tiny_encoder, backend=tiny_backend)
+    train(config(data, out, epochs=1), encoder=tiny_encoder, backend=tiny_backend)
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        train(config(data, out, epochs=1), encoder=tiny_encoder, backend=tiny_backend)
+    with pytest.raises(ConfigError, match="batch_size=4"):
+        train(config(data, out, epochs=2, resume=True, batch_size=4), encoder=tiny_encoder, backend=tiny_backend)
+
+
+def test_early_stopping_and_ablation_options(data, tmp_path, tiny_encoder, tiny_backend):
+    from seeingsounds.training import train
+
+    # min_delta so large that nothing after epoch 1 counts as an improvement: stops after 1 + patience
+    res = train(config(data, tmp_path / "es", epochs=10, patience=2, min_delta=1e9), encoder=tiny_encoder,
+                backend=tiny_backend)
+    assert res.stopped == "early_stopping" and res.epochs_completed == 3 and res.best_epoch == 1
+    state = torch.load(tmp_path / "es" / "last" / "training_state.pt", weights_only=True)
+    assert state["finished"] == "early_stopping"
+
+    from seeingsounds.aligner import SeeingSoundsAligner
+
+    res = train(config(data, tmp_path / "seq", epochs=1, align="sequence", pooling="average", order="pool_first"),
+                encoder=tiny_encoder, backend=tiny_backend)
+    aligner = SeeingSoundsAligner.from_pretrained(tmp_path / "seq" / "best")
+    assert aligner.aligned_names == ["prompt_embeds"] and aligner.pooling == "average" and aligner.order == "pool_first"
+    state = torch.load(tmp_path / "seq" / "last" / "training_state.pt", weights_only=True)
+    assert set(state["optimizers"]) == {"sequence"}
+    # the unaligned pooled tensor is fed the generator's embedding of ""
+    null = tiny_backend.encode_captions([""])["pooled_prompt_embeds"][0]
+    torch.testing.assert_close(aligner(torch.zeros(2, 97, 32))["pooled_prompt_embeds"][1], null, atol=2e-3, rtol=2e-3)
+
+
+def test_separate_optimisers_use_their_own_learning_rates(data, tmp_path, tiny_encoder, tiny_backend):
+    """lr_pooled = 1e-12 leaves the pooled head where it started; the sequence head moves."""
+    from seeingsounds.training import Trainer
+
+    trainer = Trainer(config(data, tmp_path / "lr", epochs=1, lr_pooled=1e-12, weight_decay=0.0),
+                      encoder=tiny_encoder, backend=tiny_backend, log=lambda m: None)
+    trainer.setup()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    after = trainer.model.state_dict()
+    pooled = [k for k in before if k.startswith("heads.pooled_prompt_embeds.")]
+    seq = [k for k in before if k.startswith("heads.prompt_embeds.")]
+    assert pooled and seq
+    assert max(float((after[k] - before[k]).abs().max()) for k in pooled) < 1e-8
+    assert min(float((after[k] - before[k]).abs().max()) for k in seq if "weight" in k) > 1e-4
+
+
+def test_live_encoder_matches_cached_features(data, tmp_path, tiny_encoder, tiny_backend):
+    from seeingsounds.training import train
+
+    cached = train(config(data, tmp_path / "c", epochs=1), encoder=tiny_encoder, backend=tiny_backend)
+    live = train(config(data, tmp_path / "l", epochs=1, use_cache=False), encoder=tiny_encoder, backend=tiny_backend)
+    # fp16 cache vs fp32 live tokens: the same run up to rounding
+    assert live.last["train_loss"] == pytest.approx(cached.last["train_loss"], rel=1e-2)
+    assert live.last["val_loss"] == pytest.approx(cached.last["val_loss"], rel=1e-2)
+    cfg = json.loads((tmp_path / "l" / "config.json").read_text())
+    assert cfg["feature_cache"] is None
+
+
+def test_objective_math():
+    from seeingsounds.training.objective import pair_weights, per_sample_loss
+
+    pred = {"s": torch.ones(2, 3, 4), "p": torch.zeros(2, 5)}
+    target = {"s": torch.zeros(2, 3, 4), "p": torch.full((2, 5), 2.0)}
+    loss = per_sample_loss(pred, target, ["s", "p"], {"p": 0.5})
+    assert loss.tolist() == [1.0 + 0.5 * 4.0] * 2
+    # Eq. 7: a uniform batch mean with these weights estimates sum_t w_t * mean_t(L)
+    w = pair_weights({"original": 10, "augmented": 30, "mixed": 0}, {"original": 1.0, "augmented": 2.0})
+    assert w == {"original": 4.0, "augmented": pytest.approx(8 / 3)}
+    losses = {"original": 1.0, "augmented": 3.0}
+    mean = (10 * w["original"] * losses["original"] + 30 * w["augmented"] * losses["augmented"]) / 40
+    assert mean == pytest.approx(1.0 * 1.0 + 2.0 * 3.0)
+
+
+def test_caption_index_equals_caption_similarity():
+    from seeingsounds.evaluation.metrics import caption_similarity
+    from seeingsounds.training.objective import CaptionIndex
+
+    g = torch.Generator().manual_seed(0)
+    targets = {"s": torch.randn(6, 3, 4, generator=g), "p": torch.randn(6, 5, generator=g)}
+    pred = {"s": torch.randn(2, 3, 4, generator=g), "p": torch.randn(2, 5, generator=g)}
+    ours = CaptionIndex(targets, ["s", "p"]).similarity(pred).numpy()
+    ref = caption_similarity({k: v.numpy() for k, v in pred.items()}, {k: v.numpy() for k, v in targets.items()})
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_cli_train(data, tmp_path, capsys):
+    from seeingsounds.cli.main import main
+
+    root, manifest, captions = data
+    out = tmp_path / "cli"
+    code = main(["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", str(out),
+                 "--epochs", "1", "--batch-size", "16", "--cache-dir", str(root / "cache"), "--no-progress",
+                 "--lr-pooled", "1e-4", "--weight", "pooled_prompt_embeds=0.5"])
+    assert code == 0, capsys.readouterr().err
+    assert "epochs after 1 epochs" in capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["learning_rates"]["pooled"] == 1e-4 and cfg["train"]["target_weights"] == {"pooled_prompt_embeds": 0.5}
+    code = main(["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", str(out),
+                 "--epochs", "1", "--cache-dir", str(root / "cache")])
+    assert code == 2 and "already holds a training run" in capsys.readouterr().err
