@@ -31,7 +31,20 @@ def _load(path, num_samples=None) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def aisfx():
-    return load_encoder(get_preset("offline"))
+    """aisfx exactly as published (peak-normalised input)."""
+    return create_audio_encoder("aisfx", "aisfx")
+
+
+def test_offline_preset_encoder_hears_the_level(aisfx):
+    """The offline preset skips aisfx's peak normalisation so that volume edits are learnable."""
+    level_aware = load_encoder(get_preset("offline"))
+    assert level_aware.peak_normalize is False and aisfx.peak_normalize is True
+    assert level_aware.identity() != aisfx.identity()  # the feature cache keeps them apart
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    loud = (0.8 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    quiet = loud * 0.1
+    assert torch.allclose(aisfx.encode([loud]), aisfx.encode([quiet]), atol=1e-4)  # invariant to gain
+    assert (level_aware.encode([loud]) - level_aware.encode([quiet])).abs().max() > 0.1
 
 
 @pytest.fixture(scope="module")

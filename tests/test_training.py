@@ -9,66 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-SR = 16000
-
-CLASSES = {
-    "low hum": "a big diesel engine humming in a dark garage",
-    "high whistle": "a referee blowing a shiny metal whistle on a football pitch",
-    "noise bursts": "steam bursting out of old pipes in a factory",
-    "click train": "a ticking clock on a wooden shelf",
-    "chirp": "a small bird singing on a branch in spring",
-}
+from seeingsounds.data.synthetic import SYNTHETIC_CLASSES as CLASSES
+from seeingsounds.data.synthetic import make_synthetic_dataset as make_dataset
 
 
-def synth(label: str, rng: np.random.Generator, seconds: float = 1.8,
-          amp: tuple[float, float] = (0.3, 0.8)) -> np.ndarray:
-    """One clip of a clearly distinct synthetic class, with random amplitude, phase and jitter."""
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    amp = rng.uniform(*amp)
-    if label == "low hum":
-        wave = np.sin(2 * np.pi * rng.uniform(140, 260) * t + rng.uniform(0, 2 * np.pi))
-    elif label == "high whistle":
-        wave = np.sin(2 * np.pi * rng.uniform(2600, 3400) * t + rng.uniform(0, 2 * np.pi))
-    elif label == "noise bursts":
-        wave = np.zeros(n)
-        for start in rng.uniform(0, seconds - 0.15, size=rng.integers(3, 7)):
-            i = int(start * SR)
-            wave[i : i + int(0.12 * SR)] = rng.standard_normal(int(0.12 * SR))
-    elif label == "click train":
-        wave = np.zeros(n)
-        period = int(SR / rng.uniform(8, 15))
-        wave[rng.integers(0, period) :: period] = 1.0
-    elif label == "chirp":
-        f0, f1 = rng.uniform(250, 400), rng.uniform(3500, 4500)
-        phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
-        wave = np.sin(phase + rng.uniform(0, 2 * np.pi))
-    else:
-        raise ValueError(label)
-    wave = wave / (np.max(np.abs(wave)) + 1e-9) * amp
-    return wave.astype(np.float32)
-
-
-def make_dataset(root: Path, *, train: int = 8, val: int = 2, test: int = 4, seed: int = 0,
-                 classes: dict[str, str] = CLASSES, amp: tuple[float, float] = (0.3, 0.8)) -> tuple[Path, Path]:
-    """Write wavs + ``manifest.csv`` (with splits) + ``captions.json``; return their paths."""
-    import soundfile as sf
-
-    rng = np.random.default_rng(seed)
-    rows = ["path,label,split"]
-    for label in classes:
-        folder = root / "audio" / label.replace(" ", "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        for split, count in (("train", train), ("val", val), ("test", test)):
-            for k in range(count):
-                path = folder / f"{split}_{k}.wav"
-                sf.write(path, synth(label, rng, amp=amp), SR)
-                rows.append(f"{path.relative_to(root)},{label},{split}")
-    manifest = root / "manifest.csv"
-    manifest.write_text("\n".join(rows) + "\n")
-    captions = root / "captions.json"
-    captions.write_text(json.dumps(classes, indent=1))
-    return manifest, captions
 
 
 # ---------------------------------------------------------------------------------------------

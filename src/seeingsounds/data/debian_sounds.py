@@ -125,7 +125,9 @@ def scan_debian_sounds(sources: Mapping[str, Path] | None = None, rules: Sequenc
     files: dict[str, list[tuple[str, Path]]] = {}
     for name, root in sources.items():
         root = Path(root)
-        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()) if root.is_dir() else []
+        # symbolic links are skipped: they repeat a sound already listed (and would leak across splits)
+        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+                       and not p.is_symlink()) if root.is_dir() else []
         files[name] = [(p.relative_to(root).with_suffix("").as_posix(), p) for p in found]
     compiled = [(r, re.compile(r.pattern)) for r in rules]
     taken: set[Path] = set()

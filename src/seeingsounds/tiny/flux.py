@@ -12,7 +12,7 @@ from seeingsounds.tiny.tokenizers import build_clip_tokenizer, build_t5_tokenize
 
 #: T5 width (sequence targets) and CLIP width (pooled target) differ on purpose, so a swapped
 #: head cannot pass a shape test by accident.
-T5_DIM, CLIP_DIM, MAX_SEQUENCE_LENGTH = 32, 24, 16
+T5_DIM, CLIP_DIM = 32, 24
 
 
 def tiny_flux_text_encoders(folder: Path) -> tuple[CLIPTextModel, T5EncoderModel]:
