@@ -87,3 +87,18 @@ def test_input_checks(tiny_preset):
         create_aligner(tiny_preset, 40, SPEC, aligned=[])
     with pytest.raises(ConfigError, match="null embedding"):
         aligner.set_null_conditioning({"pooled_prompt_embeds": torch.zeros(5)})
+
+
+def test_loading_is_strict(tiny_preset, tmp_path):
+    """A checkpoint whose weights do not fit its config is refused, never half-loaded."""
+    from safetensors.torch import load_file, save_file
+
+    create_aligner(tiny_preset, 40, SPEC).save_pretrained(tmp_path / "ckpt")
+    weights = load_file(tmp_path / "ckpt" / "model.safetensors")
+    weights.pop(next(k for k in weights if k.endswith("queries")))
+    save_file(weights, tmp_path / "ckpt" / "model.safetensors")
+    with pytest.raises(RuntimeError, match="queries"):
+        SeeingSoundsAligner.from_pretrained(tmp_path / "ckpt")
+    with pytest.raises(ConfigError, match="model.safetensors"):
+        (tmp_path / "ckpt" / "model.safetensors").unlink()
+        SeeingSoundsAligner.from_pretrained(tmp_path / "ckpt")

@@ -235,9 +235,34 @@ def test_cli_train(data, tmp_path, capsys):
                  "--epochs", "1", "--batch-size", "16", "--cache-dir", str(root / "cache"), "--no-progress",
                  "--lr-pooled", "1e-4", "--weight", "pooled_prompt_embeds=0.5"])
     assert code == 0, capsys.readouterr().err
-    assert "epochs after 1 epochs" in capsys.readouterr().out
+    assert "finished after 1 epochs" in capsys.readouterr().out
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["learning_rates"]["pooled"] == 1e-4 and cfg["train"]["target_weights"] == {"pooled_prompt_embeds": 0.5}
     code = main(["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", str(out),
                  "--epochs", "1", "--cache-dir", str(root / "cache")])
     assert code == 2 and "already holds a training run" in capsys.readouterr().err
+
+
+def test_two_process_launch_shards_the_data(data, tmp_path):
+    """`torchrun --nproc_per_node 2` (what `accelerate launch` runs) trains with no code change:
+    each process takes half of every epoch, only the main process writes and prints."""
+    import socket
+    import subprocess
+    import sys
+
+    root, manifest, captions = data
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), "-m", "seeingsounds.cli.main", "train", "--preset", "tiny", "--data",
+           str(manifest), "--captions", str(captions), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+           "--cache-dir", str(root / "cache"), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # 40 train clips, batch 8: 5 steps per epoch on one process, ceil(20 / 8) = 3 on each of two
+    assert proc.stdout.count("finished after 2 epochs, 6 steps") == 1
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if "val_loss" in x] == [1, 2]
+    assert (out / "best" / "model.safetensors").is_file()

@@ -186,6 +186,26 @@ class SeeingSoundsAligner(
                 )
             self.register_buffer(f"null_{spec['name']}", torch.zeros(shape))
 
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: Any, force_download: bool,
+                         local_files_only: bool, token: Any, map_location: str = "cpu", strict: bool = True,
+                         **model_kwargs: Any) -> SeeingSoundsAligner:
+        """Load ``model.safetensors`` from a folder or a hub repo, strictly: every weight must match."""
+        import os
+
+        from huggingface_hub import constants, hf_hub_download
+
+        model = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            model_file = os.path.join(model_id, constants.SAFETENSORS_SINGLE_FILE)
+        else:
+            model_file = hf_hub_download(repo_id=model_id, filename=constants.SAFETENSORS_SINGLE_FILE, revision=revision,
+                                         cache_dir=cache_dir, force_download=force_download, token=token,
+                                         local_files_only=local_files_only)
+        if not os.path.isfile(model_file):
+            raise ConfigError(f"{model_id} has no {constants.SAFETENSORS_SINGLE_FILE}: not a SeeingSounds checkpoint")
+        return cls._load_as_safetensor(model, model_file, map_location, True)
+
     @property
     def conditioning_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-sample shape of every conditioning tensor this aligner produces."""

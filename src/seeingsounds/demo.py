@@ -33,7 +33,7 @@ def default_preset() -> str:
     return "offline" if have else "tiny"
 
 
-def run_demo(out: str | Path = "demo-output", *, preset: str | None = None, epochs: int = 40, seed: int = 0,
+def run_demo(out: str | Path = "demo-output", *, preset: str | None = None, epochs: int = 100, seed: int = 0,
              per_class: int = 8, stream: TextIO | None = None, progress: bool = True) -> dict[str, Any]:
     """Run every step and return the numbers it printed (used by the tests)."""
     import sys
@@ -88,7 +88,7 @@ def run_demo(out: str | Path = "demo-output", *, preset: str | None = None, epoc
     run = out / "run"
     result = train(TrainConfig(
         preset=preset.name, data=str(manifest), captions=str(captions), out=str(run), epochs=epochs,
-        batch_size=16, patience=max(5, epochs // 4), seed=seed, augment=AUGMENT, mix_pairs=24,
+        batch_size=16, patience=max(5, epochs // 4), seed=seed, augment=AUGMENT, augment_weight=3.0, mix_pairs=24,
         progress=progress,
     ), encoder=encoder, backend=backend)
     say(f"    best epoch {result.best_epoch}, val loss {result.best_val_loss:.4g} -> {run}")

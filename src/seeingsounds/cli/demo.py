@@ -11,7 +11,7 @@ HELP = "offline end-to-end demo: encode a real sound, train, describe, volume sw
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None, help="offline (default when installed: real aisfx + MiniLM weights) or tiny")
     parser.add_argument("-o", "--out", default="demo-output", help="folder for the data, the run and the images")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="hide the training progress bar")
 

@@ -81,8 +81,11 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":  # noqa: F821
 def run(args: argparse.Namespace) -> int:
     from seeingsounds.training import Trainer
 
-    result = Trainer(config_from_args(args)).fit()
+    trainer = Trainer(config_from_args(args))
+    result = trainer.fit()
     best = "none" if result.best_val_loss is None else f"{result.best_val_loss:.5g} (epoch {result.best_epoch})"
-    print(f"{result.out}: {result.stopped} after {result.epochs_completed} epochs, "
-          f"{result.global_step} steps; best val loss {best}")
+    reason = {"epochs": "finished", "early_stopping": "stopped early", "max_steps": "paused at --max-steps"}
+    if trainer.accelerator.is_main_process:  # one line, also under torchrun / accelerate launch
+        print(f"{result.out}: {reason.get(result.stopped, result.stopped)} after {result.epochs_completed} epochs, "
+              f"{result.global_step} steps; best val loss {best}")
     return 0

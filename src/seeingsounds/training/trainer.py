@@ -160,7 +160,9 @@ def make_accelerator(device: str) -> Any:
         raise ConfigError("--device cuda: no CUDA GPU is visible; use --device auto or cpu")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("--device mps: Apple MPS is not available; use --device auto or cpu")
-    cpu = device == "cpu"
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    # without an accelerator, Accelerator(cpu=True) is what joins a torchrun/accelerate multi-CPU launch
+    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available() and not mps)
     bf16 = not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
 
