@@ -5,9 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from seeingsounds.errors import DatasetError
+from seeingsounds.paths import atomic_write_text
 
 __all__ = ["load_captions", "save_captions", "missing_labels", "normalise_text", "atomic_write_text"]
 
@@ -32,29 +32,6 @@ _YAML = (".yaml", ".yml")
 def normalise_text(text: str) -> str:
     """Strip ``text`` and collapse every run of whitespace into one space."""
     return " ".join(text.split())
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    An interruption leaves the previous file (or none), never a half-written one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 def _format(path: Path) -> str:

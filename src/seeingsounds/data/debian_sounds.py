@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import os
 import random
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from seeingsounds.errors import DatasetError
+from seeingsounds.paths import atomic_open, atomic_write_json
 
 #: where each Debian package puts its sounds
 SOURCES: dict[str, Path] = {
@@ -179,9 +177,11 @@ def build_debian_manifest(out_dir: str | Path, *, min_per_class: int = 3, max_pe
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [(str(p), label) for label, paths in kept.items() for p in paths]
-    manifest = _atomic_write(out / "manifest.csv", lambda f: _write_csv(f, rows))
+    manifest = out / "manifest.csv"
+    with atomic_open(manifest, newline="") as f:
+        _write_csv(f, rows)
     captions = {label: caption_for(label) for label in kept}
-    captions_path = _atomic_write(out / "captions.json", lambda f: f.write(json.dumps(captions, indent=2) + "\n"))
+    captions_path = atomic_write_json(out / "captions.json", captions)
     return manifest, captions_path
 
 
@@ -189,18 +189,6 @@ def _write_csv(f, rows: list[tuple[str, str]]) -> None:
     writer = csv.writer(f)
     writer.writerow(["path", "label"])
     writer.writerows(rows)
-
-
-def _atomic_write(path: Path, write) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -350,27 +350,19 @@ def _labels_of(rows: Iterable[Mapping[str, Any]]) -> set[str]:
 
 def write_manifest(path: str | Path, clips: Iterable[Clip | tuple[str | Path, str] | tuple[str | Path, str, str]]) -> Path:
     """Write a CSV manifest atomically (paths relative to the manifest when they are inside its folder)."""
-    import os
-    import tempfile
+    from seeingsounds.paths import atomic_open
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            items = [c if isinstance(c, Clip) else Clip(Path(c[0]), c[1], c[2] if len(c) > 2 else "") for c in clips]
-            with_split = any(c.split for c in items)
-            writer.writerow(["path", "label", "split"] if with_split else ["path", "label"])
-            for c in items:
-                p = Path(c.path)
-                try:
-                    p = p.resolve().relative_to(path.parent.resolve())
-                except ValueError:
-                    pass
-                writer.writerow([str(p), c.label, c.split] if with_split else [str(p), c.label])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, newline="") as f:
+        writer = csv.writer(f)
+        items = [c if isinstance(c, Clip) else Clip(Path(c[0]), c[1], c[2] if len(c) > 2 else "") for c in clips]
+        with_split = any(c.split for c in items)
+        writer.writerow(["path", "label", "split"] if with_split else ["path", "label"])
+        for c in items:
+            p = Path(c.path)
+            try:
+                p = p.resolve().relative_to(path.parent.resolve())
+            except ValueError:
+                pass
+            writer.writerow([str(p), c.label, c.split] if with_split else [str(p), c.label])
     return path

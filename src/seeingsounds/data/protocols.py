@@ -48,7 +48,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from seeingsounds.errors import ConfigError, DatasetError
+from seeingsounds.paths import atomic_write_text
 
 DATA_DIR = Path(__file__).resolve().parent / "protocols"
 SPLITS = ("train", "val", "test")
@@ -132,7 +132,7 @@ class Protocol:
 
     def write_captions(self, path: str | os.PathLike[str], classes: Sequence[str] | None = None) -> Path:
         """Write the default captions as JSON ``{label: caption}`` (atomically)."""
-        return _atomic_write(Path(path), json.dumps(self.default_captions(classes), indent=2, ensure_ascii=False) + "\n")
+        return atomic_write_text(Path(path), json.dumps(self.default_captions(classes), indent=2, ensure_ascii=False) + "\n")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -319,7 +319,7 @@ class ProtocolData:
         lines = ["path,label,split"]
         for r in self.rows:
             lines.append(",".join(_csv_field(x) for x in (str(r.path), r.label, r.split)))
-        return _atomic_write(Path(path), "\n".join(lines) + "\n")
+        return atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def _csv_field(text: str) -> str:
@@ -364,19 +364,6 @@ def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
             rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str) or v is None}
                         | {"_where": f"{path.name}:{line}"})
     return rows
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 # ---- registry -------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ class Evaluation:
                     "give a new --out, or delete that folder to regenerate"
                 )
             return
-        from seeingsounds.evaluation.report import atomic_write_text
+        from seeingsounds.paths import atomic_write_text
 
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 

@@ -9,8 +9,6 @@ these captions without loading any text encoder.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import torch
 
 from seeingsounds.errors import ConfigError
+from seeingsounds.paths import atomic_path, atomic_write_text
 
 CAPTIONS_FILE = "captions.json"
 TARGETS_FILE = "caption_targets.safetensors"
@@ -76,18 +75,6 @@ class CaptionSet:
                     for e in data["captions"]])
 
 
-def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_caption_set(folder: str | Path, captions: CaptionSet, targets: Mapping[str, torch.Tensor],
                      dtype: torch.dtype = torch.float16) -> None:
     """Write ``captions.json`` and ``caption_targets.safetensors`` (row-aligned) atomically."""
@@ -98,8 +85,9 @@ def save_caption_set(folder: str | Path, captions: CaptionSet, targets: Mapping[
         if len(t) != len(captions):
             raise ConfigError(f"{len(t)} targets of {name} for {len(captions)} captions")
     data = {n: t.detach().to("cpu", dtype).contiguous() for n, t in targets.items()}
-    _atomic(folder / TARGETS_FILE, lambda tmp: save_file(data, tmp, metadata={"rows": str(len(captions))}))
-    _atomic(folder / CAPTIONS_FILE, lambda tmp: Path(tmp).write_text(captions.to_json(), encoding="utf-8"))
+    with atomic_path(folder / TARGETS_FILE) as tmp:
+        save_file(data, tmp, metadata={"rows": str(len(captions))})
+    atomic_write_text(folder / CAPTIONS_FILE, captions.to_json())
 
 
 def find_run_folder(checkpoint: str | Path) -> Path:

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from seeingsounds.cache import AudioItem, FeatureCache, load_item_wave, read_tokens
 from seeingsounds.errors import ConfigError
+from seeingsounds.paths import atomic_write_json
 from seeingsounds.training.captionset import CaptionEntry, CaptionSet, save_caption_set
 from seeingsounds.training.config import TrainConfig
 from seeingsounds.training.objective import TERMS, CaptionIndex, objective, pair_weights, per_sample_loss
@@ -103,18 +104,6 @@ def _collate(batch: list[tuple[torch.Tensor, int, int, float, int]]) -> dict[str
         "weight": torch.tensor([b[3] for b in batch], dtype=torch.float32),
         "label": torch.tensor([b[4] for b in batch], dtype=torch.long),
     }
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _library_versions() -> dict[str, str]:
@@ -508,7 +497,7 @@ class Trainer:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         cache_info = None if self.cache is None else {"dir": str(self.cache.root), "dtype": self.cache.dtype_name}
-        _atomic_json(self.out / CONFIG_FILE, {
+        atomic_write_json(self.out / CONFIG_FILE, {
             "train": self.config.to_dict(),
             "preset": self.preset.to_dict(),
             "data": {**self.dataset.fingerprint(), "audio_sha256": self._audio_digest()},
@@ -657,7 +646,15 @@ class Trainer:
                 self.tb.close()
         return self._result(epoch + 1, stopped)
 
+    def _end(self) -> None:
+        """Wait for every process and leave the process group (a multi-process launch otherwise
+        aborts at exit with gloo threads still running)."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.num_processes > 1:
+            self.accelerator.end_training()
+
     def _result(self, epochs: int, stopped: str) -> TrainResult:
+        self._end()
         return TrainResult(out=self.out, best_epoch=self.best_epoch, best_val_loss=self.best_val,
                            epochs_completed=epochs, global_step=self.global_step, stopped=stopped,
                            history=list(getattr(self, "history", [])))
