@@ -159,6 +159,10 @@ def test_caption_targets_cache(tmp_path, tiny_preset, tiny_backend):
     for change in ({"model_id": "elsewhere"}, {"revision": "abc"}, {"backend": "sd3"}):
         assert cache.target_path({**ident, **change}, "x")[0] != base
     assert FeatureCache(tmp_path / "c", dtype="float32").target_path(ident, "x")[0] != base
+    # the text model that computes the targets (the minilm backend's text_model_id)
+    other = copy.copy(tiny_backend)
+    other.text_model_id = "some/other-minilm"
+    assert cache.target_path(cache.backend_identity(other), "x")[0] != base
 
 
 def test_cache_command(tmp_path, clips, capsys):

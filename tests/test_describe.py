@@ -70,3 +70,13 @@ def test_describe_errors(run, tmp_path, capsys):
     assert main(["describe", "--checkpoint", str(out), str(test[0].path), "--top-k", "0"]) == 2
     assert main(["describe", "--checkpoint", str(out), str(test[0].path), "--volume", "-1"]) == 2
     assert "alpha" in capsys.readouterr().err
+
+
+def test_one_clip_given_as_bytes(run, tiny_encoder):
+    from seeingsounds.describe import Describer
+
+    out, test = run
+    describer = Describer(out, encoder=tiny_encoder)
+    one = describer.describe(test[0].path.read_bytes(), top_k=2)
+    assert len(one) == 1 and one[0].source == "<array>"
+    assert [m.caption for m in one[0].matches] == [m.caption for m in describer.describe(test[0].path, top_k=2)[0].matches]

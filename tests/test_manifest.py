@@ -196,3 +196,23 @@ def test_yaml_captions_and_write_manifest(tmp_path):
     path = write_manifest(tmp_path / "sub" / "m.csv", [Clip(tmp_path / "a.wav", "dog", "train")])
     ds = load_dataset(path, tmp_path / "c.yaml")
     assert ds.captions == {"dog": ["a dog barking", "a puppy"]} and ds.clips[0].path.resolve() == tmp_path / "a.wav"
+
+
+def test_bom_blank_lines_and_encoding_problems(tmp_path):
+    """Spreadsheet "CSV UTF-8" (BOM) reads; problems name the right line; non-UTF-8 is one clear problem."""
+    from seeingsounds.data.manifest import load_dataset
+    from seeingsounds.errors import DatasetError
+
+    wav(tmp_path / "a.wav")
+    caps = captions_file(tmp_path, {"dog": "a dog"})
+    (tmp_path / "m.csv").write_text("path,label\na.wav,dog\n", encoding="utf-8-sig")
+    assert [c.label for c in load_dataset(tmp_path / "m.csv", caps).clips] == ["dog"]
+    (tmp_path / "m.jsonl").write_text(json.dumps({"path": "a.wav", "label": "dog"}) + "\n", encoding="utf-8-sig")
+    assert [c.label for c in load_dataset(tmp_path / "m.jsonl", caps).clips] == ["dog"]
+    (tmp_path / "blank.csv").write_text("path,label\n\na.wav,dog\n\nmissing.wav,dog\n")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(tmp_path / "blank.csv", caps)
+    assert info.value.problems == [f"blank.csv:5: {tmp_path / 'missing.wav'}: file not found"]
+    (tmp_path / "latin1.csv").write_bytes("path,label\nb\xe9.wav,dog\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match="not UTF-8"):
+        load_dataset(tmp_path / "latin1.csv", caps)

@@ -147,6 +147,49 @@ def test_resume_refusals(data, tmp_path, tiny_encoder, tiny_backend):
         train(config(data, out, epochs=2, resume=True, batch_size=4), encoder=tiny_encoder, backend=tiny_backend)
 
 
+def test_resume_mid_epoch_is_exact_with_dropout(data, tmp_path, tiny_encoder, tiny_backend):
+    """Dropout draws from the torch RNG: a run resumed in the middle of an epoch must draw the same masks."""
+    from seeingsounds.training import train
+
+    train(config(data, tmp_path / "full", epochs=2, dropout=0.3), encoder=tiny_encoder, backend=tiny_backend)
+    train(config(data, tmp_path / "part", epochs=2, dropout=0.3, max_steps=3), encoder=tiny_encoder,
+          backend=tiny_backend)
+    train(config(data, tmp_path / "part", epochs=2, dropout=0.3, resume=True), encoder=tiny_encoder,
+          backend=tiny_backend)
+    a, b = weights_of(tmp_path / "full" / "last"), weights_of(tmp_path / "part" / "last")
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after a mid-epoch resume"
+
+
+def test_resume_after_a_metrics_line_was_cut_short(data, tmp_path, tiny_encoder, tiny_backend):
+    """An interruption while appending to metrics.jsonl leaves half a line: resuming must not crash on it."""
+    from seeingsounds.training import train
+
+    out = tmp_path / "run"
+    train(config(data, out, epochs=2, max_steps=7), encoder=tiny_encoder, backend=tiny_backend)
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"epoch": 2, "global_step": 1')
+    done = train(config(data, out, epochs=2, resume=True), encoder=tiny_encoder, backend=tiny_backend)
+    assert done.global_step == 10
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2] and [x["epoch"] for x in done.history] == [1, 2]
+
+
+def test_resume_refuses_changed_data(data, tmp_path, tiny_encoder, tiny_backend):
+    from seeingsounds.errors import ConfigError
+    from seeingsounds.training import train
+
+    captions = tmp_path / "captions.json"
+    captions.write_text(Path(data[2]).read_text())
+    out = tmp_path / "run"
+    train(config(data, out, epochs=2, max_steps=2, captions=captions), encoder=tiny_encoder, backend=tiny_backend)
+    edited = json.loads(captions.read_text())
+    edited[sorted(edited)[0]] = "something else entirely"
+    captions.write_text(json.dumps(edited))
+    with pytest.raises(ConfigError, match="data changed.*captions_sha256"):
+        train(config(data, out, epochs=2, resume=True, captions=captions), encoder=tiny_encoder, backend=tiny_backend)
+
+
 def test_early_stopping_and_ablation_options(data, tmp_path, tiny_encoder, tiny_backend):
     from seeingsounds.training import train
 
@@ -197,6 +240,52 @@ def test_live_encoder_matches_cached_features(data, tmp_path, tiny_encoder, tiny
     assert live.last["val_loss"] == pytest.approx(cached.last["val_loss"], rel=1e-2)
     cfg = json.loads((tmp_path / "l" / "config.json").read_text())
     assert cfg["feature_cache"] is None
+
+
+def test_resume_without_a_saved_epoch_says_what_to_do(data, tmp_path, tiny_encoder, tiny_backend):
+    """Stopped after best/ but before last/ of epoch 1: a fresh start is refused, so --resume must not
+    send the user back to it."""
+    from seeingsounds.errors import ConfigError
+    from seeingsounds.training import train
+
+    out = tmp_path / "run"
+    (out / "best").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="already holds"):
+        train(config(data, out), encoder=tiny_encoder, backend=tiny_backend)
+    with pytest.raises(ConfigError, match="stopped before its first epoch") as info:
+        train(config(data, out, resume=True), encoder=tiny_encoder, backend=tiny_backend)
+    assert "without --resume in another --out" in str(info.value)
+
+
+def test_caption_set_scales_to_all_class_pairs():
+    """Fused captions of every class pair (VGGSound: ~48k) are indexed, not searched per add."""
+    import itertools
+    import time
+
+    from seeingsounds.training.captionset import CaptionEntry, CaptionSet
+
+    labels = [f"class {i}" for i in range(250)]
+    start = time.perf_counter()
+    captions = CaptionSet()
+    rows = [captions.add(CaptionEntry(f"{u} and {v}", "fused", (u, v))) for u, v in itertools.combinations(labels, 2)]
+    assert rows == list(range(len(rows))) and len(captions) == 31125
+    assert captions.add(CaptionEntry("class 0 and class 1", "fused", ("class 0", "class 1"))) == 0
+    assert time.perf_counter() - start < 10.0
+    again = CaptionSet(list(captions.entries))  # built from entries (as from_json does): still finds rows
+    assert again.add(CaptionEntry("class 3 and class 9", "fused", ("class 3", "class 9"))) == rows[3 * 249 - 3 + 5]
+    assert len(again) == len(captions)
+
+
+def test_config_choices_fail_before_any_model_is_loaded():
+    from seeingsounds.errors import ConfigError
+    from seeingsounds.training import TrainConfig
+
+    base = dict(preset="tiny", data="d.csv", captions="c.json", out="o")
+    for bad in ({"align": "seq"}, {"pooling": "max"}, {"order": "pool-first"}, {"cache_dtype": "fp16"},
+                {"val_fraction": 1.0}, {"dropout": 1.5}, {"hidden_dim": 0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            TrainConfig(**base, **bad)
+    assert TrainConfig(**base, align="pooled", pooling="average", order="pool_first").align == "pooled"
 
 
 def test_objective_math():

@@ -9,7 +9,8 @@ everything that changes them:
   (target sample rate, window length), the effect chain and the mix partner + ratio (paper Eq. 7)
   and the storage dtype;
 * caption targets: backend name, model id + revision, conditioning spec, max sequence length,
-  the caption text and the storage dtype.
+  the text model that defines the targets (where a backend has its own), the caption text and the
+  storage dtype.
 
 Change any part and the key changes (a miss). Writes are atomic (temp file + ``os.replace``).
 Each entry stores its key and a sha256 of its tensor bytes; an entry that is truncated, corrupt
@@ -178,13 +179,17 @@ class FeatureCache:
         return self.root / "audio" / encoder.identity() / key[:2] / f"{key}.safetensors", key, parts
 
     def backend_identity(self, backend: Any) -> dict[str, Any]:
-        return {
+        ident = {
             "backend": backend.name,
             "model_id": str(backend.model_id),
             "revision": getattr(backend, "revision", None),
             "max_sequence_length": backend.max_sequence_length,
             "spec": {n: list(s.shape) for n, s in backend.conditioning_spec().items()},
         }
+        # a backend whose targets come from a separate text model (minilm) is keyed by that model too
+        if getattr(backend, "text_model_id", None) is not None:
+            ident["text_model_id"] = str(backend.text_model_id)
+        return ident
 
     def target_path(self, backend_id: Mapping[str, Any], caption: str) -> tuple[Path, str, dict[str, Any]]:
         parts = {"v": CACHE_VERSION, "kind": "targets", **backend_id, "caption": caption, "dtype": self.dtype_name}

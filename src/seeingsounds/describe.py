@@ -130,7 +130,7 @@ class Describer:
                  mix: tuple[str | Path, float] | None = None) -> list[Description]:
         if top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
-        if isinstance(sources, (str, Path)):
+        if isinstance(sources, (str, Path, bytes, bytearray)):  # one clip, not a sequence of clips
             sources = [sources]
         effects = [(n, dict(p)) for n, p in (effects or [])]
         if effects:

@@ -133,9 +133,18 @@ def _load_captions_json(path: str | Path) -> dict[str, list[str]]:
 # ---- rows -----------------------------------------------------------------------------------
 def _read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     """Rows of a CSV / JSONL manifest as dicts with a ``_where`` (file:line) entry."""
+    try:
+        return _read_manifest_rows(path, problems)
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the manifest as UTF-8")
+        return []
+
+
+def _read_manifest_rows(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: spreadsheet programs write "CSV UTF-8" with a byte-order mark
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns = [c.strip() for c in (reader.fieldnames or [])]
             missing = [c for c in ("path", "label") if c not in columns]
@@ -143,12 +152,12 @@ def _read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
                 problems.append(f"{path}: missing column(s) {missing}; the header has {columns or 'nothing'} "
                                 "(need path,label[,split])")
                 return []
-            for line, row in enumerate(reader, start=2):
+            for row in reader:  # line_num: the row's last line, right across blank lines and quoted newlines
                 clean = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else v for k, v in row.items()}
-                clean["_where"] = f"{path.name}:{line}"
+                clean["_where"] = f"{path.name}:{reader.line_num}"
                 rows.append(clean)
     else:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             for line, text in enumerate(f, start=1):
                 if not text.strip():
                     continue

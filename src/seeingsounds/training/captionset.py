@@ -44,16 +44,22 @@ class CaptionSet:
     """Ordered, de-duplicated captions (by text, kind, labels, descriptions)."""
 
     entries: list[CaptionEntry] = field(default_factory=list)
+    #: entry -> first row (a dict, not ``list.index``: fused captions of all class pairs are many)
+    _rows: dict[CaptionEntry, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def add(self, entry: CaptionEntry) -> int:
         """Row of ``entry`` (added when new)."""
         if entry.kind not in KINDS:
             raise ConfigError(f"caption kind must be one of {KINDS}, got {entry.kind!r}")
-        try:
-            return self.entries.index(entry)
-        except ValueError:
+        if len(self._rows) != len(self.entries):  # entries given or changed from outside: re-index
+            self._rows = {}
+            for i, e in enumerate(self.entries):
+                self._rows.setdefault(e, i)
+        row = self._rows.get(entry)
+        if row is None:
             self.entries.append(entry)
-            return len(self.entries) - 1
+            row = self._rows[entry] = len(self.entries) - 1
+        return row
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -93,6 +93,21 @@ class TrainConfig:
             problems.append("augment_weight and mix_weight must be >= 0")
         if self.caption_engine not in CAPTION_ENGINES:
             problems.append(f"caption_engine must be one of {CAPTION_ENGINES}, got {self.caption_engine!r}")
+        # choices checked here, so a typo fails before any model is loaded
+        from seeingsounds.aligner import ORDERS, POOLINGS
+        from seeingsounds.cache import DTYPES
+        from seeingsounds.model import ALIGN_CHOICES
+
+        for name, value, choices in (("align", self.align, ALIGN_CHOICES), ("pooling", self.pooling, POOLINGS),
+                                     ("order", self.order, ORDERS), ("cache_dtype", self.cache_dtype, tuple(DTYPES))):
+            if value is not None and value not in choices:
+                problems.append(f"{name} must be one of {choices}, got {value!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.hidden_dim is not None and self.hidden_dim < 1:
+            problems.append(f"hidden_dim must be >= 1, got {self.hidden_dim}")
         self.augment = [[[str(n), dict(p or {})] for n, p in chain] for chain in self.augment]
         if problems:
             raise ConfigError("bad training options: " + "; ".join(problems))

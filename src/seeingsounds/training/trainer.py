@@ -141,6 +141,14 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _metrics_epoch(line: str) -> int | None:
+    """The epoch of one ``metrics.jsonl`` line, or None for a blank or partly written one."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def make_accelerator(device: str) -> Any:
     """An ``accelerate.Accelerator`` for ``device`` (auto: cuda, then mps, then cpu); bf16 autocast on GPU."""
     from accelerate import Accelerator
@@ -190,6 +198,9 @@ class Trainer:
                                   "or choose another --out")
             return None
         if not state_path.is_file():
+            if (self.out / "best").exists():  # stopped after best/ was written, before last/: nothing to resume
+                raise ConfigError(f"--resume: {state_path} does not exist (the run stopped before its first epoch "
+                                  f"was saved); start again without --resume in another --out, or delete {self.out}")
             raise ConfigError(f"--resume: {state_path} does not exist; start the run without --resume")
         saved = json.loads((self.out / CONFIG_FILE).read_text(encoding="utf-8"))
         mine, theirs = cfg.to_dict(), saved["train"]
@@ -200,7 +211,17 @@ class Trainer:
             raise ConfigError("--resume: these options differ from the interrupted run's "
                               f"({self.out / CONFIG_FILE}): " + ", ".join(
                                   f"{k}={mine.get(k)!r} (run: {theirs.get(k)!r})" for k in diff))
+        # same options, but edited files (manifest, captions; audio: see fit) would silently change the data
+        self._saved_data = saved.get("data") or {}
+        self._check_same_data(self.dataset.fingerprint())
         return torch.load(state_path, map_location="cpu", weights_only=True)
+
+    def _check_same_data(self, current: Mapping[str, Any]) -> None:
+        saved = getattr(self, "_saved_data", None) or {}
+        changed = [k for k in current if k in saved and current[k] != saved[k]]
+        if changed:
+            raise ConfigError(f"--resume: the data changed since the interrupted run ({', '.join(changed)} differ "
+                              f"from {self.out / CONFIG_FILE}); restore it, or start a new run in another --out")
 
     def _augment_descriptions(self) -> list[tuple[str, ...]]:
         from seeingsounds.audio.effects import describe_effect
@@ -319,9 +340,17 @@ class Trainer:
         return captions
 
     def _rows_of(self, kind: str, labels: tuple[str, ...], descriptions: tuple[str, ...] = ()) -> tuple[int, ...]:
-        rows = tuple(i for i, e in enumerate(self.captions.entries)
-                     if e.kind == kind and (e.labels == labels or (kind == "fused" and set(e.labels) == set(labels)))
-                     and e.descriptions == descriptions)
+        def key(kind: str, labels: tuple[str, ...], descriptions: tuple[str, ...]) -> tuple[Any, ...]:
+            return kind, frozenset(labels) if kind == "fused" else labels, descriptions
+
+        entries = self.captions.entries
+        lookup = getattr(self, "_row_lookup", None)
+        if lookup is None or lookup[0] is not entries or lookup[1] != len(entries):  # one pass, not one per pair
+            index: dict[tuple[Any, ...], list[int]] = {}
+            for i, e in enumerate(entries):
+                index.setdefault(key(e.kind, e.labels, e.descriptions), []).append(i)
+            lookup = self._row_lookup = (entries, len(entries), index)
+        rows = tuple(lookup[2].get(key(kind, tuple(labels), tuple(descriptions)), ()))
         if not rows:
             raise ConfigError(f"no {kind} caption for {labels} {descriptions}")
         return rows
@@ -388,9 +417,11 @@ class Trainer:
         return self.paths[item] if self._cached(item) else item
 
     def _loader(self, rows: list[Row]) -> Any:
+        # its own generator: starting an iterator must not draw from the global torch RNG, or a
+        # run resumed mid-epoch would see other dropout masks than the uninterrupted run
         loader = DataLoader(_Rows(rows, self.memory, self.live), batch_size=self.config.batch_size, shuffle=False,
                             num_workers=self.config.num_workers, collate_fn=_collate,
-                            persistent_workers=False)
+                            persistent_workers=False, generator=torch.Generator().manual_seed(self.config.seed))
         return self.accelerator.prepare_data_loader(loader)
 
     def _tokens(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -492,7 +523,7 @@ class Trainer:
             digest.update(f"{c.path}\t{c.label}\t{c.split}\t{content}\n".encode())
         return digest.hexdigest()
 
-    def _write_run_files(self) -> None:
+    def _write_run_files(self, audio_sha256: str) -> None:
         if not self.accelerator.is_main_process:
             return
         self.out.mkdir(parents=True, exist_ok=True)
@@ -500,7 +531,7 @@ class Trainer:
         atomic_write_json(self.out / CONFIG_FILE, {
             "train": self.config.to_dict(),
             "preset": self.preset.to_dict(),
-            "data": {**self.dataset.fingerprint(), "audio_sha256": self._audio_digest()},
+            "data": {**self.dataset.fingerprint(), "audio_sha256": audio_sha256},
             "encoder": {"name": self.encoder.name, "model_id": self.encoder.model_id,
                         "identity": self.encoder.identity()},
             "generator": {"name": self.backend.name, "model_id": self.backend.model_id,
@@ -520,8 +551,8 @@ class Trainer:
             self.tb = None
             return
         if path.exists():  # keep the completed epochs; drop lines of epochs that will be run again
-            kept = [ln for ln in path.read_text(encoding="utf-8").splitlines()
-                    if ln.strip() and json.loads(ln)["epoch"] <= completed]
+            kept = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                    if (e := _metrics_epoch(ln)) is not None and e <= completed]  # and lines cut short
             self.history = [json.loads(ln) for ln in kept]
             tmp = path.with_suffix(".tmp")
             tmp.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
@@ -566,7 +597,10 @@ class Trainer:
             self.log(f"{self.out}: the run already finished ({st['finished']})")
             self._metrics_writers(start_epoch)
             return self._result(start_epoch, st["finished"])
-        self._write_run_files()
+        audio = self._audio_digest()
+        if st:
+            self._check_same_data({"audio_sha256": audio})
+        self._write_run_files(audio)
         self._metrics_writers(start_epoch)
         if st:
             _set_rng_state(st["rng"])
