@@ -186,3 +186,44 @@ def test_frames_gallery_needs_frames_and_ranks_them(run_folder, manifest, tmp_pa
     assert any(report["metrics"]["R@1"] == pytest.approx(v) for v in (0.0, 100 / 3, 200 / 3, 100.0))
     assert main([*args, "--data", str(manifest)]) == 2
     assert "needs an existing 'frame'" in capsys.readouterr().err
+
+
+def test_aic_judge_sees_raw_class_names_and_metric_names_are_normalised(tmp_path):
+    """METRICS.md: AIC's text side is sorted(set(labels)), raw, tokenised as is ('sea_waves' stays)."""
+    from PIL import Image
+
+    from seeingsounds.data.protocols import ProtocolData, Row, get_protocol
+    from seeingsounds.evaluation.runner import Evaluation, EvaluationSettings
+
+    def settings(**kw):
+        return EvaluationSettings(checkpoint="unused", protocol="landscape", data="unused", out=str(tmp_path),
+                                  seeds=[0], **kw)
+
+    assert Evaluation(settings(metrics=["aic", "R@k"])).metric_names == ["AIC", "R@5"]
+    ev = Evaluation(settings(metrics=["AIC"]))
+
+    class Judge:
+        texts: list[str] = []
+
+        def embed_texts(self, texts):
+            self.texts = list(texts)
+            return np.eye(2, dtype=np.float32)
+
+        def embed_images(self, images):
+            return np.tile(np.array([[1.0, 0.0]], np.float32), (len(images), 1))
+
+        def describe(self):
+            return {"kind": "aic", "model_id": "fake"}
+
+    judge = Judge()
+    ev.judge = lambda kind: judge
+    rows, paths = [], []
+    for i, label in enumerate(["sea_waves", "dog"]):
+        png = tmp_path / f"{i}.png"
+        Image.new("RGB", (8, 8)).save(png)
+        rows.append(Row(tmp_path / f"{i}.wav", label, "test"))
+        paths.append([png])
+    data = ProtocolData(get_protocol("landscape"), ["dog", "sea_waves"], rows, tmp_path / "m.csv")
+    result = ev.image_metrics(data, rows, paths)
+    assert judge.texts == ["dog", "sea_waves"]
+    assert result["metrics"]["AIC"] == 50.0  # every image is "dog"

@@ -150,3 +150,26 @@ def test_caption_similarity_chunks_match_direct_cosine_and_accept_fp16_torch():
     np.testing.assert_allclose(half, direct, atol=5e-3)
     mean = caption_similarity(pred, targets, sequence="mean")
     np.testing.assert_allclose(mean, cosine_matrix(pred.mean(1), targets.mean(1)), atol=1e-6)
+
+
+def test_nan_similarity_is_never_a_hit():
+    # an inf in an embedding makes its cosines NaN; `x >= nan` is False, which once gave rank 0 (a hit)
+    classes = np.eye(2)
+    images = np.array([[np.inf, 0.0], [1.0, 0.0]])
+    assert aic(images, classes, [0, 0]) == pytest.approx(50.0)
+    assert recall_at_k(images, classes, [0, 0], k=1) == pytest.approx(50.0)
+    np.testing.assert_array_equal(target_ranks(np.array([[np.nan, 0.2], [0.5, np.nan]]), [0, 0]), [2, 1])
+    assert caption_retrieval(images, classes, [0, 0], k=1)["top1"] == pytest.approx(50.0)
+
+
+def test_ais_exclusion_matches_brute_force_on_a_larger_set():
+    rng = np.random.default_rng(0)
+    img, aud = rng.standard_normal((30, 8)), rng.standard_normal((10, 8))
+    per_image = np.repeat(aud, 3, axis=0)  # 3 images per clip, as evaluate does with 3 seeds
+    expected = []
+    for i in range(30):
+        a = per_image[i] / np.linalg.norm(per_image[i])
+        x = img[i] / np.linalg.norm(img[i])
+        others = [r / np.linalg.norm(r) for j, r in enumerate(aud) if j != i // 3]
+        expected.append(np.mean([x @ a > x @ r for r in others]))
+    assert ais(img, per_image, aud) == pytest.approx(100 * np.mean(expected))

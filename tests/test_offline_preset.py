@@ -76,6 +76,7 @@ def test_aisfx_loads_real_checkpoint(aisfx):
     assert torch.allclose(a[1, 1:], aisfx.silence.expand(7, 512))
     assert not torch.allclose(a[1, 0], aisfx.silence)
     assert aisfx.identity() == create_audio_encoder("aisfx", "aisfx").identity()
+    assert aisfx.encode([]).shape == (0, 8, 512)  # nothing to encode is not a shape error
 
 
 def test_aisfx_bad_checkpoint_path_is_actionable(tmp_path):

@@ -155,3 +155,18 @@ def test_missing_manifest_and_bad_header(tmp_path):
     (tmp_path / "h.csv").write_text("file,class\na.wav,dog\n")
     with pytest.raises(DatasetError, match="path and label"):
         get_protocol("esc50").load(tmp_path / "h.csv")
+
+
+def test_bom_manifests_are_read_and_spelled_duplicates_caught(tmp_path):
+    rows = [(f"{c}/{i}.wav", c) for c in ("dog", "cat") for i in range(3)]
+    path = _manifest(tmp_path, rows)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a spreadsheet's UTF-8 export
+    assert len(get_protocol("landscape").load(path).rows) == 6
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text("\ufeff" + "\n".join(json.dumps({"path": p, "label": c}) for p, c in rows), encoding="utf-8")
+    assert len(get_protocol("landscape").load(jsonl).rows) == 6
+    # the same clip spelled twice would land in train and test
+    dup = _manifest(tmp_path, rows + [("./dog/0.wav", "dog"), ("cat/../dog/1.wav", "dog")], name="dup.csv")
+    with pytest.raises(DatasetError) as err:
+        get_protocol("landscape").load(dup)
+    assert str(err.value).count("listed twice") == 2

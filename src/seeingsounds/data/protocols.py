@@ -84,7 +84,10 @@ def normalise_label(label: str) -> str:
 
 
 def class_text(name: str) -> str:
-    """The text a judge sees for a class: the raw name with ``_`` as spaces, no template."""
+    """A class name as text: ``_`` as spaces, no template (default captions, the R@k class gallery).
+
+    AIC does not use it: its judge sees the raw class names (METRICS.md).
+    """
     return " ".join(str(name).replace("_", " ").split())
 
 
@@ -181,10 +184,11 @@ class Protocol:
                 problems.append(f"{where}: split {split!r} is not one of {SPLITS}")
                 continue
             path = _resolve(manifest, path_text)
-            if str(path) in seen:
-                problems.append(f"{where}: {path_text} is listed twice (also at {seen[str(path)]})")
+            key = os.path.normpath(os.path.abspath(path))  # "a.wav" and "./a.wav" are one clip
+            if key in seen:
+                problems.append(f"{where}: {path_text} is listed twice (also at {seen[key]})")
                 continue
-            seen[str(path)] = where
+            seen[key] = where
             if check_files and not path.is_file():
                 missing_files.append(f"{where}: {path}")
             frame = str(r.get("frame") or "").strip()
@@ -338,7 +342,7 @@ def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
         return []
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() == ".jsonl":
-        for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
             if not text.strip():
                 continue
             try:
@@ -354,7 +358,7 @@ def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     if path.suffix.lower() != ".csv":
         problems.append(f"{path}: a manifest must be .csv or .jsonl")
         return []
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (spreadsheet export) is no header
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         if not {"path", "label"} <= set(columns):

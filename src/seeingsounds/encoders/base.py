@@ -100,6 +100,8 @@ class AudioEncoder(nn.Module, abc.ABC):
 
         Returns float32 tokens ``[B, num_tokens, hidden_size]`` on the CPU.
         """
+        if len(waveforms) == 0:  # np.asarray([]) is 1-D: it would fail the shape check below
+            return torch.empty(0, self.num_tokens, self.hidden_size)
         batch = np.asarray([self._fit(np.asarray(w, dtype=np.float32)) for w in waveforms], dtype=np.float32)
         if batch.ndim != 2:
             raise ConfigError(f"expected a list of 1-D waveforms, got array of shape {batch.shape}")

@@ -170,6 +170,9 @@ def target_ranks(similarity: Any, targets: Any) -> np.ndarray:
         raise ValueError(f"targets must index the {s.shape[1]} columns, got range [{t.min()}, {t.max()}]")
     if not t.size:
         return np.zeros(0, dtype=np.int64)
+    # a NaN similarity (e.g. from an inf embedding) is no evidence: it must never rank first,
+    # yet ``x >= nan`` is False for every x, which would give a NaN target rank 0, i.e. a hit
+    s = np.where(np.isnan(s), -np.inf, s)
     own = s[np.arange(len(t)), t][:, None]
     return (s >= own).sum(axis=1).astype(np.int64)  # counts the target itself once -> 1-based
 
@@ -251,8 +254,9 @@ def ais(image_embeds: Any, audio_embeds: Any, pool_embeds: Any | None = None,
     positive = np.einsum("nd,nd->n", img, aud)[:, None]  # [N, 1]
     negatives = img @ pool.T  # [N, M]
     keep = np.ones_like(negatives, dtype=bool)
-    if exclude_self:
-        keep = ~np.all(aud[:, None, :] == pool[None, :, :], axis=-1)
+    if exclude_self:  # row by row: an [N, M, D] comparison would not fit in memory for large sets
+        for i in range(aud.shape[0]):
+            keep[i] = ~np.all(pool == aud[i], axis=-1)
     sizes = keep.sum(axis=1)
     wins = ((positive > negatives) & keep).sum(axis=1)
     usable = sizes > 0

@@ -131,10 +131,11 @@ class Evaluation:
         if settings.limit is not None and settings.limit < 1:
             raise ConfigError(f"--limit must be >= 1, got {settings.limit}")
         chosen = list(settings.metrics or self.protocol.metrics)
-        unknown = [m for m in chosen if m.upper().replace("R@K", "R@5") not in METRIC_CHOICES]
+        names = [str(m).upper().replace("R@K", "R@5") for m in chosen]  # "R@k" means R@1/5/10 too
+        unknown = [m for m, n in zip(chosen, names) if n not in METRIC_CHOICES]
         if unknown:
             raise ConfigError(f"unknown metrics {unknown}; choose from {METRIC_CHOICES}")
-        self.metric_names = [m.upper() for m in chosen]
+        self.metric_names = list(dict.fromkeys(names))
         self.seeds = resolve_seeds(self.protocol.default_seeds, settings.seeds, settings.images_per_clip)
         self.generated = 0
         self.reused = 0
@@ -219,7 +220,8 @@ class Evaluation:
         per_class: dict[str, dict[str, float]] = defaultdict(dict)
         if "AIC" in self.metric_names:
             judge = self.judge("aic")
-            img, txt = _embed_files(judge, images), judge.embed_texts([class_text(c) for c in classes])
+            # METRICS.md: the raw class names, tokenised as is (no '_' -> ' ', no template)
+            img, txt = _embed_files(judge, images), judge.embed_texts(list(classes))
             results["AIC"] = M.aic(img, txt, labels)
             for c_index, name in enumerate(classes):
                 mask = labels == c_index
@@ -339,9 +341,11 @@ class Evaluation:
                           gallery=self.gallery if any(k.startswith("R@") for k in result["metrics"]) else None,
                           grids=grids, counts={"clips": len(rows), "images": sum(len(p) for p in paths),
                                                "generated": self.generated, "reused": self.reused})
-            report["notes"].append("AIC text side: sorted class names, '_' as spaces, no prompt template")
+            if "AIC" in self.metric_names:
+                report["notes"].append("AIC text side: the raw class names, sorted, tokenised as is, no prompt template")
             if "R@5" in self.metric_names:
-                report["notes"].append(f"R@k gallery: {self.gallery} (Sound2Scene's exact protocol is not public)")
+                text = " (class names with '_' as spaces)" if self.gallery == "classes" else ""
+                report["notes"].append(f"R@k gallery: {self.gallery}{text} (Sound2Scene's exact protocol is not public)")
         report["seconds"] = round(time.time() - started, 2)
         write_json(report, self.out)
         write_markdown(report, self.out)
