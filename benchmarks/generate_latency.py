@@ -256,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         audio = write_test_audio(folder)
         columns = {}
         for size in sizes:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)  # each size's own peak, not the running maximum
             columns[f"{size}x{size}"] = measure(pipe, audio, images=args.images, warmup=args.warmup, steps=steps,
                                                 height=size, width=size)
             if device.type == "cuda":

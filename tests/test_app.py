@@ -159,3 +159,24 @@ def test_serve_command_defaults_to_this_machine_only():
     assert (args.max_upload_mb, args.max_seconds, args.concurrency, args.share) == (25.0, 60.0, 1, False)
     args = build_parser().parse_args(["serve", "--checkpoint", "runs/x", "--host", "0.0.0.0", "--concurrency", "2"])
     assert (args.checkpoint, args.host, args.concurrency) == ("runs/x", "0.0.0.0", 2)
+
+
+def test_example_picker_survives_the_hourly_output_clean_up(engine):
+    """The example copies live under output_dir, which _request_dir prunes of folders older than an hour."""
+    import os
+    import time
+
+    from seeingsounds.app import OUTPUT_TTL, build_app
+
+    app = build_app(engine.checkpoint, engine=engine)
+    pick = next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", "") == "pick_example")
+    first = pick("bell")
+    assert first is not None and os.path.isfile(first)
+    old = time.time() - OUTPUT_TTL - 60
+    for folder in engine.output_dir.iterdir():
+        os.utime(folder, (old, old))
+    engine._request_dir()  # the next request's clean-up removes the examples folder too
+    assert not os.path.exists(first)
+    again = pick("piano")
+    assert again is not None and os.path.isfile(again)
+    assert pick("bell") is not None and os.path.isfile(pick("bell"))

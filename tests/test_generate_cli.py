@@ -110,3 +110,17 @@ def test_contact_sheet_and_png_writer(tmp_path):
     assert read_provenance(path) == {"seed": 3, "caption": "é ünïcode", "mix": None}
     assert [p.name for p in tmp_path.iterdir()] == ["r.png"]  # no temp file left behind
     assert b"tIME" not in path.read_bytes()
+
+
+def test_bad_effect_value_fails_before_the_generator_loads(setup, tmp_path, capsys, monkeypatch):
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(SeeingSoundsPipeline, "from_pretrained", forbidden)
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "--reverb", "5",
+                 "-o", str(tmp_path / "x")])
+    assert code == 2
+    assert "room_size" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -223,6 +223,36 @@ def test_lora_changes_the_image_and_its_absence_does_not(flux_checkpoint, flux_p
         SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu", lora=tmp_path / "nope")
 
 
+def test_lora_with_text_encoder_layers_loads_from_a_home_path(flux_checkpoint, flux_pipe, sounds, tmp_path, monkeypatch):
+    """A LoRA trained with its text encoder (DreamBooth --train_text_encoder) loads into the text-encoder-free
+    generator: its transformer layers apply, its text-encoder layers are skipped. ``~`` paths are expanded."""
+    pytest.importorskip("peft")
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+    from transformers import CLIPTextModel
+
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    model_id = flux_pipe.backend.model_id
+    transformer = FluxTransformer2DModel.from_pretrained(model_id, subfolder="transformer")
+    torch.manual_seed(0)
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                       target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    state = {k: v * (30.0 if "lora_B" in k else 1.0) for k, v in get_peft_model_state_dict(transformer).items()}
+    text_encoder = inject_adapter_in_model(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                                      target_modules=["q_proj"]),
+                                           CLIPTextModel.from_pretrained(model_id, subfolder="text_encoder"))
+    FluxPipeline.save_lora_weights(tmp_path / "home" / "te-lora", transformer_lora_layers=state,
+                                   text_encoder_lora_layers=get_peft_model_state_dict(text_encoder))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    pipe = SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu", lora="~/te-lora")
+    assert pipe.generator.transformer.peft_config and pipe.generator.text_encoder is None
+    assert pipe.lora == str(tmp_path / "home" / "te-lora")
+    base = pixels(flux_pipe(str(sounds["low"]), seed=1).images[0])
+    assert np.abs(pixels(pipe(str(sounds["low"]), seed=1).images[0]) - base).mean() > 1.0
+
+
 def test_dtype_and_offload_options_are_checked(flux_checkpoint):
     from seeingsounds.pipeline import SeeingSoundsPipeline, resolve_dtype
 

@@ -311,6 +311,7 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
         # a copy under the temp dir: gradio serves files it did not create only from there or cwd
         target = example_dir / examples[name].name
         if not target.exists():
+            example_dir.mkdir(parents=True, exist_ok=True)  # the hourly clean-up of output_dir may have removed it
             shutil.copyfile(examples[name], target)
         return str(target)
 

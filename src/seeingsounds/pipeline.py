@@ -139,6 +139,8 @@ class SeeingSoundsPipeline:
         dtype = resolve_dtype(dtype, device)
         if cpu_offload and device.type == "cpu":
             raise ConfigError("cpu_offload moves modules to an accelerator when used: give device='cuda' (or drop it)")
+        if lora is not None and str(lora).startswith("~"):
+            lora = os.path.expanduser(str(lora))  # not a hub id; neither diffusers nor a quoted shell argument expands it
         if lora is not None and not os.path.exists(lora) and str(lora).startswith((".", "/", "~")):
             raise ConfigError(f"LoRA weights {lora} do not exist: give a .safetensors file, its folder or a hub id")
         folder = resolve_checkpoint(checkpoint)

@@ -97,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     width, height = parse_size(args.size)
     effects = effects_from_args(args)
+    from seeingsounds.audio.effects import describe_effect
+
+    for name, params in effects:  # a bad value fails now, not after the generator has loaded
+        describe_effect(name, **params)
     mixing = mix_from_args(args)
     if mixing is not None and not os.path.isfile(mixing[0]):
         raise ConfigError(f"--mix file {mixing[0]} does not exist")

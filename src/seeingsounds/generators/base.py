@@ -67,6 +67,36 @@ def _follow_quiet_setting() -> None:
         diffusers_logging.disable_progress_bar()
 
 
+def _load_lora_without_text_encoders(pipe: Any, lora: str) -> None:
+    """``pipe.load_lora_weights(lora)`` on a pipeline whose text encoders are ``None``.
+
+    diffusers loads a LoRA's text-encoder layers into ``pipe.text_encoder`` (crashing with an
+    AttributeError on ``None``); those layers are skipped here with a warning, since the text
+    encoders are never loaded to generate (the aligner's predictions replace their output).
+    """
+    import logging
+
+    original = getattr(pipe, "load_lora_into_text_encoder", None)
+    if original is None:
+        pipe.load_lora_weights(lora)
+        return
+
+    def skip_absent(state_dict: Mapping[str, Any], *args: Any, text_encoder: Any = None, **kwargs: Any) -> Any:
+        if text_encoder is not None:
+            return original(state_dict, *args, text_encoder=text_encoder, **kwargs)
+        prefix = kwargs.get("prefix") or "text_encoder"
+        if any(str(k).startswith(f"{prefix}.") for k in state_dict):
+            logging.getLogger(__name__).warning(
+                "LoRA %s has %s layers: skipped, the text encoders are not loaded to generate", lora, prefix)
+        return None
+
+    pipe.load_lora_into_text_encoder = skip_absent  # an instance attribute shadows the classmethod
+    try:
+        pipe.load_lora_weights(lora)
+    finally:
+        del pipe.load_lora_into_text_encoder
+
+
 def _import_builtin_backends() -> None:
     import importlib
 
@@ -192,7 +222,7 @@ class GeneratorBackend(abc.ABC):
         _follow_quiet_setting()
         pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=dtype, **kwargs)
         if lora:
-            pipe.load_lora_weights(lora)
+            _load_lora_without_text_encoders(pipe, lora)
         if cpu_offload:
             pipe.enable_model_cpu_offload(device=device)
         else:
