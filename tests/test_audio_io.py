@@ -80,6 +80,7 @@ def _bad_array_cases() -> list[tuple[object, dict, str]]:
         (np.zeros(100, np.uint8), {"sample_rate": 16000}, "dtype"),
         (np.array(["a", "b"]), {"sample_rate": 16000}, "dtype"),
         ([0.0, 0.1, 0.2], {"sample_rate": 16000}, "numpy array"),
+        (np.full(1, 0.5, np.float32), {"sample_rate": 48000}, "shorter than one sample at 16000 Hz"),
     ]
 
 
@@ -254,3 +255,25 @@ def test_bundled_example_sounds():
     assert total < 400_000
     note = (SOUNDS_DIR / "README.md").read_text()
     assert "CC0" in note and all(f"{name}.flac" in note for name in sounds)
+
+
+@pytest.mark.parametrize("native", [96000, 192000])
+def test_crop_of_a_high_rate_file_matches_the_full_decode(tmp_path, native):
+    # reading only the needed frames must leave a margin as wide as soxr's filter, which grows with the ratio
+    noise = np.random.default_rng(0).standard_normal(native * 2).astype(np.float32) * 0.1
+    path = save_audio(tmp_path / "noise.wav", noise, native, subtype="FLOAT")
+    full = load_audio(path, target_sr=8000)
+    cropped = load_audio(path, target_sr=8000, num_samples=8000)
+    np.testing.assert_allclose(cropped, full[:8000], atol=1e-5)
+    from_array = load_audio(noise, sample_rate=native, target_sr=8000, num_samples=8000)
+    np.testing.assert_allclose(from_array, full[:8000], atol=1e-5)
+
+
+def test_saved_files_are_readable_by_others_and_layout_is_checked(tmp_path):
+    import stat
+
+    path = save_audio(tmp_path / "a.wav", sine(440, 0.2), 16000)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600
+    with pytest.raises(AudioLoadError, match="channels"):
+        save_audio(tmp_path / "b.wav", np.zeros((2, 16000), np.float32), 16000)  # [channels, n]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]

@@ -87,3 +87,13 @@ def test_augment_reports_user_errors_with_exit_code_2(tone, tmp_path, capsys):
     assert main(["augment", str(tone), "--volume", "0.5", "-o", str(tmp_path / "out.xyz")]) == 2
     assert "unknown suffix" in capsys.readouterr().err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_augment_warns_when_the_written_file_clips(tone, tmp_path, capsys):
+    out = tmp_path / "loud.wav"
+    assert main(["augment", str(tone), "--volume", "4", "-o", str(out)]) == 0  # 0.5 peak x 4
+    assert np.abs(read_audio(out)[0]).max() <= 1.0
+    err = capsys.readouterr().err
+    assert "peaks at 2.00" in err and "clipped" in err
+    assert main(["augment", str(tone), "--volume", "1.5", "-o", str(out)]) == 0
+    assert "clipped" not in capsys.readouterr().err

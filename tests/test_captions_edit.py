@@ -56,6 +56,14 @@ def test_descriptions_are_exactly_the_effects_set_and_all_distinct():
         ("a distant train passing by", "low-volume", "a distant train passing by"),  # no "distant distant"
         ("a train passing by", "underwater", "a train passing by, underwater"),  # unknown: generic rule
         ("A train passing by.", "  seen at night. ", "A train passing by, seen at night."),
+        # the caption's own article is kept; a new first word gets a/an by sound (letters for abbreviations)
+        ("an MRI machine", "reverberant", "an MRI machine, echoing in a large hall"),
+        ("an MRI machine", "low-volume", "a distant MRI machine"),
+        ("an X-ray machine", "muffled", "an X-ray machine, muffled, heard through a wall"),
+        # number words and other determiners keep their place before the adjective
+        ("two dogs barking", "low-volume", "two distant dogs barking"),
+        ("Some birds chirping.", "faster", "Some fast birds chirping."),
+        ("my dog barking", "high-volume", "my loud dog barking, close up"),
     ],
 )
 def test_articles_capitals_punctuation_unknown(caption, description, expected):
@@ -82,6 +90,8 @@ def test_fuse():
     assert T.fuse("A train passing by.", "An owl hooting.") == "A train passing by and an owl hooting."
     assert T.fuse("a dog barking", "a dog barking") == "a dog barking and another dog barking"
     assert T.fuse("rain falling", "rain falling") == "rain falling"
+    assert T.fuse("an MRI machine", "an MRI machine") == "an MRI machine and another MRI machine"
+    assert T.fuse("two dogs barking", "an owl hooting") == "two dogs barking and an owl hooting"
     assert T.fuse(T.edit(TRAIN, "low-volume"), "a helicopter hovering") == "a distant train passing by and a helicopter hovering"
 
 
@@ -101,6 +111,19 @@ def test_fuse():
         ("crackling_fire", "the sound of crackling fire"),
         ("Playing acoustic guitar", "the sound of playing acoustic guitar"),
         ("rain", "the sound of rain"),
+        # a singular countable noun needs its article (ESC-50 labels)
+        ("dog", "the sound of a dog"),
+        ("helicopter", "the sound of a helicopter"),
+        ("car_horn", "the sound of a car horn"),
+        ("engine", "the sound of an engine"),
+        ("vacuum_cleaner", "the sound of a vacuum cleaner"),
+        ("sea_waves", "the sound of sea waves"),
+        ("footsteps on snow", "the sound of footsteps on snow"),
+        ("snoring", "the sound of snoring"),
+        ("sheep", "the sound of sheep"),
+        ("bus", "the sound of a bus"),
+        ("MRI beeping", "an MRI beeping"),
+        ("TV", "the sound of a TV"),
     ],
 )
 def test_class_caption(label, caption):

@@ -210,3 +210,26 @@ def test_mix_of_loud_clips_never_clips():
     np.testing.assert_allclose(out, raw * (MIX_PEAK / np.abs(raw).max()), atol=1e-6)
     quiet = mix(0.1 * a, 0.1 * a, 0.5)  # below the peak: not rescaled
     np.testing.assert_allclose(quiet, 0.1 * a, atol=1e-7)
+
+
+@pytest.mark.parametrize(("name", "params"), [("reverb", {"room_size": 1.0}), ("echo", {"feedback": 0.9})])
+def test_long_reverb_and_echo_tails_decay_instead_of_being_cut(name, params):
+    # a big room rings ~11 s and feedback 0.9 repeats ~70 times: the tail must not stop at a fixed length
+    rng = np.random.default_rng(0)
+    wave = np.zeros(SR, np.float32)
+    wave[:1600] = rng.uniform(-0.5, 0.5, 1600)
+    out = apply_effect(wave, SR, name, **params)
+    assert np.abs(out[-1000:]).max() < 1e-3, np.abs(out[-1000:]).max()  # decayed, not chopped
+    assert len(out) > 5 * SR
+
+
+def test_effects_on_very_short_clips_keep_their_length():
+    tiny = np.full(50, 0.1, np.float32)
+    assert len(apply_effect(tiny, 44100, "pitch", semitones=3)) == 50  # pedalboard alone returns nothing
+    short = sine(440, 0.2, SR, 0.5)  # 3200 samples
+    out = apply_effect(short, SR, "pitch", semitones=12)
+    assert len(out) == len(short) and peak_hz(out) == pytest.approx(880, rel=0.02)
+    click = np.zeros(10, np.float32)
+    click[0] = 0.5
+    for name in ("reverb", "echo"):  # the tail of a click shorter than one processing block is kept
+        assert len(apply_effect(click, SR, name)) > SR // 10, name

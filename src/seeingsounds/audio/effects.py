@@ -20,8 +20,9 @@ effect        parameters (default)                   description d_j
 ``speed``     ``factor`` (required), [0.25, 4]       ``faster`` (> 1) / ``slower`` (< 1)
 ============  =====================================  ==============================================
 
-``reverb`` and ``echo`` append silence before processing so their tails are kept (pedalboard keeps the
-input length), then drop the trailing samples below :data:`TAIL_FLOOR`. ``pitch`` uses
+``reverb`` and ``echo`` keep their tails (pedalboard keeps the input length): silence is fed through the
+effect block by block until a block stays below :data:`TAIL_FLOOR` (at most :data:`MAX_TAIL_SECONDS`),
+then the trailing samples below :data:`TAIL_FLOOR` are dropped. ``pitch`` uses
 ``pedalboard.time_stretch`` (exact; ``pedalboard.PitchShift`` is off by 10-19 cents) without formant
 preservation, so duration and level are kept. ``speed`` is tape-style: the clip is resampled (soxr) from
 ``sr * factor`` to ``sr``, so its length is divided by ``factor`` and every frequency multiplied by it.
@@ -45,6 +46,10 @@ Describe = Callable[..., str]
 
 #: samples of a reverb/echo tail quieter than this (absolute) are trimmed from the end
 TAIL_FLOOR = 1e-4
+#: longest reverb/echo tail kept after the input (seconds); only extreme settings reach it
+MAX_TAIL_SECONDS = 120.0
+#: clips shorter than this are zero-padded for ``pitch`` (pedalboard returns nothing for a few dozen samples)
+_PITCH_MIN_FRAMES = 4096
 #: a mix whose peak magnitude exceeds 1 is scaled so that its peak is exactly this
 MIX_PEAK = 0.99
 
@@ -186,8 +191,31 @@ def _run(plugin: Any, wave: np.ndarray, sr: int) -> np.ndarray:
     return np.asarray(plugin(wave.astype(np.float32)[None, :], float(sr), reset=True))[0]
 
 
-def _with_tail(wave: np.ndarray, sr: int, seconds: float) -> np.ndarray:
-    return np.concatenate([wave, np.zeros(int(math.ceil(seconds * sr)), dtype=np.float32)])
+def _run_with_tail(plugin: Any, wave: np.ndarray, sr: int, block_seconds: float) -> np.ndarray:
+    """Run ``plugin`` on ``wave`` followed by silence, in equal blocks of ``block_seconds``, until a whole
+    block of silence comes out below :data:`TAIL_FLOOR` (or :data:`MAX_TAIL_SECONDS` of tail); trimmed.
+
+    Every call gets a block of the same size: pedalboard resets a plugin's state when a call brings a
+    larger block than the first one, so streaming in equal blocks gives exactly what one call on
+    ``wave`` + silence would.
+    """
+    size = max(1, int(math.ceil(block_seconds * sr)))
+    n = len(wave)
+    count = -(-n // size)
+    padded = np.zeros((1, count * size), dtype=np.float32)
+    padded[0, :n] = wave
+    parts = [
+        np.asarray(plugin(padded[:, i * size : (i + 1) * size], float(sr), reset=i == 0))[0] for i in range(count)
+    ]
+    silence = np.zeros((1, size), dtype=np.float32)
+    tail, limit = count * size - n, int(MAX_TAIL_SECONDS * sr)
+    while tail < limit:
+        chunk = np.asarray(plugin(silence, float(sr), reset=False))[0]
+        parts.append(chunk)
+        tail += len(chunk)
+        if not len(chunk) or np.abs(chunk).max() <= TAIL_FLOOR:
+            break
+    return _trim_tail(np.concatenate(parts), n)
 
 
 def _trim_tail(out: np.ndarray, dry_length: int) -> np.ndarray:
@@ -212,9 +240,9 @@ def _describe_volume(alpha: float) -> str:
 def _reverb(wave: np.ndarray, sr: int, room_size: float, wet_level: float) -> np.ndarray:
     from pedalboard import Reverb
 
-    tail = 0.5 + 3.0 * room_size  # seconds of silence appended to hold the decay
-    out = _run(Reverb(room_size=room_size, wet_level=wet_level), _with_tail(wave, sr, tail), sr)
-    return _trim_tail(out, len(wave))
+    # blocks of 0.25 s: longer than every comb/all-pass loop of the reverb, so a quiet block means the decay
+    # is over (room_size 1.0 rings for ~11 s)
+    return _run_with_tail(Reverb(room_size=room_size, wet_level=wet_level), wave, sr, 0.25)
 
 
 def _pitch(wave: np.ndarray, sr: int, semitones: float) -> np.ndarray:
@@ -224,10 +252,12 @@ def _pitch(wave: np.ndarray, sr: int, semitones: float) -> np.ndarray:
         return wave.copy()
     # preserve_formants=False shifts the whole spectrum; True keeps the old spectral envelope, which
     # leaves a shifted pure tone ~35 dB quieter
+    n = len(wave)
+    padded = wave if n >= _PITCH_MIN_FRAMES else np.pad(wave, (0, _PITCH_MIN_FRAMES - n))
     out = time_stretch(
-        wave[None, :], float(sr), stretch_factor=1.0, pitch_shift_in_semitones=semitones, preserve_formants=False
+        padded[None, :], float(sr), stretch_factor=1.0, pitch_shift_in_semitones=semitones, preserve_formants=False
     )
-    return np.asarray(out)[0]
+    return np.asarray(out)[0][:n]
 
 
 def _describe_pitch(semitones: float) -> str:
@@ -249,14 +279,11 @@ def _lowpass(wave: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
 def _echo(wave: np.ndarray, sr: int, delay_seconds: float, feedback: float, mix: float) -> np.ndarray:
     from pedalboard import Delay
 
-    # repeats until the echo falls 60 dB (feedback ** k < 1e-3), at most 20
-    repeats = 1 if feedback <= 0 else min(20, math.ceil(math.log(1e-3) / math.log(feedback)))
-    out = _run(
-        Delay(delay_seconds=delay_seconds, feedback=feedback, mix=mix),
-        _with_tail(wave, sr, delay_seconds * repeats),
-        sr,
+    # after the input, every delay-long stretch is the previous one times the feedback: a block of at least
+    # one delay that stays below the floor ends the echo (feedback 0.95 repeats ~170 times)
+    return _run_with_tail(
+        Delay(delay_seconds=delay_seconds, feedback=feedback, mix=mix), wave, sr, max(delay_seconds, 0.25)
     )
-    return _trim_tail(out, len(wave))
 
 
 def _speed(wave: np.ndarray, sr: int, factor: float) -> np.ndarray:

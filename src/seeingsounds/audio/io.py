@@ -23,13 +23,13 @@ import hashlib
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
 from seeingsounds.errors import AudioLoadError, ConfigError
+from seeingsounds.paths import atomic_path
 
 #: lowest and highest sample rate accepted for a source or a target (Hz)
 MIN_SAMPLE_RATE = 1000
@@ -38,7 +38,8 @@ MAX_SAMPLE_RATE = 768_000
 MAX_CHANNELS = 8
 #: frames decoded/written per libsndfile call (libsndfile crashes writing > ~2.09 M OGG frames at once)
 BLOCK_FRAMES = 1 << 16
-#: extra native frames read past the needed span so the resampler's edge does not reach the kept samples
+#: extra native frames read past the needed span so the resampler's edge does not reach the kept samples,
+#: per unit of the downsampling ratio (soxr's HQ filter is ~100 input frames long per unit of the ratio)
 _RESAMPLE_MARGIN = 256
 
 #: file suffix -> (libsndfile format, subtype or None for libsndfile's default)
@@ -149,18 +150,23 @@ def _open(name: str, source: Any):
         ) from None
 
 
-def _frames_for(max_seconds: float | None, sr: int) -> int | None:
-    return None if max_seconds is None else int(math.ceil(max_seconds * sr)) + _RESAMPLE_MARGIN
+def _frames_for(max_seconds: float | None, sr: int, target_sr: int | None = None) -> int | None:
+    if max_seconds is None:
+        return None
+    ratio = 1 if target_sr is None else max(1, math.ceil(sr / target_sr))
+    return int(math.ceil(max_seconds * sr)) + _RESAMPLE_MARGIN * ratio
 
 
-def _decode_file(name: str, source: Any, max_seconds: float | None) -> tuple[np.ndarray, int]:
+def _decode_file(
+    name: str, source: Any, max_seconds: float | None, target_sr: int | None = None
+) -> tuple[np.ndarray, int]:
     """Decode block by block, mixing each block to mono, so memory stays at the mono output size."""
     import soundfile as sf
 
     with _open(name, source) as f:
         sr = _check_rate(name, f.samplerate)
         chunks: list[np.ndarray] = []
-        max_frames = _frames_for(max_seconds, sr)
+        max_frames = _frames_for(max_seconds, sr, target_sr)
         remaining = max_frames if max_frames is not None else math.inf
         try:
             while remaining > 0:
@@ -179,8 +185,11 @@ def _decode_file(name: str, source: Any, max_seconds: float | None) -> tuple[np.
     return np.concatenate(chunks).astype(np.float32, copy=False), sr
 
 
-def _decode(source: Any, sample_rate: int | None, max_seconds: float | None = None) -> tuple[np.ndarray, int, str]:
-    """Return (mono float32 at native rate, native rate, name); reads at most ``max_seconds`` (+ a margin)."""
+def _decode(
+    source: Any, sample_rate: int | None, max_seconds: float | None = None, target_sr: int | None = None
+) -> tuple[np.ndarray, int, str]:
+    """Return (mono float32 at native rate, native rate, name); reads at most ``max_seconds`` (+ a margin
+    wide enough for resampling to ``target_sr``)."""
     if isinstance(source, tuple):
         if len(source) != 2 or not isinstance(source[1], np.ndarray):
             raise AudioLoadError("<array>", "a tuple source must be (sample_rate, array)")
@@ -191,10 +200,10 @@ def _decode(source: Any, sample_rate: int | None, max_seconds: float | None = No
     if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         if sample_rate is not None:
             raise AudioLoadError(name, "sample_rate= is only for arrays; a file carries its own rate")
-        wave, sr = _decode_file(name, source, max_seconds)
+        wave, sr = _decode_file(name, source, max_seconds, target_sr)
     else:
         sr = _check_rate(name, sample_rate)
-        wave = _array_to_mono(name, source, _frames_for(max_seconds, sr))
+        wave = _array_to_mono(name, source, _frames_for(max_seconds, sr, target_sr))
     if not np.isfinite(wave).all():
         raise AudioLoadError(name, "the audio contains NaN or infinite samples")
     return wave, sr, name
@@ -236,10 +245,13 @@ def load_audio(
     """
     _check_target(target_sr, num_samples)
     max_seconds = None if num_samples is None else num_samples / target_sr
-    wave, sr, _ = _decode(source, sample_rate, max_seconds)
+    wave, sr, name = _decode(source, sample_rate, max_seconds, int(target_sr))
+    frames = len(wave)
     wave = resample(wave, sr, int(target_sr))
     if num_samples is not None:
         wave = fit_length(wave, int(num_samples))
+    elif not len(wave):  # e.g. 1 frame at 48 kHz resampled to 16 kHz: never hand on an empty waveform
+        raise AudioLoadError(name, f"the audio ({frames} frame(s) at {sr} Hz) is shorter than one sample at {target_sr} Hz")
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
@@ -260,9 +272,16 @@ def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, *, subtype: s
     name = str(path)
     sr = _check_rate(name, sr)
     wave = np.asarray(wave)
-    if wave.dtype.kind != "f" or wave.ndim not in (1, 2) or wave.shape[0] == 0:
+    if (
+        wave.dtype.kind != "f"
+        or wave.ndim not in (1, 2)
+        or wave.shape[0] == 0
+        or (wave.ndim == 2 and not 1 <= wave.shape[1] <= MAX_CHANNELS)
+    ):
         raise AudioLoadError(
-            name, f"cannot save a {wave.dtype} array of shape {tuple(wave.shape)}: use float [n] or [n, channels]"
+            name,
+            f"cannot save a {wave.dtype} array of shape {tuple(wave.shape)}: use float [n] or [n, channels] "
+            f"(at most {MAX_CHANNELS} channels)",
         )
     if not np.isfinite(wave).all():
         raise AudioLoadError(name, "cannot save NaN or infinite samples")
@@ -275,17 +294,13 @@ def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, *, subtype: s
             wave = np.stack([resample(c, sr, rates[1]) for c in wave.T], axis=1)
         sr = rates[1]
     channels = 1 if wave.ndim == 1 else wave.shape[1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        with sf.SoundFile(tmp, "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype) as f:
-            for start in range(0, wave.shape[0], BLOCK_FRAMES):
-                f.write(wave[start : start + BLOCK_FRAMES])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # atomic_path: temp file beside ``path``, renamed with mode 0644 (mkstemp alone leaves 0600)
+    with (
+        atomic_path(path, suffix=f".tmp{suffix}") as tmp,
+        sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype) as f,
+    ):
+        for start in range(0, wave.shape[0], BLOCK_FRAMES):
+            f.write(wave[start : start + BLOCK_FRAMES])
     return path
 
 

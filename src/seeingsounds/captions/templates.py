@@ -1,14 +1,15 @@
 """Offline, deterministic caption engine: f and g by fixed English templates.
 
-A caption is read as ``[article] phrase[punctuation]``: the leading article (``a``/``an``/``the``
-or none) is split off, a capital first letter is lowered (all-capital words such as ``TV`` stay)
-and trailing punctuation is set aside. The edit is applied to the phrase, and the result gets the
+A caption is read as ``[article] phrase[punctuation]``: the leading article or determiner (``a``/``an``/
+``the``, a number word such as ``two``, ``some``, ``my``, ``this``... or none) is split off, a capital
+first letter is lowered (all-capital words such as ``TV`` stay) and trailing punctuation is set aside. The edit is applied to the phrase, and the result gets the
 caption's style back: capital first letter if the input had one, its trailing punctuation.
 
 Edits for the transformation descriptions of the effects module (X = the phrase with its article):
 
 ==================  ==========================================
-``low-volume``      ``a distant X``           (adjective after the article; a/an re-chosen)
+``low-volume``      ``a distant X``           (adjective after the article; a/an re-chosen;
+                                              ``two distant dogs``)
 ``medium-volume``   ``X in the middle distance``
 ``high-volume``     ``a loud X, close up``
 ``reverberant``     ``X, echoing in a large hall``
@@ -37,7 +38,14 @@ camelCase is split, case is lowered (all-capital words stay), AudioSet-style alt
    vowel (``"an owl hooting"``).
 2. ``subject verb`` with a known sound verb (``"dog_bark"``, ``"clock tick"``) -> the verb gets
    ``-ing``, then rule 1: ``"a dog barking"``.
-3. anything else -> ``"the sound of <label>"`` (``"the sound of rail transport"``).
+3. anything else -> ``"the sound of <label>"``, with ``a``/``an`` before a singular countable head noun
+   (``"the sound of a helicopter"``, ``"the sound of an engine"``) and none before a plural, a mass noun
+   or a gerund phrase (``"the sound of rail transport"``, ``"the sound of sea waves"``,
+   ``"the sound of playing acoustic guitar"``).
+
+Articles written in a caption are kept as written (``"an MRI machine"``); ``a``/``an`` is chosen only
+for a new first word, by spelling (``an owl``, ``a unicorn``, ``an hour``) and for all-capital
+abbreviations by their spoken letter (``an MRI``, ``a TV``).
 """
 
 from __future__ import annotations
@@ -67,6 +75,11 @@ STANDARD_DESCRIPTIONS: tuple[str, ...] = (
 )
 
 _ARTICLES = ("a", "an", "the")
+#: other words that stand where an article would (an adjective goes after them: "two distant dogs")
+_DETERMINERS = frozenset(
+    "two three four five six seven eight nine ten twelve some several many another each every "
+    "my your his her its our their this that these those".split()
+)
 _TRAILING = ".!?;:,…"
 
 #: bare verbs that a ``subject verb`` label (``dog_bark``) turns into ``subject verb-ing``
@@ -83,10 +96,15 @@ _PLURALS = frozenset("people children men women geese mice cattle police teeth f
 
 _VOWEL_SOUND_EXCEPTIONS = ("uni", "use", "usu", "uti", "ure", "eu", "one", "once", "ewe")
 _SILENT_H = ("hour", "honest", "honor", "honour", "heir")
+#: capital letters whose spoken name starts with a vowel sound ("an MRI", "an FM radio", "an X-ray")
+_VOWEL_LETTERS = "AEFHILMNORSX"
 
 
 def _indefinite(word: str) -> str:
-    """``a`` or ``an`` before ``word`` (spelling rule with the common exceptions)."""
+    """``a`` or ``an`` before ``word`` (spelling rule with the common exceptions, abbreviations by letter)."""
+    first = re.split(r"[\s-]", word.strip(), maxsplit=1)[0]
+    if len(first) > 1 and first.isupper():
+        return "an" if first[0] in _VOWEL_LETTERS else "a"
     w = word.lower()
     if w.startswith(_SILENT_H):
         return "an"
@@ -124,14 +142,12 @@ class _Caption:
         capital = first[0].isupper() and not acronym
         if capital:
             words[0] = first[0].lower() + first[1:]
-        if len(words) > 1 and words[0].lower() in _ARTICLES:
+        if len(words) > 1 and (words[0].lower() in _ARTICLES or words[0].lower() in _DETERMINERS):
             return cls(words[0].lower(), " ".join(words[1:]), capital, punctuation)
         return cls("", " ".join(words), capital, punctuation)
 
     def noun(self) -> str:
-        """The phrase with its article."""
-        if self.article in ("a", "an"):
-            return f"{_indefinite(self.phrase)} {self.phrase}"
+        """The phrase with its article, as written (``an MRI machine`` stays so)."""
         return f"{self.article} {self.phrase}" if self.article else self.phrase
 
     def with_adjective(self, adjective: str) -> str:
@@ -208,6 +224,38 @@ def _subject_caption(subject: str, action: str) -> str:
     return f"{article}{subject} {action}"
 
 
+#: nouns read without an article after "the sound of" (uncountable)
+_MASS_NOUNS = frozenset(
+    """rain wind water thunder fire traffic music speech applause laughter snow hail sleet drizzle rainfall static
+    noise transport machinery gunfire steam smoke air surf chatter babble silence wildlife electricity glass paper
+    plastic metal wood gravel sand mud ice foliage grass jazz techno reggae funk disco gospel soul livestock
+    poultry cattle furniture cutlery crockery equipment construction weather lightning outside inside hubbub""".split()
+)
+#: words after which the head noun of a label has ended ("footsteps on snow": head "footsteps")
+_HEAD_END = frozenset("of on in at with by from under over through into onto near inside outside for and or".split())
+#: nouns ending in -ing that are not gerunds
+_ING_NOUNS = frozenset("building ceiling string spring swing wing ring king sling duckling earring".split())
+
+
+def _sound_of(text: str) -> str:
+    """``the sound of <text>`` with ``a``/``an`` before a singular countable head noun."""
+    words = text.split(" ")
+    first = words[0].lower()
+    head_words = []
+    for w in words:
+        if w.lower() in _HEAD_END and head_words:
+            break
+        head_words.append(w)
+    head = head_words[-1].lower()
+    plural = head in _PLURALS or (head.endswith("s") and not head.endswith(("ss", "us", "is")))
+    gerund = (first.endswith("ing") and len(first) > 4) or (
+        head.endswith("ing") and len(head) > 4 and head not in _ING_NOUNS
+    )
+    if first in _ARTICLES or first in _DETERMINERS or plural or gerund or head in _MASS_NOUNS:
+        return f"the sound of {text}"
+    return f"the sound of {_indefinite(text)} {text}"
+
+
 def _try_patterns(text: str) -> str | None:
     words = text.split(" ")
     if len(words) < 2:
@@ -264,4 +312,4 @@ class TemplateEditor(CaptionEditor):
             caption = _try_patterns(part)
             if caption:
                 return caption
-        return f"the sound of {parts[0]}"
+        return _sound_of(parts[0])

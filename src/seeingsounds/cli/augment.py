@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from seeingsounds.cli.common import add_effect_arguments
 
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
         wave = load_audio(args.input, target_sr=sr)
     wave, descriptions = apply_args(wave, sr, args)
     path = save_audio(args.output, wave, sr)
+    peak = float(abs(wave).max())
+    if peak > 1.0:  # wav/flac/ogg/mp3 store full scale at most: the file is clipped where the model's input is not
+        print(f"warning: the result peaks at {peak:.2f}, above full scale (1.0): {path} is clipped there "
+              "(the model hears the unclipped signal; a lower --volume avoids it)", file=sys.stderr)
     if args.mix:
         print(f"mixed with: {args.mix}")
     print(f"effects: {', '.join(descriptions) if descriptions else 'none'}")

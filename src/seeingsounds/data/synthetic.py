@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from seeingsounds.errors import ConfigError
+from seeingsounds.paths import atomic_write_text
 
 #: label -> class-level caption (the paper's t_y)
 SYNTHETIC_CLASSES: dict[str, str] = {
@@ -73,8 +74,7 @@ def make_synthetic_dataset(root: str | Path, *, train: int = 8, val: int = 2, te
                 path = folder / f"{split}_{k}.wav"
                 sf.write(path, synthesize(label, rng, seconds=seconds, sample_rate=sample_rate, amp=amp), sample_rate)
                 rows.append(f"{path.relative_to(root).as_posix()},{label},{split}")
-    manifest = root / "manifest.csv"
-    manifest.write_text("\n".join(rows) + "\n")
-    captions = root / "captions.json"
-    captions.write_text(json.dumps(dict(classes), indent=1))
+    # atomic: an interrupted run never leaves a manifest that lists clips it did not finish
+    manifest = atomic_write_text(root / "manifest.csv", "\n".join(rows) + "\n")
+    captions = atomic_write_text(root / "captions.json", json.dumps(dict(classes), indent=1))
     return manifest, captions
