@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+from transformers import CLIPTextModel, T5Config, T5EncoderModel
 
+from seeingsounds.tiny.text_encoders import tiny_clip_text_config
 from seeingsounds.tiny.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 
 #: T5 width (sequence targets) and CLIP width (pooled target) differ on purpose, so a swapped
@@ -18,11 +19,7 @@ T5_DIM, CLIP_DIM = 32, 24
 def tiny_flux_text_encoders(folder: Path) -> tuple[CLIPTextModel, T5EncoderModel]:
     clip_tok = build_clip_tokenizer(folder / "tokenizer")
     t5_tok = build_t5_tokenizer(folder / "tokenizer_2")
-    clip = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(clip_tok), hidden_size=CLIP_DIM, intermediate_size=37, num_attention_heads=4,
-        num_hidden_layers=2, max_position_embeddings=77, projection_dim=CLIP_DIM, hidden_act="gelu",
-        bos_token_id=clip_tok.bos_token_id, eos_token_id=clip_tok.eos_token_id, pad_token_id=clip_tok.pad_token_id,
-    ))
+    clip = CLIPTextModel(tiny_clip_text_config(clip_tok, CLIP_DIM, projection_dim=CLIP_DIM))
     t5 = T5EncoderModel(T5Config(
         vocab_size=len(t5_tok), d_model=T5_DIM, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
         feed_forward_proj="gated-gelu", pad_token_id=t5_tok.pad_token_id, eos_token_id=t5_tok.eos_token_id,

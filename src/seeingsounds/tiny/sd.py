@@ -12,8 +12,9 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
-from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
+from transformers import AutoTokenizer, CLIPTextModel
 
+from seeingsounds.tiny.text_encoders import tiny_clip_text_config
 from seeingsounds.tiny.tokenizers import build_clip_tokenizer
 
 #: text widths differ (768 vs 1024 in the real models), so one checkpoint cannot drive the other
@@ -23,11 +24,7 @@ SD_DIM, SD_TURBO_DIM = 32, 24
 def _build(folder: Path, text_dim: int, scheduler) -> None:
     torch.manual_seed(0)
     tok = build_clip_tokenizer(folder / "tokenizer")
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tok), hidden_size=text_dim, intermediate_size=64, num_attention_heads=4,
-        num_hidden_layers=3, max_position_embeddings=77, hidden_act="gelu",
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    ))
+    text_encoder = CLIPTextModel(tiny_clip_text_config(tok, text_dim, intermediate_size=64, num_hidden_layers=3))
     unet = UNet2DConditionModel(
         block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),

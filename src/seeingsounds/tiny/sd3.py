@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
-from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+from transformers import AutoTokenizer, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
+from seeingsounds.tiny.text_encoders import tiny_clip_text_config
 from seeingsounds.tiny.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 
 #: two CLIPs of width 16 (their penultimate states concatenate to 32 = the T5 width, as 768 + 1280
@@ -16,11 +17,7 @@ CLIP_DIM, CLIP_PROJECTION, T5_DIM, MAX_SEQUENCE_LENGTH = 16, 24, 32, 16
 
 
 def _clip(tokenizer) -> CLIPTextModelWithProjection:
-    return CLIPTextModelWithProjection(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=CLIP_DIM, intermediate_size=37, num_attention_heads=4,
-        num_hidden_layers=2, max_position_embeddings=77, projection_dim=CLIP_PROJECTION, hidden_act="gelu",
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    ))
+    return CLIPTextModelWithProjection(tiny_clip_text_config(tokenizer, CLIP_DIM, projection_dim=CLIP_PROJECTION))
 
 
 def build_tiny_sd3(folder: Path) -> None:

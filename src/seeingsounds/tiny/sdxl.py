@@ -8,6 +8,7 @@ import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from seeingsounds.tiny.text_encoders import tiny_clip_text_config
 from seeingsounds.tiny.tokenizers import build_clip_tokenizer
 
 #: CLIP widths 32 + 32 -> cross attention 64 (768 + 1280 = 2048 in the real model); the second
@@ -16,11 +17,7 @@ CLIP_DIM, POOLED_DIM, TIME_EMBED_DIM = 32, 24, 8
 
 
 def _clip_config(tokenizer, projection_dim: int) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=CLIP_DIM, intermediate_size=37, num_attention_heads=4,
-        num_hidden_layers=2, max_position_embeddings=77, projection_dim=projection_dim, hidden_act="gelu",
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
+    return tiny_clip_text_config(tokenizer, CLIP_DIM, projection_dim=projection_dim)
 
 
 def build_tiny_sdxl(folder: Path) -> None:
