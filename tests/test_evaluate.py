@@ -227,3 +227,18 @@ def test_aic_judge_sees_raw_class_names_and_metric_names_are_normalised(tmp_path
     result = ev.image_metrics(data, rows, paths)
     assert judge.texts == ["dog", "sea_waves"]
     assert result["metrics"]["AIC"] == 50.0  # every image is "dog"
+
+
+def test_resume_refuses_a_checkpoint_whose_config_changed(run_folder, manifest, tmp_path, capsys):
+    """Same weights, edited preset (e.g. diffusion steps): old images must not be mixed with new ones."""
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(Path(run_folder) / "best", ckpt)
+    out = tmp_path / "eval"
+    assert _evaluate(ckpt, manifest, out, "--limit", "1", "--metrics", "AIC") == 0
+    config = json.loads((ckpt / "config.json").read_text())
+    config["preset"]["num_inference_steps"] += 1
+    (ckpt / "config.json").write_text(json.dumps(config))
+    assert _evaluate(ckpt, manifest, out, "--limit", "1", "--metrics", "AIC") == 2
+    assert "another checkpoint or settings" in capsys.readouterr().err

@@ -92,13 +92,15 @@ def _checkpoint_identity(checkpoint: str) -> dict[str, Any]:
 
     folder = resolve_checkpoint(checkpoint)
     out: dict[str, Any] = {"checkpoint": str(Path(folder).resolve()) if Path(folder).exists() else folder}
-    weights = Path(folder) / "model.safetensors"
-    if weights.is_file():
-        digest = hashlib.sha256()
-        with open(weights, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        out["weights_sha256"] = digest.hexdigest()
+    # the weights, and the config that records the preset (generator, steps, guidance, image size)
+    for key, name in (("weights_sha256", "model.safetensors"), ("config_sha256", "config.json")):
+        file = Path(folder) / name
+        if file.is_file():
+            digest = hashlib.sha256()
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            out[key] = digest.hexdigest()
     return out
 
 
