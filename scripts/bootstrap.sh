@@ -13,21 +13,26 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade pip setuptools wheel 2>&1 | grep -v "^WARNING: Location" || true
+# pip, without the notes about local package folders this machine's pip config names; fails when pip fails
+pip_install() {
+  "${PIP[@]}" install "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
+  return "${PIPESTATUS[0]}"
+}
+pip_install --upgrade pip setuptools wheel
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   echo "[bootstrap] installing $TORCH_SPEC"
   if [ -n "${TORCH_INDEX:-}" ]; then
-    "${PIP[@]}" install "$TORCH_SPEC" --extra-index-url "$TORCH_INDEX"
+    pip_install "$TORCH_SPEC" --extra-index-url "$TORCH_INDEX"
   else
-    "${PIP[@]}" install "$TORCH_SPEC"
+    pip_install "$TORCH_SPEC"
   fi
 fi
 echo "[bootstrap] installing seeingsounds and its dependencies"
-"${PIP[@]}" install -e ".[offline,app,test]" 2>&1 | grep -v "^WARNING: Location" || true
+pip_install -e ".[offline,app,test]"
 # Pretrained weights that ship inside wheels whose pinned dependencies (old numpy, librosa,
 # torchaudio) would break this environment: installed without dependencies; SeeingSounds loads
 # their checkpoints with its own code.
-"${PIP[@]}" install --no-deps "aisfx==0.1.2" "wav2clip==0.1.0" 2>&1 | grep -v "^WARNING: Location" || true
+pip_install --no-deps "aisfx==0.1.2" "wav2clip==0.1.0"
 "$VENV/bin/python" - <<'PY'
 import importlib.util, sys
 bad = [m for m in ("torchvision", "torchaudio", "open_clip", "timm") if importlib.util.find_spec(m)]
