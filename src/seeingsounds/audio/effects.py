@@ -63,6 +63,13 @@ class Effect:
     describe: Describe
     defaults: dict[str, Any]
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: input samples consumed per output sample, from the resolved parameters (``speed``: its factor);
+    #: :func:`seeingsounds.audio.render.render` reads that much more of a clip to fill the window
+    stretch: Callable[..., float] | None = None
+
+    def input_ratio(self, params: Mapping[str, Any]) -> float:
+        """Input samples this effect consumes per output sample with ``params`` (1 for most effects)."""
+        return 1.0 if self.stretch is None else float(self.stretch(**self.resolve(params)))
 
     def resolve(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults merged with ``params``; unknown/missing/out-of-range parameters raise ConfigError."""
@@ -104,12 +111,14 @@ def register_effect(
     defaults: dict[str, Any],
     *,
     ranges: Mapping[str, tuple[float, float]] | None = None,
+    stretch: Callable[..., float] | None = None,
     replace: bool = False,
 ) -> Effect:
     """Register ``transform(wave, sr, **params) -> wave`` with ``describe(**params) -> str``.
 
     ``defaults`` names every parameter (``None`` = required); ``ranges`` gives ``(low, high)`` inclusive
-    bounds for numeric parameters. Registering an existing name needs ``replace=True``.
+    bounds for numeric parameters; ``stretch(**params)`` the input samples it consumes per output sample
+    (default 1). Registering an existing name needs ``replace=True``.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ConfigError(f"effect name must be an identifier like 'my_effect', got {name!r}")
@@ -121,7 +130,7 @@ def register_effect(
     stray = sorted(set(ranges) - set(defaults))
     if stray:
         raise ConfigError(f"effect {name!r}: ranges name unknown parameters {stray}")
-    effect = Effect(name, transform, describe, dict(defaults), ranges)
+    effect = Effect(name, transform, describe, dict(defaults), ranges, stretch)
     _EFFECTS[name] = effect
     return effect
 
@@ -319,7 +328,8 @@ register_effect(
     {"delay_seconds": 0.25, "feedback": 0.4, "mix": 0.5},
     ranges={"delay_seconds": (0.01, 5.0), "feedback": (0.0, 0.95), "mix": (0.0, 1.0)},
 )
-register_effect("speed", _speed, _describe_speed, {"factor": None}, ranges={"factor": (0.25, 4.0)})
+register_effect("speed", _speed, _describe_speed, {"factor": None}, ranges={"factor": (0.25, 4.0)},
+                stretch=lambda factor: factor)
 
 
 # ---------------------------------------------------------------- mixing

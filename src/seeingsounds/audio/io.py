@@ -237,8 +237,11 @@ def load_audio(
     sample_rate: int | None = None,
     target_sr: int,
     num_samples: int | None = None,
+    pad: bool = True,
 ) -> np.ndarray:
     """Load ``source`` as mono float32 at ``target_sr``; crop/pad (zeros at the end) to ``num_samples``.
+
+    With ``pad=False`` a clip shorter than ``num_samples`` is returned at its own length (only cropped).
 
     With ``num_samples`` only the frames needed are decoded, so a long file costs no more than the clip.
     ``sample_rate`` is required for arrays and refused for files/bytes (they carry their own rate).
@@ -248,9 +251,9 @@ def load_audio(
     wave, sr, name = _decode(source, sample_rate, max_seconds, int(target_sr))
     frames = len(wave)
     wave = resample(wave, sr, int(target_sr))
-    if num_samples is not None:
+    if num_samples is not None and (pad or len(wave) > num_samples):
         wave = fit_length(wave, int(num_samples))
-    elif not len(wave):  # e.g. 1 frame at 48 kHz resampled to 16 kHz: never hand on an empty waveform
+    if not len(wave):  # e.g. 1 frame at 48 kHz resampled to 16 kHz: never hand on an empty waveform
         raise AudioLoadError(name, f"the audio ({frames} frame(s) at {sr} Hz) is shorter than one sample at {target_sr} Hz")
     return np.ascontiguousarray(wave, dtype=np.float32)
 
