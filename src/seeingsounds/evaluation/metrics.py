@@ -1,6 +1,6 @@
 """Evaluation metrics (see ``METRICS.md``): caption retrieval, AIC, AIS and R@k.
 
-Pure numpy. Every function accepts numpy arrays, torch tensors or nested lists, and
+Numpy (caption similarity through :class:`seeingsounds.retrieval.CaptionIndex`). Every function accepts numpy arrays, torch tensors or nested lists, and
 L2-normalises embeddings itself before any cosine similarity (a zero vector stays zero, so its
 cosine with everything is 0).
 
@@ -22,6 +22,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
+
+from seeingsounds.retrieval import CHUNK_ROWS, CaptionIndex
 
 __all__ = [
     "l2_normalize",
@@ -61,49 +64,13 @@ def cosine_matrix(a: Any, b: Any) -> np.ndarray:
     return l2_normalize(a) @ l2_normalize(b).T
 
 
-#: rows converted at a time by :func:`caption_similarity` (FLUX-dev targets are 2 M values per row)
-CHUNK_ROWS = 64
-
-
-def _rows_chunk(x: Any, start: int, stop: int, sequence: str) -> np.ndarray:
-    """Rows ``start:stop`` of x as float32 [n, F] (sequences flattened or mean-pooled), L2-normalised."""
-    chunk = x[start:stop]
-    if hasattr(chunk, "detach"):
-        chunk = chunk.detach().float().cpu().numpy()
-    chunk = np.asarray(chunk, dtype=np.float32)
-    if chunk.ndim == 3:
-        chunk = chunk.reshape(chunk.shape[0], -1) if sequence == "flatten" else chunk.mean(axis=1)
-    norm = np.linalg.norm(chunk, axis=1, keepdims=True)
-    return np.divide(chunk, norm, out=np.zeros_like(chunk), where=norm > 0)
-
-
-def _chunked_cosine(pred: Any, targets: Any, sequence: str) -> np.ndarray:
-    """[N, C] cosines without ever holding more than one float32 chunk of either side."""
-    if not hasattr(pred, "shape"):
-        pred = np.asarray(pred, dtype=np.float64)
-    if not hasattr(targets, "shape"):
-        targets = np.asarray(targets, dtype=np.float64)
-    p_shape, t_shape = tuple(pred.shape), tuple(targets.shape)
-    if len(p_shape) not in (2, 3):
-        raise ValueError(f"pred must be [N, D] or [N, L, D], got shape {p_shape}")
-    if len(p_shape) != len(t_shape) or p_shape[1:] != t_shape[1:]:
-        raise ValueError(f"pred {p_shape} and caption_targets {t_shape} must agree except in the first axis")
-    out = np.zeros((p_shape[0], t_shape[0]), dtype=np.float64)
-    t_chunks = [(j, min(j + CHUNK_ROWS, t_shape[0])) for j in range(0, t_shape[0], CHUNK_ROWS)]
-    for i in range(0, p_shape[0], CHUNK_ROWS):
-        p = _rows_chunk(pred, i, i + CHUNK_ROWS, sequence)
-        for j0, j1 in t_chunks:
-            out[i : i + len(p), j0:j1] = p @ _rows_chunk(targets, j0, j1, sequence).T
-    return out
-
-
 def caption_similarity(
     pred: Any,
     caption_targets: Any,
     weights: Mapping[str, float] | None = None,
     sequence: str = "flatten",
 ) -> np.ndarray:
-    """Cosine similarity of predicted conditioning with every caption target: [N, C].
+    """Cosine similarity of predicted conditioning with every caption target: [N, C] (float64).
 
     Args:
         pred: the aligner's predictions, an array ([N, D] or [N, L, D]) or a dict
@@ -117,41 +84,49 @@ def caption_similarity(
         sequence: how a sequence tensor [*, L, D] is compared: ``"flatten"`` (default: cosine
             of the [L*D] vectors, token order matters) or ``"mean"`` (cosine of the token means).
 
-    Computed in float32, a chunk of rows at a time (targets of FLUX-dev are [C, 512, 4096]),
-    returned as float64. For dicts the per-tensor cosine matrices are averaged. The average matters: with the
-    paper's 1e-7 learning rate the pooled head barely moves on short runs, so retrieval must not
-    rest on one head alone.
+    The numbers of :class:`seeingsounds.retrieval.CaptionIndex` (fp32 on the CPU), which this builds
+    and queries a chunk of predictions at a time. The average over tensors matters: with the paper's
+    1e-7 learning rate the pooled head barely moves on short runs, so retrieval must not rest on one
+    head alone.
     """
     if sequence not in SEQUENCE_MODES:
         raise ValueError(f"sequence must be one of {SEQUENCE_MODES}, got {sequence!r}")
     if isinstance(pred, Mapping) != isinstance(caption_targets, Mapping):
         raise ValueError("pred and caption_targets must both be arrays or both be dicts name -> array")
-    if not isinstance(pred, Mapping):
-        return _chunked_cosine(pred, caption_targets, sequence)
-
-    names = list(pred)
-    missing = [n for n in names if n not in caption_targets]
-    if missing:
-        raise ValueError(f"caption_targets lack {missing}; they have {list(caption_targets)}")
-    if not names:
-        raise ValueError("pred is an empty dict: nothing to compare")
-    if weights is None:
-        w = dict.fromkeys(names, 1.0)
+    if isinstance(pred, Mapping):
+        names = list(pred)
+        missing = [n for n in names if n not in caption_targets]
+        if missing:
+            raise ValueError(f"caption_targets lack {missing}; they have {list(caption_targets)}")
+        if not names:
+            raise ValueError("pred is an empty dict: nothing to compare")
+        if weights is not None:
+            unknown = set(weights) - set(names)
+            if unknown:
+                raise ValueError(f"weights name tensors that pred lacks: {sorted(unknown)}; pred has {names}")
+            w = {n: float(weights.get(n, 0.0)) for n in names}
+            if any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
+                raise ValueError(f"weights must be non-negative with a positive sum, got {dict(weights)}")
+            names = [n for n in names if w[n] > 0]
+            weights = {n: w[n] for n in names}
+        targets = {n: caption_targets[n] for n in names}
+        preds = {n: pred[n] for n in names}
     else:
-        unknown = set(weights) - set(names)
-        if unknown:
-            raise ValueError(f"weights name tensors that pred lacks: {sorted(unknown)}; pred has {names}")
-        w = {n: float(weights.get(n, 0.0)) for n in names}
-        if any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
-            raise ValueError(f"weights must be non-negative with a positive sum, got {dict(weights)}")
-    total = sum(w.values())
-    out: np.ndarray | None = None
-    for name in names:
-        if w[name] == 0:
-            continue
-        sim = caption_similarity(pred[name], caption_targets[name], sequence=sequence) * (w[name] / total)
-        out = sim if out is None else out + sim
-    assert out is not None
+        targets, preds = caption_targets, pred
+    first = next(iter(preds.values())) if isinstance(preds, Mapping) else preds
+    for name, p in (preds.items() if isinstance(preds, Mapping) else [("pred", preds)]):
+        t = targets[name] if isinstance(targets, Mapping) else targets
+        p_shape, t_shape = tuple(np.shape(p)), tuple(np.shape(t))
+        if len(p_shape) not in (2, 3):
+            raise ValueError(f"pred must be [N, D] or [N, L, D], got shape {p_shape}")
+        if len(p_shape) != len(t_shape) or p_shape[1:] != t_shape[1:]:
+            raise ValueError(f"pred {p_shape} and caption_targets {t_shape} must agree except in the first axis")
+    index = CaptionIndex(targets, weights=weights, device="cpu", dtype=torch.float32, sequence=sequence)
+    n = int(np.shape(first)[0])
+    out = np.zeros((n, len(index)), dtype=np.float64)
+    for i in range(0, n, CHUNK_ROWS):
+        chunk = {k: v[i : i + CHUNK_ROWS] for k, v in preds.items()} if isinstance(preds, Mapping) else preds[i : i + CHUNK_ROWS]
+        out[i : i + CHUNK_ROWS] = index.similarity(chunk).double().numpy()
     return out
 
 
