@@ -114,8 +114,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert len(problems) == 8, text
     assert "m.csv:3: duplicate row for ok1.wav (first at m.csv:2)" in text
     assert "missing.wav: file not found" in text
-    assert "garbage.wav: unreadable audio" in text
-    assert "empty.wav" in text
+    assert "garbage.wav: unreadable or corrupt audio" in text  # load_audio's reason, word for word
+    assert "empty.wav: the file is empty (zero length)" in text
     assert "split 'training' is not one of train, val, test" in text
     assert "2 label(s) have no caption" in text and "'emu'" in text and "'owl'" in text
     assert "class 'emu' has no train clip" in text
@@ -216,3 +216,19 @@ def test_bom_blank_lines_and_encoding_problems(tmp_path):
     (tmp_path / "latin1.csv").write_bytes("path,label\nb\xe9.wav,dog\n".encode("latin-1"))
     with pytest.raises(DatasetError, match="not UTF-8"):
         load_dataset(tmp_path / "latin1.csv", caps)
+
+
+def test_a_zero_byte_wav_gets_load_audios_one_message_from_the_dataset_check(tmp_path):
+    from seeingsounds.audio.io import load_audio
+    from seeingsounds.data.manifest import load_dataset
+    from seeingsounds.errors import AudioLoadError, DatasetError
+
+    wav(tmp_path / "ok.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "m.csv").write_text("path,label\nok.wav,dog\nempty.wav,dog\n")
+    with pytest.raises(AudioLoadError) as loaded:  # what describe / generate / the cache say
+        load_audio(tmp_path / "empty.wav", target_sr=16000)
+    with pytest.raises(DatasetError) as checked:  # what train and cache warm say
+        load_dataset(tmp_path / "m.csv", {"dog": "a dog"})
+    assert checked.value.problems == [f"m.csv:3: {tmp_path / 'empty.wav'}: {loaded.value.reason}"]
+    assert loaded.value.reason == "the file is empty (zero length)"

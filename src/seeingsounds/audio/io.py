@@ -2,7 +2,10 @@
 
 Accepted sources (everywhere a ``source`` is taken):
 
-- a path (``str`` / ``os.PathLike``) to any file libsndfile reads: wav, flac, ogg/vorbis, opus, mp3, aiff, ...
+- a path (``str`` / ``os.PathLike``) to any file libsndfile reads (wav, flac, ogg/vorbis, opus, mp3, aiff, ...)
+  or to a media container FFmpeg reads through PyAV (mp4, m4a, mov, mkv, webm, aac, avi, ...: the datasets'
+  videos, phone and browser recordings). A video's audio stream is used (the first one, or the one FFmpeg
+  marks as the best); its video is never decoded;
 - the raw ``bytes`` (or ``bytearray`` / ``memoryview``) of such a file;
 - a numpy array, with ``sample_rate`` given. Layouts: ``[n]`` (mono); ``[n, channels]`` (soundfile's
   layout) when the last axis has at most :data:`MAX_CHANNELS` entries; otherwise ``[channels, n]`` when the
@@ -11,8 +14,15 @@ Accepted sources (everywhere a ``source`` is taken):
   dtypes: float16/32/64, or int8/16/32 PCM (scaled by ``1 / 2**(bits-1)``);
 - a ``(sample_rate, array)`` tuple, as a Gradio ``Audio`` component delivers it.
 
+Decoding is block by block (libsndfile) or frame by frame (FFmpeg), each block mixed to mono at once, and
+stops once a requested crop is decoded, so memory stays at the mono output and a crop of a long file costs
+no more than the crop. A FLAC whose header does not give its length is decoded by FFmpeg (libsndfile cannot
+read past the unknown length); :func:`audio_info` reports such a length as unknown, never as the header's
+placeholder.
+
 Validation (every failure raises :class:`~seeingsounds.errors.AudioLoadError` naming the source — its path,
-``"<bytes>"`` or ``"<array>"`` — and the reason): missing file, unreadable/corrupt data, zero-length audio,
+``"<bytes>"`` or ``"<array>"`` — and the reason): missing file, unreadable/corrupt data, a media file without
+an audio stream, zero-length audio,
 NaN/inf samples, a sample rate outside ``[MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]`` (1 kHz .. 768 kHz), wrong array
 shape or dtype. Silent audio and very short clips are valid.
 """
@@ -23,6 +33,9 @@ import hashlib
 import io
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -41,6 +54,21 @@ BLOCK_FRAMES = 1 << 16
 #: extra native frames read past the needed span so the resampler's edge does not reach the kept samples,
 #: per unit of the downsampling ratio (soxr's HQ filter is ~100 input frames long per unit of the ratio)
 _RESAMPLE_MARGIN = 256
+
+#: suffixes libsndfile reads (the class-per-folder scan and the manifest builders pick these up)
+SOUNDFILE_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+#: suffixes of media containers read through PyAV/FFmpeg (videos, phone and browser recordings)
+CONTAINER_SUFFIXES = (".mp4", ".m4a", ".m4v", ".mov", ".mkv", ".webm", ".aac", ".avi", ".3gp")
+#: every suffix :func:`load_audio` reads
+AUDIO_SUFFIXES = SOUNDFILE_SUFFIXES + CONTAINER_SUFFIXES
+#: how error messages list what is readable
+SUPPORTED_TEXT = "wav, flac, ogg/vorbis, opus, mp3, aiff; mp4, m4a, mov, mkv, webm, aac (audio of videos too)"
+#: FFmpeg demuxer names (parts of ``container.format.name``) that a source libsndfile refuses may be; other
+#: demuxers FFmpeg guesses for unreadable bytes (e.g. a broken wav) are not taken as a media file
+_CONTAINER_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "aac", "avi",
+                                "mpegts", "asf", "flv"})
+#: libsndfile's frame count when a header does not give the length (SF_COUNT_MAX; e.g. a streamed FLAC)
+_UNKNOWN_FRAMES = (1 << 63) - 1
 
 #: file suffix -> (libsndfile format, subtype or None for libsndfile's default)
 SAVE_FORMATS: dict[str, tuple[str, str | None]] = {
@@ -124,9 +152,24 @@ def _array_to_mono(name: str, array: Any, max_frames: int | None) -> np.ndarray:
     return mono.astype(np.float32)
 
 
-def _open(name: str, source: Any):
-    import soundfile as sf
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says: native rate, channels, length in frames (``None``: not in the header)."""
 
+    sample_rate: int
+    channels: int
+    frames: int | None
+    reader: str  # "libsndfile" or "ffmpeg"
+    format: str  # libsndfile's format (e.g. "WAV") or FFmpeg's demuxer name (e.g. "mov,mp4,m4a,3gp,3g2,mj2")
+
+    @property
+    def seconds(self) -> float | None:
+        """Duration from the header, or ``None`` when the header does not give it (never a placeholder)."""
+        return None if self.frames is None else self.frames / self.sample_rate
+
+
+def _checked_target(name: str, source: Any) -> tuple[Any, str | None]:
+    """(what libsndfile/FFmpeg open: a path string or a BytesIO, the path's suffix or None for bytes)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -135,19 +178,120 @@ def _open(name: str, source: Any):
             raise AudioLoadError(name, "not a file")
         if path.stat().st_size == 0:
             raise AudioLoadError(name, "the file is empty (zero length)")
-        target: Any = str(path)
-    else:
-        data = bytes(source)
-        if not data:
-            raise AudioLoadError(name, "the bytes are empty (zero length)")
-        target = io.BytesIO(data)
+        return str(path), path.suffix.lower()
+    data = bytes(source)
+    if not data:
+        raise AudioLoadError(name, "the bytes are empty (zero length)")
+    return io.BytesIO(data), None
+
+
+def _rewound(target: Any) -> Any:
+    if isinstance(target, io.BytesIO):
+        target.seek(0)
+    return target
+
+
+@contextmanager
+def _open_media(name: str, source: Any) -> Iterator[tuple[str, Any]]:
+    """Open ``source`` with libsndfile, or with FFmpeg (PyAV) when it is a media container libsndfile cannot
+    read or a file whose length libsndfile cannot know; yields ``("libsndfile", SoundFile)`` or
+    ``("ffmpeg", (container, audio stream))``."""
+    import soundfile as sf
+
+    target, suffix = _checked_target(name, source)
+    sf_error: str | None = None
+    if suffix not in CONTAINER_SUFFIXES:
+        try:
+            handle = sf.SoundFile(target)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            sf_error = getattr(exc, "error_string", None) or str(exc)
+        else:
+            if handle.frames != _UNKNOWN_FRAMES:
+                with handle:
+                    yield "libsndfile", handle
+                return
+            handle.close()  # length not in the header: libsndfile cannot read past it; FFmpeg can
+    container = _open_container(name, _rewound(target), suffix, sf_error)
+    with container:
+        yield "ffmpeg", (container, _audio_stream(name, container))
+
+
+def _open_container(name: str, target: Any, suffix: str | None, sf_error: str | None) -> Any:
+    # deferred on purpose: FFmpeg's libraries take ~0.15 s to load and only media containers need them
+    import av
+
     try:
-        return sf.SoundFile(target)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        detail = getattr(exc, "error_string", None) or str(exc)
-        raise AudioLoadError(
-            name, f"unreadable or corrupt audio ({detail}); supported: wav, flac, ogg/vorbis, opus, mp3, aiff"
-        ) from None
+        container = av.open(target, mode="r")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        detail = sf_error if sf_error is not None else f"FFmpeg: {_ffmpeg_reason(exc)}"
+        raise AudioLoadError(name, f"unreadable or corrupt audio ({detail}); supported: {SUPPORTED_TEXT}") from None
+    demuxers = set(container.format.name.split(","))
+    if sf_error is not None and not demuxers & _CONTAINER_FORMATS:
+        container.close()  # FFmpeg guessed something for bytes libsndfile refused: libsndfile's reason stands
+        raise AudioLoadError(name, f"unreadable or corrupt audio ({sf_error}); supported: {SUPPORTED_TEXT}")
+    return container
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc).strip() or type(exc).__name__
+
+
+def _audio_stream(name: str, container: Any) -> Any:
+    streams = container.streams
+    if not streams.audio:
+        held = ", ".join(f"{len(group)} {kind} stream(s)" for kind, group in
+                         (("video", streams.video), ("subtitle", streams.subtitles), ("data", streams.data)) if group)
+        raise AudioLoadError(name, f"the file has no audio stream (it holds {held or 'no streams'}); "
+                                   "use a video with sound or extract its audio")
+    try:
+        stream = container.streams.best("audio") or streams.audio[0]
+    except Exception:  # noqa: BLE001 - older PyAV without best(): the first audio stream
+        stream = streams.audio[0]
+    for other in streams:  # demux(stream) yields only the audio's packets; the others are dropped unread
+        if other.index != stream.index:
+            try:
+                other.discard = type(other.discard).all
+            except (AttributeError, TypeError, ValueError):  # a PyAV without the Discard enum: demux filters
+                pass
+    return stream
+
+
+def _mono_blocks_ffmpeg(name: str, container: Any, stream: Any) -> Iterator[np.ndarray]:
+    """The audio stream as mono float32 blocks, one per decoded frame, in order."""
+    import av  # deferred with _open_container's import
+
+    resampler = av.AudioResampler(format="fltp")  # any sample format -> planar float32, same layout and rate
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                for converted in resampler.resample(frame):
+                    planes = converted.to_ndarray()  # [channels, n]
+                    if planes.shape[1]:
+                        yield planes.mean(axis=0, dtype=np.float32) if planes.shape[0] > 1 else planes[0].copy()
+        for converted in resampler.resample(None):
+            planes = converted.to_ndarray()
+            if planes.shape[1]:
+                yield planes.mean(axis=0, dtype=np.float32) if planes.shape[0] > 1 else planes[0].copy()
+    except (av.FFmpegError, ValueError) as exc:
+        raise AudioLoadError(name, f"corrupt audio data (FFmpeg: {_ffmpeg_reason(exc)})") from None
+
+
+def _mono_blocks_soundfile(name: str, handle: Any, limit: float) -> Iterator[np.ndarray]:
+    import soundfile as sf
+
+    remaining = limit
+    try:
+        while remaining > 0:
+            want = int(min(BLOCK_FRAMES, remaining))
+            block = handle.read(want, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                return
+            yield block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy()
+            remaining -= block.shape[0]
+            if block.shape[0] < want:
+                return
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioLoadError(name, f"corrupt audio data ({getattr(exc, 'error_string', None) or exc})") from None
 
 
 def _frames_for(max_seconds: float | None, sr: int, target_sr: int | None = None) -> int | None:
@@ -160,29 +304,66 @@ def _frames_for(max_seconds: float | None, sr: int, target_sr: int | None = None
 def _decode_file(
     name: str, source: Any, max_seconds: float | None, target_sr: int | None = None
 ) -> tuple[np.ndarray, int]:
-    """Decode block by block, mixing each block to mono, so memory stays at the mono output size."""
-    import soundfile as sf
-
-    with _open(name, source) as f:
-        sr = _check_rate(name, f.samplerate)
+    """Decode block by block (frame by frame for FFmpeg), mixing each block to mono, and stop once
+    ``max_seconds`` (+ the resampling margin) are decoded, so memory stays at the mono output size."""
+    with _open_media(name, source) as (reader, handle):
+        if reader == "libsndfile":
+            sr = _check_rate(name, handle.samplerate)
+            max_frames = _frames_for(max_seconds, sr, target_sr)
+            blocks = _mono_blocks_soundfile(name, handle, math.inf if max_frames is None else max_frames)
+        else:
+            container, stream = handle
+            sr = _check_rate(name, stream.codec_context.sample_rate or stream.rate)
+            max_frames = _frames_for(max_seconds, sr, target_sr)
+            blocks = _mono_blocks_ffmpeg(name, container, stream)
         chunks: list[np.ndarray] = []
-        max_frames = _frames_for(max_seconds, sr, target_sr)
-        remaining = max_frames if max_frames is not None else math.inf
-        try:
-            while remaining > 0:
-                want = int(min(BLOCK_FRAMES, remaining))
-                block = f.read(want, dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                chunks.append(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy())
-                remaining -= block.shape[0]
-                if block.shape[0] < want:
-                    break
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioLoadError(name, f"corrupt audio data ({getattr(exc, 'error_string', None) or exc})") from None
+        have = 0
+        for block in blocks:
+            chunks.append(block)
+            have += len(block)
+            if max_frames is not None and have >= max_frames:
+                break
     if not chunks:
         raise AudioLoadError(name, "the audio has no samples (zero length)")
-    return np.concatenate(chunks).astype(np.float32, copy=False), sr
+    wave = np.concatenate(chunks).astype(np.float32, copy=False)
+    return (wave[:max_frames] if max_frames is not None else wave), sr
+
+
+def audio_info(source: str | os.PathLike | bytes | bytearray | memoryview) -> AudioInfo:
+    """Check that a file (or bytes) is readable audio from its header, without decoding it all.
+
+    For FFmpeg containers the first audio frame is decoded too, so a file without a decodable audio
+    stream is refused here with the same :class:`AudioLoadError` (and reason) :func:`load_audio` gives.
+    """
+    name = source_name(source)
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise AudioLoadError(name, f"audio_info takes a path or bytes, got {type(source).__name__}")
+    with _open_media(name, source) as (reader, handle):
+        if reader == "libsndfile":
+            sr = _check_rate(name, handle.samplerate)
+            if handle.frames <= 0:
+                raise AudioLoadError(name, "the audio has no samples (zero length)")
+            return AudioInfo(sr, handle.channels, int(handle.frames), reader, handle.format)
+        container, stream = handle
+        sr = _check_rate(name, stream.codec_context.sample_rate or stream.rate)
+        if next(_mono_blocks_ffmpeg(name, container, stream), None) is None:
+            raise AudioLoadError(name, "the audio has no samples (zero length)")
+        frames = None
+        if stream.duration is not None and stream.time_base is not None:
+            frames = int(round(float(stream.duration * stream.time_base) * sr))
+        elif container.duration is not None:  # microseconds (AV_TIME_BASE)
+            frames = int(round(container.duration / 1_000_000 * sr))
+        channels = len(stream.codec_context.layout.channels) or 1
+        return AudioInfo(sr, int(channels), frames if frames and frames > 0 else None, reader, container.format.name)
+
+
+def audio_seconds(source: str | os.PathLike | bytes | bytearray | memoryview) -> float:
+    """Duration in seconds: the header's when it gives one, else counted by decoding (frame by frame)."""
+    seconds = audio_info(source).seconds
+    if seconds is not None:
+        return seconds
+    wave, sr = read_audio(source)
+    return len(wave) / sr
 
 
 def _decode(

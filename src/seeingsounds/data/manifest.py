@@ -26,11 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from seeingsounds.errors import ConfigError, DatasetError
+from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_info  # AUDIO_SUFFIXES: what a class folder scan picks up
+from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
 
 SPLITS = ("train", "val", "test")
-#: suffixes picked up from a class-per-folder tree
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 
 
@@ -195,19 +194,11 @@ def _scan_folder(root: Path, problems: list[str]) -> list[dict[str, Any]]:
 
 
 def _audio_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be used as audio, or None."""
-    import soundfile as sf
-
-    if not path.exists():
-        return "file not found"
-    if not path.is_file():
-        return "not a file"
+    """Why ``path`` cannot be used as audio (the reason :func:`~seeingsounds.audio.io.load_audio` would give), or None."""
     try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises several types for bad data
-        return f"unreadable audio ({str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__})"
-    if info.frames <= 0:
-        return "the audio has no samples"
+        audio_info(path)
+    except AudioLoadError as exc:
+        return exc.reason
     return None
 
 
@@ -247,7 +238,7 @@ def load_dataset(
         captions: a captions file, or a mapping ``label -> caption(s)``.
         seed, val_fraction: the train/val split when the manifest has no ``split`` column.
         skip_bad: drop missing/unreadable audio files (printed) instead of failing.
-        check_audio: open every file with ``soundfile.info`` (turn off only for trusted data).
+        check_audio: open every file's header (:func:`~seeingsounds.audio.io.audio_info`; turn off only for trusted data).
         log: where the skip summary goes (default: stderr).
     """
     data = Path(data).expanduser()
