@@ -97,3 +97,34 @@ def test_augment_warns_when_the_written_file_clips(tone, tmp_path, capsys):
     assert "peaks at 2.00" in err and "clipped" in err
     assert main(["augment", str(tone), "--volume", "1.5", "-o", str(out)]) == 0
     assert "clipped" not in capsys.readouterr().err
+
+
+def test_augment_never_overwrites_an_input(tone, tmp_path, capsys):
+    other = save_audio(tmp_path / "other.wav", sine(1000, 0.5, 16000, 0.1), 16000)
+    before = {p: p.read_bytes() for p in (tone, other)}
+    link = tmp_path / "link.wav"
+    link.symlink_to(tone)
+    spellings = [str(tone), str(tmp_path / "." / "in.wav"), str(link)]
+    for out in spellings:
+        assert main(["augment", str(tone), "--volume", "0.5", "-o", out]) == 2
+        err = capsys.readouterr().err
+        assert "is also an input" in err and err.count("\n") == 1
+    assert main(["augment", str(tone), "--mix", str(other), "-o", str(other)]) == 2  # the --mix clip too
+    assert "is also an input" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (tone, other)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "link.wav", "other.wav"]
+
+
+def test_augment_refuses_unwritable_outputs_in_one_line(tone, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    cases = {
+        str(tmp_path): "is a folder",  # -o naming a folder
+        str(blocker / "out.wav"): "is a file, not a folder",  # its folder is a file
+        "/proc/seeingsounds-test/out.wav": "cannot be written",  # a file system nobody can write (even root)
+    }
+    for out, message in cases.items():
+        assert main(["augment", str(tone), "--volume", "0.5", "-o", out]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.startswith("error: ") and err.count("\n") == 1, err
+    assert blocker.read_text() == "not a folder"

@@ -2,22 +2,85 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from seeingsounds.errors import ConfigError
 
-def home() -> Path:
-    """Root folder for tiny models, feature caches and downloads."""
-    root = os.environ.get("SEEINGSOUNDS_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "seeingsounds"
-    )
-    return Path(root)
+
+def home(*, writable: bool = False) -> Path:
+    """Root folder for tiny models, feature caches and downloads.
+
+    ``writable=True`` also creates it and checks a file can be written there (a one-line
+    :class:`ConfigError` naming ``SEEINGSOUNDS_HOME`` if not), so a command can fail before it
+    loads any model.
+    """
+    env = os.environ.get("SEEINGSOUNDS_HOME")
+    root = Path(env or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "seeingsounds"))
+    if writable:
+        ensure_writable_dir(root, "SEEINGSOUNDS_HOME folder" if env else
+                            "SeeingSounds cache folder (set SEEINGSOUNDS_HOME to use another)")
+    return root
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or errno.errorcode.get(exc.errno or 0, "") or str(exc)
+
+
+def ensure_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """Create the folder ``path`` (with its parents) if needed and check a file can be written in it.
+
+    ``what`` names the folder for the user, e.g. ``"feature cache (--cache-dir)"``. Every failure
+    (a file in the way, a read-only file system, no permission) is one :class:`ConfigError` line
+    naming the folder, the reason and the fix; nothing is left behind by the check.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"the {what} {path} is a file, not a folder: choose a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"the {what} {path} cannot be written ({_reason(exc)}): choose a writable folder "
+                          "or fix its permissions") from None
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # symlinks, hard links, "./x" vs "/abs/x"
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
+
+
+def check_output_file(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None] = (),
+                      what: str = "output file") -> Path:
+    """Check, before any work, that ``path`` can be written as a new or replaced file.
+
+    Refuses (one-line :class:`ConfigError`) an output that is one of ``inputs`` (also through a
+    symlink, a hard link or another spelling: the input is never overwritten), an existing folder,
+    and a path whose folder cannot be created or written. Returns ``path`` as a :class:`Path`.
+    """
+    path = Path(path).expanduser()
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source).expanduser()):
+            raise ConfigError(f"the {what} {path} is also an input ({source}): choose another output file "
+                              "(an input is never overwritten)")
+    if path.is_dir():
+        raise ConfigError(f"the {what} {path} is a folder: name a file inside it")
+    ensure_writable_dir(path.parent, f"folder of the {what}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"the {what} {path} exists and is read-only: choose another output file")
+    return path
 
 
 @contextmanager
@@ -69,7 +132,7 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     target = Path(target)
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(target.parent, f"folder for {target.name}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)

@@ -12,7 +12,7 @@ HELP = "apply audio effects / mixing to a file and write the result (hear what t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="IN", help="input audio file (wav, flac, ogg, opus, mp3)")
+    parser.add_argument("input", metavar="IN", help="input audio file (any format `describe` reads)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file; format from the suffix")
     parser.add_argument(
         "--sample-rate", type=int, metavar="SR", help="resample to SR Hz (default: the input's own rate)"
@@ -21,25 +21,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seeingsounds.audio.io import load_audio, read_audio, save_audio
-    from seeingsounds.cli.common import apply_args
+    import soundfile as sf
 
-    if args.sample_rate is None:
-        wave, sr = read_audio(args.input)
-    else:
-        sr = args.sample_rate
-        wave = load_audio(args.input, target_sr=sr)
-    wave, descriptions = apply_args(wave, sr, args)
-    path = save_audio(args.output, wave, sr)
+    from seeingsounds.audio.effects import describe_effect
+    from seeingsounds.audio.io import audio_info, save_audio
+    from seeingsounds.audio.render import render
+    from seeingsounds.cli.common import effects_from_args, mix_from_args
+    from seeingsounds.paths import check_output_file
+
+    # every option and the output path are checked before any audio is read; -o never names an input
+    effects = effects_from_args(args)
+    descriptions = [describe_effect(name, **params) for name, params in effects]
+    mixing = mix_from_args(args)
+    output = check_output_file(args.output, inputs=[args.input, mixing[0] if mixing else None])
+    sr = args.sample_rate or audio_info(args.input).sample_rate
+    wave = render(args.input, sample_rate=sr, effects=effects, mix=mixing)
+    path = save_audio(output, wave, sr)
     peak = float(abs(wave).max())
     if peak > 1.0:  # wav/flac/ogg/mp3 store full scale at most: the file is clipped where the model's input is not
         print(f"warning: the result peaks at {peak:.2f}, above full scale (1.0): {path} is clipped there "
               "(the model hears the unclipped signal; a lower --volume avoids it)", file=sys.stderr)
-    if args.mix:
-        print(f"mixed with: {args.mix}")
+    if mixing:
+        print(f"mixed with: {mixing[0]}")
     print(f"effects: {', '.join(descriptions) if descriptions else 'none'}")
-    import soundfile as sf
-
     info = sf.info(str(path))  # opus/mp3 may have been written at another rate
     print(f"wrote {path} ({info.duration:.2f} s at {info.samplerate} Hz)")
     return 0
