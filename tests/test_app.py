@@ -78,8 +78,7 @@ def test_limits_must_be_positive():
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    from seeingsounds.app import DemoEngine
-    from seeingsounds.cli.serve import demo_checkpoint
+    from seeingsounds.app import DemoEngine, demo_checkpoint
 
     return DemoEngine(demo_checkpoint() / "best", limits=Limits(max_upload_mb=1, max_seconds=10),
                       output_dir=tmp_path_factory.mktemp("app-out"))

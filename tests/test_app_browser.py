@@ -53,7 +53,7 @@ def browser():
 @pytest.fixture(scope="module")
 def server():
     from seeingsounds.app import build_app, launch_app
-    from seeingsounds.cli.serve import demo_checkpoint
+    from seeingsounds.app import demo_checkpoint
 
     app = build_app(demo_checkpoint() / "best")  # the defaults: 25 MB, 60 s
     _, url = launch_app(app, port=free_port(), block=False, quiet=True)

@@ -25,7 +25,7 @@ def free_port() -> int:
 def served():
     """The app with concurrency 1, and a record of how many generations ran at the same time."""
     from seeingsounds.app import build_app, launch_app
-    from seeingsounds.cli.serve import demo_checkpoint
+    from seeingsounds.app import demo_checkpoint
 
     app = build_app(demo_checkpoint() / "best", concurrency_limit=1, max_queue=16)
     engine = app.seeingsounds_engine
@@ -56,7 +56,7 @@ def test_simultaneous_requests_all_get_their_images(served):
     from PIL import Image
 
     from seeingsounds.assets import example_sounds
-    from seeingsounds.cli.serve import DEMO_CAPTIONS
+    from seeingsounds.app import DEMO_CAPTIONS
     from seeingsounds.imaging import read_provenance
 
     url, record = served

@@ -78,5 +78,5 @@ def test_one_clip_given_as_bytes(run, tiny_encoder):
     out, test = run
     describer = Describer(out, encoder=tiny_encoder)
     one = describer.describe(test[0].path.read_bytes(), top_k=2)
-    assert len(one) == 1 and one[0].source == "<array>"
+    assert len(one) == 1 and one[0].source == "<bytes>"
     assert [m.caption for m in one[0].matches] == [m.caption for m in describer.describe(test[0].path, top_k=2)[0].matches]

@@ -97,3 +97,11 @@ def test_is_a_drop_in_for_the_trainer_index():
     assert new.names == old.names and new.weights == old.weights
     np.testing.assert_allclose(new.to("cpu").similarity(pred).numpy(), old.to("cpu").similarity(pred).numpy(),
                                atol=1e-6)
+
+
+def test_select_keeps_rows_in_order():
+    pred, targets = _data(n_cap=10)
+    index = CaptionIndex(targets)
+    sub = index.select([7, 2])
+    assert len(sub) == 2 and len(index) == 10
+    np.testing.assert_allclose(sub.similarity(pred).numpy(), index.similarity(pred).numpy()[:, [7, 2]], atol=1e-7)

@@ -8,8 +8,8 @@ One request (the *Generate* button) runs, with a progress indicator:
 1. read the sound (upload, microphone or a bundled example) and the optional second sound, refusing
    files over ``max_upload_mb`` or longer than ``max_seconds`` with a message in the page;
 2. *what it hears* for the clean sound(s): the class captions nearest to the aligner's prediction;
-3. mix (if a second sound is given), then the effects in the order of
-   :data:`seeingsounds.cli.common.EFFECT_ORDER` — exactly what ``seeingsounds generate`` does;
+3. mix (if a second sound is given), then the effects in the effect registry's application order
+   (:func:`seeingsounds.audio.effects.effects_in_order`) — exactly what ``seeingsounds generate`` does;
 4. the caption those controls imply: the template editor's ``fuse`` of the two nearest captions for
    a mix, then ``edit_many`` with the effect descriptions;
 5. *what it hears* for the transformed sound (the bar chart), the transformed audio to listen to;
@@ -22,6 +22,7 @@ short message. The app keeps serving either way.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -33,8 +34,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
+from seeingsounds import __version__
+from seeingsounds.assets import example_sounds
+from seeingsounds.audio.effects import describe_effect, effects_from_controls, slider_effects
+from seeingsounds.audio.io import read_audio, resample, save_audio
+from seeingsounds.audio.render import render
+from seeingsounds.captions.edit import get_editor
+from seeingsounds.conditioner import AudioConditioner
+from seeingsounds.describe import Describer
 from seeingsounds.errors import AudioLoadError, ConfigError, SeeingSoundsError
+from seeingsounds.imaging import save_png
+from seeingsounds.paths import build_once, home
+from seeingsounds.pipeline import SeeingSoundsPipeline
+from seeingsounds.training import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +58,6 @@ OUTPUT_TTL = 3600.0
 MAX_IMAGES = 4
 #: image side step when the pipeline does not say (pixels)
 SIZE_STEP = 16
-#: neutral control values: a control at this value applies no effect
-NEUTRAL = {"volume": 1.0, "reverb": 0.0, "pitch": 0.0, "lowpass": 0.0, "echo": 0.0}
 
 
 @dataclass(frozen=True)
@@ -77,22 +89,13 @@ def _user_error(message: str) -> Exception:
     return gr.Error(message, print_exception=False)
 
 
-def controls_to_effects(volume: float = 1.0, reverb: float = 0.0, pitch: float = 0.0, lowpass: float = 0.0,
-                        echo: float = 0.0) -> list[tuple[str, dict[str, Any]]]:
-    """The effects the sliders ask for, in :data:`~seeingsounds.cli.common.EFFECT_ORDER`.
+def controls_to_effects(**values: float | None) -> list[tuple[str, dict[str, Any]]]:
+    """The effects the sliders ask for (``effect name -> slider value``), in the registry's application order.
 
-    A slider at its neutral value (volume 1, everything else 0) applies nothing.
+    A slider at its effect's neutral value (volume 1, reverb 0, ...) applies nothing.
     """
-    from seeingsounds.cli.common import EFFECT_ORDER
-
-    values = {"volume": volume, "reverb": reverb, "pitch": pitch, "lowpass": lowpass, "echo": echo}
-    effects = []
-    for dest, name, param in EFFECT_ORDER:
-        value = values.get(dest)
-        if value is None or float(value) == NEUTRAL[dest]:
-            continue
-        effects.append((name, {param: float(value)}))
-    return effects
+    return [(name, {param: float(value) for param, value in params.items()})
+            for name, params in effects_from_controls(values, skip_neutral=True)]
 
 
 def display_name(path: str | os.PathLike) -> str:
@@ -102,10 +105,6 @@ def display_name(path: str | os.PathLike) -> str:
 
 def read_checked(path: str | os.PathLike, limits: Limits, role: str = "sound") -> tuple[np.ndarray, int]:
     """Read a mono waveform, refusing files over the size or duration limit with a readable message."""
-    import soundfile as sf
-
-    from seeingsounds.audio.io import read_audio
-
     path = Path(path)
     name = display_name(path)
     if not path.is_file():
@@ -137,71 +136,84 @@ def _too_long(role: str, seconds: float, limits: Limits) -> str:
 
 def transform(wave: np.ndarray, sr: int, effects: Sequence[tuple[str, dict[str, Any]]],
               other: tuple[np.ndarray, int] | None = None, ratio: float = 0.5) -> tuple[np.ndarray, list[str]]:
-    """Mix in ``other`` (resampled to ``sr``) at ``ratio``, then apply ``effects``; returns the descriptions."""
-    from seeingsounds.audio.effects import apply_effects, mix
-    from seeingsounds.audio.io import resample
-
-    if other is not None:
-        other_wave, other_sr = other
-        wave = mix(wave, resample(other_wave, other_sr, sr), float(ratio))
-    if not effects:
-        return wave, []
-    return apply_effects(wave, sr, list(effects))
+    """Mix in ``other`` (resampled to ``sr``) at ``ratio``, then apply ``effects`` (the one render, whole clip);
+    returns the descriptions."""
+    descriptions = [describe_effect(name, **params) for name, params in effects]
+    partner = None if other is None else ((int(other[1]), other[0]), float(ratio))
+    return render((int(sr), wave), sample_rate=int(sr), effects=list(effects), mix=partner), descriptions
 
 
 def implied_caption(caption: str, descriptions: Sequence[str], other_caption: str | None = None,
                     editor: Any = None) -> str:
     """The caption the controls imply: fuse with the second sound's caption, then edit by the effects."""
     if editor is None:
-        from seeingsounds.captions.edit import get_editor
-
         editor = get_editor("template")
     if other_caption is not None:
         caption = editor.fuse(caption, other_caption)
     return editor.edit_many(caption, list(descriptions)) if descriptions else caption
 
 
+def checkpoint_label(checkpoint: str | os.PathLike) -> str:
+    """How provenance names a checkpoint without revealing the server's folders: a hub id as is, a local
+    folder by its last two parts (``tiny-v1/best``)."""
+    path = Path(checkpoint).expanduser()
+    if not path.exists():
+        return str(checkpoint)
+    parts = path.resolve().parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 else parts[-1]
+
+
 class DemoEngine:
-    """The loaded model behind the page: the pipeline, the run's caption targets and the caption editor.
+    """The loaded model behind the page: the pipeline, the run's caption index and the caption editor.
 
     Loaded once when the app is built; requests reuse it (the queue runs ``concurrency_limit`` at once).
+    ``lora`` and ``cpu_offload`` go to :meth:`SeeingSoundsPipeline.from_pretrained`. Call :meth:`close` to
+    remove the output folder it made (``output_dir=None``).
     """
 
-    def __init__(self, checkpoint: str | os.PathLike, *, device: str | None = None, top_k: int = 5,
-                 limits: Limits | None = None, output_dir: str | os.PathLike | None = None):
-        from seeingsounds.captions.edit import get_editor
-        from seeingsounds.describe import Describer
-        from seeingsounds.pipeline import SeeingSoundsPipeline
-
+    def __init__(self, checkpoint: str | os.PathLike, *, device: str | None = "auto", dtype: str | None = None,
+                 top_k: int = 5, limits: Limits | None = None, output_dir: str | os.PathLike | None = None,
+                 lora: str | os.PathLike | None = None, cpu_offload: bool = False):
         self.checkpoint = str(checkpoint)
         self.top_k = int(top_k)
         self.limits = limits or Limits()
-        self.pipe = SeeingSoundsPipeline.from_pretrained(self.checkpoint, device=device)
+        self.pipe = SeeingSoundsPipeline.from_pretrained(self.checkpoint, device=_device_arg(device), dtype=dtype,
+                                                         lora=lora, cpu_offload=cpu_offload)
+        self.lora = None if lora is None else Path(str(lora)).name
         self.editor = get_editor("template")
+        self._own_output = output_dir is None
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="seeingsounds-app-"))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         preset = getattr(self.pipe, "preset", None)
         self.default_steps = int(getattr(preset, "num_inference_steps", 10) or 10)
         self.default_size = int(getattr(preset, "height", 512) or 512)
         self.sample_rate = int(self.pipe.encoder.sample_rate)
-        # the describer shares the pipeline's audio encoder; "what it hears" ranks the class captions
-        self.describer = Describer(self.checkpoint, encoder=self.pipe.encoder, device=str(self.pipe.device))
-        entries = self.describer.captions.entries
+        # one conditioner over the pipeline's own encoder and aligner; "what it hears" ranks the class captions
+        self.conditioner = AudioConditioner(self.pipe.encoder, self.pipe.aligner, preset=preset,
+                                            checkpoint=self.checkpoint)
+        describer = Describer(self.checkpoint, conditioner=self.conditioner)
+        entries = describer.captions.entries
         self.class_rows = [i for i, e in enumerate(entries) if e.kind == "class"] or list(range(len(entries)))
         self.caption_texts = [entries[i].text for i in self.class_rows]
+        self.index = describer.index.select(self.class_rows)
         self.size_multiple = int(getattr(self.pipe, "size_multiple", SIZE_STEP))
+
+    def close(self) -> None:
+        """Remove the output folder this engine made (a given ``output_dir`` is left alone)."""
+        if self._own_output:
+            shutil.rmtree(self.output_dir, ignore_errors=True)
 
     # ---- model calls ------------------------------------------------------------------------
     def hear(self, waves: Sequence[np.ndarray]) -> list[list[tuple[str, float]]]:
         """Per waveform (at the encoder's rate), the ``top_k`` class captions of the run nearest to the
         aligner's prediction with their cosine similarity, best first — ``seeingsounds describe``'s numbers.
         """
-        sims = self.describer.similarity(list(waves))[:, self.class_rows]
-        k = min(self.top_k, sims.shape[1])
         out = []
-        for row in sims:
-            order = np.argsort(-row, kind="stable")[:k]
-            out.append([(self.caption_texts[i], float(row[i])) for i in order])
+        sources = [(self.sample_rate, np.asarray(w, dtype=np.float32)) for w in waves]
+        for pred in self.conditioner.predict(sources, batch_size=max(1, len(sources))):
+            values, rows = self.index.topk(pred, self.top_k)
+            out += [[(self.caption_texts[int(i)], float(v)) for v, i in zip(vs, rs)]
+                    for vs, rs in zip(values.tolist(), rows.tolist())]
         return out
 
     def images(self, wave: np.ndarray, sr: int, *, seeds: Sequence[int], steps: int, size: int) -> list[Any]:
@@ -210,14 +222,14 @@ class DemoEngine:
         return list(out.images)
 
     # ---- one request --------------------------------------------------------------------------
-    def run(self, sound: str | None, *, volume: float = 1.0, reverb: float = 0.0, pitch: float = 0.0,
-            lowpass: float = 0.0, echo: float = 0.0, mix_sound: str | None = None, mix_ratio: float = 0.5,
-            seed: int = 0, steps: int | None = None, size: int | None = None, num_images: int = 1,
-            progress: Callable[[float, str], None] | None = None) -> Result:
-        """Everything the Generate button does; raises SeeingSoundsError for what the user can fix."""
-        from seeingsounds.audio.effects import describe_effect
-        from seeingsounds.audio.io import resample, save_audio
+    def run(self, sound: str | None, *, mix_sound: str | None = None, mix_ratio: float = 0.5, seed: int = 0,
+            steps: int | None = None, size: int | None = None, num_images: int = 1,
+            progress: Callable[[float, str], None] | None = None, **controls: float | None) -> Result:
+        """Everything the Generate button does; raises SeeingSoundsError for what the user can fix.
 
+        ``controls`` are the effect sliders, ``effect name -> value`` (``volume=0.15``); a missing one or one
+        at its neutral value applies nothing.
+        """
         say = progress or (lambda fraction, text: None)
         if not sound:
             raise ConfigError("upload or record a sound, or pick an example, first")
@@ -231,7 +243,7 @@ class DemoEngine:
         multiple = self.size_multiple
         if size < multiple or size % multiple:
             raise ConfigError(f"image size must be a positive multiple of {multiple}, got {size}")
-        effects = controls_to_effects(volume, reverb, pitch, lowpass, echo)
+        effects = controls_to_effects(**controls)
         for name, params in effects:  # every setting is checked before any audio is read
             describe_effect(name, **params)
 
@@ -260,13 +272,12 @@ class DemoEngine:
         return Result(images=paths, caption=caption, hears=dict(found[-1]), audio=heard_path, seeds=seeds)
 
     def _save_images(self, work: Path, images: Sequence[Any], *, seeds: Sequence[int], **provenance: Any) -> list[Path]:
-        from seeingsounds import __version__
-        from seeingsounds.imaging import save_png
-
         paths = []
         for image, seed in zip(images, seeds):
-            metadata = {"software": f"seeingsounds {__version__}", "checkpoint": self.checkpoint,
-                        "preset": getattr(self.pipe.preset, "name", None), "seed": seed, **provenance}
+            # the keys of `seeingsounds generate`; the checkpoint by name, never the server's own folders
+            metadata = {"Software": f"seeingsounds {__version__}", "checkpoint": checkpoint_label(self.checkpoint),
+                        "preset": getattr(self.pipe.preset, "name", None), "lora": self.lora, "seed": seed,
+                        **provenance}
             paths.append(Path(save_png(image, work / f"seeingsounds-seed{seed}.png", metadata)))
         return paths
 
@@ -278,17 +289,58 @@ class DemoEngine:
         return Path(tempfile.mkdtemp(prefix="request-", dir=self.output_dir))
 
 
+#: bump when the demo checkpoint's recipe changes (a new folder is trained)
+DEMO_VERSION = 1
+#: epochs of the demo run (6 clips: seconds on a CPU)
+DEMO_EPOCHS = 40
+#: class captions of the bundled example sounds (seeingsounds.assets.example_sounds)
+DEMO_CAPTIONS = {
+    "bell": "a bell ringing",
+    "choir": "a choir singing",
+    "crow": "a crow cawing",
+    "drums": "drums playing a breakbeat",
+    "guitar": "a guitar strumming a chord",
+    "piano": "a piano playing softly",
+}
+
+
+def demo_checkpoint(root: str | os.PathLike | None = None) -> Path:
+    """The tiny demo run folder of ``seeingsounds serve`` without ``--checkpoint``, trained on the bundled
+    example sounds on first use (~20 s on a CPU) into ``$SEEINGSOUNDS_HOME/demo/``.
+
+    Its aligner is ``<run>/best``; each example sound's nearest caption is its own class caption.
+    """
+    target = Path(root) if root is not None else home() / "demo" / f"tiny-v{DEMO_VERSION}"
+    return build_once(target, _train_demo)
+
+
+def _train_demo(folder: Path) -> None:
+    sounds = example_sounds()
+    data = folder / "data"
+    data.mkdir(parents=True)
+    rows = ["path,label"] + [f"{sounds[name]},{name}" for name in DEMO_CAPTIONS if name in sounds]
+    (data / "manifest.csv").write_text("\n".join(rows) + "\n")
+    (data / "captions.json").write_text(json.dumps({n: c for n, c in DEMO_CAPTIONS.items() if n in sounds}, indent=2))
+    train(TrainConfig(preset="tiny", data=str(data / "manifest.csv"), captions=str(data / "captions.json"),
+                      out=str(folder), epochs=DEMO_EPOCHS, batch_size=8, val_fraction=0.0, patience=DEMO_EPOCHS,
+                      lr_sequence=1e-2, lr_pooled=1e-2, seed=0, device="cpu", progress=False,
+                      cache_dir=str(folder / "cache")))
+
+
+
 def example_choices() -> dict[str, Path]:
     """Bundled example sounds, name -> path (empty when the package ships none)."""
-    try:
-        from seeingsounds.assets import example_sounds
-    except ImportError:  # pragma: no cover
-        return {}
     return example_sounds()
 
 
+def _device_arg(device: str | None) -> str | None:
+    """``auto`` as :meth:`SeeingSoundsPipeline.from_pretrained` spells it (``None``: the accelerator when there is one)."""
+    return None if device in (None, "auto") else str(device)
+
+
 def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_seconds: float = 60,
-              concurrency_limit: int = 1, max_queue: int = 32, top_k: int = 5, device: str | None = None,
+              concurrency_limit: int = 1, max_queue: int = 32, top_k: int = 5, device: str | None = "auto",
+              dtype: str | None = None, lora: str | os.PathLike | None = None, cpu_offload: bool = False,
               engine: DemoEngine | None = None) -> Any:
     """The Gradio page for ``checkpoint`` (a training run or aligner folder, or a hub id).
 
@@ -296,12 +348,14 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
     Sounds over ``max_upload_mb`` MB or ``max_seconds`` s are refused with a message in the page.
     Serve it with :func:`launch_app`, which also makes the server refuse oversized uploads.
     """
-    import gradio as gr
+    import gradio as gr  # deferred on purpose: a heavy optional dependency, only the web app needs it
 
     if concurrency_limit < 1 or max_queue < 1:
         raise ConfigError(f"concurrency_limit and max_queue must be >= 1, got {concurrency_limit}, {max_queue}")
     limits = Limits(float(max_upload_mb), float(max_seconds))
-    engine = engine or DemoEngine(checkpoint, device=device, top_k=top_k, limits=limits)
+    engine = engine or DemoEngine(checkpoint, device=device, dtype=dtype, top_k=top_k, limits=limits, lora=lora,
+                                  cpu_offload=cpu_offload)
+    sliders = slider_effects()
     examples = example_choices()
     example_dir = Path(tempfile.mkdtemp(prefix="examples-", dir=engine.output_dir))
 
@@ -315,15 +369,18 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
             shutil.copyfile(examples[name], target)
         return str(target)
 
-    def generate(sound, volume, reverb, pitch, lowpass, echo, mix_sound, mix_ratio, seed, steps, size, num_images,
-                 progress=gr.Progress()):
+    def generate(sound, *values, progress=gr.Progress()):
+        # inputs: the sound, one value per slider effect (display order), mix sound, mix ratio, seed, steps,
+        # size, number of images
+        controls = {e.name: v for e, v in zip(sliders, values)}
+        mix_sound, mix_ratio, seed, steps, size, num_images = values[len(sliders):]
+
         def say(fraction: float, text: str) -> None:
             progress(fraction, desc=text)
 
         try:
-            result = engine.run(sound, volume=volume, reverb=reverb, pitch=pitch, lowpass=lowpass, echo=echo,
-                                mix_sound=mix_sound, mix_ratio=mix_ratio, seed=int(seed or 0), steps=steps,
-                                size=size, num_images=num_images, progress=say)
+            result = engine.run(sound, mix_sound=mix_sound, mix_ratio=mix_ratio, seed=int(seed or 0), steps=steps,
+                                size=size, num_images=num_images, progress=say, **controls)
         except SeeingSoundsError as exc:
             raise _user_error(_sentence(str(exc))) from None
         except gr.Error:
@@ -348,16 +405,11 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                 example = gr.Dropdown(choices=list(examples), value=None, label="…or pick an example sound",
                                       elem_id="example")
                 with gr.Accordion("Effects (what you do to the sound)", open=True):
-                    volume = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Volume (gain; 1 = unchanged)",
-                                       elem_id="volume")
-                    reverb = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Reverb room size (0 = off)",
-                                       elem_id="reverb")
-                    pitch = gr.Slider(-12, 12, value=0, step=1, label="Pitch shift, semitones (0 = off)",
-                                      elem_id="pitch")
-                    lowpass = gr.Slider(0, 8000, value=0, step=100, label="Low-pass cutoff, Hz (0 = off)",
-                                        elem_id="lowpass")
-                    echo = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Echo delay, s (0 = off)",
-                                     elem_id="echo")
+                    effect_sliders = [
+                        gr.Slider(e.slider[0], e.slider[1], value=e.neutral if e.neutral is not None else e.slider[0],
+                                  step=e.slider[2], label=e.label, elem_id=e.name.replace("_", "-"))
+                        for e in sliders
+                    ]
                 with gr.Accordion("Mix with a second sound", open=False):
                     mix_sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Second sound",
                                          elem_id="mix-sound")
@@ -386,7 +438,7 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
         mix_example.change(pick_example, mix_example, mix_sound, api_name=False, queue=False)
         button.click(
             generate,
-            [sound, volume, reverb, pitch, lowpass, echo, mix_sound, mix_ratio, seed, steps, size, num_images],
+            [sound, *effect_sliders, mix_sound, mix_ratio, seed, steps, size, num_images],
             [gallery, caption, hears, heard, downloads],
             api_name="generate",
             concurrency_limit=concurrency_limit,

@@ -1,23 +1,29 @@
 """What the aligner "hears": the run's captions nearest to the conditioning it predicts for a clip.
 
 No generator and no text encoder are loaded: a training run stores its caption set with the
-targets (``captions.json`` + ``caption_targets.safetensors``). Similarity is
-:func:`seeingsounds.evaluation.metrics.caption_similarity` (cosine per conditioning tensor,
-averaged over the aligned ones; unaligned tensors are constant and carry no evidence).
+targets (``captions.json`` + ``caption_targets.safetensors``). Predictions come from
+:class:`seeingsounds.conditioner.AudioConditioner` and are ranked by
+:class:`seeingsounds.retrieval.CaptionIndex` (cosine per conditioning tensor, averaged over the
+aligned ones; unaligned tensors are constant and carry no evidence), a batch of clips at a time: the
+memory does not grow with the number of clips.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from seeingsounds.audio.render import check_chain, render
+from seeingsounds.conditioner import DEFAULT_BATCH_SIZE, AudioConditioner, as_sources, display_name
 from seeingsounds.errors import ConfigError
+from seeingsounds.retrieval import CaptionIndex
+# TODO(helper T): switch to seeingsounds.runs.RunFolder once it exists (core must not import training/)
+from seeingsounds.training.captionset import load_caption_set
 
 
 @dataclass(frozen=True)
@@ -63,99 +69,80 @@ class Description:
         return "\n".join(lines)
 
 
-def _source_name(source: Any) -> str:
-    return str(source) if isinstance(source, (str, Path)) else "<array>"
-
-
 def load_wave(source: Any, sample_rate: int, *, effects: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
               mix: tuple[str | Path, float] | None = None) -> np.ndarray:
-    """A clip as the encoder hears it: loaded at ``sample_rate``, mixed (``--mix``), then the effects
-    (the order of :func:`seeingsounds.cli.common.apply_args`)."""
-    from seeingsounds.audio.io import load_audio
-
-    wave = load_audio(source, target_sr=sample_rate)
-    if mix is not None:
-        from seeingsounds.audio.effects import mix as mix_clips
-
-        wave = mix_clips(wave, load_audio(mix[0], target_sr=sample_rate), float(mix[1]))
-    if effects:
-        from seeingsounds.audio.effects import apply_effects
-
-        wave, _ = apply_effects(wave, sample_rate, [(n, dict(p)) for n, p in effects])
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    """A whole clip as the encoder hears it (no window): :func:`seeingsounds.audio.render.render`."""
+    return render(source, sample_rate=int(sample_rate), effects=effects, mix=mix)
 
 
 class Describer:
-    """Loads a run's aligner, its audio encoder and its caption set once; describes many clips."""
+    """Loads a run's aligner, its audio encoder and its caption set once; describes many clips.
 
-    def __init__(self, checkpoint: str | Path, *, encoder: Any = None, device: str = "cpu"):
-        from seeingsounds.aligner import SeeingSoundsAligner
-        from seeingsounds.checkpoint import resolve_checkpoint
-        from seeingsounds.presets import get_preset
-        from seeingsounds.training.captionset import load_caption_set
+    ``device="auto"`` is the accelerator when there is one (encoder, aligner and caption targets alike);
+    ``dtype=None`` is bf16 where supported, fp16 on other accelerators, fp32 on the CPU.
+    """
 
-        folder = resolve_checkpoint(checkpoint)
-        self.captions, self.targets = load_caption_set(Path(checkpoint) if Path(checkpoint).exists() else folder)
-        with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints "Loading weights..."
-            self.aligner = SeeingSoundsAligner.from_pretrained(folder).eval().to(device)
-        if not self.aligner.preset:
-            raise ConfigError(f"checkpoint {checkpoint} records no preset: cannot tell which audio encoder it needs")
-        if encoder is None:
-            from seeingsounds.model import load_encoder
-
-            encoder = load_encoder(get_preset(self.aligner.preset), device=device)
-        self.encoder = encoder
-        self.names = self.aligner.aligned_names
-        missing = [n for n in self.names if n not in self.targets]
+    def __init__(self, checkpoint: str | Path, *, encoder: Any = None, device: str | torch.device | None = "auto",
+                 dtype: str | torch.dtype | None = None, conditioner: AudioConditioner | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE):
+        self.captions, targets = load_caption_set(checkpoint)
+        self.conditioner = conditioner or AudioConditioner.from_pretrained(checkpoint, device=device, dtype=dtype,
+                                                                           encoder=encoder)
+        self.encoder = self.conditioner.encoder
+        self.aligner = self.conditioner.aligner
+        self.names = self.conditioner.names
+        missing = [n for n in self.names if n not in targets]
         if missing:
             raise ConfigError(f"the run's caption targets lack {missing}; retrain")
+        self.batch_size = int(batch_size)
+        self.index = CaptionIndex(targets, self.names, device=self.conditioner.device, dtype=self.conditioner.dtype)
 
-    def predict(self, waves: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        with torch.no_grad():
-            tokens = self.encoder.encode(list(waves))
-            pred = self.aligner(tokens.to(next(self.aligner.parameters()).device))
-        return {n: pred[n].float().cpu().numpy() for n in self.names}
+    def similarity_batches(self, sources: Iterable[Any], *, effects: Any = None, mix: Any = None,
+                           sample_rate: int | None = None) -> Iterator[np.ndarray]:
+        """Cosine similarity ``[B, C]`` (float32) of each batch of clips with every caption of the run."""
+        for pred in self.conditioner.predict(sources, effects=effects, mix=mix, batch_size=self.batch_size,
+                                             sample_rate=sample_rate):
+            yield self.index.similarity(pred).cpu().numpy()
 
     def similarity(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """Cosine similarity ``[N, C]`` of each clip's prediction with every caption of the run."""
-        from seeingsounds.evaluation.metrics import caption_similarity
+        """Cosine similarity ``[N, C]`` of waveforms (at the encoder's rate) with every caption of the run."""
+        rate = self.conditioner.sample_rate
+        rows = list(self.similarity_batches([(rate, np.asarray(w, dtype=np.float32)) for w in waves]))
+        return np.concatenate(rows) if rows else np.zeros((0, len(self.index)), dtype=np.float32)
 
-        pred = self.predict(waves)
-        return caption_similarity(pred, {n: self.targets[n].numpy() for n in self.names})
+    def iter_describe(self, sources: Sequence[Any] | Any, *, top_k: int = 5,
+                      effects: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
+                      mix: tuple[str | Path, float] | None = None) -> Iterator[Description]:
+        """:meth:`describe`, one :class:`Description` at a time (streaming over any number of clips)."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, got {top_k}")
+        sources = as_sources(sources)
+        chain = [(n, dict(p)) for n, p in check_chain(effects)]  # every option checked before any audio is read
+        mixed = None if mix is None else (str(mix[0]), float(mix[1]))
+        position = 0
+        for sims in self.similarity_batches(sources, effects=chain, mix=mix):
+            for row in sims:
+                order = np.argsort(-row, kind="stable")[:top_k]
+                entries = self.captions.entries
+                matches = [Match(rank=r + 1, caption=entries[i].text, similarity=float(row[i]), kind=entries[i].kind,
+                                 labels=tuple(entries[i].labels), descriptions=tuple(entries[i].descriptions))
+                           for r, i in enumerate(order)]
+                yield Description(display_name(sources[position]), matches, chain, mixed)
+                position += 1
 
-    def describe(self, sources: Sequence[Any], *, top_k: int = 5,
+    def describe(self, sources: Sequence[Any] | Any, *, top_k: int = 5,
                  effects: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
                  mix: tuple[str | Path, float] | None = None) -> list[Description]:
-        if top_k < 1:
-            raise ConfigError(f"top_k must be >= 1, got {top_k}")
-        if isinstance(sources, (str, Path, bytes, bytearray)):  # one clip, not a sequence of clips
-            sources = [sources]
-        effects = [(n, dict(p)) for n, p in (effects or [])]
-        if effects:
-            from seeingsounds.audio.effects import describe_effect
-
-            for name, params in effects:  # every option is checked before any audio is read
-                describe_effect(name, **params)
-        waves = [load_wave(s, self.encoder.sample_rate, effects=effects, mix=mix) for s in sources]
-        sims = self.similarity(waves)
-        out = []
-        for source, row in zip(sources, sims):
-            order = np.argsort(-row, kind="stable")[:top_k]
-            matches = [Match(rank=r + 1, caption=self.captions.entries[i].text, similarity=float(row[i]),
-                             kind=self.captions.entries[i].kind, labels=tuple(self.captions.entries[i].labels),
-                             descriptions=tuple(self.captions.entries[i].descriptions))
-                       for r, i in enumerate(order)]
-            out.append(Description(_source_name(source), matches, effects,
-                                   None if mix is None else (str(mix[0]), float(mix[1]))))
-        return out
+        """The ``top_k`` nearest captions of the run for each clip (paths, bytes or ``(rate, array)``)."""
+        return list(self.iter_describe(sources, top_k=top_k, effects=effects, mix=mix))
 
 
 def describe_audio(checkpoint: str | Path, sources: Sequence[Any] | str | Path, *, top_k: int = 5,
                    effects: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
-                   mix: tuple[str | Path, float] | None = None) -> list[Description]:
+                   mix: tuple[str | Path, float] | None = None, device: str | None = "auto",
+                   dtype: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> list[Description]:
     """Describe each clip in ``sources`` (paths, bytes or ``(sample_rate, array)``) by the run's
     ``top_k`` nearest captions. ``effects`` (``[(name, params)]``) and ``mix`` (``(path, ratio)``)
     transform the audio first, as ``seeingsounds describe --volume/--mix`` do."""
-    return Describer(checkpoint).describe(sources, top_k=top_k, effects=effects, mix=mix)
+    return Describer(checkpoint, device=device, dtype=dtype, batch_size=batch_size).describe(
+        sources, top_k=top_k, effects=effects, mix=mix)

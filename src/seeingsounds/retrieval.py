@@ -111,6 +111,14 @@ class CaptionIndex:
         self.targets = {n: t.to(self.device, self.dtype) for n, t in self.targets.items()}
         return self
 
+    def select(self, rows: Sequence[int]) -> CaptionIndex:
+        """A new index over the captions ``rows`` of this one (in that order; nothing re-normalised)."""
+        picked = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
+        out = object.__new__(CaptionIndex)
+        out.__dict__.update(self.__dict__)
+        out.targets = {n: t.index_select(0, picked) for n, t in self.targets.items()}
+        return out
+
     def _check(self, name: str, p: torch.Tensor) -> None:
         if tuple(p.shape[1:]) != self.shapes[name]:
             label = f"{name!r} " if name else ""

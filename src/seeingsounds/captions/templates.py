@@ -54,25 +54,23 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from seeingsounds.audio.effects import all_descriptions
 from seeingsounds.captions.edit import CaptionEditor
 from seeingsounds.captions.store import normalise_text
 from seeingsounds.errors import ConfigError
 
-__all__ = ["TemplateEditor", "STANDARD_DESCRIPTIONS", "normalise_description"]
+__all__ = ["TemplateEditor", "STANDARD_DESCRIPTIONS", "normalise_description", "standard_descriptions"]
 
-#: the transformation descriptions d_j produced by the audio effects (in the effects' order)
-STANDARD_DESCRIPTIONS: tuple[str, ...] = (
-    "low-volume",
-    "medium-volume",
-    "high-volume",
-    "reverberant",
-    "higher-pitched",
-    "lower-pitched",
-    "muffled",
-    "echoing",
-    "faster",
-    "slower",
-)
+def standard_descriptions() -> tuple[str, ...]:
+    """Every description d_j the registered audio effects can produce (the effect registry's display order).
+
+    A description without a template of its own (an effect registered later) edits to ``"X, d"``.
+    """
+    return all_descriptions()
+
+
+#: the built-in effects' descriptions d_j (:func:`standard_descriptions` also lists effects registered later)
+STANDARD_DESCRIPTIONS: tuple[str, ...] = standard_descriptions()
 
 _ARTICLES = ("a", "an", "the")
 #: other words that stand where an article would (an adjective goes after them: "two distant dogs")
@@ -185,7 +183,7 @@ _TEMPLATES: dict[str, tuple[Callable[[_Caption], str], str]] = {
     "faster": (_adjective("fast"), "fast"),
     "slower": (_adjective("slow"), "slow"),
 }
-assert set(_TEMPLATES) == set(STANDARD_DESCRIPTIONS)
+assert set(_TEMPLATES) <= set(STANDARD_DESCRIPTIONS), "a template for a description no effect produces"
 
 
 def _contains_words(text: str, words: str) -> bool:

@@ -1,13 +1,13 @@
-"""Command-line options shared by commands that take audio: effects T_j and mixing (paper 3.1).
+"""Command-line options shared by commands: effects T_j and mixing (paper 3.1), device and dtype.
 
-``add_effect_arguments(parser)`` adds::
+``add_effect_arguments(parser)`` adds one option per registered effect that has a primary parameter
+(:func:`seeingsounds.audio.effects.register_effect`: ``--volume ALPHA --reverb ROOM_SIZE --pitch SEMITONES
+--lowpass HZ --echo SECONDS --speed FACTOR`` for the built-ins) and ``--mix OTHER.wav --mix-ratio R``.
 
-    --volume ALPHA  --reverb ROOM_SIZE  --pitch SEMITONES  --lowpass HZ  --echo SECONDS  --speed FACTOR
-    --mix OTHER.wav  --mix-ratio R
-
-Effects always run in the fixed order of :data:`EFFECT_ORDER` (speed, pitch, lowpass, echo, reverb,
-volume), whatever the order on the command line: changes to the source first, then the room, and the gain
-last so that ``--volume`` scales the final level by exactly ALPHA. A ``--mix`` is applied before the effects.
+Effects always run in the registry's application order (:data:`EFFECT_ORDER`: speed, pitch, lowpass,
+echo, reverb, volume for the built-ins), whatever the order on the command line: changes to the source
+first, then the room, and the gain last so that ``--volume`` scales the final level by exactly ALPHA.
+A ``--mix`` is applied before the effects.
 """
 
 from __future__ import annotations
@@ -17,32 +17,31 @@ from typing import Any
 
 import numpy as np
 
+from seeingsounds.audio.effects import effects_in_order
 from seeingsounds.errors import ConfigError
 
-#: (option dest, effect name, effect parameter), in the order effects are applied
-EFFECT_ORDER: tuple[tuple[str, str, str], ...] = (
-    ("speed", "speed", "factor"),
-    ("pitch", "pitch", "semitones"),
-    ("lowpass", "lowpass", "cutoff_hz"),
-    ("echo", "echo", "delay_seconds"),
-    ("reverb", "reverb", "room_size"),
-    ("volume", "volume", "alpha"),
-)
 DEFAULT_MIX_RATIO = 0.5
+
+
+def effect_order() -> tuple[tuple[str, str, str], ...]:
+    """``(option dest, effect name, effect parameter)`` of every flag, in the order effects are applied."""
+    return tuple((e.dest, e.name, str(e.primary)) for e in effects_in_order())
+
+
+#: the built-in effects' :func:`effect_order` (effects registered later appear in :func:`effect_order`)
+EFFECT_ORDER: tuple[tuple[str, str, str], ...] = effect_order()
 
 
 def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the effect and mixing options to ``parser`` (in their own argument group)."""
+    effects = sorted(effects_in_order(), key=lambda e: (e.display, e.name))
     group = parser.add_argument_group(
         "audio effects", "transform the input before the model hears it (applied as: mix, then "
-        + ", ".join(name for _, name, _ in EFFECT_ORDER) + ")"
+        + ", ".join(e.name for e in effects_in_order()) + ")"
     )
-    group.add_argument("--volume", type=float, metavar="ALPHA", help="gain factor, e.g. 0.15 (low-volume)")
-    group.add_argument("--reverb", type=float, metavar="ROOM_SIZE", help="reverb room size in [0, 1], e.g. 0.6")
-    group.add_argument("--pitch", type=float, metavar="SEMITONES", help="pitch shift, e.g. 12 or -5")
-    group.add_argument("--lowpass", type=float, metavar="HZ", help="low-pass cutoff (muffled), e.g. 800")
-    group.add_argument("--echo", type=float, metavar="SECONDS", help="echo delay, e.g. 0.25")
-    group.add_argument("--speed", type=float, metavar="FACTOR", help="tape speed: 2 = twice as fast and an octave up")
+    for effect in effects:
+        group.add_argument(effect.flag, dest=effect.dest, type=float, metavar=effect.metavar,
+                           help=effect.help or f"{effect.name} ({effect.primary})")
     group.add_argument("--mix", metavar="OTHER", help="mix in another audio file (level-matched)")
     group.add_argument(
         "--mix-ratio",
@@ -52,13 +51,18 @@ def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (auto = the accelerator when there is one) and ``--dtype`` (see :mod:`seeingsounds.devices`)."""
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="auto (default: the accelerator when there is one, else the CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--dtype", default=None, choices=["auto", "fp32", "fp16", "bf16"],
+                        help="precision (default auto: bf16 where supported, fp16 on other accelerators, fp32 on the CPU)")
+
+
 def effects_from_args(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
-    """The effects the options ask for, as ``(name, params)`` in :data:`EFFECT_ORDER`."""
-    return [
-        (name, {param: getattr(args, dest)})
-        for dest, name, param in EFFECT_ORDER
-        if getattr(args, dest, None) is not None
-    ]
+    """The effects the options ask for, as ``(name, params)`` in application order."""
+    return [(name, {param: getattr(args, dest)}) for dest, name, param in effect_order()
+            if getattr(args, dest, None) is not None]
 
 
 def mix_from_args(args: argparse.Namespace) -> tuple[str, float] | None:
@@ -76,15 +80,13 @@ def mix_from_args(args: argparse.Namespace) -> tuple[str, float] | None:
 
 
 def apply_args(wave: np.ndarray, sr: int, args: argparse.Namespace) -> tuple[np.ndarray, list[str]]:
-    """Mix (if asked) then apply the effects; returns the audio and the descriptions d_j applied."""
-    from seeingsounds.audio.effects import apply_effects, describe_effect, mix
-    from seeingsounds.audio.io import load_audio
+    """Mix (if asked) then apply the effects (:func:`seeingsounds.audio.render.render`, no window);
+    returns the audio and the descriptions d_j applied."""
+    from seeingsounds.audio.effects import describe_effect  # deferred on purpose: `--help` stays light
+    from seeingsounds.audio.render import render
 
     effects = effects_from_args(args)
-    for name, params in effects:  # check every option before reading the --mix file
-        describe_effect(name, **params)
-    mixing = mix_from_args(args)
-    if mixing is not None:
-        other, ratio = mixing
-        wave = mix(wave, load_audio(other, target_sr=sr), ratio)
-    return apply_effects(wave, sr, effects)
+    descriptions = [describe_effect(name, **params) for name, params in effects]  # checked before reading --mix
+    out = render(np.asarray(wave, dtype=np.float32), sample_rate=int(sr), source_rate=int(sr), effects=effects,
+                 mix=mix_from_args(args))
+    return out, descriptions

@@ -1,0 +1,89 @@
+"""One registry entry per effect: CLI flags, app sliders, caption descriptions and the README table derive from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seeingsounds.audio import effects as E
+
+
+@pytest.fixture
+def underwater():
+    """A new effect, registered for one test: one entry is all it takes."""
+    effect = E.register_effect(
+        "underwater", lambda wave, sr, depth: wave * (1.0 - 0.5 * depth), lambda depth: "underwater", {"depth": 0.5},
+        ranges={"depth": (0.0, 1.0)}, descriptions=("underwater",), primary="depth", metavar="DEPTH",
+        help="how deep under water, in [0, 1]", order=55, neutral=0.0, slider=(0.0, 1.0, 0.1),
+        label="Under water (0 = off)", display=45,
+    )
+    yield effect
+    E.unregister_effect("underwater")
+
+
+def test_a_new_effect_appears_in_help_app_and_captions(underwater, capsys):
+    from seeingsounds.app import controls_to_effects
+    from seeingsounds.captions.templates import TemplateEditor, standard_descriptions
+    from seeingsounds.cli.common import effects_from_args
+    from seeingsounds.cli.main import build_parser
+
+    parser = build_parser()
+    for command in ("generate", "describe", "augment"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        assert "--underwater DEPTH" in capsys.readouterr().out
+    args = parser.parse_args(["describe", "--checkpoint", "x", "a.wav", "--underwater", "0.3", "--volume", "0.5"])
+    # application order: reverb (50) < underwater (55) < volume (60)
+    assert effects_from_args(args) == [("underwater", {"depth": 0.3}), ("volume", {"alpha": 0.5})]
+    assert controls_to_effects(underwater=0.0) == []  # its neutral value applies nothing
+    assert controls_to_effects(underwater=0.4, reverb=0.5) == [("reverb", {"room_size": 0.5}),
+                                                               ("underwater", {"depth": 0.4})]
+    assert [e.name for e in E.slider_effects()] == ["volume", "reverb", "pitch", "lowpass", "underwater", "echo"]
+    assert "underwater" in standard_descriptions()
+    assert TemplateEditor().edit("a dog barking", "underwater") == "a dog barking, underwater"
+    assert "| `underwater` | `--underwater DEPTH` | `depth` 0.5 in [0, 1] | `underwater` |" in E.effects_table()
+    out, descriptions = E.apply_effects(np.ones(8, dtype=np.float32), 16000, effects_from_args(args))
+    assert descriptions == ["underwater", "high-volume"] and np.allclose(out, 0.85 * 0.5, atol=1e-3)
+
+
+def test_a_new_effect_gets_an_app_slider(underwater):
+    from seeingsounds.app import DemoEngine, build_app, demo_checkpoint
+    from seeingsounds.assets import example_sounds
+
+    engine = DemoEngine(demo_checkpoint() / "best")
+    try:
+        app = build_app(engine.checkpoint, engine=engine)
+        sliders = {c.elem_id: c for c in app.blocks.values() if type(c).__name__ == "Slider"}
+        assert sliders["underwater"].label == "Under water (0 = off)"
+        assert (sliders["underwater"].minimum, sliders["underwater"].maximum, sliders["underwater"].step) == (0, 1, 0.1)
+        assert sliders["underwater"].value == 0.0
+        result = engine.run(str(example_sounds()["bell"]), underwater=0.5, steps=1, size=32)
+        assert result.caption == "a bell ringing, underwater"
+    finally:
+        engine.close()
+    assert not engine.output_dir.exists()
+
+
+def test_builtin_entries_match_the_former_hand_copies():
+    from seeingsounds.captions.templates import standard_descriptions
+    from seeingsounds.cli.common import effect_order
+
+    assert effect_order() == (("speed", "speed", "factor"), ("pitch", "pitch", "semitones"),
+                            ("lowpass", "lowpass", "cutoff_hz"), ("echo", "echo", "delay_seconds"),
+                            ("reverb", "reverb", "room_size"), ("volume", "volume", "alpha"))
+    assert standard_descriptions() == ("low-volume", "medium-volume", "high-volume", "reverberant", "higher-pitched",
+                                     "lower-pitched", "muffled", "echoing", "faster", "slower")
+    assert {e.name: e.neutral for e in E.slider_effects()} == {"volume": 1.0, "reverb": 0.0, "pitch": 0.0,
+                                                               "lowpass": 0.0, "echo": 0.0}
+
+
+def test_registry_refuses_inconsistent_entries():
+    from seeingsounds.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="primary parameter"):
+        E.register_effect("bad", lambda w, sr, x: w, lambda x: "bad", {"x": 1.0}, primary="y")
+    with pytest.raises(ConfigError, match="belongs to another effect"):
+        E.register_effect("bad", lambda w, sr, x: w, lambda x: "bad", {"x": 1.0}, primary="x", flag="--volume")
+    with pytest.raises(ConfigError, match="slider"):
+        E.register_effect("bad", lambda w, sr, x: w, lambda x: "bad", {"x": 1.0}, primary="x", slider=(1, 0, 0.1))
+    assert "bad" not in E.available_effects()
