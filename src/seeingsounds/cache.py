@@ -2,19 +2,40 @@
 
 Both the audio encoder and the generator's text encoders are frozen, so their outputs are
 computed once and reused across runs and datasets (the encoder is ~1000x the cost of an aligner
-step at the paper's dimensions). Entries are safetensors files (fp16 by default) keyed by
-everything that changes them:
+step at the paper's dimensions). Entries are safetensors files (fp16 by default), one per clip
+variant or caption, keyed by everything that changes them:
 
 * audio tokens: sha256 of the file's bytes, the encoder's :meth:`identity`, the preprocessing
-  (target sample rate, window length), the effect chain and the mix partner + ratio (paper Eq. 7)
-  and the storage dtype;
+  (target sample rate, window length, the render of :mod:`seeingsounds.audio.render`), the effect
+  chain and the mix partner + ratio (paper Eq. 7) and the storage dtype;
 * caption targets: backend name, model id + revision, conditioning spec, max sequence length,
   the text model that defines the targets (where a backend has its own), the caption text and the
   storage dtype.
 
 Change any part and the key changes (a miss). Writes are atomic (temp file + ``os.replace``).
-Each entry stores its key and a sha256 of its tensor bytes; an entry that is truncated, corrupt
-or not the one asked for is deleted and recomputed, never trusted.
+
+Checks are split by cost, so a store of 10^5-10^6 entries starts in seconds:
+
+* **start-up** (:meth:`FeatureCache.ensure_audio`, :meth:`FeatureCache.ensure_targets`) reads the
+  safetensors *header only*: the file exists, its size is what the header says (not truncated),
+  the key in the metadata is the one asked for, tensor names, shapes and dtype are right;
+* **integrity** (sha256 of the tensor bytes, stored in the metadata) is checked on every read
+  (:meth:`FeatureCache.read_entry`, :meth:`FeatureCache.load_tokens`, :func:`read_tokens`). A
+  corrupt entry is deleted and recomputed, never trusted.
+
+Layout: one file per entry under a two-hex-digit fan-out (``audio/<encoder>/<key[:2]>/<key>``),
+chosen with ``benchmarks/feature_store.py`` over sharded tar/safetensors layouts: at AST's shape
+(1.86 MB an entry) the header-only start-up check is a few hundred microseconds per entry and a
+random batch read costs the same as a shard read, while any process can add or replace one entry
+atomically without rewriting a shard (see the benchmark's table in the README).
+
+Several processes (``accelerate launch`` / ``torchrun``, rank and world from
+``accelerate.PartialState``): :meth:`~FeatureCache.ensure_audio` and
+:meth:`~FeatureCache.ensure_targets` split the misses — each process takes ``misses[rank::world]``
+first, then helps with what nobody has claimed; an entry is computed only by the process that
+holds its claim file (``<entry>.claim``, created with ``O_EXCL``), so each is written exactly once
+(the writer's rank is in its metadata), and every process returns once all entries exist. No
+collective operation is used, so a call cannot deadlock, also inside ``main_process_first``.
 """
 
 from __future__ import annotations
@@ -22,7 +43,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +52,31 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
-from seeingsounds.errors import ConfigError
+from seeingsounds.audio.render import render
+from seeingsounds.data.manifest import file_sha256
+from seeingsounds.devices import resolve_device, resolve_dtype
+from seeingsounds.errors import ConfigError, SeeingSoundsError
+from seeingsounds.generators.base import release_memory
+from seeingsounds.paths import atomic_path, home
 
 #: bump when the layout or the preprocessing changes: every old entry becomes a miss
-CACHE_VERSION = 1
+#: (2: audio rendered by audio.render, load -> mix -> effects -> crop; header-only start-up checks)
+CACHE_VERSION = 2
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+#: safetensors' dtype codes of the storage dtypes (checked from the header alone)
+_SAFETENSORS_DTYPE = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
+#: a header larger than this is not one of ours (a corrupt length field would allocate gigabytes)
+_MAX_HEADER_BYTES = 1 << 24
 
 Effects = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+
+
+class CorruptEntryError(SeeingSoundsError, ValueError):
+    """A cache entry failed its integrity check (raised by :func:`read_tokens` only)."""
 
 
 def canonical_effects(effects: Sequence[tuple[str, Mapping[str, Any]]] | None) -> Effects:
@@ -82,22 +121,11 @@ class AudioItem:
 
 
 def load_item_wave(item: AudioItem, sample_rate: int, num_samples: int) -> np.ndarray:
-    """The waveform the encoder gets for ``item``: loaded, resampled, cropped/padded to the
-    window, then mixed (level-matched, :func:`seeingsounds.audio.effects.mix`), then the effect
-    chain — the order of ``seeingsounds describe/generate --mix ... --volume ...``."""
-    from seeingsounds.audio.io import fit_length, load_audio
-
-    wave = load_audio(item.path, target_sr=sample_rate, num_samples=num_samples)
-    if item.mix is not None:
-        from seeingsounds.audio.effects import mix
-
-        other = load_audio(item.mix[0], target_sr=sample_rate, num_samples=num_samples)
-        wave = mix(wave, other, item.mix[1])
-    if item.effects:
-        from seeingsounds.audio.effects import apply_effects
-
-        wave, _ = apply_effects(wave, sample_rate, item.effect_list())
-    return np.ascontiguousarray(fit_length(np.asarray(wave, dtype=np.float32), num_samples), dtype=np.float32)
+    """The waveform the encoder gets for ``item``: :func:`seeingsounds.audio.render.render`
+    (load -> mix -> effects -> crop), the same render as ``describe``/``generate`` use."""
+    return render(item.path, sample_rate=int(sample_rate), num_samples=int(num_samples),
+                  effects=item.effect_list() or None,
+                  mix=None if item.mix is None else (item.mix[0], float(item.mix[1])))
 
 
 def _digest(obj: Any) -> str:
@@ -109,8 +137,147 @@ def _tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            digest.update(memoryview(t.view(torch.uint8).numpy()))
     return digest.hexdigest()
+
+
+def read_header(source: str | Path | bytes) -> tuple[dict[str, dict[str, Any]], dict[str, str], int]:
+    """A safetensors file's header without its tensor bytes: ``(tensors, metadata, file size it implies)``.
+
+    ``tensors`` maps each name to ``{"dtype", "shape", "data_offsets"}``. Raises ``ValueError``
+    when the header is truncated or not a safetensors header.
+    """
+    if isinstance(source, bytes):
+        head, raw = source[:8], None
+    else:
+        with open(source, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else 0
+            raw = f.read(n) if 0 < n <= _MAX_HEADER_BYTES else b""
+    if len(head) < 8:
+        raise ValueError("shorter than a safetensors header")
+    n = int.from_bytes(head, "little")
+    if not 0 < n <= _MAX_HEADER_BYTES:
+        raise ValueError(f"header length {n} is not plausible")
+    if raw is None:
+        raw = source[8 : 8 + n]  # type: ignore[index]
+    if len(raw) < n:
+        raise ValueError("truncated header")
+    header = json.loads(raw)
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
+    return header, meta, 8 + n + end
+
+
+def _process_group(distributed: bool | None) -> tuple[int, int, Any]:
+    """``(rank, world size, state)`` of an ``accelerate launch``/``torchrun`` launch; ``(0, 1, None)`` alone."""
+    if distributed is False or int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return 0, 1, None
+    # deferred on purpose: accelerate's state pulls in torch.distributed, only needed under a launcher
+    from accelerate import PartialState
+
+    # cpu=True is what joins a multi-CPU launch on a machine without CUDA (gloo)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return state.process_index, state.num_processes, state
+
+
+def _launch_rank() -> int:
+    """This process's rank under a launcher, from the environment (safe in DataLoader workers)."""
+    try:
+        return int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def _claim_path(entry: Path) -> Path:
+    return entry.with_name(entry.name + ".claim")
+
+
+def _claim_is_stale(claim: Path, stale_after: float) -> bool:
+    """A claim whose writer is gone: a dead pid on this host, else older than ``stale_after`` s."""
+    try:
+        age = time.time() - claim.stat().st_mtime
+        owner = json.loads(claim.read_text(encoding="utf-8") or "{}")
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return age > 60.0  # being written, or garbage: give its writer a minute
+    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+        try:
+            os.kill(owner["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return age > stale_after
+
+
+def _claim(entry: Path, rank: int, stale_after: float) -> bool:
+    """Atomically claim the right to compute ``entry`` (``O_EXCL`` claim file); False if another
+    process holds a live claim or the entry exists already."""
+    claim = _claim_path(entry)
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _claim_is_stale(claim, stale_after):
+                return False
+            grave = claim.with_name(f"{claim.name}.stale.{os.getpid()}")
+            try:  # rename, not unlink: of two processes taking over, only one wins
+                os.rename(claim, grave)
+            except FileNotFoundError:
+                return False
+            grave.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "rank": rank}, f)
+        if entry.exists():  # written by another process between our check and our claim
+            claim.unlink(missing_ok=True)
+            return False
+        return True
+    return False
+
+
+def share_work(todo: Sequence[int], entries: Sequence[Path], compute: Callable[[list[int]], None], *,
+               rank: int, world: int, batch_size: int, poll_s: float = 0.2, stale_after: float = 3600.0) -> None:
+    """Compute the missing ``entries[i]`` for ``i`` in ``todo``, each exactly once across processes.
+
+    Alone (``world == 1``): ``compute`` is called on batches of ``todo``. Under a launcher each
+    process first takes ``todo[rank::world]``, then helps with what nobody has claimed; an entry
+    is computed only by the process holding its claim file (``O_EXCL``, removed after writing; a
+    claim left by a killed process is taken over). The call returns when every entry exists, so
+    all processes leave it with the whole set written. No collective operation is used: it cannot
+    deadlock, also when one process calls it before the others (``main_process_first``).
+    """
+    if world <= 1:
+        for start in range(0, len(todo), batch_size):
+            compute(list(todo[start : start + batch_size]))
+        return
+    pending = list(todo[rank::world]) + [i for k in range(1, world) for i in todo[(rank + k) % world :: world]]
+    while pending:
+        claimed: list[int] = []
+        waiting: list[int] = []
+        for i in pending:
+            if entries[i].exists():
+                continue
+            if len(claimed) < batch_size and _claim(entries[i], rank, stale_after):
+                claimed.append(i)
+            else:
+                waiting.append(i)
+        if claimed:
+            try:
+                compute(claimed)
+            finally:
+                for i in claimed:
+                    _claim_path(entries[i]).unlink(missing_ok=True)
+        elif waiting:
+            time.sleep(poll_s)
+        pending = waiting
 
 
 @dataclass
@@ -118,6 +285,8 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     corrupt: int = 0
+    #: entries this process wrote
+    written: int = 0
     corrupt_files: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -136,11 +305,7 @@ class FeatureCache:
     def __init__(self, root: str | Path | None = None, dtype: str = "float16"):
         if dtype not in DTYPES:
             raise ConfigError(f"cache dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        if root is None:
-            from seeingsounds.paths import home
-
-            root = home() / "features"
-        self.root = Path(root).expanduser()
+        self.root = Path(root if root is not None else home() / "features").expanduser()
         self.dtype_name = dtype
         self.dtype = DTYPES[dtype]
         self.stats = CacheStats()
@@ -154,8 +319,6 @@ class FeatureCache:
         memo = self._hashes.get(path)
         if memo is not None and memo[:2] == (st.st_size, st.st_mtime_ns):
             return memo[2]
-        from seeingsounds.data.manifest import file_sha256
-
         sha = file_sha256(path)
         self._hashes[path] = (st.st_size, st.st_mtime_ns, sha)
         return sha
@@ -198,133 +361,273 @@ class FeatureCache:
         return self.root / "targets" / folder / key[:2] / f"{key}.safetensors", key, parts
 
     # ---- entries ----------------------------------------------------------------------------
-    def read(self, path: Path, key: str, shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, torch.Tensor] | None:
-        """The tensors of the entry at ``path`` if it is intact and is ``key``; else delete it, None."""
-        if not path.is_file():
-            return None
-        from safetensors import safe_open
+    def _reject(self, path: Path) -> None:
+        self.stats.corrupt += 1
+        self.stats.corrupt_files.append(str(path))
+        path.unlink(missing_ok=True)
 
+    def check_entry(self, path: Path, key: str, shapes: Mapping[str, Sequence[int]]) -> bool:
+        """The cheap start-up check, from the header only: the entry exists, is not truncated,
+        is ``key`` in the cache dtype and holds exactly ``shapes``. A failing entry is deleted
+        (and counted as corrupt); a missing one is just ``False``."""
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {name: f.get_tensor(name) for name in f.keys()}
-            ok = meta.get("key") == key and meta.get("sha256") == _tensor_digest(tensors)
-            if ok and shapes is not None:
-                ok = set(tensors) == set(shapes) and all(
-                    tuple(tensors[n].shape) == tuple(s) for n, s in shapes.items())
-        except Exception:  # truncated header, short data, garbage: all mean "not trustworthy"
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        code = _SAFETENSORS_DTYPE[self.dtype_name]
+        try:
+            tensors, meta, expected = read_header(path)
+            ok = (size == expected and meta.get("key") == key and meta.get("dtype") == self.dtype_name
+                  and "sha256" in meta and set(tensors) == set(shapes)
+                  and all(tensors[n]["dtype"] == code and tuple(tensors[n]["shape"]) == tuple(s)
+                          for n, s in shapes.items()))
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
             ok = False
         if not ok:
-            self.stats.corrupt += 1
-            self.stats.corrupt_files.append(str(path))
-            path.unlink(missing_ok=True)
+            self._reject(path)
+        return ok
+
+    def read_entry(self, path: str | Path) -> dict[str, torch.Tensor] | None:
+        """The tensors of the entry at ``path``, verified (key = file name, sha256 of the bytes).
+
+        Contract: returns ``None`` when the entry is missing or fails any check — a failing entry
+        is deleted and counted in :attr:`stats` (``corrupt``), so the caller recomputes it (as
+        :meth:`load_tokens` does). It never returns unverified tensors and never raises for bad
+        contents (only for OS errors other than a missing file).
+        """
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            _, meta, expected = read_header(data)
+            tensors = load_safetensors_bytes(data) if len(data) == expected else None
+            ok = (tensors is not None and meta.get("key") == path.stem and meta.get("dtype") == self.dtype_name
+                  and meta.get("sha256") == _tensor_digest(tensors))
+        except Exception:  # truncated header, short data, garbage: all mean "not trustworthy"  # noqa: BLE001
+            ok = False
+        if not ok:
+            self._reject(path)
             return None
         return tensors
 
-    def write(self, path: Path, key: str, parts: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-        """Store ``tensors`` (cast to the cache dtype) atomically."""
-        from safetensors.torch import save_file
+    def read(self, path: Path, key: str, shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, torch.Tensor] | None:
+        """:meth:`read_entry`, also checking it is ``key`` with ``shapes``; else delete it, None."""
+        tensors = self.read_entry(path) if Path(path).stem == key else None
+        if tensors is not None and shapes is not None and not (
+                set(tensors) == set(shapes) and all(tuple(tensors[n].shape) == tuple(s) for n, s in shapes.items())):
+            self._reject(Path(path))
+            return None
+        return tensors
 
+    def write(self, path: Path, key: str, parts: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+              *, writer: int = 0) -> dict[str, torch.Tensor]:
+        """Store ``tensors`` (cast to the cache dtype) atomically; returns what was stored."""
         data = {n: t.detach().to("cpu", self.dtype).contiguous() for n, t in tensors.items()}
-        meta = {"key": key, "parts": json.dumps(parts, sort_keys=True, default=str), "sha256": _tensor_digest(data)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(data, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        meta = {"key": key, "parts": json.dumps(parts, sort_keys=True, default=str), "sha256": _tensor_digest(data),
+                "dtype": self.dtype_name, "writer_rank": str(int(writer))}
+        with atomic_path(path) as tmp:
+            save_file(data, str(tmp), metadata=meta)
+        self.stats.written += 1
+        return data
 
-    # ---- audio ------------------------------------------------------------------------------
-    def ensure_audio(self, encoder: Any, items: Sequence[AudioItem], *, batch_size: int = 16,
-                     progress: bool = True, desc: str = "encoding audio") -> list[Path]:
-        """Make sure every item's tokens are cached; return their entry paths (row-aligned)."""
-        from tqdm.auto import tqdm
-
-        shape = {"tokens": (encoder.num_tokens, encoder.hidden_size)}
-        entries = [self.audio_path(encoder, it) for it in items]
+    def _check_all(self, entries: Sequence[tuple[Path, str]], shapes: Mapping[str, Sequence[int]]) -> list[int]:
+        """Header-check each distinct entry once; the indices (into ``entries``) of the misses."""
         todo: list[int] = []
         checked: set[Path] = set()
-        for i, (path, key, _) in enumerate(entries):
+        for i, (path, key) in enumerate(entries):
             if path in checked:
                 continue
             checked.add(path)
-            if self._valid(path, key, shape):
+            if self.check_entry(path, key, shapes):
                 self.stats.hits += 1
             else:
                 self.stats.misses += 1
                 todo.append(i)
-        bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo)
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
+        return todo
+
+    # ---- audio ------------------------------------------------------------------------------
+    def ensure_audio(self, encoder: Any, items: Sequence[AudioItem], *, batch_size: int = 16,
+                     progress: bool = True, desc: str = "encoding audio",
+                     distributed: bool | None = None) -> list[Path]:
+        """Make sure every item's tokens are cached; return their entry paths (row-aligned).
+
+        Checks headers only (see the module docstring). ``distributed`` (default: when launched
+        with several processes) splits the misses across processes: collective, see the module
+        docstring; ``False`` makes this process encode all of its misses itself.
+        """
+        rank, world, _ = _process_group(distributed)
+        shape = {"tokens": (encoder.num_tokens, encoder.hidden_size)}
+        entries = [self.audio_path(encoder, it)[:2] for it in items]  # key parts rebuilt for misses only
+        todo = self._check_all(entries, shape)
+        bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo or rank != 0)
+
+        def compute(chunk: list[int]) -> None:
             waves = [load_item_wave(items[i], encoder.sample_rate, encoder.window_samples) for i in chunk]
             tokens = encoder.encode(waves, batch_size=batch_size)
             for i, t in zip(chunk, tokens):
-                path, key, parts = entries[i]
-                self.write(path, key, parts, {"tokens": t})
-            bar.update(len(chunk))
-        bar.close()
+                path, key = entries[i]
+                self.write(path, key, self.audio_key_parts(encoder, items[i]), {"tokens": t}, writer=rank)
+            bar.update(len(chunk) * world)  # rank 0's bar estimates everyone's progress
+
+        try:
+            share_work(todo, [e[0] for e in entries], compute, rank=rank, world=world, batch_size=batch_size)
+        finally:
+            bar.close()
         return [e[0] for e in entries]
 
-    def _valid(self, path: Path, key: str, shapes: Mapping[str, Sequence[int]]) -> bool:
-        """Cheap validity check for :meth:`ensure_audio` (full check: header, key, checksum, shape)."""
-        return self.read(path, key, shapes) is not None
+    def load_tokens(self, encoder: Any, item: AudioItem) -> torch.Tensor:
+        """``item``'s tokens ``[m, d]`` (cache dtype), verified on read; a missing or corrupt entry
+        is recomputed with ``encoder``, rewritten and returned (what the training dataset calls)."""
+        path, key, parts = self.audio_path(encoder, item)
+        tensors = self.read(path, key, {"tokens": (encoder.num_tokens, encoder.hidden_size)})
+        if tensors is not None:
+            return tensors["tokens"]
+        wave = load_item_wave(item, encoder.sample_rate, encoder.window_samples)
+        tokens = encoder.encode([wave], batch_size=1)[0]
+        return self.write(path, key, parts, {"tokens": tokens}, writer=_launch_rank())["tokens"]
 
     def audio_tokens(self, encoder: Any, items: Sequence[AudioItem], *, batch_size: int = 16,
                      progress: bool = True) -> torch.Tensor:
-        """Tokens ``[N, m, d]`` (float32) of ``items``, computed only where missing."""
-        paths = self.ensure_audio(encoder, items, batch_size=batch_size, progress=progress)
-        if not paths:
-            return torch.empty(0, encoder.num_tokens, encoder.hidden_size)
-        return torch.stack([read_tokens(p) for p in paths]).float()
+        """Tokens ``[N, m, d]`` (float32) of ``items``, computed only where missing (this process alone)."""
+        paths = self.ensure_audio(encoder, items, batch_size=batch_size, progress=progress, distributed=False)
+        out = torch.empty(len(paths), encoder.num_tokens, encoder.hidden_size)
+        for i, item in enumerate(items):
+            out[i] = self.load_tokens(encoder, item)
+        return out
 
     # ---- caption targets --------------------------------------------------------------------
+    def _target_shapes(self, backend: Any) -> dict[str, tuple[int, ...]]:
+        return {n: tuple(s.shape) for n, s in backend.conditioning_spec().items()}
+
+    def ensure_targets(self, backend: Any, captions: Sequence[str], *, device: str | torch.device | None = None,
+                       dtype: str | torch.dtype | None = None, batch_size: int = 16, progress: bool = True,
+                       pipe_factory: Callable[[], Any] | None = None,
+                       distributed: bool | None = None) -> list[Path]:
+        """One verified entry per unique caption (tensors named by the backend's conditioning spec,
+        in the cache dtype); returns the entry paths row-aligned with ``captions``.
+
+        The text pipeline (``pipe_factory``, default ``backend.load_text_pipeline``) is loaded on
+        ``device``/``dtype`` (default: the accelerator in bf16 where supported, fp16 on other
+        accelerators, the CPU in fp32 — :mod:`seeingsounds.devices`) only when something is
+        missing, used in batches of ``batch_size`` and released before returning. Nothing is
+        stacked in memory. ``distributed``: as in :meth:`ensure_audio`.
+        """
+        rank, world, state = _process_group(distributed)
+        shapes = self._target_shapes(backend)
+        backend_id = self.backend_identity(backend)
+        entries = [self.target_path(backend_id, str(c))[:2] for c in captions]
+        todo = self._check_all(entries, shapes)
+        if todo:
+            if device is None and state is not None:
+                device = state.device  # under a launcher each process uses its own accelerator
+            with _TextEncoding(self, backend, device=device, dtype=dtype, batch_size=batch_size,
+                               total=len(todo) * (rank == 0), progress=progress and rank == 0,
+                               pipe_factory=pipe_factory, writer=rank) as encoding:
+                def compute(chunk: list[int]) -> None:
+                    texts = [str(captions[i]) for i in chunk]
+                    encoding.encode(texts, [self.target_path(backend_id, t) for t in texts])
+
+                share_work(todo, [e[0] for e in entries], compute, rank=rank, world=world, batch_size=batch_size)
+        return [e[0] for e in entries]
+
+    def load_targets(self, backend: Any, caption: str, *, device: str | torch.device | None = None,
+                     dtype: str | torch.dtype | None = None,
+                     pipe_factory: Callable[[], Any] | None = None) -> dict[str, torch.Tensor]:
+        """``caption``'s targets ``{name: [...]}`` (cache dtype), verified on read; a missing or
+        corrupt entry is recomputed (loading the text pipeline once for it), rewritten and returned."""
+        path, key, parts = self.target_path(self.backend_identity(backend), str(caption))
+        tensors = self.read(path, key, self._target_shapes(backend))
+        if tensors is None:
+            with _TextEncoding(self, backend, device=device, dtype=dtype, batch_size=1, total=1, progress=False,
+                               pipe_factory=pipe_factory, writer=_launch_rank()) as encoding:
+                encoding.encode([str(caption)], [(path, key, parts)])
+            tensors = self.read(path, key, self._target_shapes(backend))
+            if tensors is None:
+                raise CorruptEntryError(f"{path} failed its check right after it was written: "
+                                        f"is the disk under {self.root} full or faulty?")
+        return tensors
+
     def caption_targets(self, backend: Any, captions: Sequence[str], *,
                         pipe_factory: Callable[[], Any] | None = None, batch_size: int = 16,
-                        progress: bool = True) -> dict[str, torch.Tensor]:
-        """Targets ``{name: [N, ...]}`` (float32) for ``captions``; the text pipeline is loaded
-        (``pipe_factory``, default ``backend.load_text_pipeline``) only when something is missing."""
-        from tqdm.auto import tqdm
+                        progress: bool = True, device: str | torch.device | None = None,
+                        dtype: str | torch.dtype | None = None,
+                        out_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """Targets ``{name: [N, ...]}`` for ``captions`` stacked in ``out_dtype`` (default: the
+        cache dtype, one copy), via :meth:`ensure_targets` (this process alone)."""
+        shapes = self._target_shapes(backend)
+        paths = self.ensure_targets(backend, captions, device=device, dtype=dtype, batch_size=batch_size,
+                                    progress=progress, pipe_factory=pipe_factory, distributed=False)
+        out_dtype = out_dtype or self.dtype
+        out = {n: torch.empty(len(captions), *s, dtype=out_dtype) for n, s in shapes.items()}
+        rows: dict[Path, list[int]] = {}
+        for i, p in enumerate(paths):
+            rows.setdefault(p, []).append(i)
+        for path, where in rows.items():
+            tensors = self.load_targets(backend, str(captions[where[0]]), device=device, dtype=dtype,
+                                        pipe_factory=pipe_factory)
+            for n in shapes:
+                out[n][where] = tensors[n].to(out_dtype)
+        return out
 
-        spec = backend.conditioning_spec()
-        shapes = {n: s.shape for n, s in spec.items()}
-        backend_id = self.backend_identity(backend)
-        unique = list(dict.fromkeys(str(c) for c in captions))
-        found: dict[str, dict[str, torch.Tensor]] = {}
-        todo: list[str] = []
-        for cap in unique:
-            path, key, _ = self.target_path(backend_id, cap)
-            tensors = self.read(path, key, shapes)
-            if tensors is None:
-                self.stats.misses += 1
-                todo.append(cap)
+
+class _TextEncoding:
+    """One text pipeline, loaded on first use (on ``device``/``dtype``), writing target entries
+    batch by batch; leaving the ``with`` block releases it (``gc`` + CUDA cache)."""
+
+    def __init__(self, cache: FeatureCache, backend: Any, *, device: str | torch.device | None,
+                 dtype: str | torch.dtype | None, batch_size: int, total: int, progress: bool,
+                 pipe_factory: Callable[[], Any] | None, writer: int):
+        self.cache, self.backend, self.batch_size, self.writer = cache, backend, batch_size, writer
+        self.device, self.dtype, self.pipe_factory = device, dtype, pipe_factory
+        self.names = list(backend.conditioning_spec())
+        self.pipe: Any = None
+        self.bar = tqdm(total=total, desc="encoding captions", unit="caption", disable=not progress)
+
+    def __enter__(self) -> _TextEncoding:
+        return self
+
+    def encode(self, texts: list[str], entries: Sequence[tuple[Path, str, dict[str, Any]]]) -> None:
+        if self.pipe is None:
+            if self.pipe_factory is not None:
+                self.pipe = self.pipe_factory()
             else:
-                self.stats.hits += 1
-                found[cap] = tensors
-        if todo:
-            pipe = (pipe_factory or backend.load_text_pipeline)()
-            bar = tqdm(total=len(todo), desc="encoding captions", unit="caption", disable=not progress)
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                out = backend.encode_captions(chunk, pipe=pipe, batch_size=batch_size)
-                for j, cap in enumerate(chunk):
-                    path, key, parts = self.target_path(backend_id, cap)
-                    tensors = {n: out[n][j] for n in spec}
-                    self.write(path, key, parts, tensors)
-                    found[cap] = {n: t.to(self.dtype) for n, t in tensors.items()}
-                bar.update(len(chunk))
-            bar.close()
-        return {n: torch.stack([found[str(c)][n] for c in captions]).float() if captions
-                else torch.empty(0, *shapes[n]) for n in spec}
+                target = resolve_device(self.device)
+                self.pipe = self.backend.load_text_pipeline(device=target, dtype=resolve_dtype(self.dtype, target))
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            out = self.backend.encode_captions(chunk, pipe=self.pipe, batch_size=self.batch_size,
+                                               out_dtype=self.cache.dtype)
+            for j, (path, key, parts) in enumerate(entries[start : start + self.batch_size]):
+                self.cache.write(path, key, parts, {n: out[n][j] for n in self.names}, writer=self.writer)
+            del out
+            self.bar.update(len(chunk))
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()
+        self.pipe = None
+        release_memory()
 
 
 def read_tokens(path: str | Path) -> torch.Tensor:
-    """The ``tokens`` tensor of a cache entry (already verified by :meth:`FeatureCache.ensure_audio`)."""
-    from safetensors.torch import load_file
+    """The ``tokens`` tensor of a cache entry, verified (sha256); raises :class:`CorruptEntryError`
+    naming the file when it fails (:meth:`FeatureCache.load_tokens` recomputes instead)."""
+    path = Path(path)
+    cache = FeatureCache(path.parent, dtype=_entry_dtype(path))
+    tensors = cache.read_entry(path)
+    if tensors is None or "tokens" not in tensors:
+        raise CorruptEntryError(f"cache entry {path} is missing or corrupt (deleted): rerun `seeingsounds cache` "
+                                "or the training command to recompute it")
+    return tensors["tokens"]
 
-    return load_file(str(path))["tokens"]
+
+def _entry_dtype(path: Path) -> str:
+    try:
+        name = str(read_header(path)[1].get("dtype", "float16"))
+        return name if name in DTYPES else "float16"
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return "float16"
 
 
 def encode_live(encoder: Any, items: Sequence[AudioItem], *, batch_size: int = 16) -> torch.Tensor:

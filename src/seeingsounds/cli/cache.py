@@ -1,4 +1,7 @@
-"""``seeingsounds cache``: precompute the frozen encoder's tokens and the caption targets of a dataset."""
+"""``seeingsounds cache``: precompute the frozen encoder's tokens and the caption targets of a dataset.
+
+Under ``accelerate launch`` / ``torchrun`` every process encodes its share (each entry written once).
+"""
 
 from __future__ import annotations
 
@@ -17,38 +20,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-test", action="store_true", help="also encode the test split (for evaluation)")
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable audio files (listed)")
     parser.add_argument("--seed", type=int, default=0, help="split seed when the manifest has no split column")
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per encoder batch")
-    parser.add_argument("--device", default="cpu", help="device of the encoder (cpu, cuda, mps)")
+    parser.add_argument("--batch-size", type=int, default=16, help="clips (and captions) per encoder batch")
+    parser.add_argument("--device", default="auto",
+                        help="where the encoders run: auto (the accelerator when there is one), cpu, cuda[:N], mps")
+    parser.add_argument("--dtype", default="auto",
+                        help="precision of the text encoders: auto (bf16 where supported, else fp16; fp32 on "
+                             "the CPU), fp32, fp16, bf16 (the audio encoder stays fp32, as in `train`)")
     parser.add_argument("--augment", action="append", default=[], metavar="EFFECT[:k=v,...][+...]",
                         help="also cache the clips transformed by this chain (same syntax as `train --augment`)")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    from seeingsounds.cache import AudioItem, FeatureCache
+    # imported here so that `seeingsounds --help` stays fast (cli/main.py)
+    from seeingsounds.audio.render import check_chain
+    from seeingsounds.cache import FeatureCache
     from seeingsounds.data.manifest import load_dataset
-    from seeingsounds.model import load_backend, load_encoder
-    from seeingsounds.presets import get_preset
+    from seeingsounds.precompute import precompute_dataset
     from seeingsounds.training.config import parse_augment
 
-    chains = [parse_augment(s) for s in args.augment]
-    if chains:
-        from seeingsounds.audio.effects import describe_effect
-
-        for chain in chains:
-            for name, params in chain:
-                describe_effect(name, **params)
+    chains = [check_chain(parse_augment(s)) for s in args.augment]
     dataset = load_dataset(args.data, args.captions, seed=args.seed, skip_bad=args.skip_bad)
-    preset = get_preset(args.preset)
-    clips = [c for c in dataset.clips if args.include_test or c.split != "test"]
-    items = [AudioItem.of(c.path, effects=chain) for chain in [[], *chains] for c in clips]
-    print(f"{dataset.summary()}; {len(items)} encoder inputs")
     cache = FeatureCache(args.cache_dir, dtype=args.cache_dtype)
-    encoder = load_encoder(preset, device=args.device)
-    cache.ensure_audio(encoder, items, batch_size=args.batch_size, progress=not args.no_progress)
-    audio = str(cache.stats)
-    cache.stats = type(cache.stats)()
-    texts = [t for label in dataset.labels for t in dataset.captions[label]] + [""]
-    cache.caption_targets(load_backend(preset), texts, progress=not args.no_progress)
-    print(f"{cache.root}\n  audio features: {audio}\n  caption targets: {cache.stats}")
+    result = precompute_dataset(dataset, args.preset, cache, chains=chains, include_test=args.include_test,
+                                device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                                progress=not args.no_progress)
+    print(f"{dataset.summary()}; {result.encoder_inputs} encoder inputs")
+    print(f"{result.root}\n  audio features: {result.audio}\n  caption targets: {result.targets}")
     return 0

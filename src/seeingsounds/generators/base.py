@@ -9,12 +9,15 @@ text encoders never loaded.
 from __future__ import annotations
 
 import abc
+import gc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from tqdm.auto import tqdm
 
+from seeingsounds.devices import resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError
 
 _BACKENDS: dict[str, type[GeneratorBackend]] = {}
@@ -33,6 +36,20 @@ class TensorSpec:
 
     def as_head(self, aligned: bool = True) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "aligned": aligned}
+
+
+def resolve_device_and_dtype(device: str | torch.device | None,
+                             dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
+    """Where text encoders run and in what precision (:mod:`seeingsounds.devices`; ``None`` = auto)."""
+    target = resolve_device(device)
+    return target, resolve_dtype(dtype, target)
+
+
+def release_memory() -> None:
+    """Give the memory of a released model back (``gc.collect``, and the CUDA cache when there is one)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def register_backend(name: str) -> Callable[[type[GeneratorBackend]], type[GeneratorBackend]]:
@@ -194,22 +211,47 @@ class GeneratorBackend(abc.ABC):
                 "that preset, or train an aligner for this generator."
             )
 
-    def load_text_pipeline(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Any:
-        """The pipeline with its text encoders only (no transformer/UNet, no VAE)."""
+    def load_text_pipeline(self, *, device: str | torch.device | None = None,
+                           dtype: str | torch.dtype | None = None) -> Any:
+        """The pipeline with its text encoders only (no transformer/UNet, no VAE).
+
+        ``device``/``dtype`` default to :mod:`seeingsounds.devices`' choice: the accelerator in
+        bf16 where supported (fp16 on other accelerators), else the CPU in fp32.
+        """
+        target, torch_dtype = resolve_device_and_dtype(device, dtype)
         kwargs = {c: None for c in self.image_components}
         _follow_quiet_setting()
-        pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=dtype, **kwargs)
-        return pipe.to(device)
+        pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=torch_dtype, **kwargs)
+        return pipe.to(target)
 
     @torch.no_grad()
     def encode_captions(self, captions: Sequence[str], *, pipe: Any = None, batch_size: int = 16,
-                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-        """Training targets for ``captions``: ``{name: [N, ...]}`` float32 on the CPU."""
+                        device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                        out_dtype: torch.dtype = torch.float32, progress: bool = False) -> dict[str, torch.Tensor]:
+        """Training targets for ``captions``: ``{name: [N, ...]}`` in ``out_dtype`` on the CPU.
+
+        Without ``pipe``, the text pipeline is loaded on ``device``/``dtype`` (see
+        :meth:`load_text_pipeline`) and released (memory given back) before returning.
+        """
         captions = [str(c) for c in captions]
-        pipe = pipe if pipe is not None else self.load_text_pipeline(device=device, dtype=dtype)
-        chunks = [self._encode(pipe, captions[i : i + batch_size]) for i in range(0, len(captions), batch_size)]
+        own = pipe is None
+        if own:
+            pipe = self.load_text_pipeline(device=device, dtype=dtype)
         spec = self.conditioning_spec()
-        out = {name: torch.cat([c[name] for c in chunks]).float().cpu() for name in spec}
+        try:
+            chunks: dict[str, list[torch.Tensor]] = {name: [] for name in spec}
+            starts = range(0, len(captions), batch_size)
+            for i in tqdm(starts, desc="encoding captions", unit="batch", disable=not progress or len(starts) < 2):
+                encoded = self._encode(pipe, captions[i : i + batch_size])
+                for name in spec:
+                    chunks[name].append(encoded[name].detach().to("cpu", out_dtype))
+                del encoded
+        finally:
+            if own:
+                del pipe
+                release_memory()
+        out = {name: torch.cat(chunks[name]) if chunks[name] else torch.empty(0, *spec[name].shape, dtype=out_dtype)
+               for name in spec}
         for name, s in spec.items():
             if tuple(out[name].shape[1:]) != s.shape:
                 raise ConfigError(f"{self.name}: encode_prompt gave {name} {tuple(out[name].shape[1:])}, spec says {s.shape}")

