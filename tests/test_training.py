@@ -39,7 +39,7 @@ def heldout_top1(run: Path, data, encoder) -> float:
     from seeingsounds.cache import AudioItem, FeatureCache
     from seeingsounds.data.manifest import load_dataset
     from seeingsounds.evaluation.metrics import caption_similarity
-    from seeingsounds.training.captionset import load_caption_set
+    from seeingsounds.runs import load_caption_set
 
     root, manifest, captions = data
     test = load_dataset(manifest, captions).test
@@ -262,7 +262,7 @@ def test_caption_set_scales_to_all_class_pairs():
     import itertools
     import time
 
-    from seeingsounds.training.captionset import CaptionEntry, CaptionSet
+    from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
 
     labels = [f"class {i}" for i in range(250)]
     start = time.perf_counter()

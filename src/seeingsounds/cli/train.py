@@ -49,7 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--augment-weight", type=float, default=1.0, help="weight of the transformed-pairs term")
     e.add_argument("--mix-weight", type=float, default=1.0, help="weight of the mixed-pairs term")
     e.add_argument("--caption-engine", default="template", choices=("template", "llm"), help="f and g: templates or an LLM")
-    e.add_argument("--augment-live", action="store_true", help="encode transformed/mixed audio live instead of caching it")
+    e.add_argument("--llm-base-url", help="llm: endpoint base URL (default https://api.openai.com/v1)")
+    e.add_argument("--llm-model", help="llm: chat model (default gpt-4o, as in the paper)")
+    e.add_argument("--llm-temperature", type=float, default=0.0,
+                   help="llm: sampling temperature (default 0: the same captions every run)")
+    e.add_argument("--llm-cache", help="llm: JSON cache of produced captions shared across runs (the run's own "
+                   "edits are always kept in <out>/caption_edits.jsonl and reused by --resume)")
+    e.add_argument("--augment-live", action="store_true",
+                   help="encode transformed/mixed audio live every epoch instead of caching it")
+    t.add_argument("--target-memory-gb", type=float,
+                   help="accelerator memory for class/edited caption targets (default: a quarter of the device's); "
+                   "what does not fit is read per batch")
 
 
 def config_from_args(args: argparse.Namespace) -> "TrainConfig":  # noqa: F821
@@ -74,7 +84,9 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":  # noqa: F821
         target_weights=weights, device=args.device, num_workers=args.num_workers, max_steps=args.max_steps,
         progress=not args.no_progress, augment=[parse_augment(s) for s in args.augment], mix_pairs=args.mix_pairs,
         mix_ratio=args.mix_ratio, augment_weight=args.augment_weight, mix_weight=args.mix_weight,
-        caption_engine=args.caption_engine, cache_augmented=not args.augment_live,
+        caption_engine=args.caption_engine, cache_augmented=not args.augment_live, llm_base_url=args.llm_base_url,
+        llm_model=args.llm_model, llm_temperature=args.llm_temperature, llm_cache=args.llm_cache,
+        target_memory_gb=args.target_memory_gb,
     )
 
 
@@ -83,9 +95,14 @@ def run(args: argparse.Namespace) -> int:
 
     trainer = Trainer(config_from_args(args))
     result = trainer.fit()
-    best = "none" if result.best_val_loss is None else f"{result.best_val_loss:.5g} (epoch {result.best_epoch})"
     reason = {"epochs": "finished", "early_stopping": "stopped early", "max_steps": "paused at --max-steps"}
+    if result.best_val_loss is None:
+        best = "; no epoch completed yet"
+    elif result.validated:
+        best = f"; best val loss {result.best_val_loss:.5g} (epoch {result.best_epoch})"
+    else:
+        best = f"; no validation clips: best/ holds epoch {result.best_epoch} (training loss {result.best_val_loss:.5g})"
     if trainer.accelerator.is_main_process:  # one line, also under torchrun / accelerate launch
         print(f"{result.out}: {reason.get(result.stopped, result.stopped)} after {result.epochs_completed} epochs, "
-              f"{result.global_step} steps; best val loss {best}")
+              f"{result.global_step} steps{best}")
     return 0

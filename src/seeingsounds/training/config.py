@@ -61,8 +61,20 @@ class TrainConfig:
     augment_weight: float = 1.0
     mix_weight: float = 1.0
     caption_engine: str = "template"
-    #: encode transformed/mixed audio through the feature cache (True) or live every epoch (False)
+    #: ``llm`` engine: endpoint base URL (None: the engine's default), chat model, sampling
+    #: temperature (0: reproducible), and an extra JSON cache shared across runs (the run's own
+    #: edits are always kept in ``<out>/caption_edits.jsonl``)
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_temperature: float = 0.0
+    llm_cache: str | None = None
+    #: encode transformed/mixed audio through the feature cache (True) or live every epoch (False,
+    #: ``--augment-live``: the cache then holds the unmodified clips only)
     cache_augmented: bool = True
+    #: on an accelerator, the class and edited caption targets are kept on the device (in the
+    #: training dtype) when they fit in this many GiB (None: a quarter of the device's memory);
+    #: otherwise, and always on the CPU, every batch reads its rows from the run's target file
+    target_memory_gb: float | None = None
 
     def __post_init__(self) -> None:
         self.data, self.captions, self.out = str(self.data), str(self.captions), str(self.out)
@@ -91,6 +103,14 @@ class TrainConfig:
             problems.append(f"mix_ratio must be in (0, 1), got {self.mix_ratio}")
         if self.augment_weight < 0 or self.mix_weight < 0:
             problems.append("augment_weight and mix_weight must be >= 0")
+        if not 0.0 <= self.llm_temperature <= 2.0:
+            problems.append(f"llm_temperature must be in [0, 2], got {self.llm_temperature}")
+        if self.caption_engine != "llm":
+            used = [n for n in ("llm_base_url", "llm_model", "llm_cache") if getattr(self, n) is not None]
+            if used or self.llm_temperature != 0.0:
+                problems.append(f"{', '.join(used) or 'llm_temperature'} only apply to caption_engine='llm'")
+        if self.target_memory_gb is not None and self.target_memory_gb < 0:
+            problems.append(f"target_memory_gb must be >= 0, got {self.target_memory_gb}")
         if self.caption_engine not in CAPTION_ENGINES:
             problems.append(f"caption_engine must be one of {CAPTION_ENGINES}, got {self.caption_engine!r}")
         # choices checked here, so a typo fails before any model is loaded
@@ -132,9 +152,21 @@ class TrainConfig:
             raise ConfigError(f"training config has unknown fields {sorted(unknown)}")
         return cls(**data)
 
-    #: fields that may differ when a run is resumed (they do not change the result)
+    #: fields that may differ when a run is resumed (they do not change the result; the LLM's
+    #: endpoint and cache may move: the run's edits come from ``<out>/caption_edits.jsonl``)
     RESUMABLE_CHANGES = ("resume", "epochs", "max_steps", "progress", "num_workers", "device",
-                         "cache_dir", "patience", "encode_batch_size")
+                         "cache_dir", "patience", "encode_batch_size", "llm_base_url", "llm_cache",
+                         "target_memory_gb")
+    #: fields holding paths: compared resolved, so a resume may spell them relative or absolute
+    PATH_FIELDS = ("data", "captions", "out", "cache_dir", "llm_cache")
+
+    def resolved_paths(self) -> dict[str, Any]:
+        """:meth:`to_dict` with the path fields made absolute (what ``config.json`` records)."""
+        out = self.to_dict()
+        for name in self.PATH_FIELDS:
+            if out[name] is not None:
+                out[name] = str(Path(out[name]).expanduser().resolve())
+        return out
 
 
 def parse_augment(spec: str) -> list[list[Any]]:

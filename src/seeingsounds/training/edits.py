@@ -1,0 +1,97 @@
+"""The caption edits f(t_y, d_j) and fusions g(t_u, t_v) of one run, kept in its folder.
+
+``<run>/caption_edits.jsonl`` records every edit and fusion the run's caption engine produced, one
+JSON line each, appended (and flushed) as they are made; a line cut short by an interruption is
+ignored. ``--resume`` answers from this file, so it never asks the engine (an LLM) again and
+trains on exactly the captions of the interrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from seeingsounds.captions.edit import CaptionEditor, get_editor
+from seeingsounds.training.config import TrainConfig
+
+
+def engine_options(config: TrainConfig) -> dict[str, Any]:
+    """The caption engine's options of a run (the LLM defaults to temperature 0: reproducible)."""
+    if config.caption_engine != "llm":
+        return {}
+    options: dict[str, Any] = {"temperature": config.llm_temperature}
+    if config.llm_base_url is not None:
+        options["base_url"] = config.llm_base_url
+    if config.llm_model is not None:
+        options["model"] = config.llm_model
+    if config.llm_cache is not None:
+        options["cache"] = config.llm_cache
+    return options
+
+
+class RunCaptionEdits(CaptionEditor):
+    """A caption engine answering from (and recording to) the run's ``caption_edits.jsonl``.
+
+    The engine itself is built only when an answer is missing. ``write=False`` (processes other
+    than the main one) reads the file and never writes it.
+    """
+
+    name = "run"
+
+    def __init__(self, path: str | Path, engine: str, options: Mapping[str, Any] | None = None, *,
+                 write: bool = True):
+        self.path = Path(path)
+        self.engine_name, self.options = engine, dict(options or {})
+        self.write = write
+        self._inner: CaptionEditor | None = None
+        self._file: IO[str] | None = None
+        self.answers: dict[tuple[str, ...], str] = {}
+        #: edits and fusions asked of the engine (not found in the file)
+        self.computed = 0
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                    key = (str(record["op"]), *map(str, record["inputs"]))
+                    self.answers[key] = str(record["output"])
+                except (ValueError, TypeError, KeyError):
+                    continue  # a line cut short by an interruption
+
+    @property
+    def engine(self) -> CaptionEditor:
+        if self._inner is None:
+            self._inner = get_editor(self.engine_name, **self.options)
+        return self._inner
+
+    def _answer(self, op: str, inputs: tuple[str, ...], compute: Any) -> str:
+        key = (op, *inputs)
+        found = self.answers.get(key)
+        if found is not None:
+            return found
+        out = compute()
+        self.computed += 1
+        self.answers[key] = out
+        if self.write:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8")
+            self._file.write(json.dumps({"op": op, "inputs": list(inputs), "output": out,
+                                         "engine": self.engine_name}, ensure_ascii=False) + "\n")
+            self._file.flush()
+        return out
+
+    def edit(self, caption: str, description: str) -> str:
+        return self._answer("edit", (caption, description), lambda: self.engine.edit(caption, description))
+
+    def fuse(self, caption_u: str, caption_v: str) -> str:
+        return self._answer("fuse", (caption_u, caption_v), lambda: self.engine.fuse(caption_u, caption_v))
+
+    def class_caption(self, label: str) -> str:
+        return self.engine.class_caption(label)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

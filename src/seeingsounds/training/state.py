@@ -1,0 +1,118 @@
+"""What makes a resumed run the same run: option and data checks, the loop counters, RNG state."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seeingsounds.errors import ConfigError
+from seeingsounds.runs import CONFIG_FILE, RunFolder
+from seeingsounds.training.config import TrainConfig
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) RNG states, as tensors and plain values (``weights_only`` loads)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a == b
+    return Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
+
+
+def check_same_options(config: TrainConfig, preset: Mapping[str, Any], run: RunFolder) -> dict[str, Any]:
+    """The saved ``config.json`` of ``run``, after checking that ``config`` continues it (paths are
+    compared resolved, so ``--out run`` and ``--out /abs/run`` are the same run)."""
+    saved = run.config()
+    mine, theirs = config.to_dict(), saved.get("train", {})
+    diff = []
+    for key, value in mine.items():
+        if key in TrainConfig.RESUMABLE_CHANGES:
+            continue
+        same = _same_path(value, theirs.get(key)) if key in TrainConfig.PATH_FIELDS else value == theirs.get(key)
+        if not same:
+            diff.append(key)
+    if saved.get("preset") != dict(preset):
+        diff.append("preset")
+    if diff:
+        raise ConfigError("--resume: these options differ from the interrupted run's "
+                          f"({run / CONFIG_FILE}): " + ", ".join(
+                              f"{k}={mine.get(k)!r} (run: {theirs.get(k)!r})" for k in diff))
+    return saved
+
+
+def check_same_data(current: Mapping[str, Any], saved: Mapping[str, Any], run: RunFolder) -> None:
+    """Refuse a resume whose data (manifest, captions, audio hashes) changed since the run began."""
+    changed = []
+    for key, value in current.items():
+        if key not in saved:
+            continue
+        same = _same_path(value, saved[key]) if key in ("data", "captions") else value == saved[key]
+        if not same:
+            changed.append(key)
+    if changed:
+        raise ConfigError(f"--resume: the data changed since the interrupted run ({', '.join(changed)} differ "
+                          f"from {run / CONFIG_FILE}); restore it, or start a new run in another --out")
+
+
+@dataclass
+class LoopState:
+    """The counters of the training loop, saved in ``last/training_state.pt``."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_count: int = 0
+    finished: str | None = None
+
+    @classmethod
+    def from_saved(cls, state: Mapping[str, Any] | None) -> LoopState:
+        if not state:
+            return cls()
+        return cls(epoch=int(state.get("epoch", 0)), step_in_epoch=int(state.get("step_in_epoch", 0)),
+                   global_step=int(state.get("global_step", 0)), best_val_loss=state.get("best_val_loss"),
+                   best_epoch=state.get("best_epoch"), bad_epochs=int(state.get("bad_epochs", 0)),
+                   epoch_loss_sum=float(state.get("epoch_loss_sum", 0.0)),
+                   epoch_count=int(state.get("epoch_count", 0)), finished=state.get("finished"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_state(run: RunFolder) -> dict[str, Any]:
+    """``last/training_state.pt`` (optimisers, RNG, loop counters)."""
+    try:
+        return torch.load(run.state_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"--resume: {run.state_path} is unreadable ({exc}); start a new run in another --out") \
+            from None

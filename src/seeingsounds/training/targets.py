@@ -1,0 +1,161 @@
+"""The target store: the generator's caption targets of a run, stored once and read per batch.
+
+The store is the run's ``caption_targets.safetensors`` (fp16, row-aligned with ``captions.json``,
+:mod:`seeingsounds.runs`): it is what ``describe`` and ``evaluate`` read too, so the run holds
+one copy of its targets. It is written a chunk of captions at a time from the feature cache (or
+from the text encoders directly without a cache), never holding all targets in memory, and read
+row by row: a batch reads only its own rows. No fp32 copy of all targets exists anywhere.
+
+On an accelerator the class and edited-caption targets (the rows most batches use) are kept on
+the device in the training dtype when they fit a memory budget (``target_memory_gb``, default a
+quarter of the device's memory); the rest stream from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seeingsounds.runs import RowFile, write_row_file
+
+#: captions encoded / copied into the store at a time
+CHUNK = 32
+
+
+def captions_digest(texts: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()
+
+
+def device_budget_bytes(device: torch.device, budget_gb: float | None) -> int:
+    """Bytes of targets allowed to live on ``device`` (0 on the CPU: there they stream)."""
+    if device.type == "cpu":
+        return 0
+    if budget_gb is not None:
+        return int(budget_gb * (1 << 30))
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory // 4
+    return 0
+
+
+class TargetStore:
+    """Row access to a run's caption targets: ``gather(rows) -> {name: [B, ...]}`` (fp32, on ``device``)."""
+
+    def __init__(self, path: str | Path, names: Sequence[str], device: torch.device | str = "cpu"):
+        self.file = RowFile(path)
+        self.names = list(names)
+        self.device = torch.device(device)
+        self._slot: torch.Tensor | None = None  # row -> index into the resident table, -1: streamed
+        self._table: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one row (all tensors) in the file's dtype."""
+        return sum(self.file.row_bytes(n) for n in self.names)
+
+    @property
+    def resident_rows(self) -> int:
+        return 0 if self._slot is None else int((self._slot >= 0).sum())
+
+    def keep_resident(self, rows: Sequence[int], budget_bytes: int, dtype: torch.dtype) -> bool:
+        """Copy ``rows`` to the device in ``dtype`` if they fit ``budget_bytes``; whether they did."""
+        rows = sorted(set(int(r) for r in rows))
+        need = len(rows) * sum(math.prod(self.file.row_shape(n)) for n in self.names) * (torch.finfo(dtype).bits // 8)
+        if not rows or need > budget_bytes:
+            return False
+        self._table = {n: torch.empty(len(rows), *self.file.row_shape(n), dtype=dtype, device=self.device)
+                       for n in self.names}
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            for n, t in self.file.read(chunk, self.names).items():
+                self._table[n][start : start + len(chunk)] = t.to(self.device, dtype)
+        self._slot = torch.full((len(self),), -1, dtype=torch.long)
+        self._slot[torch.tensor(rows)] = torch.arange(len(rows))
+        return True
+
+    def read(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The stored rows (file dtype, CPU)."""
+        return self.file.read([int(r) for r in rows], self.names)
+
+    def gather(self, rows: torch.Tensor | Sequence[int]) -> dict[str, torch.Tensor]:
+        """Targets ``{name: [len(rows), ...]}`` in fp32 on the device: resident rows from the
+        device table, the others read from the file."""
+        rows = torch.as_tensor(rows, dtype=torch.long).cpu()
+        if self._slot is None:
+            return {n: t.to(self.device, non_blocking=True).float() for n, t in self.read(rows.tolist()).items()}
+        slots = self._slot[rows]
+        streamed = (slots < 0).nonzero().flatten()
+        out = {}
+        read = self.read(rows[streamed].tolist()) if len(streamed) else {}
+        for n in self.names:
+            t = torch.empty(len(rows), *self.file.row_shape(n), dtype=torch.float32, device=self.device)
+            here = (slots >= 0).nonzero().flatten()
+            if len(here):
+                t[here.to(self.device)] = self._table[n][slots[here].to(self.device)].float()
+            if len(streamed):
+                t[streamed.to(self.device)] = read[n].to(self.device).float()
+            out[n] = t
+        return out
+
+    def close(self) -> None:
+        self.file.close()
+        self._table = {}
+
+
+def write_store(path: str | Path, texts: Sequence[str], shapes: Mapping[str, Sequence[int]],
+                targets_of: Callable[[list[str]], Mapping[str, torch.Tensor]], *,
+                metadata: Mapping[str, str] | None = None, progress: bool = False) -> Path:
+    """Write the store for ``texts``: ``targets_of(chunk)`` gives ``{name: [len(chunk), ...]}`` for
+    :data:`CHUNK` captions at a time (only one chunk is in memory)."""
+    from tqdm.auto import tqdm
+
+    texts = list(texts)
+    bar = tqdm(total=len(texts), desc="writing caption targets", unit="caption",
+               disable=not progress or len(texts) < 4 * CHUNK)
+
+    def chunks() -> Any:
+        for start in range(0, len(texts), CHUNK):
+            chunk = texts[start : start + CHUNK]
+            yield start, targets_of(chunk)
+            bar.update(len(chunk))
+
+    try:
+        meta = {"captions_sha256": captions_digest(texts), **dict(metadata or {})}
+        return write_row_file(path, shapes, len(texts), chunks(), dtype=torch.float16, metadata=meta)
+    finally:
+        bar.close()
+
+
+def store_matches(path: str | Path, texts: Sequence[str], metadata: Mapping[str, str]) -> bool:
+    """Whether the store at ``path`` already holds exactly these captions' targets (resume)."""
+    if not Path(path).is_file():
+        return False
+    try:
+        with RowFile(path) as f:
+            meta = f.metadata
+            return (len(f) == len(texts) and meta.get("captions_sha256") == captions_digest(texts)
+                    and all(meta.get(k) == v for k, v in metadata.items()))
+    except Exception:  # unreadable: rebuild it  # noqa: BLE001
+        return False
+
+
+def cached_targets(cache: Any, backend: Any) -> Callable[[list[str]], dict[str, torch.Tensor]]:
+    """``targets_of`` reading verified feature-cache entries (a corrupt one is recomputed)."""
+    def targets_of(chunk: list[str]) -> dict[str, torch.Tensor]:
+        per = [cache.load_targets(backend, text) for text in chunk]
+        return {n: torch.stack([p[n] for p in per]) for n in per[0]}
+    return targets_of
+
+
+def encoded_targets(backend: Any, pipe: Any, batch_size: int) -> Callable[[list[str]], dict[str, torch.Tensor]]:
+    """``targets_of`` running the text encoders (no feature cache)."""
+    def targets_of(chunk: list[str]) -> dict[str, torch.Tensor]:
+        return backend.encode_captions(chunk, pipe=pipe, batch_size=batch_size, out_dtype=torch.float16)
+    return targets_of
