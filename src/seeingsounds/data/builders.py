@@ -56,11 +56,16 @@ RAVDESS_CHANNELS = {"01": "speech", "02": "song"}
 _RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 #: folder names mirrors give VEGAS classes (normalised) -> the protocol's class name
 VEGAS_ALIASES = {"baby": "baby crying", "baby cry": "baby crying", "babycry": "baby crying",
-                 "rail": "rail transport", "railtransport": "rail transport", "train": "rail transport",
+                 "rail": "rail transport", "railtransport": "rail transport",
                  "water": "water flowing", "waterflowing": "water flowing", "drums": "drum",
                  "dogs": "dog", "printers": "printer", "helicopters": "helicopter", "snore": "snoring"}
 #: which file to list when a clip exists in several formats (lower first)
 _FORMAT_RANK = {".wav": 0, ".flac": 1}
+
+
+#: what an unmatched file lacks, by where the labels come from
+_UNMATCHED = {"annotations": "that no annotation names", "folders": "outside any class folder",
+              "file names": "whose names are not the dataset's naming"}
 
 
 @dataclass
@@ -79,13 +84,18 @@ class BuildReport:
     skipped: dict[str, int] = field(default_factory=dict)  # other reasons a file was left out -> count
     per_class: dict[str, int] = field(default_factory=dict)
     empty_classes: list[str] = field(default_factory=list)  # chosen classes with no clip
+    labels_from: str = "annotations"  # where the labels come from: "annotations", "folders" or "file names"
 
     def summary(self, examples: int = EXAMPLES) -> str:
         """The report as text: one line per count, then up to ``examples`` examples of each."""
-        lines = [f"{self.dataset}: wrote {self.manifest} with {self.matched} clip(s) in {len(self.per_class)} class(es)",
-                 f"  matched   {self.matched} of {self.annotated} annotated clip(s)",
+        lines = [f"{self.dataset}: {self.matched} clip(s) in {len(self.per_class)} class(es) -> {self.manifest}",
+                 f"  matched   {self.matched} of {self.annotated} annotated clip(s)"
+                 if self.labels_from == "annotations" else
+                 f"  matched   {self.matched} of {self.annotated} clip(s) labelled by their {self.labels_from}",
                  f"  missing   {len(self.missing)} annotated clip(s) with no media file",
-                 f"  unmatched {len(self.unmatched)} media file(s) that no annotation names"]
+                 f"  unmatched {len(self.unmatched)} media file(s) " + _UNMATCHED[self.labels_from]]
+        if self.labels_from != "annotations":
+            del lines[2]  # nothing is annotated without a file
         if self.excluded:
             lines.append(f"  excluded  {self.excluded} annotated clip(s) outside the chosen classes")
         if self.duplicates:
@@ -396,7 +406,7 @@ def build_vegas(media: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
         wrong = [c for c in subset if labels.match(c) is None]
         if wrong:
             raise ConfigError(f"not VEGAS classes: {', '.join(wrong)}; the classes are {', '.join(vegas)}")
-    report = BuildReport("vegas", output)
+    report = BuildReport("vegas", output, labels_from="folders")
 
     def classify(parts: tuple[str, ...]) -> str | None:
         for part in reversed(parts):
@@ -424,7 +434,7 @@ def build_landscape(media: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     subset = resolve_classes(classes)
     chosen = _Labels(subset) if subset is not None else None
     names: dict[str, str] = {}
-    report = BuildReport("landscape", output)
+    report = BuildReport("landscape", output, labels_from="folders")
 
     def classify(parts: tuple[str, ...]) -> str | None:
         if not parts:
@@ -517,7 +527,7 @@ def build_ravdess(media: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     _check_output(output, [])
     emotions = list(_protocol_classes("ravdess"))
     files = media_files(roots)
-    report = BuildReport("ravdess", output)
+    report = BuildReport("ravdess", output, labels_from="file names")
     groups: dict[tuple[str, ...], list[Path]] = defaultdict(list)
     skipped: Counter[str] = Counter()
     for path in files:
