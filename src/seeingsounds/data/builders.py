@@ -42,7 +42,7 @@ from pathlib import Path
 from seeingsounds.audio.io import AUDIO_SUFFIXES, CONTAINER_SUFFIXES, audio_info
 from seeingsounds.data.protocols import get_protocol, normalise_label
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
-from seeingsounds.paths import atomic_write_text
+from seeingsounds.paths import atomic_write_text, check_output_file
 
 DATASETS = ("vggsound", "vegas", "esc50", "ravdess", "landscape")
 #: examples listed per category in a report
@@ -196,15 +196,9 @@ def resolve_classes(classes: str | os.PathLike[str] | Sequence[str] | None) -> l
 
 
 def _check_output(output: Path, inputs: Sequence[Path | None]) -> None:
-    """Never overwrite an input (the annotations) or a file that is not a manifest."""
-    for source in inputs:
-        if source is None or not source.exists() or not output.exists():
-            continue
-        if os.path.samefile(output, source):
-            raise ConfigError(f"the output {output} is also an input ({source}): choose another output file "
-                              "(an input is never overwritten)")
-    if output.is_dir():
-        raise ConfigError(f"the output {output} is a folder: name a .csv or .jsonl file")
+    """Before any scan: never overwrite an input (the annotations) or a file that is not a manifest, and
+    check the folder can be written."""
+    check_output_file(output, inputs=inputs, what="manifest (-o)")
     if output.suffix.lower() not in (".csv", ".jsonl"):
         raise ConfigError(f"the output {output} must end in .csv or .jsonl (the manifest formats train reads)")
     if output.is_file() and output.stat().st_size:
