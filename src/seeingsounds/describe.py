@@ -22,8 +22,7 @@ from seeingsounds.audio.render import check_chain, render
 from seeingsounds.conditioner import DEFAULT_BATCH_SIZE, AudioConditioner, as_sources, display_name
 from seeingsounds.errors import ConfigError
 from seeingsounds.retrieval import CaptionIndex
-# TODO(helper T): switch to seeingsounds.runs.RunFolder once it exists (core must not import training/)
-from seeingsounds.training.captionset import load_caption_set
+from seeingsounds.runs import RunFolder
 
 
 @dataclass(frozen=True)
@@ -85,15 +84,20 @@ class Describer:
     def __init__(self, checkpoint: str | Path, *, encoder: Any = None, device: str | torch.device | None = "auto",
                  dtype: str | torch.dtype | None = None, conditioner: AudioConditioner | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE):
-        self.captions, targets = load_caption_set(checkpoint)
+        run = RunFolder.find(checkpoint)
+        self.captions = run.caption_set()
         self.conditioner = conditioner or AudioConditioner.from_pretrained(checkpoint, device=device, dtype=dtype,
                                                                            encoder=encoder)
         self.encoder = self.conditioner.encoder
         self.aligner = self.conditioner.aligner
         self.names = self.conditioner.names
-        missing = [n for n in self.names if n not in targets]
-        if missing:
-            raise ConfigError(f"the run's caption targets lack {missing}; retrain")
+        with run.targets_file() as stored:
+            missing = [n for n in self.names if n not in stored.tensors]
+            if missing:
+                raise ConfigError(f"the run's caption targets lack {missing}; retrain")
+            if len(stored) != len(self.captions):
+                raise ConfigError(f"{run.path}: {len(stored)} caption targets for {len(self.captions)} captions; retrain")
+            targets = stored.read(range(len(stored)), self.names)  # the stored dtype (fp16): normalised below
         self.batch_size = int(batch_size)
         self.index = CaptionIndex(targets, self.names, device=self.conditioner.device, dtype=self.conditioner.dtype)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from seeingsounds.cli.common import add_device_arguments
 
 COMMAND = "evaluate"
 HELP = "evaluate a checkpoint on a benchmark protocol (AIC, AIS, R@k, or caption retrieval with --no-images)"
@@ -32,15 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="R@k gallery: class-name texts (default) or ground-truth frames (manifest column 'frame')")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate the first N clips only (round-robin over classes)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the 90/10 split when the manifest has no split column")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the first available)")
-    parser.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: bf16 on cuda, else fp32)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    add_device_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=4, help="clips (or images) per batch (default 4)")
+    parser.add_argument("--lora", metavar="PATH_OR_ID", default=None,
+                        help="LoRA weights for the generator (a .safetensors file, its folder or a hub id); recorded "
+                             "in the report")
+    parser.add_argument("--cpu-offload", action="store_true",
+                        help="keep the generator's modules on the CPU until used (small GPUs)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from seeingsounds.evaluation.runner import EvaluationSettings, evaluate
+    from seeingsounds.evaluation.runner import EvaluationSettings, evaluate  # deferred on purpose: torch, diffusers
 
     out = args.out or str(Path(args.checkpoint) / f"eval-{args.protocol}")
     report = evaluate(EvaluationSettings(
@@ -48,8 +53,11 @@ def run(args: argparse.Namespace) -> int:
         images_per_clip=args.images_per_clip, no_images=args.no_images, judge_aic=args.judge_aic,
         judge_clip=args.judge_clip, judge_wav2clip=args.judge_wav2clip, wav2clip_sr=args.wav2clip_sr,
         gallery=args.gallery, limit=args.limit, metrics=args.metrics, split_seed=args.split_seed,
-        device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+        device=args.device, dtype=None if args.dtype == "auto" else args.dtype, batch_size=args.batch_size,
+        lora=args.lora, cpu_offload=args.cpu_offload,
     ))
+    if report is None:  # a launched process other than the main one: the main process reports
+        return 0
     print((Path(out) / "report.md").read_text(encoding="utf-8"))
     print(f"report: {Path(out) / 'report.json'}")
     return 0 if report.get("metrics") else 1

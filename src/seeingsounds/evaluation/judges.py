@@ -23,16 +23,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from seeingsounds.devices import resolve_device
 from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation.metrics import l2_normalize
+from seeingsounds.evaluation.wav2clip import Wav2CLIPJudge
+from seeingsounds.presets import resolve_component
 
 CLIP_L14 = "openai/clip-vit-large-patch14"
 CLIP_B32 = "openai/clip-vit-base-patch32"
 
 
 def _resolve(model_id: str) -> str:
-    from seeingsounds.presets import resolve_component
-
     return resolve_component(model_id)
 
 
@@ -44,9 +45,10 @@ def _features(out: Any) -> torch.Tensor:
 class CLIPJudge:
     """A CLIP model that embeds images and texts into its joint space (L2-normalised numpy)."""
 
-    def __init__(self, model_id: str, *, kind: str = "clip", device: str | torch.device = "cpu", batch_size: int = 32):
+    def __init__(self, model_id: str, *, kind: str = "clip", device: str | torch.device | None = "auto",
+                 batch_size: int = 32):
         self.model_id, self.kind = str(model_id), kind
-        self.device = torch.device(device)
+        self.device = resolve_device(device)  # auto: the accelerator when there is one
         self.batch_size = int(batch_size)
         self._parts: tuple[Any, Any, Any] | None = None
 
@@ -145,8 +147,6 @@ def get_judge(kind: str, model_id: str | None = None, **options: Any) -> Any:
 
 
 def _wav2clip_factory(model_id: str, **options: Any) -> Any:
-    from seeingsounds.evaluation.wav2clip import Wav2CLIPJudge
-
     return Wav2CLIPJudge(model_id, **options)
 
 

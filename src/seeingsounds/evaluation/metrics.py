@@ -31,6 +31,7 @@ __all__ = [
     "cosine_matrix",
     "caption_similarity",
     "caption_retrieval",
+    "retrieval_scores",
     "target_ranks",
     "aic",
     "ais",
@@ -173,9 +174,15 @@ def caption_retrieval(
     and the number of predictions. ``k`` larger than the number of captions is clipped (top-k is
     then 100). Empty inputs give ``nan`` for every score.
     """
+    return retrieval_scores(caption_similarity(pred, caption_targets, weights=weights, sequence=sequence), labels, k)
+
+
+def retrieval_scores(similarity: Any, labels: Sequence[int] | Any, k: int = 5) -> dict[str, float]:
+    """:func:`caption_retrieval`'s scores from a similarity matrix ``[N, C]`` (e.g. streamed through a
+    :class:`~seeingsounds.retrieval.CaptionIndex`): ``{"top1", "topk", "k", "mean_cosine", "mean_rank", "n"}``."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    sim = caption_similarity(pred, caption_targets, weights=weights, sequence=sequence)
+    sim = _to_numpy(similarity)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     ranks = target_ranks(sim, labels)
     own = sim[np.arange(len(labels)), labels] if labels.size else np.zeros(0)

@@ -8,7 +8,14 @@ with other settings is refused instead of mixing images.
 
 ``no_images=True`` evaluates caption retrieval only (METRICS.md): the aligner's predictions for
 the evaluation clips ranked against the run's own class-caption targets
-(``caption_targets.safetensors``): no generator, no judge, no text encoder.
+(``caption_targets.safetensors``): no generator, no judge, no text encoder. Predictions stream through
+:class:`seeingsounds.conditioner.AudioConditioner` a batch at a time into a
+:class:`seeingsounds.retrieval.CaptionIndex`, so memory does not grow with the number of clips.
+
+Across processes (``accelerate launch -m seeingsounds.cli.main evaluate ...`` or ``torchrun``), the
+missing images (clip x seed pairs) are split between the processes; each generates and writes its own
+share, then the main process embeds every image and writes the report (the others print nothing).
+Resuming works the same: only missing images are generated, by whichever process they fall to.
 """
 
 from __future__ import annotations
@@ -24,11 +31,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from accelerate import PartialState
+from PIL import Image
 
+from seeingsounds.audio.render import render
+from seeingsounds.checkpoint import resolve_checkpoint
+from seeingsounds.conditioner import AudioConditioner
 from seeingsounds.data.protocols import ProtocolData, Row, class_text, get_protocol, normalise_label
+from seeingsounds.devices import resolve_device
 from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation import metrics as M
+from seeingsounds.evaluation.judges import get_judge
 from seeingsounds.evaluation.report import library_versions, slug, write_grids, write_json, write_markdown
+from seeingsounds.imaging import save_png
+from seeingsounds.paths import atomic_write_text
+from seeingsounds.pipeline import SeeingSoundsPipeline
+from seeingsounds.retrieval import CaptionIndex
+from seeingsounds.runs import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +56,8 @@ GALLERIES = ("classes", "frames")
 METRIC_CHOICES = ("AIC", "R@5", "AIS")
 RECALL_KS = (1, 5, 10)
 IMAGES_DIR = "images"
+#: images / clips embedded by a judge at a time
+EMBED_BATCH = 64
 GENERATION_FILE = "generation.json"
 
 
@@ -58,9 +80,12 @@ class EvaluationSettings:
     limit: int | None = None
     metrics: Sequence[str] | None = None
     split_seed: int = 0
-    device: str | None = None
+    device: str | None = "auto"
     dtype: str | None = None
     batch_size: int = 4
+    #: LoRA weights for the generator (file, folder or hub id) and CPU offload, as ``generate`` takes them
+    lora: str | None = None
+    cpu_offload: bool = False
     max_grid_clips: int = 8
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -88,8 +113,6 @@ def image_path(out: Path, row: Row, seed: int) -> Path:
 
 
 def _checkpoint_identity(checkpoint: str) -> dict[str, Any]:
-    from seeingsounds.checkpoint import resolve_checkpoint
-
     folder = resolve_checkpoint(checkpoint)
     out: dict[str, Any] = {"checkpoint": str(Path(folder).resolve()) if Path(folder).exists() else folder}
     # the weights, and the config that records the preset (generator, steps, guidance, image size)
@@ -104,10 +127,8 @@ def _checkpoint_identity(checkpoint: str) -> dict[str, Any]:
     return out
 
 
-def _embed_files(judge: Any, files: Sequence[Path], batch: int = 64) -> np.ndarray:
+def _embed_files(judge: Any, files: Sequence[Path], batch: int = EMBED_BATCH) -> np.ndarray:
     """Image embeddings of ``files``, ``batch`` images in memory at a time."""
-    from PIL import Image
-
     rows = []
     for i in range(0, len(files), batch):
         images = []
@@ -142,6 +163,7 @@ class Evaluation:
         self.generated = 0
         self.reused = 0
         self._pipe: Any = None
+        self._state: PartialState | None = None
 
     # ---- data -----------------------------------------------------------------------------
     def load_data(self) -> tuple[ProtocolData, list[Row]]:
@@ -153,15 +175,36 @@ class Evaluation:
 
     # ---- generation -----------------------------------------------------------------------
     @property
+    def state(self) -> PartialState:
+        """This process's place among the launched ones (one process without a launcher)."""
+        if self._state is None:
+            self._state = PartialState(cpu=resolve_device(self.s.device).type == "cpu")
+        return self._state
+
+    @property
+    def device(self) -> str | None:
+        """The device of this process's models: ``--device`` when given, else this process's accelerator."""
+        if self.s.device not in (None, "auto"):
+            return str(self.s.device)
+        return str(self.state.device) if self.state.num_processes > 1 else None
+
+    @property
     def pipe(self) -> Any:
         if self._pipe is None:
-            from seeingsounds.pipeline import SeeingSoundsPipeline
-
-            self._pipe = SeeingSoundsPipeline.from_pretrained(self.s.checkpoint, device=self.s.device, dtype=self.s.dtype)
+            self._pipe = SeeingSoundsPipeline.from_pretrained(self.s.checkpoint, device=self.device, dtype=self.s.dtype,
+                                                              lora=self.s.lora, cpu_offload=self.s.cpu_offload)
         return self._pipe
 
-    def _check_generation_record(self) -> None:
+    def _generation_record(self) -> dict[str, Any]:
         record = {**_checkpoint_identity(self.s.checkpoint), "device_dtype": [self.s.device, self.s.dtype]}
+        if self.s.device == "auto":  # "auto" and unset pick the same device: one record for both
+            record["device_dtype"][0] = None
+        if self.s.lora:
+            record["lora"] = str(self.s.lora)
+        return record
+
+    def _check_generation_record(self) -> None:
+        record = self._generation_record()
         path = self.out / IMAGES_DIR / GENERATION_FILE
         if path.is_file():
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -171,46 +214,44 @@ class Evaluation:
                     "give a new --out, or delete that folder to regenerate"
                 )
             return
-        from seeingsounds.paths import atomic_write_text
-
-        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+        if self.state.is_main_process:
+            atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
     def ensure_images(self, rows: Sequence[Row]) -> list[list[Path]]:
-        """Paths of every clip's images (one per seed), generating the missing ones."""
-        from seeingsounds.imaging import save_png
+        """Paths of every clip's images (one per seed), generating the missing ones.
 
+        The missing clip x seed pairs are dealt round-robin to the launched processes; each generates its
+        share, clips of one seed batched together, and writes each PNG as soon as it exists.
+        """
         self._check_generation_record()
         paths = [[image_path(self.out, r, s) for s in self.seeds] for r in rows]
-        todo = [i for i, ps in enumerate(paths) if not all(p.is_file() for p in ps)]
-        self.reused = sum(p.is_file() for ps in paths for p in ps)
+        missing = [(i, j) for i, ps in enumerate(paths) for j, p in enumerate(ps) if not p.is_file()]
+        self.reused = sum(len(ps) for ps in paths) - len(missing)
+        self.generated = len(missing)
+        mine = missing[self.state.process_index :: self.state.num_processes]
         batch = max(1, int(self.s.batch_size))
-        for start in range(0, len(todo), batch):
-            chunk = todo[start : start + batch]
-            missing_seeds = sorted({s for i in chunk for s, p in zip(self.seeds, paths[i]) if not p.is_file()})
-            output = self.pipe([str(rows[i].path) for i in chunk], seeds=missing_seeds,
-                               num_images_per_audio=len(missing_seeds), batch_size=batch)
-            k = 0
-            for i in chunk:
-                for seed in missing_seeds:
-                    image, k = output.images[k], k + 1
-                    target = paths[i][self.seeds.index(seed)]
-                    if target.is_file():
-                        continue
-                    save_png(image, target, {"source": str(rows[i].path), "label": rows[i].label, "seed": seed,
-                                             "checkpoint": self.s.checkpoint, "protocol": self.protocol.name,
-                                             "settings": output.settings})
-                    self.generated += 1
+        for j, seed in enumerate(self.seeds):
+            clips = [i for i, k in mine if k == j]
+            for start in range(0, len(clips), batch):
+                chunk = clips[start : start + batch]
+                output = self.pipe([str(rows[i].path) for i in chunk], seeds=[seed], num_images_per_audio=1,
+                                   batch_size=batch)
+                for i, image in zip(chunk, output.images):
+                    save_png(image, paths[i][j], {"source": str(rows[i].path), "label": rows[i].label, "seed": seed,
+                                                  "checkpoint": self.s.checkpoint, "protocol": self.protocol.name,
+                                                  "lora": self.s.lora, "settings": output.settings})
+        self.state.wait_for_everyone()
         return paths
 
     # ---- metrics --------------------------------------------------------------------------
     def judge(self, kind: str) -> Any:
-        from seeingsounds.evaluation.judges import get_judge
-
+        """A judge on this process's device (``--device auto``: the accelerator when there is one)."""
+        device = resolve_device(self.device or "auto")
         if kind == "aic":
-            return get_judge("aic", self.s.judge_aic, device=self.s.device or "cpu")
+            return get_judge("aic", self.s.judge_aic, device=device)
         if kind == "clip":
-            return get_judge("clip", self.s.judge_clip, device=self.s.device or "cpu")
-        return get_judge("wav2clip", self.s.judge_wav2clip, sample_rate=self.s.wav2clip_sr, device=self.s.device or "cpu")
+            return get_judge("clip", self.s.judge_clip, device=device)
+        return get_judge("wav2clip", self.s.judge_wav2clip, sample_rate=self.s.wav2clip_sr, device=device)
 
     def image_metrics(self, data: ProtocolData, rows: Sequence[Row], paths: Sequence[Sequence[Path]]) -> dict[str, Any]:
         classes = sorted(data.classes)  # METRICS.md: sorted(set(labels)), raw names
@@ -251,28 +292,25 @@ class Evaluation:
             for k in RECALL_KS:
                 results[f"R@{k}"] = M.recall_at_k(clip_images, gallery, targets, k)
         if "AIS" in self.metric_names:
-            from seeingsounds.audio.io import load_audio
-
             w2c = self.judge("wav2clip")
-            waves = [load_audio(str(r.path), target_sr=w2c.sample_rate) for r in rows]
-            audio = w2c.embed_audio(waves, w2c.sample_rate)
+            audio = np.concatenate([  # whole clips, rendered and embedded a batch at a time
+                w2c.embed_audio([render(str(r.path), sample_rate=w2c.sample_rate) for r in rows[i : i + EMBED_BATCH]],
+                                w2c.sample_rate)
+                for i in range(0, len(rows), EMBED_BATCH)
+            ])
             per_image_audio = np.repeat(audio, len(self.seeds), axis=0)
             results["AIS"] = M.ais(clip_images, per_image_audio, audio)
             judges["wav2clip"] = w2c.describe()
         return {"metrics": results, "judges": judges, "per_class": dict(per_class)}
 
     def caption_metrics(self, rows: Sequence[Row]) -> dict[str, Any]:
-        """Caption retrieval against the run's class-caption targets (no generator, no judge)."""
-        import torch
+        """Caption retrieval against the run's class-caption targets (no generator, no judge).
 
-        from seeingsounds.aligner import SeeingSoundsAligner
-        from seeingsounds.audio.io import load_audio
-        from seeingsounds.checkpoint import resolve_checkpoint
-        from seeingsounds.model import load_encoder
-        from seeingsounds.presets import get_preset
-        from seeingsounds.training.captionset import load_caption_set
-
-        captions, targets = load_caption_set(self.s.checkpoint)
+        The clips stream through the conditioner ``batch_size`` at a time; only the [clips, classes]
+        similarities are kept.
+        """
+        run = RunFolder.find(self.s.checkpoint)
+        captions = run.caption_set()
         main_row: dict[str, int] = {}
         for i, entry in enumerate(captions.entries):
             if entry.kind == "class" and len(entry.labels) == 1:
@@ -287,34 +325,34 @@ class Evaluation:
         run_classes = sorted(main_row, key=main_row.get)
         caption_rows = [main_row[c] for c in run_classes]
         labels = np.array([run_classes.index(normalise_label(r.label)) for r in rows])
-        aligner = SeeingSoundsAligner.from_pretrained(resolve_checkpoint(self.s.checkpoint)).eval()
-        if not aligner.preset:
-            raise ConfigError(f"checkpoint {self.s.checkpoint} records no preset")
-        encoder = load_encoder(get_preset(aligner.preset))
-        waves = [load_audio(str(r.path), target_sr=encoder.sample_rate) for r in rows]
-        with torch.no_grad():
-            tokens = encoder.encode(waves, batch_size=max(1, int(self.s.batch_size)))
-            pred = aligner(tokens.to(torch.float32))
-        names = aligner.aligned_names  # unaligned heads are constant: they carry no evidence
-        pred_np = {n: pred[n].float().numpy() for n in names}
-        target_np = {n: targets[n][caption_rows].float().numpy() for n in names}
-        out = M.caption_retrieval(pred_np, target_np, labels, k=5)
+        conditioner = AudioConditioner.from_pretrained(self.s.checkpoint, device=self.device or "auto",
+                                                       dtype=self.s.dtype)
+        names = conditioner.names  # unaligned heads are constant: they carry no evidence
+        index = CaptionIndex(run.caption_targets(caption_rows, dtype=torch.float32), names,
+                             device=conditioner.device, dtype=conditioner.dtype)
+        batches = conditioner.predict([str(r.path) for r in rows], batch_size=max(1, int(self.s.batch_size)))
+        sim = np.concatenate([index.similarity(pred).double().cpu().numpy() for pred in batches])
+        out = M.retrieval_scores(sim, labels, k=5)
         per_class = {}
         for c in classes:
             mask = np.array([r.label == c for r in rows])
-            sub = M.caption_retrieval({n: v[mask] for n, v in pred_np.items()}, target_np, labels[mask], k=5)
+            sub = M.retrieval_scores(sim[mask], labels[mask], k=5)
             per_class[c] = {"caption_top1": sub["top1"], "caption_top5": sub["topk"]}
         return {
             "metrics": {"caption_top1": out["top1"], "caption_top5": out["topk"],
                         "caption_mean_cosine": out["mean_cosine"], "caption_mean_rank": out["mean_rank"]},
             "per_class": per_class,
-            "caption_retrieval": {"captions": len(run_classes), "heads": names, "sequence": "flatten"},
+            "caption_retrieval": {"captions": len(run_classes), "heads": names, "sequence": "flatten",
+                                  "device": str(conditioner.device), "dtype": str(conditioner.dtype).replace("torch.", "")},
         }
 
     # ---- the run ---------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> dict[str, Any] | None:
+        """Evaluate and write the report; ``None`` on a launched process other than the main one."""
         started = time.time()
         data, rows = self.load_data()
+        if self.s.no_images and not self.state.is_main_process:
+            return None  # caption retrieval is cheap: the main process does it alone
         report: dict[str, Any] = {
             "protocol": self.protocol.describe(),
             "checkpoint": self.s.checkpoint,
@@ -325,6 +363,7 @@ class Evaluation:
             "split_seed": self.s.split_seed,
             "reference": self.protocol.reference,
             "notes": list(self.protocol.notes),
+            "lora": self.s.lora,
         }
         if self.s.no_images:
             result = self.caption_metrics(rows)
@@ -334,6 +373,9 @@ class Evaluation:
             report["reference"] = {}  # the paper reports no caption retrieval
         else:
             paths = self.ensure_images(rows)
+            if not self.state.is_main_process:
+                return None
+            report["processes"] = self.state.num_processes
             result = self.image_metrics(data, rows, paths)
             by_class: dict[str, list[list[Path]]] = defaultdict(list)
             for r, ps in zip(rows, paths):
@@ -354,6 +396,9 @@ class Evaluation:
         return report
 
 
-def evaluate(settings: EvaluationSettings) -> dict[str, Any]:
-    """Run one evaluation and write ``report.json``, ``report.md`` and ``grids/`` under ``settings.out``."""
+def evaluate(settings: EvaluationSettings) -> dict[str, Any] | None:
+    """Run one evaluation and write ``report.json``, ``report.md`` and ``grids/`` under ``settings.out``.
+
+    Returns the report; ``None`` on a launched process other than the main one (which writes it).
+    """
     return Evaluation(settings).run()

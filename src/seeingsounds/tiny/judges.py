@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from seeingsounds.encoders.wav2clip import CHECKPOINT_NAME, Wav2CLIPAudioEncoder
 from seeingsounds.tiny.tokenizers import build_clip_tokenizer
 
 #: projection width of the tiny CLIP judge = output width of the tiny Wav2CLIP
@@ -22,6 +23,7 @@ IMAGE_SIZE = 32
 
 
 def build_tiny_clip_judge(folder: Path) -> None:
+    # deferred on purpose: transformers is heavy and only needed when the tiny judge is first built
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
     torch.manual_seed(0)
@@ -43,8 +45,6 @@ def build_tiny_clip_judge(folder: Path) -> None:
 
 
 def build_tiny_wav2clip(folder: Path) -> None:
-    from seeingsounds.evaluation.wav2clip import CHECKPOINT_NAME, Wav2CLIPAudioEncoder
-
     torch.manual_seed(0)
     model = Wav2CLIPAudioEncoder(WAV2CLIP_WIDTHS)
     folder.mkdir(parents=True, exist_ok=True)
