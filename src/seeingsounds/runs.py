@@ -17,7 +17,6 @@ row by row (``os.pread``), so neither writing nor training ever holds all target
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import math
@@ -34,7 +33,7 @@ import torch
 
 from seeingsounds.captions.caption_set import CaptionSet
 from seeingsounds.errors import ConfigError
-from seeingsounds.paths import atomic_path, atomic_write_text
+from seeingsounds.paths import atomic_path, atomic_write_text, ensure_writable_dir
 
 CONFIG_FILE = "config.json"
 CAPTIONS_FILE = "captions.json"
@@ -414,15 +413,7 @@ class RunFolder:
 
     def check_writable(self) -> None:
         """Create the folder if needed and check a file can be written in it (one-line error if not)."""
-        try:
-            self._path.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=self._path)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
-            raise ConfigError(f"--out {self._path} cannot be written ({reason}): choose a writable folder "
-                              "or fix its permissions") from None
+        ensure_writable_dir(self._path, "run folder (--out)")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[RunFolder]:

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from seeingsounds.cache import AudioItem, FeatureCache, read_tokens
 from seeingsounds.devices import mixed_precision, resolve_device
 from seeingsounds.errors import ConfigError
-from seeingsounds.paths import atomic_write_json
+from seeingsounds.paths import atomic_write_json, atomic_write_text, ensure_writable_dir
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import EDITS_FILE, STATE_FILE, TARGETS_FILE, RunFolder, library_versions
 from seeingsounds.training import pairs as P
@@ -163,7 +163,7 @@ class Trainer:
             (self.run / EDITS_FILE).unlink(missing_ok=True)  # a fresh run asks its engine afresh
         if cfg.use_cache:
             self.cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype)
-            RunFolder(self.cache.root).check_writable()
+            ensure_writable_dir(self.cache.root, "feature cache (--cache-dir)")
         if not ds.val:
             self.log(f"warning: no validation clips ({len(ds.train)} train clips; val_fraction {cfg.val_fraction} "
                      "rounds to 0 per class): best/ is chosen on the training loss; add clips or a split column")
@@ -356,7 +356,7 @@ class Trainer:
                                "rows": torch.tensor([r[1] for r in self.epoch_rows_cache], dtype=torch.long)}}
 
     def _audio_digest(self) -> str:
-        """One sha256 over every train/val clip's (path, label, split, content hash)."""
+        """One sha256 over every train/val clip's (absolute path, label, split, content hash)."""
         import hashlib
 
         from seeingsounds.data.manifest import file_sha256
@@ -365,7 +365,7 @@ class Trainer:
         for c in self.dataset.clips:
             if c.split != "test":
                 content = self.cache.file_hash(c.path) if self.cache is not None else file_sha256(c.path)
-                digest.update(f"{c.path}\t{c.label}\t{c.split}\t{content}\n".encode())
+                digest.update(f"{Path(c.path).resolve()}\t{c.label}\t{c.split}\t{content}\n".encode())
         return digest.hexdigest()
 
     def _write_run_files(self, audio_sha256: str) -> None:
@@ -384,8 +384,6 @@ class Trainer:
             "objective": "eq7" if self.config.extended else "eq6", "captions": self.counts,
             "versions": library_versions(),
         })
-        from seeingsounds.paths import atomic_write_text
-
         atomic_write_text(self.run / "captions.json", self.captions.to_json())
 
     def _record(self, metrics: dict[str, Any]) -> None:

@@ -1,0 +1,154 @@
+"""`seeingsounds train` never loses a file on a wrong --out, locks its run, and says what it did (issue 12 §2)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from seeingsounds.cli.main import main
+from seeingsounds.data.synthetic import make_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("safety")
+    manifest, captions = make_synthetic_dataset(root, train=4, val=1, test=0)
+    return root, manifest, captions
+
+
+def train_args(data, out, *extra):
+    root, manifest, captions = data
+    return ["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", str(out),
+            "--epochs", "1", "--batch-size", "8", "--cache-dir", str(root / "cache"), "--no-progress", *extra]
+
+
+@pytest.fixture
+def no_models(monkeypatch):
+    """Fail the test if a model is loaded (the checks must come first)."""
+    import seeingsounds.model as model
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(model, "load_encoder", refuse)
+    monkeypatch.setattr(model, "load_backend", refuse)
+
+
+def test_out_that_is_the_data_folder_or_holds_other_files_is_refused(data, tmp_path, capsys, no_models):
+    root, manifest, captions = data
+    before = {p: p.read_bytes() for p in (manifest, captions)}
+    assert main(train_args(data, root)) == 2
+    err = capsys.readouterr().err
+    assert "which the run reads" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in before} == before  # the input captions.json is untouched
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"my": "settings"}')
+    (mine / "metrics.jsonl").write_text("my numbers\n")
+    assert main(train_args(data, mine)) == 2
+    assert "not empty and not a training run (it holds config.json)" in capsys.readouterr().err
+    assert (mine / "config.json").read_text() == '{"my": "settings"}'
+    assert sorted(p.name for p in mine.iterdir()) == ["config.json", "metrics.jsonl"]
+
+
+def test_unwritable_out_fails_in_one_line_before_any_model(data, tmp_path, capsys, no_models):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(train_args(data, blocker)) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(train_args(data, blocker / "run")) == 2  # cannot be created: its parent is a file
+    err = capsys.readouterr().err
+    assert "cannot be written" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    if os.geteuid() != 0:  # root writes into read-only folders
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        try:
+            assert main(train_args(data, ro / "run")) == 2
+            assert "cannot be written" in capsys.readouterr().err
+        finally:
+            ro.chmod(0o755)
+
+
+def test_resume_accepts_the_run_spelled_relative_or_absolute(data, tmp_path, monkeypatch, capsys):
+    root, manifest, captions = data
+    monkeypatch.chdir(tmp_path)
+    rel_manifest = os.path.relpath(manifest, tmp_path)
+    args = ["train", "--preset", "tiny", "--data", rel_manifest, "--captions", str(captions), "--out", "run",
+            "--epochs", "2", "--batch-size", "8", "--cache-dir", str(root / "cache"), "--no-progress"]
+    assert main([*args, "--max-steps", "2"]) == 0
+    absolute = [str(tmp_path / "run") if a == "run" else str(manifest) if a == rel_manifest else a for a in args]
+    capsys.readouterr()
+    assert main([*absolute, "--resume"]) == 0, capsys.readouterr().err
+    assert "finished after 2 epochs" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert saved["out"] == str(tmp_path / "run") and saved["data"] == str(manifest)
+
+
+def test_no_validation_clips_warns_and_reports_no_val_loss(data, tmp_path, capsys):
+    root, manifest, captions = data
+    with open(manifest, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "train"]  # 4 clips per class, no split column
+    small = tmp_path / "small.csv"
+    small.write_text("path,label\n" + "".join(f"{root / r['path']},{r['label']}\n" for r in rows))
+    old = os.umask(0o022)
+    try:
+        code = main(["train", "--preset", "tiny", "--data", str(small), "--captions", str(captions), "--out",
+                     str(tmp_path / "run"), "--epochs", "2", "--cache-dir", str(root / "cache"), "--no-progress"])
+    finally:
+        os.umask(old)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "warning: no validation clips" in err
+    assert "best val loss" not in out and "no validation clips: best/ holds epoch" in out
+    for name in ("best", "last"):  # tempfile.mkdtemp alone would make them 0700
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o755
+
+
+def test_second_train_into_the_same_out_fails_at_once_and_kill_9_then_resume_works(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "seeingsounds.cli.main", *train_args(data, out)[:-1],
+                              "--no-progress", "--epochs", "1000"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "last" / "training_state.pt").is_file():
+            assert first.poll() is None, first.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the first run saved no epoch in time"
+            time.sleep(0.5)
+        start = time.monotonic()
+        assert main(train_args(data, out, "--resume", "--epochs", "1000")) == 2
+        err = capsys.readouterr().err
+        assert time.monotonic() - start < 60 and "in use by another training process" in err
+        assert main(train_args(data, out)) == 2  # and a fresh start is refused anyway
+        assert "already holds a training run" in capsys.readouterr().err
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        done = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
+        assert main(train_args(data, out, "--resume", "--epochs", str(done + 1))) == 0, capsys.readouterr().err
+        epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == list(range(1, done + 2))  # one line per epoch, none twice
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+
+def test_fresh_partial_run_folder_is_reused(data, tmp_path):
+    """A run stopped before its first epoch (only run files, no checkpoint) can be started again."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"train": {}}))
+    (out / "caption_edits.jsonl").write_text('{"op": "edit", "inputs": ["a", "b"], "output": "stale"}\n')
+    assert main(train_args(data, out)) == 0
+    assert Path(out / "best" / "model.safetensors").is_file()
+    assert not (out / "caption_edits.jsonl").exists()  # a fresh run does not reuse another's edits
