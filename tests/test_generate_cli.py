@@ -124,3 +124,102 @@ def test_bad_effect_value_fails_before_the_generator_loads(setup, tmp_path, caps
     assert code == 2
     assert "room_size" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+# ---- issue 12 §2: wrong paths and bad values fail at once, before any model loads --------------
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a model (or reaching the hub) fails the test: the checks must come first."""
+    import huggingface_hub
+
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the model was loaded (or the hub asked) before the options were checked")
+
+    monkeypatch.setattr(SeeingSoundsPipeline, "from_pretrained", forbidden)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", forbidden)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", forbidden)
+
+
+@pytest.mark.parametrize("checkpoint", ["./runs/missing", "/nonexistent/run", "~/no-such-run", "missing-run",
+                                        "runs/a/b", "{tmp}/run"])
+def test_missing_local_checkpoint_fails_at_once(setup, tmp_path, capsys, no_model, checkpoint):
+    checkpoint = checkpoint.format(tmp=tmp_path)
+    code = main(["generate", "--checkpoint", checkpoint, str(setup["dog"]), "-o", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_owner_name_with_a_local_owner_folder_is_a_missing_path(setup, tmp_path, capsys, no_model, monkeypatch):
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "--checkpoint", "runs/demo", str(setup["dog"]), "-o", "x"]) == 2
+    assert "runs/demo does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed,message", [("-1", "--seed must be in 0..4294967295"),
+                                          (str(2**64), "--seed must be in 0..4294967295"),
+                                          (str(2**32), "--seed must be in 0..4294967295")])
+def test_seed_range_is_checked_before_load(setup, tmp_path, capsys, no_model, seed, message):
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "--seed", seed, "-o", str(tmp_path / "x")])
+    assert code == 2 and message in capsys.readouterr().err
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "--seed", str(2**32 - 1),
+                 "--num-images", "2", "-o", str(tmp_path / "x")])
+    assert code == 2 and "--seed + --num-images - 1 must be in" in capsys.readouterr().err
+
+
+def test_size_upper_bound_from_the_model_before_load(setup, tmp_path, capsys, no_model):
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "--size", "100000", "-o", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and "limit of 64 px" in err and "VAE's sample_size" in err, err
+
+
+def test_size_limit_reasons_of_the_real_configs():
+    """The bound and its reason from each generator's configs (a hard one for SD3's positional table)."""
+    from seeingsounds.pipeline import size_limit
+    from seeingsounds.presets import get_preset
+
+    class Configs:
+        def __init__(self, **configs):
+            self.configs = configs
+
+        def load_config(self, name):
+            if name not in self.configs:
+                raise OSError(name)
+            return self.configs[name]
+
+    four = {"block_out_channels": [128, 256, 512, 512]}
+    flux = Configs(vae={**four, "sample_size": 1024}, transformer={"joint_attention_dim": 4096})
+    assert size_limit(flux, get_preset("flux-dev")) == (2048, size_limit(flux, get_preset("flux-dev"))[1])
+    sdxl = Configs(vae={**four, "sample_size": 1024}, unet={"sample_size": 128})
+    assert size_limit(sdxl, get_preset("sdxl"))[0] == 2048
+    sd3 = Configs(vae={**four, "sample_size": 1024}, transformer={"sample_size": 128, "patch_size": 2, "pos_embed_max_size": 96})
+    limit, reason = size_limit(sd3, get_preset("sd3"))
+    assert limit == 1536 and "pos_embed_max_size 96" in reason
+
+
+def test_unwritable_output_fails_before_load(setup, tmp_path, capsys, no_model):
+    (tmp_path / "file.txt").write_text("keep me")
+    for output in (tmp_path / "file.txt" / "out", tmp_path / "file.txt" / "one.png"):
+        assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "-o", str(output)]) == 2
+        assert "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "file.txt").read_text() == "keep me"
+    assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "-o", str(tmp_path / "file.txt")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_read_only_output_folder_fails_before_load(setup, tmp_path, capsys, no_model):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: permissions do not stop writes")
+        assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "-o", str(locked / "out")]) == 2
+        assert "not writable" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)

@@ -253,13 +253,101 @@ def test_lora_with_text_encoder_layers_loads_from_a_home_path(flux_checkpoint, f
     assert np.abs(pixels(pipe(str(sounds["low"]), seed=1).images[0]) - base).mean() > 1.0
 
 
-def test_dtype_and_offload_options_are_checked(flux_checkpoint):
-    from seeingsounds.pipeline import SeeingSoundsPipeline, resolve_dtype
+def test_dtype_and_offload_options_are_checked(flux_checkpoint, monkeypatch):
+    """bf16 only where the device supports it (devices.py is the one resolution; the old names still import)."""
+    import seeingsounds.devices as devices
+    from seeingsounds.pipeline import SeeingSoundsPipeline, default_device, resolve_dtype
 
+    assert resolve_dtype is devices.resolve_dtype and default_device is devices.resolve_device
+    monkeypatch.setattr(devices, "bf16_supported", lambda device: True)
     assert resolve_dtype(None, torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(devices, "bf16_supported", lambda device: False)
+    assert resolve_dtype(None, torch.device("cuda")) == torch.float16  # e.g. a T4 or V100
     assert resolve_dtype(None, torch.device("cpu")) == torch.float32
     assert resolve_dtype("fp16", torch.device("cpu")) == torch.float16
     with pytest.raises(ConfigError, match="dtype"):
         resolve_dtype("int8", torch.device("cpu"))
     with pytest.raises(ConfigError, match="cpu_offload"):
         SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu", cpu_offload=True)
+
+
+def test_seeds_are_range_checked(flux_pipe, sounds):
+    for bad in (-1, 2**32, 2**64):
+        with pytest.raises(ConfigError, match="0..4294967295"):
+            flux_pipe(str(sounds["low"]), seed=bad)
+    with pytest.raises(ConfigError, match="every seed"):
+        flux_pipe(str(sounds["low"]), seeds=[-1])
+    with pytest.raises(ConfigError, match="limit of 64 px"):
+        flux_pipe(str(sounds["low"]), height=100000, width=32)
+
+
+def test_save_pretrained_round_trip_gives_identical_images(flux_pipe, sounds, tmp_path):
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    folder = flux_pipe.save_pretrained(tmp_path / "saved")
+    again = SeeingSoundsPipeline.from_pretrained(folder, device="cpu")
+    assert again.preset.to_dict() == {**flux_pipe.preset.to_dict(), "lora": ""}
+    a = flux_pipe(str(sounds["low"]), seed=3, num_images_per_audio=2)
+    b = again(str(sounds["low"]), seed=3, num_images_per_audio=2)
+    for x, y in zip(a.images, b.images):
+        assert np.array_equal(pixels(x), pixels(y))
+    for name in a.conditioning:
+        assert torch.equal(a.conditioning[name], b.conditioning[name])
+        assert torch.equal(flux_pipe.aligner.null_conditioning(name), again.aligner.null_conditioning(name))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        flux_pipe.save_pretrained(tmp_path / "afile")
+
+
+def test_preset_lora_is_used_when_none_is_given(flux_checkpoint, flux_pipe, sounds, tmp_path):
+    """A checkpoint whose preset names a LoRA loads it by default; lora="" loads none; save_pretrained keeps it."""
+    pytest.importorskip("peft")
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    transformer = FluxTransformer2DModel.from_pretrained(flux_pipe.backend.model_id, subfolder="transformer")
+    torch.manual_seed(0)
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k"]))
+    state = {k: v * (30.0 if "lora_B" in k else 1.0) for k, v in get_peft_model_state_dict(transformer).items()}
+    FluxPipeline.save_lora_weights(tmp_path / "lora", transformer_lora_layers=state)
+    with_lora = SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu", lora=tmp_path / "lora")
+    saved = with_lora.save_pretrained(tmp_path / "meant-for-lora")
+    by_default = SeeingSoundsPipeline.from_pretrained(saved, device="cpu")
+    assert by_default.lora == str(tmp_path / "lora") and by_default.preset.lora == str(tmp_path / "lora")
+    assert by_default.generator.transformer.peft_config
+    assert np.array_equal(pixels(by_default(str(sounds["low"]), seed=1).images[0]),
+                          pixels(with_lora(str(sounds["low"]), seed=1).images[0]))
+    without = SeeingSoundsPipeline.from_pretrained(saved, device="cpu", lora="")
+    assert without.lora is None and not getattr(without.generator.transformer, "peft_config", None)
+    assert np.array_equal(pixels(without(str(sounds["low"]), seed=1).images[0]),
+                          pixels(flux_pipe(str(sounds["low"]), seed=1).images[0]))
+
+
+def test_from_caption_with_cpu_offload_keeps_the_text_encoders_off_the_gpu(flux_checkpoint, monkeypatch):
+    """With cpu_offload the text pipeline is loaded on the CPU and offloaded (each encoder visits the GPU only
+    while it runs); checked on the CPU by recording where it would be moved."""
+    from diffusers import DiffusionPipeline
+
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    pipe = SeeingSoundsPipeline.from_pretrained(flux_checkpoint, device="cpu")
+    calls = []
+    monkeypatch.setattr(DiffusionPipeline, "enable_model_cpu_offload",
+                        lambda self, device=None, **kw: calls.append((type(self).__name__, str(device))))
+    moves = []
+    original_to = DiffusionPipeline.to
+
+    def record_to(self, *args, **kwargs):
+        moves.append([str(a) for a in args] + [str(v) for v in kwargs.values()])
+        return original_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(DiffusionPipeline, "to", record_to)
+    pipe.cpu_offload, pipe.device = True, torch.device("cuda")
+    text = pipe.text_pipeline
+    assert calls == [("FluxPipeline", "cuda")]
+    assert all("cuda" not in " ".join(m) for m in moves), moves
+    assert text.text_encoder_2.device.type == "cpu" and text.text_encoder.device.type == "cpu"
+    assert text.transformer is None and text.vae is None  # the text pipeline holds only the text encoders

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from seeingsounds.errors import ConfigError
@@ -9,12 +10,23 @@ from seeingsounds.errors import ConfigError
 #: sub-folders of a training run, in order of preference
 RUN_CHECKPOINTS = ("best", "last")
 
+#: a model hub repo id: ``owner/name`` of letters, digits, ``-``, ``_`` and ``.``
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``owner/name`` whose ``owner`` is not a local folder (``runs/demo`` with a ``runs/`` here is local)."""
+    if not HUB_ID.fullmatch(text) or text.endswith((".", "-")) or ".." in text:
+        return False
+    return not Path(text.split("/", 1)[0]).exists()
+
 
 def resolve_checkpoint(checkpoint: str | Path) -> str:
     """The aligner folder (``config.json`` + ``model.safetensors``) for ``checkpoint``.
 
     Accepts an aligner folder, a training run folder (its ``best/``, else ``last/``), or a model
-    hub repo id (returned unchanged; downloaded by ``from_pretrained``).
+    hub repo id ``owner/name`` (returned unchanged; downloaded by ``from_pretrained``). A path that
+    does not exist fails here at once, with no network access.
     """
     path = Path(checkpoint).expanduser()
     if path.is_dir():
@@ -30,7 +42,6 @@ def resolve_checkpoint(checkpoint: str | Path) -> str:
         )
     if path.exists():
         raise ConfigError(f"{path} is a file; a checkpoint is a folder or a model hub repo id")
-    looks_local = str(checkpoint).startswith((".", "/", "~")) or str(checkpoint).count("/") != 1
-    if looks_local:
-        raise ConfigError(f"checkpoint {checkpoint} does not exist")
+    if not looks_like_hub_id(str(checkpoint)):
+        raise ConfigError(f"checkpoint {checkpoint} does not exist (no such folder, and not a hub id owner/name)")
     return str(checkpoint)

@@ -1,5 +1,10 @@
 """Images out: PNGs that carry their provenance in text chunks, and labelled contact sheets.
 
+This module is the one home of the provenance key names: the CLI (``generate``, ``edit``), the
+web demo and the mp4 writer all build their metadata with :func:`provenance`, so a key is spelled
+one way everywhere (``Software`` is the PNG specification's registered keyword, capitalised as it
+spells it; every other key is lower-case snake case).
+
 PNGs are written without timestamps (PIL writes no ``tIME`` chunk) and with sorted JSON, so
 the same image and metadata give the same bytes. Writes are atomic (temp file + rename).
 """
@@ -17,8 +22,65 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
+from seeingsounds import __version__
+
 #: the text chunk holding the full provenance as JSON
 PROVENANCE_KEY = "seeingsounds"
+#: the PNG specification's keyword for the program that made the file
+SOFTWARE_KEY = "Software"
+
+#: every provenance key and what it holds (the one spelling; tests check that writers use only these)
+PROVENANCE_FIELDS: dict[str, str] = {
+    SOFTWARE_KEY: "the program: 'seeingsounds <version>'",
+    "seeingsounds_version": "the library version",
+    "checkpoint": "the checkpoint as the user named it",
+    "preset": "the preset's name",
+    "generator": "<backend>:<generator id>",
+    "encoder": "<encoder>:<encoder id>",
+    "steps": "diffusion steps",
+    "guidance": "guidance scale",
+    "size": "<width>x<height>",
+    "dtype": "weights' precision",
+    "lora": "the generator LoRA, or null",
+    "seed": "the seed of this image",
+    "source": "the sound file",
+    "source_sha256": "sha256 of the sound file's bytes",
+    "effects": "[[name, params], ...] applied to the sound, or null",
+    "effect_descriptions": "their descriptions d_j, or null",
+    "mix": "{path, sha256, ratio} of the clip mixed in, or null",
+    "caption": "the caption (text path)",
+    "image": "the picture that was edited",
+    "image_sha256": "sha256 of its bytes",
+    "mask": "the edit mask, or null",
+    "mask_sha256": "sha256 of its bytes, or null",
+    "strength": "the edit strength in (0, 1]",
+    "frames": "frames of a video",
+    "fps": "frame rate of a video",
+    "poster_of": "the video a poster PNG shows",
+    "images": "the files a contact sheet shows",
+}
+
+
+def provenance(**fields: Any) -> dict[str, Any]:
+    """Provenance metadata: ``Software`` and ``seeingsounds_version`` plus ``fields``.
+
+    Every key must be one of :data:`PROVENANCE_FIELDS` (a misspelt key is a ``KeyError``).
+    """
+    unknown = sorted(set(fields) - set(PROVENANCE_FIELDS))
+    if unknown:
+        raise KeyError(f"unknown provenance keys {unknown}; known: {sorted(PROVENANCE_FIELDS)}")
+    return {SOFTWARE_KEY: f"seeingsounds {__version__}", "seeingsounds_version": __version__, **fields}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (read in blocks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _text(value: Any) -> str:

@@ -1,28 +1,40 @@
 """``SeeingSoundsPipeline``: audio -> frozen audio encoder -> aligner -> frozen generator -> images.
 
 The generator is loaded without its text encoders: the aligner's predictions take their place.
-:meth:`SeeingSoundsPipeline.from_caption` is the text path for side-by-side comparisons; it loads
-the generator's own text encoders on first use, and only then.
+The same predictions drive the generator's image-to-image and inpainting twins
+(:meth:`SeeingSoundsPipeline.edit`, built from the loaded modules) and, for a video generator,
+return frames. :meth:`SeeingSoundsPipeline.from_caption` is the text path for side-by-side
+comparisons; it loads the generator's own text encoders on first use, and only then.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+from seeingsounds.aligner import SeeingSoundsAligner
+from seeingsounds.audio.effects import describe_effect
+from seeingsounds.audio.io import source_name
+from seeingsounds.audio.render import check_chain, render
+from seeingsounds.checkpoint import resolve_checkpoint
+from seeingsounds.devices import DTYPES, resolve_device, resolve_dtype
 from seeingsounds.errors import AudioLoadError, ConfigError
+from seeingsounds.model import load_backend, load_encoder
+from seeingsounds.presets import get_preset
 
 logger = logging.getLogger(__name__)
 
-#: ``dtype`` names accepted by :meth:`SeeingSoundsPipeline.from_pretrained` and the CLI
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+__all__ = ["DTYPES", "SeeingSoundsOutput", "SeeingSoundsPipeline", "check_seed", "check_size", "default_device",
+           "resolve_device", "resolve_dtype", "size_limit"]
 
 Effects = Sequence[tuple[str, Mapping[str, Any]]]
 
@@ -33,11 +45,14 @@ class SeeingSoundsOutput:
 
     Attributes:
         images: PIL images, audio-major: all images of the first input, then the second, ...
+            For a video generator, the poster (middle frame) of every video.
         conditioning: the aligner's predictions, one row per *input* (not per image), float32 on the CPU.
         seeds: the seed of every image.
         sources: the input every image came from (its path, ``"<array>"``, ``"<bytes>"`` or the caption).
         effects: the descriptions d_j of the effects applied to the inputs (``[]`` without effects).
-        settings: the resolved generation settings (steps, guidance, height, width).
+        settings: the resolved generation settings (steps, guidance, height, width; video: num_frames, fps;
+            edit: strength).
+        videos: for a video generator, one ``uint8`` array ``[frames, height, width, 3]`` per image; else ``[]``.
     """
 
     images: list[Any]
@@ -46,28 +61,87 @@ class SeeingSoundsOutput:
     sources: list[str]
     effects: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    videos: list[np.ndarray] = field(default_factory=list)
 
 
-def default_device() -> torch.device:
-    """cuda, else mps, else cpu."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+#: seeds are 0 .. 2**32-1 (documented in ``generate --help``): every RNG in use takes them unchanged
+#: (torch would silently wrap -1 to 2**64-1)
+SEED_MAX = 2**32 - 1
+#: sizes beyond this multiple of the generator's native resolution are refused (see :func:`size_limit`)
+SIZE_LIMIT_FACTOR = 2
+
+# Old names kept for modules that import them from here; devices.py is their one home.
+default_device = resolve_device
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """bf16 on cuda, fp32 elsewhere, unless asked otherwise ("fp32", "fp16", "bf16" or a torch dtype)."""
-    if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise ConfigError(f"dtype must be one of float32, float16, bfloat16, got {dtype}")
-        return dtype
-    if str(dtype).lower() not in DTYPES:
-        raise ConfigError(f"dtype must be one of auto, {', '.join(sorted(DTYPES))}; got {dtype!r}")
-    return DTYPES[str(dtype).lower()]
+def check_seed(seed: Any, label: str = "seed") -> int:
+    """``seed`` as an int in ``0 .. SEED_MAX``; a negative or larger one is refused (torch would wrap it)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"{label} must be an integer in 0..{SEED_MAX}, got {seed!r}")
+    if not 0 <= int(seed) <= SEED_MAX:
+        raise ConfigError(f"{label} must be in 0..{SEED_MAX} (2**32-1), got {seed}")
+    return int(seed)
+
+
+def size_limit(backend: Any, preset: Any) -> tuple[int, str]:
+    """The largest image side this generator accepts, and why: read from configs only (no weights).
+
+    A hard limit where the model has one (SD3's positional-embedding table); otherwise
+    ``SIZE_LIMIT_FACTOR`` x the native resolution (the denoiser's ``sample_size`` x VAE factor, the
+    VAE's ``sample_size``, or the preset's default size): beyond it the model repeats itself and the
+    memory grows with the square of the side.
+    """
+    def config(name: str) -> dict[str, Any]:
+        try:
+            return backend.load_config(name)
+        except Exception:  # a component the generator does not have
+            return {}
+
+    vae = config("vae")
+    vae_factor = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
+    denoiser = config("transformer") or config("unet")
+    native, why = max(int(preset.height), int(preset.width)), "the preset's default size"
+    if denoiser.get("sample_size"):
+        native, why = int(denoiser["sample_size"]) * vae_factor, "sample_size in its config"
+    elif vae.get("sample_size"):
+        native, why = int(vae["sample_size"]), "its VAE's sample_size"
+    native = max(native, int(preset.height), int(preset.width))
+    limit = SIZE_LIMIT_FACTOR * native
+    reason = (f"{SIZE_LIMIT_FACTOR}x the {native} px it was made for ({why}): larger sizes repeat content "
+              "and need memory growing with the square of the side")
+    pos = denoiser.get("pos_embed_max_size")
+    if pos:
+        hard = int(pos) * int(denoiser.get("patch_size", 1) or 1) * vae_factor
+        if hard < limit:
+            limit, reason = hard, f"its positional-embedding table covers {hard} px (pos_embed_max_size {pos})"
+    return limit, reason
+
+
+def check_size(width: int | None, height: int | None, backend: Any, preset: Any) -> None:
+    """Refuse a size larger than :func:`size_limit` before any weights are loaded."""
+    limit, reason = size_limit(backend, preset)
+    for label, value in (("width", width), ("height", height)):
+        if value is not None and int(value) > limit:
+            raise ConfigError(f"{label} {value} is larger than this generator's limit of {limit} px: {reason}")
+
+
+def read_checkpoint_preset(checkpoint: str | os.PathLike, preset: str | Any = None) -> Any:
+    """The preset a checkpoint records (or ``preset``), read from its config only: no weights loaded."""
+    folder = resolve_checkpoint(checkpoint)
+    if preset is not None:
+        return get_preset(preset)
+    config_file = Path(folder) / "config.json"
+    recorded = None
+    if config_file.is_file():
+        try:
+            recorded = json.loads(config_file.read_text(encoding="utf-8")).get("preset")
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{config_file} is not readable JSON ({exc}): the checkpoint is damaged") from exc
+    else:  # a hub id: the config is fetched by from_pretrained
+        return None
+    if not recorded:
+        raise ConfigError(f"checkpoint {checkpoint} records no preset: pass preset=<name> (see `seeingsounds presets`)")
+    return get_preset(recorded)
 
 
 def _as_sources(audio: Any) -> list[Any]:
@@ -82,23 +156,60 @@ def _as_sources(audio: Any) -> list[Any]:
 
 
 def _name(source: Any) -> str:
-    from seeingsounds.audio.io import source_name
-
     if isinstance(source, tuple):
         return "<array>"
     return source_name(source)
 
 
+def load_image(image: Any, *, what: str = "image", mode: str = "RGB") -> Image.Image:
+    """A PIL image from a path, a PIL image or a ``uint8`` array ``[H, W(, C)]``; a clear error otherwise."""
+    if isinstance(image, Image.Image):
+        return image.convert(mode)
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or image.dtype != np.uint8:
+            raise ConfigError(f"the {what} array must be uint8 [H, W] or [H, W, C], got {image.dtype} {list(image.shape)}")
+        return Image.fromarray(image).convert(mode)
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{what} {path} does not exist")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                return opened.convert(mode)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise ConfigError(f"{what} {path} is not a readable image ({exc}): give a PNG, JPEG or WebP file") from exc
+    raise ConfigError(f"the {what} must be a file path, a PIL image or a uint8 array, got {type(image).__name__}")
+
+
+def check_strength(strength: Any) -> float:
+    """An edit's strength: the share of the diffusion run over the input, in (0, 1]."""
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or not 0.0 < float(strength) <= 1.0:
+        raise ConfigError(f"strength must be a number in (0, 1] (1 = ignore the input image), got {strength!r}")
+    return float(strength)
+
+
+def _accepted(call: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``kwargs`` that ``call`` takes (the img2img pipelines differ in their options)."""
+    import inspect
+
+    params = inspect.signature(call).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
 class SeeingSoundsPipeline:
-    """Maps sounds to images with a trained aligner and a frozen diffusers generator.
+    """Maps sounds to images (or videos) with a trained aligner and a frozen diffusers generator.
 
     Build it with :meth:`from_pretrained`. Attributes: ``aligner``, ``encoder`` (frozen audio
     encoder), ``backend`` (generator backend), ``generator`` (diffusers pipeline, text encoders
-    ``None``), ``preset``, ``device``, ``dtype``, ``checkpoint``.
+    ``None``), ``preset``, ``device``, ``dtype``, ``checkpoint``, ``lora``, ``cpu_offload``.
     """
 
     def __init__(self, *, aligner: Any, encoder: Any, backend: Any, generator: Any, preset: Any,
-                 device: torch.device, dtype: torch.dtype, checkpoint: str | None = None, lora: str | None = None):
+                 device: torch.device, dtype: torch.dtype, checkpoint: str | None = None, lora: str | None = None,
+                 cpu_offload: bool = False):
         self.aligner = aligner
         self.encoder = encoder
         self.backend = backend
@@ -108,7 +219,10 @@ class SeeingSoundsPipeline:
         self.dtype = dtype
         self.checkpoint = checkpoint
         self.lora = lora
+        self.cpu_offload = bool(cpu_offload)
         self._text_pipe: Any = None
+        self._edit_pipes: dict[str, Any] = {}
+        self._size_limit: tuple[int, str] | None = None
 
     # ---- loading ----------------------------------------------------------------------------
     @classmethod
@@ -122,27 +236,21 @@ class SeeingSoundsPipeline:
             checkpoint: an aligner folder, a training run folder (``best/``, else ``last/``) or a hub id.
             preset: use this preset instead of the one the checkpoint records (e.g. a local copy).
             generator_id: load the generator from this hub id / folder instead of the preset's.
-            device: "cuda", "mps", "cpu"; default: the first available in that order.
-            dtype: "bf16" (default on cuda), "fp16", "fp32" (default elsewhere) or a torch dtype.
-            lora: LoRA weights for the generator (a file or folder ``load_lora_weights`` reads).
+            device: "auto" (default: the accelerator when there is one), "cuda", "mps", "cpu".
+            dtype: "auto" (bf16 where supported, fp16 on other accelerators, fp32 on the CPU), "fp16",
+                "fp32", "bf16" or a torch dtype (see :mod:`seeingsounds.devices`).
+            lora: LoRA weights for the generator (a file or folder ``load_lora_weights`` reads);
+                ``None`` uses the preset's ``lora`` field (the LoRA the checkpoint was meant for, if
+                any); ``""`` loads none.
             cpu_offload: keep the generator's modules on the CPU until used (small GPUs).
 
         The checkpoint's conditioning shapes are checked against the generator's configs before any
         weights are loaded; a mismatch raises :class:`ConfigError`.
         """
-        from seeingsounds.aligner import SeeingSoundsAligner
-        from seeingsounds.checkpoint import resolve_checkpoint
-        from seeingsounds.model import load_backend, load_encoder
-        from seeingsounds.presets import get_preset
-
-        device = torch.device(device) if device is not None else default_device()
+        device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
         if cpu_offload and device.type == "cpu":
             raise ConfigError("cpu_offload moves modules to an accelerator when used: give device='cuda' (or drop it)")
-        if lora is not None and str(lora).startswith("~"):
-            lora = os.path.expanduser(str(lora))  # not a hub id; neither diffusers nor a quoted shell argument expands it
-        if lora is not None and not os.path.exists(lora) and str(lora).startswith((".", "/", "~")):
-            raise ConfigError(f"LoRA weights {lora} do not exist: give a .safetensors file, its folder or a hub id")
         folder = resolve_checkpoint(checkpoint)
         aligner = SeeingSoundsAligner.from_pretrained(folder)
         if preset is not None:
@@ -153,6 +261,7 @@ class SeeingSoundsPipeline:
             raise ConfigError(f"checkpoint {checkpoint} records no preset: pass preset=<name> (see `seeingsounds presets`)")
         if generator_id is not None:
             chosen = chosen.replace(generator_id=str(generator_id))
+        lora = _check_lora(chosen.lora if lora is None else lora)
         backend = load_backend(chosen)
         backend.check_aligner(aligner.conditioning_shapes)  # configs only: no weights loaded yet
         encoder = load_encoder(chosen, device=device, dtype=dtype)
@@ -161,48 +270,51 @@ class SeeingSoundsPipeline:
                 f"checkpoint {checkpoint} expects audio tokens of width {aligner.input_dim}, but the {chosen.encoder} "
                 f"encoder {chosen.encoder_id} gives {encoder.hidden_size}: use the preset the checkpoint was trained with"
             )
-        generator = backend.load_image_pipeline(device=device, dtype=dtype, lora=str(lora) if lora else None,
-                                                cpu_offload=cpu_offload)
+        generator = backend.load_image_pipeline(device=device, dtype=dtype, lora=lora, cpu_offload=cpu_offload)
         if backend.uses_negative and all(not aligner.null_conditioning(n).any() for n in aligner.conditioning_shapes):
             logger.warning("checkpoint %s has no null (empty-caption) conditioning: guidance will use zeros as "
                            "negatives; set it with aligner.set_null_conditioning(backend.encode_captions(['']))", checkpoint)
         aligner = aligner.to(device=device, dtype=dtype).eval()
         return cls(aligner=aligner, encoder=encoder, backend=backend, generator=generator, preset=chosen,
-                   device=device, dtype=dtype, checkpoint=str(checkpoint), lora=str(lora) if lora else None)
+                   device=device, dtype=dtype, checkpoint=str(checkpoint), lora=lora, cpu_offload=cpu_offload)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the aligner with the preset it runs with (generator id, LoRA) to ``folder``.
+
+        :meth:`from_pretrained` on ``folder`` rebuilds this pipeline: same encoder, generator, LoRA
+        and weights, so the same inputs and seeds give the same images.
+        """
+        folder = Path(folder).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{folder} is a file: save_pretrained writes a folder")
+        preset = self.preset.replace(lora=self.lora or "")
+        config = {**dict(getattr(self.aligner, "_hub_mixin_config", {}) or {}), "preset": preset.to_dict()}
+        try:
+            self.aligner.save_pretrained(folder, config=config)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the checkpoint to {folder}: {exc.strerror or exc}") from exc
+        return folder
 
     # ---- audio -> conditioning --------------------------------------------------------------
     def load_waveforms(self, audio: Any, *, sample_rate: int | None = None, effects: Effects | None = None,
                        mix: tuple[Any, float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
-        """Load inputs at the encoder's rate, mix in ``mix = (other, ratio)``, then apply ``effects``.
+        """Render every input at the encoder's rate (mix ``(other, ratio)``, then ``effects``) with the one
+        render of T_j(a) (:func:`seeingsounds.audio.render.render`).
 
         Returns ``(waveforms, source names, effect descriptions)``.
         """
-        from seeingsounds.audio.effects import apply_effects, describe_effect
-        from seeingsounds.audio.effects import mix as mix_waves
-        from seeingsounds.audio.io import load_audio
-
         sources = _as_sources(audio)
-        effects = list(effects or [])
-        for item in effects:  # check every effect before decoding any audio
-            if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[1], Mapping)):
-                raise ConfigError(f"an effect must be (name, params dict), got {item!r}")
-            describe_effect(item[0], **item[1])
-        other = None
-        if mix is not None:
-            if not (isinstance(mix, (tuple, list)) and len(mix) == 2):
-                raise ConfigError(f"mix must be (other audio, ratio), got {mix!r}")
-            other = load_audio(mix[0], target_sr=self.encoder.sample_rate)
+        chain = check_chain(effects)  # every effect checked before any audio is decoded
+        descriptions = [describe_effect(name, **params) for name, params in chain]
+        if mix is not None and not (isinstance(mix, (tuple, list)) and len(mix) == 2):
+            raise ConfigError(f"mix must be (other audio, ratio), got {mix!r}")
         sr = self.encoder.sample_rate
-        waves, names, descriptions = [], [], []
+        waves, names = [], []
         for source in sources:
-            rate = sample_rate if isinstance(source, np.ndarray) else None
             if isinstance(source, np.ndarray) and sample_rate is None:
                 raise AudioLoadError("<array>", "an array needs sample_rate=<Hz> (or pass a (sample_rate, array) tuple)")
-            wave = load_audio(source, sample_rate=rate, target_sr=sr)
-            if other is not None:
-                wave = mix_waves(wave, other, float(mix[1]))
-            wave, descriptions = apply_effects(wave, sr, effects)
-            waves.append(wave)
+            waves.append(render(source, sample_rate=sr, effects=chain, mix=mix,
+                                source_rate=sample_rate if isinstance(source, np.ndarray) else None))
             names.append(_name(source))
         return waves, names, descriptions
 
@@ -221,9 +333,16 @@ class SeeingSoundsPipeline:
         return {k: v.float().cpu() for k, v in cond.items()}
 
     # ---- generation -------------------------------------------------------------------------
+    @property
+    def is_video(self) -> bool:
+        """Whether the generator makes videos (its outputs carry ``videos``)."""
+        return bool(getattr(self.backend, "is_video", False))
+
     def resolve_settings(self, num_inference_steps: int | None, guidance_scale: float | None, height: int | None,
-                         width: int | None, num_images: int = 1, batch_size: int = 1) -> dict[str, Any]:
-        """Fill unset settings from the preset and check them; returns the generate() keywords."""
+                         width: int | None, num_images: int = 1, batch_size: int = 1, *,
+                         num_frames: int | None = None) -> dict[str, Any]:
+        """Fill unset settings from the preset and check them; returns the generate() keywords
+        (with ``num_frames`` for a video generator)."""
         steps = self.preset.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance = self.preset.guidance_scale if guidance_scale is None else guidance_scale
         height = self.preset.height if height is None else height
@@ -232,7 +351,7 @@ class SeeingSoundsPipeline:
                              ("num_images_per_audio", num_images), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
-        if not isinstance(guidance, (int, float)) or guidance < 0:
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or guidance < 0:
             raise ConfigError(f"guidance_scale must be a number >= 0, got {guidance!r}")
         multiple = self.size_multiple
         if height % multiple or width % multiple:
@@ -240,24 +359,39 @@ class SeeingSoundsPipeline:
                 f"height and width must be multiples of {multiple} for this generator, got {width}x{height}: "
                 f"try {max(multiple, width // multiple * multiple)}x{max(multiple, height // multiple * multiple)}"
             )
-        return {"num_inference_steps": int(steps), "guidance_scale": float(guidance), "height": int(height), "width": int(width)}
+        if self._size_limit is None:
+            self._size_limit = size_limit(self.backend, self.preset)
+        limit, reason = self._size_limit
+        if max(height, width) > limit:
+            raise ConfigError(f"size {width}x{height} is larger than this generator's limit of {limit} px: {reason}")
+        settings = {"num_inference_steps": int(steps), "guidance_scale": float(guidance), "height": int(height),
+                    "width": int(width)}
+        if self.is_video:
+            settings["num_frames"] = self.backend.check_num_frames(self.preset.num_frames if num_frames is None else num_frames)
+        elif num_frames is not None:
+            raise ConfigError(f"num_frames is for video generators; {self.preset.name} makes images")
+        return settings
 
     @property
     def size_multiple(self) -> int:
         """Image sizes must be multiples of this (VAE downsampling x latent patching)."""
-        factor = int(getattr(self.generator, "vae_scale_factor", 8))
+        factor = getattr(self.generator, "vae_scale_factor", None) or getattr(self.generator, "vae_scale_factor_spatial", 8)
+        factor = int(factor)
         if type(self.generator).__name__.startswith("Flux"):
             return factor * 2  # FLUX packs 2x2 latent patches
         transformer = getattr(self.generator, "transformer", None)
         if transformer is not None:
-            factor *= int(getattr(transformer.config, "patch_size", 1) or 1)
+            patch = getattr(transformer.config, "patch_size", 1) or 1
+            factor *= int(patch[-1] if isinstance(patch, (tuple, list)) else patch)
         return factor
 
     @staticmethod
     def _seeds(seed: int, seeds: Sequence[int] | None, n_inputs: int, per_input: int) -> list[int]:
         if seeds is None:
-            return [int(seed) + j for _ in range(n_inputs) for j in range(per_input)]
-        seeds = [int(s) for s in seeds]
+            first = check_seed(seed)
+            check_seed(first + per_input - 1, "seed + num_images - 1")
+            return [first + j for _ in range(n_inputs) for j in range(per_input)]
+        seeds = [check_seed(s, "every seed") for s in seeds]
         if len(seeds) == per_input:
             return seeds * n_inputs
         if len(seeds) == per_input * n_inputs:
@@ -275,7 +409,7 @@ class SeeingSoundsPipeline:
     def generate_from_conditioning(self, conditioning: Mapping[str, torch.Tensor], *, seeds: Sequence[int],
                                    negative: Mapping[str, torch.Tensor] | None, settings: Mapping[str, Any],
                                    batch_size: int = 4, progress: bool = False) -> list[Any]:
-        """One image per row of ``conditioning`` with its seed; ``negative`` is per sample (no batch axis)."""
+        """One image (or video) per row of ``conditioning`` with its seed; ``negative`` is per sample."""
         from tqdm.auto import tqdm
 
         n = len(seeds)
@@ -289,38 +423,163 @@ class SeeingSoundsPipeline:
                                             **settings)
         return images
 
+    def _audio_rows(self, audio: Any, *, sample_rate: int | None, seed: int, seeds: Sequence[int] | None,
+                    per_input: int, effects: Effects | None, mix: tuple[Any, float] | None, batch_size: int):
+        """(conditioning per input, rows per image, null, seeds, source names, effect descriptions)."""
+        waves, names, descriptions = self.load_waveforms(audio, sample_rate=sample_rate, effects=effects, mix=mix)
+        all_seeds = self._seeds(seed, seeds, len(waves), per_input)
+        cond = self.conditioning_from_waveforms(waves, batch_size=batch_size)
+        rows = {k: v.repeat_interleave(per_input, dim=0) for k, v in cond.items()}
+        null = {name: self.aligner.null_conditioning(name) for name in cond}
+        sources = [n for n in names for _ in range(per_input)]
+        return cond, rows, null, all_seeds, sources, descriptions
+
     def __call__(self, audio: Any, *, sample_rate: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None,
                  num_images_per_audio: int = 1, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, height: int | None = None, width: int | None = None,
                  effects: Effects | None = None, mix: tuple[Any, float] | None = None, batch_size: int = 4,
-                 progress: bool = False) -> SeeingSoundsOutput:
+                 num_frames: int | None = None, fps: int | None = None, progress: bool = False) -> SeeingSoundsOutput:
         """Images for ``audio``: a path, the bytes of a file, an array (with ``sample_rate``), a
         ``(sample_rate, array)`` tuple, or a list of these.
 
-        Image ``j`` of every input uses seed ``seed + j`` (or ``seeds``), so inputs are compared on
-        the same noise. ``effects`` are ``(name, params)`` pairs applied after mixing in
-        ``mix = (other, ratio)``. Unset settings take the preset's defaults.
+        Image ``j`` of every input uses seed ``seed + j`` (or ``seeds``; each in ``0 .. 2**32-1``), so
+        inputs are compared on the same noise. ``effects`` are ``(name, params)`` pairs applied after
+        mixing in ``mix = (other, ratio)``. Unset settings take the preset's defaults. A video
+        generator returns ``videos`` (``uint8 [num_frames, H, W, 3]`` each, meant to play at ``fps``)
+        and their middle frames as ``images``.
         """
-        settings = self.resolve_settings(num_inference_steps, guidance_scale, height, width, num_images_per_audio, batch_size)
-        waves, names, descriptions = self.load_waveforms(audio, sample_rate=sample_rate, effects=effects, mix=mix)
-        all_seeds = self._seeds(seed, seeds, len(waves), num_images_per_audio)
-        cond = self.conditioning_from_waveforms(waves, batch_size=batch_size)
-        rows = {k: v.repeat_interleave(num_images_per_audio, dim=0) for k, v in cond.items()}
-        null = {name: self.aligner.null_conditioning(name) for name in cond}
-        images = self.generate_from_conditioning(rows, seeds=all_seeds, negative=self._negative(null, settings["guidance_scale"]),
-                                                 settings=settings, batch_size=batch_size, progress=progress)
+        settings = self.resolve_settings(num_inference_steps, guidance_scale, height, width, num_images_per_audio,
+                                         batch_size, num_frames=num_frames)
+        frame_rate = self._fps(fps)
+        cond, rows, null, all_seeds, sources, descriptions = self._audio_rows(
+            audio, sample_rate=sample_rate, seed=seed, seeds=seeds, per_input=num_images_per_audio, effects=effects,
+            mix=mix, batch_size=batch_size)
+        made = self.generate_from_conditioning(rows, seeds=all_seeds, negative=self._negative(null, settings["guidance_scale"]),
+                                               settings=settings, batch_size=batch_size, progress=progress)
+        return self._output(made, cond, all_seeds, sources, descriptions, settings, frame_rate)
+
+    def _fps(self, fps: int | None) -> int | None:
+        if not self.is_video:
+            if fps is not None:
+                raise ConfigError(f"fps is for video generators; {self.preset.name} makes images")
+            return None
+        fps = self.preset.fps if fps is None else fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or not 1 <= fps <= 240:
+            raise ConfigError(f"fps must be an integer in 1..240, got {fps!r}")
+        return int(fps)
+
+    def _output(self, made: list[Any], cond: Mapping[str, torch.Tensor], seeds: list[int], sources: list[str],
+                descriptions: list[str], settings: Mapping[str, Any], fps: int | None) -> SeeingSoundsOutput:
+        videos: list[np.ndarray] = []
+        images = made
+        if self.is_video:
+            videos = [np.asarray(v) for v in made]
+            images = [Image.fromarray(v[len(v) // 2]) for v in videos]
         return SeeingSoundsOutput(
-            images=images, conditioning={k: v.float().cpu() for k, v in cond.items()}, seeds=all_seeds,
-            sources=[n for n in names for _ in range(num_images_per_audio)], effects=descriptions, settings=settings,
+            images=images, conditioning={k: v.float().cpu() for k, v in cond.items()}, seeds=seeds, sources=sources,
+            effects=descriptions, settings={**settings, **({"fps": fps} if fps is not None else {})}, videos=videos,
         )
+
+    # ---- editing: image-to-image and inpainting driven by sound ------------------------------
+    def edit_pipeline(self, *, inpaint: bool = False) -> Any:
+        """The generator's image-to-image (or inpainting) twin, built once from the loaded modules.
+
+        ``AutoPipelineForImage2Image/Inpainting.from_pipe`` shares the transformer/UNet, VAE and
+        scheduler config with :attr:`generator`: no weights are loaded, and the text encoders stay ``None``.
+        """
+        key = "inpaint" if inpaint else "img2img"
+        if key not in self._edit_pipes:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            if self.is_video:
+                raise ConfigError(f"{self.preset.name} is a video generator: editing needs an image checkpoint")
+            auto = AutoPipelineForInpainting if inpaint else AutoPipelineForImage2Image
+            try:
+                pipe = auto.from_pipe(self.generator)
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"diffusers has no {key} pipeline for {type(self.generator).__name__}: {exc}") from exc
+            pipe.set_progress_bar_config(disable=True)
+            self._edit_pipes[key] = pipe
+        return self._edit_pipes[key]
+
+    def edit(self, image: Any, audio: Any, *, strength: float = 0.6, mask: Any = None, seed: int = 0,
+             seeds: Sequence[int] | None = None, num_images_per_audio: int = 1, num_inference_steps: int | None = None,
+             guidance_scale: float | None = None, height: int | None = None, width: int | None = None,
+             effects: Effects | None = None, mix: tuple[Any, float] | None = None, sample_rate: int | None = None,
+             batch_size: int = 4, progress: bool = False) -> SeeingSoundsOutput:
+        """Edit ``image`` with a sound: the generator's image-to-image (or, with ``mask``, inpainting)
+        pipeline, fed the aligner's predictions for ``audio`` exactly as :meth:`__call__` is.
+
+        Args:
+            image: the picture to edit (path, PIL image or ``uint8`` array).
+            audio: as for :meth:`__call__` (one input or a list; effects and mix apply the same way).
+            strength: share of the diffusion run over the input, in (0, 1]: low keeps the picture,
+                1 ignores it. ``int(steps * strength)`` steps run, so it must be at least one.
+            mask: white where the picture may change (path, PIL image or array of the image's size);
+                ``None`` edits everywhere.
+            height, width: output size (default: the image's size, rounded down to the generator's
+                size multiple); the image and mask are resized to it.
+
+        Returns a :class:`SeeingSoundsOutput` whose ``settings`` also hold ``strength`` and ``masked``.
+        """
+        strength = check_strength(strength)
+        picture = load_image(image, what="image")
+        mask_image = load_image(mask, what="mask", mode="L") if mask is not None else None
+        if mask_image is not None and mask_image.size != picture.size:
+            raise ConfigError(f"the mask is {mask_image.width}x{mask_image.height} but the image is "
+                              f"{picture.width}x{picture.height}: give a mask of the image's size")
+        multiple = self.size_multiple
+        width = width if width is not None else max(multiple, picture.width // multiple * multiple)
+        height = height if height is not None else max(multiple, picture.height // multiple * multiple)
+        settings = self.resolve_settings(num_inference_steps, guidance_scale, height, width, num_images_per_audio, batch_size)
+        if int(settings["num_inference_steps"] * strength) < 1:
+            raise ConfigError(f"strength {strength} x {settings['num_inference_steps']} steps runs no diffusion step: "
+                              f"raise the steps to at least {int(np.ceil(1 / strength))} or the strength")
+        size = (settings["width"], settings["height"])
+        picture = picture.resize(size, Image.LANCZOS) if picture.size != size else picture
+        if mask_image is not None and mask_image.size != size:
+            mask_image = mask_image.resize(size, Image.NEAREST)
+        cond, rows, null, all_seeds, sources, descriptions = self._audio_rows(
+            audio, sample_rate=sample_rate, seed=seed, seeds=seeds, per_input=num_images_per_audio, effects=effects,
+            mix=mix, batch_size=batch_size)
+        pipe = self.edit_pipeline(inpaint=mask_image is not None)
+        negative = self._negative(null, settings["guidance_scale"])
+        device = getattr(pipe, "_execution_device", None) or self.device
+        dtype = self.backend._pipe_dtype(pipe)
+        from tqdm.auto import tqdm
+
+        images: list[Any] = []
+        for start in tqdm(range(0, len(all_seeds), batch_size), desc="editing", unit="batch", disable=not progress):
+            part = {k: v[start : start + batch_size].to(device=device, dtype=dtype) for k, v in rows.items()}
+            m = len(next(iter(part.values())))
+            neg = ({k: v.to(device=device, dtype=dtype).unsqueeze(0).expand(m, *v.shape) for k, v in negative.items()}
+                   if negative else None)
+            kwargs = {**self.backend.call_kwargs(part, neg), "image": [picture] * m, "strength": strength,
+                      "num_inference_steps": settings["num_inference_steps"], "guidance_scale": settings["guidance_scale"],
+                      "height": settings["height"], "width": settings["width"], "output_type": "pil",
+                      "generator": [torch.Generator("cpu").manual_seed(s) for s in all_seeds[start : start + m]]}
+            if mask_image is not None:
+                kwargs["mask_image"] = [mask_image] * m
+            images += list(pipe(**_accepted(pipe.__call__, kwargs)).images)
+        settings = {**settings, "strength": strength, "masked": mask_image is not None}
+        return self._output(images, cond, all_seeds, sources, descriptions, settings, None)
 
     # ---- text path --------------------------------------------------------------------------
     @property
     def text_pipeline(self) -> Any:
-        """The generator's text encoders (loaded on first use, for :meth:`from_caption` only)."""
+        """The generator's text encoders (loaded on first use, for :meth:`from_caption` only).
+
+        With ``cpu_offload`` they are loaded on the CPU and offloaded like the generator: each
+        moves to the accelerator only while it runs (T5-XXL never sits on a small GPU).
+        """
         if self._text_pipe is None:
             logger.info("loading the text encoders of %s", self.backend.model_id)
-            self._text_pipe = self.backend.load_text_pipeline(device=self.device, dtype=self.dtype)
+            if self.cpu_offload:
+                pipe = self.backend.load_text_pipeline(device="cpu", dtype=self.dtype)
+                pipe.enable_model_cpu_offload(device=self.device)
+            else:
+                pipe = self.backend.load_text_pipeline(device=self.device, dtype=self.dtype)
+            self._text_pipe = pipe
         return self._text_pipe
 
     def release_text_encoders(self) -> None:
@@ -336,8 +595,9 @@ class SeeingSoundsPipeline:
     def from_caption(self, caption: str | Sequence[str], *, seed: int = 0, seeds: Sequence[int] | None = None,
                      num_images_per_caption: int = 1, num_inference_steps: int | None = None,
                      guidance_scale: float | None = None, height: int | None = None, width: int | None = None,
-                     batch_size: int = 4, progress: bool = False) -> SeeingSoundsOutput:
-        """Images from captions through the generator's own text encoders (the text path).
+                     batch_size: int = 4, num_frames: int | None = None, fps: int | None = None,
+                     progress: bool = False) -> SeeingSoundsOutput:
+        """Images (or videos) from captions through the generator's own text encoders (the text path).
 
         Same seeds and settings as :meth:`__call__`, so audio- and text-driven images compare
         side by side. The negative conditioning is the text encoders' embedding of "".
@@ -345,15 +605,27 @@ class SeeingSoundsPipeline:
         captions = [caption] if isinstance(caption, str) else [str(c) for c in caption]
         if not captions:
             raise ConfigError("give at least one caption")
-        settings = self.resolve_settings(num_inference_steps, guidance_scale, height, width, num_images_per_caption, batch_size)
+        settings = self.resolve_settings(num_inference_steps, guidance_scale, height, width, num_images_per_caption,
+                                         batch_size, num_frames=num_frames)
+        frame_rate = self._fps(fps)
         all_seeds = self._seeds(seed, seeds, len(captions), num_images_per_caption)
         encoded = self.encode_captions(captions + [""])
         cond = {k: v[:-1].to(self.device, self.dtype) for k, v in encoded.items()}
         null = {k: v[-1].to(self.device, self.dtype) for k, v in encoded.items()}
         rows = {k: v.repeat_interleave(num_images_per_caption, dim=0) for k, v in cond.items()}
-        images = self.generate_from_conditioning(rows, seeds=all_seeds, negative=self._negative(null, settings["guidance_scale"]),
-                                                 settings=settings, batch_size=batch_size, progress=progress)
-        return SeeingSoundsOutput(
-            images=images, conditioning={k: v.float().cpu() for k, v in cond.items()}, seeds=all_seeds,
-            sources=[c for c in captions for _ in range(num_images_per_caption)], settings=settings,
-        )
+        made = self.generate_from_conditioning(rows, seeds=all_seeds, negative=self._negative(null, settings["guidance_scale"]),
+                                               settings=settings, batch_size=batch_size, progress=progress)
+        sources = [c for c in captions for _ in range(num_images_per_caption)]
+        return self._output(made, cond, all_seeds, sources, [], settings, frame_rate)
+
+
+def _check_lora(lora: str | os.PathLike | None) -> str | None:
+    """A LoRA argument as a string (``~`` expanded), ``None`` for none; a missing local path is refused."""
+    if lora is None or str(lora) == "":
+        return None
+    lora = str(lora)
+    if lora.startswith("~"):
+        lora = os.path.expanduser(lora)  # not a hub id; neither diffusers nor a quoted shell argument expands it
+    if not os.path.exists(lora) and lora.startswith((".", "/", "~")):
+        raise ConfigError(f"LoRA weights {lora} do not exist: give a .safetensors file, its folder or a hub id")
+    return lora

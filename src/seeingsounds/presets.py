@@ -42,6 +42,12 @@ class Preset:
     guidance_scale: float = 3.5
     height: int = 512
     width: int = 512
+    #: video generators only: frames per clip and the frame rate they are meant to play at
+    num_frames: int | None = None
+    fps: int | None = None
+    #: the generator LoRA this setup was meant for (file, folder or hub id), loaded when the user gives
+    #: none; empty by default (the paper's "pretrained LoRA adapter" is not named)
+    lora: str = ""
     #: keyword options of the encoder's ``from_pretrained`` (e.g. aisfx ``peak_normalize``)
     encoder_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -173,3 +179,20 @@ for _name, _generator, _length, _steps, _guidance in (
         hidden_dim=64, attention_heads=4, lr_sequence=1e-3, lr_pooled=1e-3,
         num_inference_steps=_steps, guidance_scale=_guidance, height=32, width=32,
     ))
+
+# ---- video (issue 13): Wan 2.1 text-to-video, umT5-XXL prompt_embeds [512, 4096] only --------------
+register_preset(Preset(
+    name="wan-1.3b",
+    description="AST (AudioSet) -> Wan 2.1 T2V 1.3B (480p video, ~8 GB): umT5-XXL sequence [512, 4096], no pooled.",
+    encoder="ast", encoder_id=AST_AUDIOSET,
+    generator="wan", generator_id="Wan-AI/Wan2.1-T2V-1.3B-Diffusers", max_sequence_length=512,
+    hidden_dim=1024, num_inference_steps=50, guidance_scale=5.0, height=480, width=832, num_frames=81, fps=16,
+))
+register_preset(Preset(
+    name="tiny-wan",
+    description="Tiny random AST -> tiny random Wan 2.1 video pipeline, built locally (tests, offline).",
+    encoder="ast", encoder_id="tiny:ast",
+    generator="wan", generator_id="tiny:wan", max_sequence_length=16,
+    hidden_dim=64, attention_heads=4, lr_sequence=1e-3, lr_pooled=1e-3,
+    num_inference_steps=2, guidance_scale=5.0, height=32, width=32, num_frames=5, fps=8,
+))

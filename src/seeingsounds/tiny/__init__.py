@@ -23,6 +23,7 @@ _BUILDERS: dict[str, tuple[str, str, int]] = {
     "sdxl": ("seeingsounds.tiny.sdxl", "build_tiny_sdxl", 1),
     "sd": ("seeingsounds.tiny.sd", "build_tiny_sd", 1),
     "sd-turbo": ("seeingsounds.tiny.sd", "build_tiny_sd_turbo", 1),
+    "wan": ("seeingsounds.tiny.wan", "build_tiny_wan", 1),
     "minilm-flux": ("seeingsounds.tiny.minilm_flux", "build_tiny_minilm_flux", 1),
     "clip-judge": ("seeingsounds.tiny.judges", "build_tiny_clip_judge", 1),
     "wav2clip": ("seeingsounds.tiny.judges", "build_tiny_wav2clip", 1),

@@ -1,0 +1,337 @@
+"""Files out of a :class:`~seeingsounds.pipeline.SeeingSoundsPipeline`: what ``generate`` and ``edit`` write.
+
+:func:`generate_files` and :func:`edit_files` check every input, the output paths and the model's
+limits *before* any model weights are loaded, then load the pipeline once, run it in chunks and
+write PNGs (or mp4 videos plus a poster PNG) with their provenance, and a labelled contact sheet.
+The CLI parses its options, calls one of them and prints the paths they return.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from seeingsounds.audio.io import audio_fingerprint
+from seeingsounds.audio.render import check_chain
+from seeingsounds.errors import ConfigError
+from seeingsounds.imaging import contact_sheet, file_sha256, provenance, save_png
+from seeingsounds.model import load_backend
+from seeingsounds.pipeline import (
+    SeeingSoundsPipeline,
+    check_seed,
+    check_size,
+    check_strength,
+    load_image,
+    read_checkpoint_preset,
+)
+from seeingsounds.video import write_mp4
+
+SHEET_NAME = "contact_sheet.png"
+
+Effects = Sequence[tuple[str, Mapping[str, Any]]]
+
+
+@dataclass
+class LoadOptions:
+    """How to load the pipeline (``SeeingSoundsPipeline.from_pretrained``'s options)."""
+
+    checkpoint: str
+    preset: str | None = None
+    generator_id: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    lora: str | None = None
+    cpu_offload: bool = False
+
+    def load(self) -> SeeingSoundsPipeline:
+        return SeeingSoundsPipeline.from_pretrained(
+            self.checkpoint, preset=self.preset, generator_id=self.generator_id, device=self.device,
+            dtype=None if self.dtype in (None, "auto") else self.dtype, lora=self.lora, cpu_offload=self.cpu_offload)
+
+
+@dataclass
+class Settings:
+    """Generation settings shared by ``generate`` and ``edit`` (``None``: the preset's)."""
+
+    seed: int = 0
+    num_images: int = 1
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+    batch_size: int = 4
+    effects: Effects = field(default_factory=list)
+    mix: tuple[str, float] | None = None
+    num_frames: int | None = None
+    fps: int | None = None
+    sheet: bool = True
+
+
+# ---- checks that run before any model is loaded ------------------------------------------------
+def slug(text: str, limit: int = 40) -> str:
+    """``text`` as a lower-case file-name fragment (``caption`` when nothing is left)."""
+    result = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    return result[:limit].rstrip("-") or "caption"
+
+
+def stems(paths: Sequence[str]) -> list[str]:
+    """File stems, prefixed with the input's index where two inputs share one."""
+    names = [slug(Path(p).stem, 60) for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{i:03d}-{s}" for i, s in enumerate(names)]
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output folder that cannot be created or written (the nearest existing parent decides)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"cannot write to {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to {path}: {probe} is not writable (permission denied); choose another -o")
+
+
+def plan_outputs(output: str | os.PathLike, n_files: int, *, suffix: str = ".png") -> tuple[Path, Path | None]:
+    """(folder, single file or None). An ``-o`` ending in ``suffix`` names exactly one output file."""
+    out = Path(output).expanduser()
+    if out.suffix.lower() in (".png", ".mp4"):
+        if out.suffix.lower() != suffix:
+            raise ConfigError(f"-o {out}: this run writes {suffix} files; give a folder or a {suffix} name")
+        if n_files != 1:
+            raise ConfigError(f"-o {out} names one file but this run makes {n_files}: give a folder instead")
+        if out.is_dir():
+            raise ConfigError(f"-o {out} is a folder: give a new file name or drop the {suffix}")
+        folder = out.parent if str(out.parent) else Path(".")
+        check_writable(folder)
+        return folder, out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out} exists and is not a folder")
+    check_writable(out)
+    return out, None
+
+
+def check_settings(settings: Settings, n_inputs: int) -> None:
+    """Values that need no model: counts, seeds, guidance, effects, the mix partner."""
+    for label, value in (("--num-images", settings.num_images), ("--batch-size", settings.batch_size),
+                         ("--steps", settings.steps), ("--frames", settings.num_frames), ("--fps", settings.fps)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{label} must be >= 1, got {value}")
+    check_seed(settings.seed, "--seed")
+    check_seed(settings.seed + settings.num_images - 1, "--seed + --num-images - 1")
+    if settings.guidance is not None and settings.guidance < 0:
+        raise ConfigError(f"--guidance must be >= 0, got {settings.guidance}")
+    check_chain(settings.effects)  # a bad value fails now, not after the generator has loaded
+    if settings.mix is not None and not os.path.isfile(settings.mix[0]):
+        raise ConfigError(f"--mix file {settings.mix[0]} does not exist")
+    if n_inputs < 1:
+        raise ConfigError("give at least one sound file")
+
+
+def check_model_limits(load: LoadOptions, settings: Settings, sizes: Sequence[tuple[int | None, int | None]] = ()) -> bool | None:
+    """Check sizes and video options against the generator's configs (no weights); returns whether it
+    makes videos, or ``None`` when the checkpoint is a hub id (its config arrives with the weights)."""
+    preset = read_checkpoint_preset(load.checkpoint, load.preset)  # a missing local checkpoint fails here
+    if preset is None:
+        return None
+    if load.generator_id is not None:
+        preset = preset.replace(generator_id=str(load.generator_id))
+    backend = load_backend(preset)
+    for width, height in [(settings.width, settings.height), *sizes]:
+        check_size(width, height, backend, preset)
+    video = bool(getattr(backend, "is_video", False))
+    if video and settings.num_frames is not None:
+        backend.check_num_frames(settings.num_frames)
+    if not video and (settings.num_frames is not None or settings.fps is not None):
+        raise ConfigError(f"--frames and --fps are for video checkpoints; {preset.name} makes images")
+    return video
+
+
+def _common(pipe: SeeingSoundsPipeline, checkpoint: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
+    return provenance(
+        checkpoint=checkpoint, preset=pipe.preset.name,
+        generator=f"{pipe.preset.generator}:{pipe.preset.generator_id}",
+        encoder=f"{pipe.preset.encoder}:{pipe.preset.encoder_id}",
+        steps=resolved["num_inference_steps"], guidance=resolved["guidance_scale"],
+        size=f"{resolved['width']}x{resolved['height']}", dtype=str(pipe.dtype).replace("torch.", ""), lora=pipe.lora,
+    )
+
+
+class _Writer:
+    """Writes images (or videos + posters) and remembers them for the contact sheet."""
+
+    def __init__(self, folder: Path, single: Path | None, common: Mapping[str, Any]):
+        self.folder, self.single, self.common = folder, single, dict(common)
+        self.written: list[tuple[Path, str]] = []  # (file the sheet shows, its label)
+        self.outputs: list[Path] = []
+
+    def image(self, image: Any, name: str, label: str, meta: Mapping[str, Any]) -> None:
+        path = self.single if self.single is not None else self.folder / f"{name}.png"
+        save_png(image, path, {**self.common, **meta})
+        self.written.append((path, label))
+        self.outputs.append(path)
+
+    def video(self, frames: Any, poster: Any, name: str, label: str, meta: Mapping[str, Any], fps: int) -> None:
+        path = self.single if self.single is not None else self.folder / f"{name}.mp4"
+        meta = {**self.common, **meta, "frames": int(len(frames)), "fps": int(fps)}
+        write_mp4(frames, path, fps=fps, metadata=meta)
+        poster_path = path.with_suffix(".png")
+        save_png(poster, poster_path, {**meta, "poster_of": path.name})
+        self.written.append((poster_path, label))
+        self.outputs += [path, poster_path]
+
+    def sheet(self, enabled: bool, extra: Sequence[tuple[Image.Image, str]] = ()) -> None:
+        """A contact sheet of everything written (``extra`` tiles first) when there are several tiles."""
+        if not enabled or len(self.written) + len(extra) < 2:
+            return
+        images, labels = [im for im, _ in extra], [label for _, label in extra]
+        for path, label in self.written:
+            with Image.open(path) as im:
+                images.append(im.convert("RGB"))
+            labels.append(label)
+        sheet = contact_sheet(images, labels)
+        path = self.folder / SHEET_NAME
+        save_png(sheet, path, {**self.common, "images": [p.name for p, _ in self.written]})
+        self.outputs.insert(0, path)
+
+
+def _chunk(batch_size: int, num_images: int) -> int:
+    """Inputs per pipeline call so that one call makes about ``batch_size`` images."""
+    return max(1, batch_size // num_images) if num_images <= batch_size else 1
+
+
+# ---- generate -------------------------------------------------------------------------------
+def generate_files(load: LoadOptions, audio: Sequence[str], output: str | os.PathLike, settings: Settings, *,
+                   captions: Sequence[str] = (), pipe: SeeingSoundsPipeline | None = None,
+                   progress: bool | None = None) -> list[Path]:
+    """``seeingsounds generate``: images (or, for a video checkpoint, mp4 + poster PNG) per sound file
+    and caption, with provenance and a contact sheet. Returns the written paths (the sheet first).
+
+    Everything is checked before the model loads: the sound files, settings, the checkpoint path, the
+    size against the generator's limit, the video options and whether the output can be written.
+    """
+    audio, captions = [str(a) for a in audio], [str(c) for c in captions]
+    if not audio and not captions:
+        raise ConfigError("give at least one sound file (or --caption TEXT)")
+    for path in audio:
+        if not os.path.isfile(path):
+            raise ConfigError(f"sound file {path} does not exist")
+    check_settings(settings, len(audio) + len(captions))
+    video = check_model_limits(load, settings) if pipe is None else pipe.is_video
+    n_files = (len(audio) + len(captions)) * settings.num_images
+    folder, single = plan_outputs(output, n_files, suffix=".mp4" if video else ".png")
+
+    pipe = pipe if pipe is not None else load.load()
+    if video is None and pipe.is_video:  # a hub checkpoint: its kind is known now
+        folder, single = plan_outputs(output, n_files, suffix=".mp4")
+    call = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance, "height": settings.height,
+            "width": settings.width, "batch_size": settings.batch_size}
+    if pipe.is_video:
+        call.update(num_frames=settings.num_frames, fps=settings.fps)
+    resolved = pipe.resolve_settings(settings.steps, settings.guidance, settings.height, settings.width,
+                                     settings.num_images, settings.batch_size, num_frames=settings.num_frames)
+    writer = _Writer(folder, single, _common(pipe, load.checkpoint, resolved))
+    effects = [[n, dict(p)] for n, p in settings.effects] or None
+    mix_meta = None
+    if settings.mix is not None:
+        mix_meta = {"path": settings.mix[0], "sha256": audio_fingerprint(settings.mix[0]), "ratio": settings.mix[1]}
+
+    def emit(out: Any, k: int, name: str, label: str, meta: dict[str, Any]) -> None:
+        if pipe.is_video:
+            writer.video(out.videos[k], out.images[k], name, label, meta, out.settings["fps"])
+        else:
+            writer.image(out.images[k], name, label, meta)
+
+    names = stems(audio)
+    chunk = _chunk(settings.batch_size, settings.num_images)
+    bar = tqdm(total=len(audio), desc="sounds", unit="file",
+               disable=(not progress) if progress is not None else (None if len(audio) > 1 else True))
+    for start in range(0, len(audio), chunk):
+        paths = audio[start : start + chunk]
+        out = pipe(paths, seed=settings.seed, num_images_per_audio=settings.num_images, effects=settings.effects,
+                   mix=settings.mix, **call)
+        for k, seed in enumerate(out.seeds):
+            i = start + k // settings.num_images
+            meta = {"source": audio[i], "source_sha256": audio_fingerprint(audio[i]), "seed": seed, "effects": effects,
+                    "effect_descriptions": out.effects or None, "mix": mix_meta}
+            emit(out, k, f"{names[i]}_s{seed}", f"{Path(audio[i]).name}\nseed {seed}", meta)
+        bar.update(len(paths))
+    bar.close()
+    for c, caption in enumerate(captions):
+        out = pipe.from_caption(caption, seed=settings.seed, num_images_per_caption=settings.num_images, **call)
+        for k, seed in enumerate(out.seeds):
+            emit(out, k, f"caption{c:02d}-{slug(caption)}_s{seed}", f"text: {caption}\nseed {seed}",
+                 {"caption": caption, "seed": seed})
+    writer.sheet(settings.sheet)
+    return writer.outputs
+
+
+# ---- edit -----------------------------------------------------------------------------------
+def edit_files(load: LoadOptions, image: str | os.PathLike, audio: Sequence[str], output: str | os.PathLike,
+               settings: Settings, *, strength: float, mask: str | os.PathLike | None = None,
+               pipe: SeeingSoundsPipeline | None = None, progress: bool | None = None) -> list[Path]:
+    """``seeingsounds edit``: ``image`` edited by every sound file (image-to-image, or inpainting inside
+    ``mask``), PNGs with provenance (input image and mask sha256, strength) and a contact sheet that
+    starts with the input. Returns the written paths (the sheet first).
+    """
+    audio = [str(a) for a in audio]
+    for path in audio:
+        if not os.path.isfile(path):
+            raise ConfigError(f"sound file {path} does not exist")
+    check_settings(settings, len(audio))
+    strength = check_strength(strength)
+    picture = load_image(image, what="image")
+    mask_image = load_image(mask, what="mask", mode="L") if mask is not None else None
+    if mask_image is not None and mask_image.size != picture.size:
+        raise ConfigError(f"mask {mask} is {mask_image.width}x{mask_image.height} but image {image} is "
+                          f"{picture.width}x{picture.height}: give a mask of the image's size")
+    if settings.num_frames is not None or settings.fps is not None:
+        raise ConfigError("--frames and --fps are for video generation; edit makes images")
+    if pipe is None:
+        video = check_model_limits(load, settings, [picture.size])
+        if video:
+            raise ConfigError(f"checkpoint {load.checkpoint} drives a video generator: edit needs an image checkpoint")
+    folder, single = plan_outputs(output, len(audio) * settings.num_images)
+
+    pipe = pipe if pipe is not None else load.load()
+    call = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance, "height": settings.height,
+            "width": settings.width, "batch_size": settings.batch_size}
+    effects = [[n, dict(p)] for n, p in settings.effects] or None
+    mix_meta = None
+    if settings.mix is not None:
+        mix_meta = {"path": settings.mix[0], "sha256": audio_fingerprint(settings.mix[0]), "ratio": settings.mix[1]}
+    image_meta = {"image": str(image), "image_sha256": file_sha256(image) if isinstance(image, (str, os.PathLike)) else None,
+                  "mask": str(mask) if mask is not None else None,
+                  "mask_sha256": file_sha256(mask) if isinstance(mask, (str, os.PathLike)) else None,
+                  "strength": strength}
+    writer: _Writer | None = None
+    names = stems(audio)
+    chunk = _chunk(settings.batch_size, settings.num_images)
+    bar = tqdm(total=len(audio), desc="sounds", unit="file",
+               disable=(not progress) if progress is not None else (None if len(audio) > 1 else True))
+    for start in range(0, len(audio), chunk):
+        paths = audio[start : start + chunk]
+        out = pipe.edit(picture, paths, strength=strength, mask=mask_image, seed=settings.seed,
+                        num_images_per_audio=settings.num_images, effects=settings.effects, mix=settings.mix, **call)
+        if writer is None:
+            writer = _Writer(folder, single, {**_common(pipe, load.checkpoint, out.settings), **image_meta})
+        for k, seed in enumerate(out.seeds):
+            i = start + k // settings.num_images
+            meta = {"source": audio[i], "source_sha256": audio_fingerprint(audio[i]), "seed": seed, "effects": effects,
+                    "effect_descriptions": out.effects or None, "mix": mix_meta}
+            writer.image(out.images[k], f"{names[i]}_s{seed}",
+                         f"{Path(audio[i]).name}\nstrength {strength:g}, seed {seed}", meta)
+        bar.update(len(paths))
+    bar.close()
+    assert writer is not None
+    writer.sheet(settings.sheet, [(picture, f"input {Path(str(image)).name}" + ("\n(masked)" if mask is not None else ""))])
+    return writer.outputs
+
