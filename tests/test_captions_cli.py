@@ -73,7 +73,7 @@ def test_show_bad_captions_file(tmp_path, capsys):
     captions = tmp_path / "c.json"
     captions.write_text('{"owl": ""}')
     assert main(["captions", "show", str(captions)]) == 2
-    assert "'owl' is empty" in capsys.readouterr().err
+    assert "the caption of label 'owl' is empty" in capsys.readouterr().err
 
 
 def test_init_with_llm_engine_and_cache(tmp_path, capsys):
@@ -89,7 +89,7 @@ def test_init_with_llm_engine_and_cache(tmp_path, capsys):
         assert main(args) == 0
         assert load_captions(out)["dog_bark"] == ["LLM<Class label: dog_bark>"]
         assert len(server.requests) == 2
-        assert (tmp_path / "captions.llm-cache.json").is_file()
+        assert (tmp_path / "captions.llm-cache.jsonl").is_file()
         server.mode = "500"  # the cache answers: no request, same file
         assert main([*args, "--force"]) == 0
         assert len(server.requests) == 2

@@ -140,8 +140,48 @@ def test_registry():
     assert isinstance(get_editor("template"), TemplateEditor)
     with pytest.raises(ConfigError, match="choose one of llm, template"):
         get_editor("gpt")
-    with pytest.raises(ConfigError, match="does not take these options"):
+    with pytest.raises(ConfigError, match="'template' does not take model: those are llm options"):
         get_editor("template", model="x")
+    with pytest.raises(ConfigError, match="does not take these options"):
+        get_editor("template", timeout=3)
+    # the options every engine accepts: the template engine is deterministic and needs no cache
+    assert isinstance(get_editor("template", cache_path="unused.jsonl", temperature=0.0), TemplateEditor)
+
+
+def test_registry_resolves_builtins_lazily_without_an_import_cycle():
+    """edit.py (the interface) imports no engine; engines are ``module:Class`` strings resolved on use."""
+    import ast
+    from pathlib import Path
+
+    import seeingsounds.captions.edit as edit
+
+    tree = ast.parse(Path(edit.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith("seeingsounds.captions.")}, imported
+    assert edit.BUILTIN_EDITORS == {"template": "seeingsounds.captions.templates:TemplateEditor",
+                                    "llm": "seeingsounds.captions.llm:LLMEditor"}
+    ed = get_editor("llm", base_url="http://127.0.0.1:9/v1")
+    assert type(ed).__module__ == "seeingsounds.captions.llm" and ed.temperature == 0.0 and ed.cache_path is None
+
+    class Custom(edit.CaptionEditor):
+        def __init__(self, flavour="plain"):
+            self.flavour = flavour
+
+        def edit(self, caption, description):
+            return f"{caption} ({description})"
+
+        def fuse(self, u, v):
+            return f"{u} and {v}"
+
+        def class_caption(self, label):
+            return label
+
+    edit.register_editor("custom-test", Custom)
+    try:
+        assert get_editor("custom-test", flavour="x").flavour == "x"  # no temperature forced on it
+    finally:
+        del edit._REGISTRY["custom-test"]
 
 
 def test_augmented_captions_and_json_roundtrip(tmp_path):

@@ -51,6 +51,9 @@ class FakeOpenAI:
                     return self._send(200, b'{"choices": [{"message": {"content": "late"}}]}')
                 if mode == "500":
                     return self._send(500, b'{"error": {"message": "overloaded"}}')
+                if mode == "408once":  # a request timeout the first time, then an answer
+                    fake.mode = "ok"
+                    return self._send(408, b'{"error": {"message": "request timeout"}}')
                 if mode == "401":
                     return self._send(401, b'{"error": {"message": "Incorrect API key provided"}}')
                 raise AssertionError(mode)
@@ -89,9 +92,10 @@ def fake():
 
 
 def editor(fake, tmp_path, **kwargs) -> LLMEditor:
-    options = {"model": "fake-4o", "api_key": "sk-test", "timeout": 0.2, "max_attempts": 3, "backoff": 0.01}
+    options = {"model": "fake-4o", "api_key": "sk-test", "timeout": 0.2, "max_attempts": 3, "backoff": 0.01,
+               "cache": tmp_path / "llm-cache.json"}
     options.update(kwargs)
-    return LLMEditor(fake.url, cache=tmp_path / "llm-cache.json", **options)
+    return LLMEditor(fake.url, **options)
 
 
 def test_success_request_shape_and_cache_answers_offline(fake, tmp_path):
@@ -106,8 +110,8 @@ def test_success_request_shape_and_cache_answers_offline(fake, tmp_path):
     assert fake.headers[0]["Authorization"] == "Bearer sk-test"
     assert e.edit("a train passing by", "low-volume").startswith("LLM<")  # in-memory hit
     assert len(fake.requests) == 3
-    cache = json.loads((tmp_path / "llm-cache.json").read_text())
-    assert len(cache["entries"]) == 3
+    lines = [json.loads(x) for x in (tmp_path / "llm-cache.json").read_text().splitlines()]
+    assert lines[0] == {"format": "seeingsounds-caption-cache/2"} and len(lines) == 1 + 3
     fake.stop()  # nothing listens any more: a rerun must come from the file alone
     rerun = editor(fake, tmp_path, temperature=0.3, max_attempts=1)
     assert rerun.class_caption("dog_bark") == "LLM<Class label: dog_bark>"
@@ -209,3 +213,89 @@ def test_shipped_prompts_ask_for_one_line():
     for op in ("edit", "fuse", "class_caption"):
         text = default_system_prompt(op)
         assert "single line" in text and "caption only" in text
+
+
+def test_default_temperature_is_zero(fake, tmp_path):
+    e = LLMEditor(fake.url, cache=None, timeout=1)
+    assert e.temperature == 0.0
+    e.class_caption("dog")
+    assert fake.requests[-1]["temperature"] == 0
+    assert get_editor("llm", base_url=fake.url).temperature == 0.0
+    assert get_editor("llm", base_url=fake.url, temperature=0.5).temperature == 0.5
+
+
+def test_cache_is_appended_per_caption_not_rewritten(fake, tmp_path):
+    import os
+
+    path = tmp_path / "c.jsonl"
+    e = get_editor("llm", base_url=fake.url, model="fake", cache_path=path, timeout=1)
+    e.class_caption("dog")
+    inode, sizes = os.stat(path).st_ino, [path.stat().st_size]
+    for label in ("cat", "owl", "cow"):
+        e.class_caption(label)
+        sizes.append(path.stat().st_size)
+    assert os.stat(path).st_ino == inode  # the same file, appended to (a rewrite would replace it)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 + 4 and json.loads(lines[0]) == {"format": "seeingsounds-caption-cache/2"}
+    growth = [b - a for a, b in zip(sizes, sizes[1:])]
+    assert growth == [len(line.encode()) + 1 for line in lines[2:]]  # each caption costs exactly its line
+    # an interrupted append leaves a torn last line: dropped, the file compacted, the rest kept
+    with open(path, "ab") as f:
+        f.write(b'{"key": "abc", "capt')
+    again = get_editor("llm", base_url=fake.url, model="fake", cache_path=path, timeout=1)
+    assert [again.class_caption(x) for x in ("dog", "cat", "owl", "cow")] == [
+        f"LLM<Class label: {x}>" for x in ("dog", "cat", "owl", "cow")]
+    assert again.request_count == 0
+    assert path.read_text().splitlines() == lines and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cache_shared_by_two_editors_and_legacy_file_converted(fake, tmp_path):
+    path = tmp_path / "shared.jsonl"
+    a = editor(fake, tmp_path, cache=path)
+    b = editor(fake, tmp_path, cache=path)
+    a.fuse("a train", "an owl")
+    assert b.fuse("a train", "an owl") == "LLM<Caption 1: a train | Caption 2: an owl>" and b.request_count == 0
+    legacy = tmp_path / "old.llm-cache.json"
+    key = a.cache_key("class_caption", ("dog",))
+    legacy.write_text(json.dumps({"format": "seeingsounds-caption-cache/1",
+                                  "entries": {key: {"operation": "class_caption", "caption": "an old dog"}}}, indent=1))
+    old = editor(fake, tmp_path, cache=legacy)
+    assert old.class_caption("dog") == "an old dog" and old.request_count == 0
+    lines = [json.loads(x) for x in legacy.read_text().splitlines()]
+    assert lines[0] == {"format": "seeingsounds-caption-cache/2"} and lines[1]["key"] == key
+
+
+@pytest.mark.parametrize("url", ["http://exa mple.com/v1", "http://[::1/v1", "http://127.0.0.1:99999/v1", "https:///v1"])
+def test_invalid_url_is_a_config_error(url):
+    with pytest.raises(ConfigError, match="base_url"):
+        LLMEditor(url, cache=None)
+
+
+def test_invalid_url_at_request_time_is_a_config_error(fake, tmp_path, monkeypatch):
+    import http.client
+    import urllib.request
+
+    def invalid(*args, **kwargs):
+        raise http.client.InvalidURL("nonnumeric port: 'x'")
+
+    monkeypatch.setattr(urllib.request, "urlopen", invalid)
+    e = editor(fake, tmp_path, fallback="template")
+    with pytest.raises(ConfigError, match="not a usable URL.*--base-url"):
+        e.class_caption("dog")
+    assert e.request_count == 1 and e.fallback_count == 0
+
+
+def test_ssl_error_is_permanent_not_retried_and_no_fallback(fake, tmp_path):
+    https = fake.url.replace("http://", "https://")  # TLS handshake against a plain-HTTP server fails
+    e = LLMEditor(https, cache=tmp_path / "c.jsonl", timeout=2, max_attempts=3, backoff=0.01, fallback="template")
+    with pytest.raises(CaptionEngineError, match="TLS/SSL") as info:
+        e.class_caption("dog")
+    assert info.value.transient is False and e.request_count == 1 and e.fallback_count == 0
+    assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_http_408_is_retried(fake, tmp_path):
+    fake.mode = "408once"
+    e = editor(fake, tmp_path)
+    assert e.class_caption("dog") == "LLM<Class label: dog>"
+    assert len(fake.requests) == 2 and e.request_count == 2

@@ -38,7 +38,7 @@ def test_every_problem_listed_at_once_json(tmp_path):
     problems = info.value.problems
     assert len(problems) == 8, problems
     text = "\n".join(problems)
-    assert "'dog' is empty" in text
+    assert "the caption of label 'dog' is empty" in text and "\nlabel 'dog' is empty" not in "\n" + text
     assert "'cat': caption is a int" in text
     assert "'cow': the caption list is empty" in text
     assert "'hen' caption 2 is nothing" in text

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seeingsounds.errors import ConfigError, DatasetError
+from seeingsounds.paths import atomic_write_text
 
 __all__ = [
     "CaptionEditor",
@@ -58,28 +60,28 @@ class CaptionEditor(ABC):
         """t_y: a short visual caption written from a bare class label."""
 
 
-_REGISTRY: dict[str, Callable[..., CaptionEditor]] = {}
+#: built-in engines as ``name -> "module:Class"``, imported only when asked for (the engines import
+#: this module for :class:`CaptionEditor`, so importing them here would be an import cycle)
+BUILTIN_EDITORS: dict[str, str] = {
+    "template": "seeingsounds.captions.templates:TemplateEditor",
+    "llm": "seeingsounds.captions.llm:LLMEditor",
+}
+_REGISTRY: dict[str, Callable[..., CaptionEditor] | str] = dict(BUILTIN_EDITORS)
 
 
-def register_editor(name: str, factory: Callable[..., CaptionEditor]) -> None:
-    """Make ``factory`` available as ``get_editor(name, **kwargs)``."""
+def register_editor(name: str, factory: Callable[..., CaptionEditor] | str) -> None:
+    """Make ``factory`` (a callable, or ``"module:Class"`` imported on first use) available as
+    ``get_editor(name, **kwargs)``."""
     _REGISTRY[name] = factory
 
 
-def _template(**kwargs: Any) -> CaptionEditor:
-    from seeingsounds.captions.templates import TemplateEditor
-
-    return TemplateEditor(**kwargs)
-
-
-def _llm(**kwargs: Any) -> CaptionEditor:
-    from seeingsounds.captions.llm import LLMEditor
-
-    return LLMEditor(**kwargs)
-
-
-register_editor("template", _template)
-register_editor("llm", _llm)
+def _resolve(name: str) -> Callable[..., CaptionEditor]:
+    factory = _REGISTRY[name]
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+        _REGISTRY[name] = factory
+    return factory
 
 
 def available_editors() -> list[str]:
@@ -87,16 +89,35 @@ def available_editors() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_editor(name: str = "template", **kwargs: Any) -> CaptionEditor:
-    """Build the caption engine ``name`` (``template`` or ``llm``) with engine options ``kwargs``."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
+def get_editor(name: str = "template", *, cache_path: str | os.PathLike[str] | None = None,
+               temperature: float | None = None, base_url: str | None = None, model: str | None = None,
+               **options: Any) -> CaptionEditor:
+    """Build the caption engine ``name`` (``template`` or ``llm``).
+
+    Args:
+        cache_path: file of produced captions (``llm``: JSON Lines, written incrementally). The
+            template engine is deterministic and needs none: ignored there.
+        temperature: sampling temperature (``llm``; None: its default, 0, for reproducible edits).
+            Ignored by the template engine.
+        base_url, model: the endpoint and chat model (``llm``; None: its defaults). An error for
+            the template engine.
+        options: further engine options (``llm``: ``timeout``, ``max_attempts``, ``fallback``,
+            ``system_prompts``, ``api_key``, ``cache``, ...).
+    """
+    if name not in _REGISTRY:
         raise ConfigError(
             f"unknown caption engine {name!r}: choose one of {', '.join(available_editors())}"
         ) from None
+    factory = _resolve(name)
+    if name == "template":
+        given = [k for k, v in {"base_url": base_url, "model": model}.items() if v is not None]
+        if given:
+            raise ConfigError(f"caption engine 'template' does not take {', '.join(given)}: those are llm options")
+    else:
+        named = {"cache_path": cache_path, "temperature": temperature, "base_url": base_url, "model": model}
+        options.update({k: v for k, v in named.items() if v is not None})
     try:
-        return factory(**kwargs)
+        return factory(**options)
     except TypeError as exc:
         raise ConfigError(f"caption engine {name!r} does not take these options: {exc}") from None
 
@@ -186,8 +207,6 @@ class AugmentedCaptions:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_json` to ``path`` atomically."""
-        from seeingsounds.captions.store import atomic_write_text
-
         return atomic_write_text(path, self.to_json())
 
     @classmethod

@@ -4,16 +4,20 @@
 shipped in ``captions/prompts/*.txt``) and ``temperature``. The API key comes from ``api_key`` or
 the ``OPENAI_API_KEY`` environment variable (no header when neither is set: local servers).
 
-Every caption produced is stored in a JSON cache file (key: operation, inputs, model,
-temperature, SHA-256 of the system prompt), written atomically, so a rerun answers from the file
-without any request and is reproducible offline.
+The default temperature is 0 (the most reproducible sampling an endpoint offers). Every caption
+produced is appended to a JSON Lines cache file (key: operation, inputs, model, temperature,
+SHA-256 of the system prompt; one line per caption, so the I/O grows linearly with the captions;
+a torn line from an interruption is dropped and the file compacted atomically), so a rerun answers
+from the file without any request and is reproducible offline.
 
-Failures (connection refused, timeout, HTTP 429/5xx, malformed JSON, no ``choices``/``content``,
+Failures (connection refused, timeout, HTTP 408/429/5xx, malformed JSON, no ``choices``/``content``,
 an empty or multi-line answer) are retried ``max_attempts`` times in all with exponential backoff,
 then raise :class:`CaptionEngineError` — or, only with ``fallback="template"``, log a warning,
 count it in :attr:`LLMEditor.fallback_count` and return the template engine's caption (not cached,
-so a later run asks the endpoint again). HTTP 4xx other than 429 (bad key, unknown model) is a
-configuration problem: never retried and never replaced by a fallback.
+so a later run asks the endpoint again). Configuration problems are never retried and never
+replaced by a fallback: HTTP 4xx other than 408/429 (bad key, unknown model) and TLS/SSL errors
+(certificate, http vs https) raise a permanent :class:`CaptionEngineError`; a base URL that is not
+a URL raises :class:`~seeingsounds.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import logging
 import os
 import socket
 import time
+import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from importlib import resources
@@ -43,7 +49,10 @@ logger = logging.getLogger(__name__)
 OPERATIONS = ("edit", "fuse", "class_caption")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o"
-CACHE_FORMAT = "seeingsounds-caption-cache/1"
+#: HTTP codes worth another attempt besides 5xx: request timeout, rate limit
+RETRIED_HTTP_CODES = (408, 429)
+CACHE_FORMAT = "seeingsounds-caption-cache/2"
+LEGACY_CACHE_FORMAT = "seeingsounds-caption-cache/1"
 _QUOTES = "\"'`“”‘’"
 
 
@@ -79,42 +88,135 @@ def _sha256(text: str) -> str:
 
 
 class _Cache:
-    """JSON file of produced captions; ``path=None`` keeps them in memory only."""
+    """Produced captions in a JSON Lines file, appended one line per caption; ``path=None``: memory only.
+
+    The first line is a header (``{"format": CACHE_FORMAT}``), each further line one record with
+    its ``key``. A caption costs one appended line (no rewrite of the file: linear I/O for tens of
+    thousands of fusions), written with a single ``write`` + ``fsync``, so an interruption loses at
+    most the line being written; such a torn last line is ignored on read, and the file is then
+    compacted atomically (temp file + rename), as is a cache of the older whole-file JSON format
+    (``seeingsounds-caption-cache/1``), which is converted in place. Lines another process appends
+    meanwhile are picked up on a miss.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None):
         self.path = Path(path) if path is not None else None
-        self.entries: dict[str, dict[str, Any]] = self._read() if self.path else {}
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._offset = 0
+        if self.path is not None:
+            self._load()
 
-    def _read(self) -> dict[str, dict[str, Any]]:
+    def _unreadable(self, exc: Exception) -> CaptionEngineError:
+        return CaptionEngineError(f"caption cache {self.path} is unreadable ({exc}): "
+                                  "fix or delete it (its captions will be requested again)")
+
+    def _not_a_cache(self) -> CaptionEngineError:
+        return CaptionEngineError(
+            f"{self.path} is not a caption cache ({CACHE_FORMAT}): pass another --cache file or delete it")
+
+    def _load(self) -> None:
         assert self.path is not None
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = self.path.read_bytes()
         except FileNotFoundError:
-            return {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CaptionEngineError(
-                f"caption cache {self.path} is unreadable ({exc}): "
-                "fix or delete it (its captions will be requested again)"
-            ) from None
-        if isinstance(data, dict) and data.get("format") == CACHE_FORMAT and isinstance(data.get("entries"), dict):
-            return data["entries"]
-        raise CaptionEngineError(
-            f"{self.path} is not a caption cache ({CACHE_FORMAT}): pass another --cache file or delete it"
-        )
+            return
+        except OSError as exc:
+            raise self._unreadable(exc) from None
+        if not raw.strip():
+            self._compact()
+            return
+        first_line = raw.split(b"\n", 1)[0]
+        try:
+            header = json.loads(first_line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+        if isinstance(header, dict) and header.get("format") == CACHE_FORMAT:
+            if self._parse(raw, first=True):
+                self._compact()
+        else:
+            self._load_legacy(raw)
+
+    def _load_legacy(self, raw: bytes) -> None:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise self._unreadable(exc) from None
+        if not (isinstance(data, dict) and data.get("format") == LEGACY_CACHE_FORMAT
+                and isinstance(data.get("entries"), dict)):
+            raise self._not_a_cache()
+        self.entries = {k: v for k, v in data["entries"].items() if isinstance(v, dict)}
+        self._compact()
+
+    def _parse(self, raw: bytes, *, first: bool) -> bool:
+        """Read complete lines of ``raw`` (from :attr:`_offset`); True when a torn line was skipped."""
+        end = raw.rfind(b"\n") + 1
+        torn = raw[end:].strip() != b""
+        lines = raw[:end].split(b"\n")
+        if first:
+            header, lines = (lines[0] if lines else b""), lines[1:]
+            try:
+                ok = json.loads(header.decode("utf-8")).get("format") == CACHE_FORMAT
+            except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                ok = False
+            if not ok:
+                raise self._not_a_cache()
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+                self.entries[str(record["key"])] = record
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+                torn = True  # a damaged line: its caption is asked again, the rest is kept
+        self._offset += end
+        return torn
+
+    def _compact(self) -> None:
+        """Rewrite the file atomically with one line per entry (after a torn line or a legacy file)."""
+        assert self.path is not None
+        lines = [json.dumps({"format": CACHE_FORMAT}, ensure_ascii=False)]
+        lines += [json.dumps({"key": k, **{f: v for f, v in r.items() if f != "key"}}, ensure_ascii=False)
+                  for k, r in self.entries.items()]
+        text = "\n".join(lines) + "\n"
+        atomic_write_text(self.path, text)
+        self._offset = len(text.encode("utf-8"))
+
+    def _refresh(self) -> None:
+        """Pick up lines appended by another process since we last read."""
+        assert self.path is not None
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                tail = f.read()
+        except FileNotFoundError:
+            return
+        if tail:
+            self._parse(tail, first=False)
 
     def get(self, key: str) -> str | None:
         entry = self.entries.get(key)
+        if entry is None and self.path is not None:
+            self._refresh()
+            entry = self.entries.get(key)
         return entry.get("caption") if isinstance(entry, dict) else None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        self.entries[key] = record
         if self.path is None:
+            self.entries[key] = record
             return
-        merged = {**self._read(), **self.entries}  # keep what another run added meanwhile
-        self.entries = merged
-        atomic_write_text(
-            self.path, json.dumps({"format": CACHE_FORMAT, "entries": merged}, indent=1, ensure_ascii=False) + "\n"
-        )
+        if not self.path.exists():
+            self._compact()
+        self._refresh()
+        self.entries[key] = record
+        line = (json.dumps({"key": key, **record}, ensure_ascii=False) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)  # one write on an O_APPEND file: lines of several writers do not interleave
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # _offset stays: the next refresh re-reads this line too (harmless), and so never lands
+        # inside a line another process appended at the same moment
 
 
 def _clean_reply(body: bytes, max_chars: int) -> str:
@@ -157,11 +259,11 @@ class LLMEditor(CaptionEditor):
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
-        model: str = DEFAULT_MODEL,
+        base_url: str | None = DEFAULT_BASE_URL,
+        model: str | None = DEFAULT_MODEL,
         *,
         api_key: str | None = None,
-        temperature: float = 0.7,
+        temperature: float = 0.0,
         timeout: float = 30.0,
         max_attempts: int = 3,
         backoff: float = 1.0,
@@ -170,10 +272,19 @@ class LLMEditor(CaptionEditor):
         cache: str | os.PathLike[str] | None = None,
         fallback: str | None = None,
         max_chars: int = 300,
+        cache_path: str | os.PathLike[str] | None = None,
     ):
         problems = []
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            problems.append(f"base_url {base_url!r} must start with http:// or https://")
+        if cache is not None and cache_path is not None and Path(cache) != Path(cache_path):
+            problems.append(f"cache {cache} and cache_path {cache_path} name two files: give one")
+        cache = cache if cache is not None else cache_path
+        if base_url is None:
+            base_url = DEFAULT_BASE_URL
+        if model is None:
+            model = DEFAULT_MODEL
+        url_problem = _url_problem(base_url)
+        if url_problem:
+            problems.append(url_problem)
         if not isinstance(model, str) or not model.strip():
             problems.append("model must name the chat model (e.g. gpt-4o)")
         if not 0 <= float(temperature) <= 2:
@@ -318,7 +429,7 @@ class LLMEditor(CaptionEditor):
                 payload = response.read()
         except urllib.error.HTTPError as exc:
             detail = _error_detail(exc)
-            if exc.code == 429 or exc.code >= 500:
+            if exc.code in RETRIED_HTTP_CODES or exc.code >= 500:
                 raise _Retryable(f"HTTP {exc.code}{detail}", wait=_retry_after(exc)) from None
             hint = " (check the API key: --api-key or OPENAI_API_KEY)" if exc.code in (401, 403) else ""
             if exc.code == 404:
@@ -327,12 +438,47 @@ class LLMEditor(CaptionEditor):
                 f"caption engine {self.endpoint} refused {operation}: HTTP {exc.code}{detail}{hint}", transient=False
             ) from None
         except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLError):
+                raise _ssl_failure(self.endpoint, operation, exc.reason) from None
             raise _Retryable(f"cannot connect: {exc.reason}") from None
+        except ssl.SSLError as exc:  # during the reply, after the connection was made
+            raise _ssl_failure(self.endpoint, operation, exc) from None
+        except http.client.InvalidURL as exc:
+            raise ConfigError(f"caption engine: {self.endpoint} is not a usable URL ({exc}); "
+                              "check --base-url (e.g. https://api.openai.com/v1)") from None
+        except ValueError as exc:  # urllib/http.client refusing the URL or a header (e.g. the API key)
+            raise ConfigError(f"caption engine: cannot send a request to {self.endpoint} ({exc}); "
+                              "check --base-url and the API key") from None
         except (TimeoutError, socket.timeout):
             raise _Retryable(f"no reply within the timeout of {self.timeout:g} s") from None
         except (http.client.HTTPException, ConnectionError, OSError) as exc:
             raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}") from None
         return _clean_reply(payload, self.max_chars)
+
+
+def _url_problem(base_url: Any) -> str | None:
+    """What is wrong with ``base_url`` as an endpoint URL, or None."""
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        return f"base_url {base_url!r} must start with http:// or https://"
+    if any(c.isspace() or ord(c) < 32 for c in base_url):
+        return f"base_url {base_url!r} contains spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        return f"base_url {base_url!r} is not a valid URL ({exc})"
+    if not parts.hostname:
+        return f"base_url {base_url!r} names no host (e.g. https://api.openai.com/v1)"
+    return None
+
+
+def _ssl_failure(endpoint: str, operation: str, exc: BaseException) -> CaptionEngineError:
+    """A TLS failure (certificate, protocol): permanent, retrying or falling back would only hide it."""
+    return CaptionEngineError(
+        f"caption engine {endpoint} failed for {operation}: TLS/SSL error ({exc}); check the certificate "
+        "(a private CA: set SSL_CERT_FILE) or whether the server speaks http:// rather than https://",
+        transient=False,
+    )
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

@@ -114,7 +114,8 @@ def _validate(pairs: Iterable[tuple[Any, Any]]) -> tuple[dict[str, list[str]], l
             continue
         captions: list[str] = []
         for i, caption in enumerate(values):
-            where = f"label {key!r}" + (f" caption {i + 1}" if not isinstance(value, str) else "")
+            # a single caption: say it is the caption, not the label, that is at fault
+            where = f"label {key!r} caption {i + 1}" if not isinstance(value, str) else f"the caption of label {key!r}"
             if not isinstance(caption, str):
                 kind = "nothing" if caption is None else f"a {type(caption).__name__}"
                 problems.append(f"{where} is {kind}, not a string")

@@ -20,12 +20,13 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
                    help="template: offline and deterministic (default); llm: an OpenAI-compatible endpoint")
     g.add_argument("--base-url", default=None, help="llm: endpoint base URL (default https://api.openai.com/v1)")
     g.add_argument("--model", default=None, help="llm: chat model (default gpt-4o, as in the paper)")
-    g.add_argument("--temperature", type=float, default=None, help="llm: sampling temperature (default 0.7)")
+    g.add_argument("--temperature", type=float, default=None, help="llm: sampling temperature (default 0: reproducible edits)")
     g.add_argument("--timeout", type=float, default=None, help="llm: seconds to wait for one reply (default 30)")
     g.add_argument("--attempts", type=int, default=None,
                    help="llm: tries per caption before giving up (default 3; retries back off 1 s, 2 s, ...)")
     g.add_argument("--cache", type=Path, default=None,
-                   help="llm: JSON cache of produced captions (default: beside the output, *.llm-cache.json)")
+                   help="llm: cache of produced captions, JSON Lines appended per caption "
+                        "(default: beside the output, *.llm-cache.jsonl)")
     g.add_argument("--fallback", action="store_true",
                    help="llm: when the endpoint keeps failing, use the template caption and warn")
     g.add_argument("--prompts", type=Path, default=None,
@@ -93,8 +94,7 @@ def _editor(args: argparse.Namespace, beside: Path):
         if used:
             raise ConfigError(f"{', '.join(used)} only apply to --engine llm")
         return get_editor("template")
-    options = {k: v for k, v in {"base_url": args.base_url, "model": args.model, "temperature": args.temperature,
-                                 "timeout": args.timeout, "max_attempts": args.attempts}.items() if v is not None}
+    options = {k: v for k, v in {"timeout": args.timeout, "max_attempts": args.attempts}.items() if v is not None}
     if args.prompts is not None:
         if not args.prompts.is_dir():
             raise ConfigError(f"--prompts {args.prompts} is not a folder")
@@ -102,8 +102,17 @@ def _editor(args: argparse.Namespace, beside: Path):
         options["system_prompts"] = {op: p.read_text(encoding="utf-8") for op, p in found.items() if p.is_file()}
         if not options["system_prompts"]:
             raise ConfigError(f"--prompts {args.prompts} holds none of edit.txt, fuse.txt, class_caption.txt")
-    cache = args.cache or beside.with_name(f"{beside.stem}.llm-cache.json")
-    return get_editor("llm", cache=cache, fallback="template" if args.fallback else None, **options)
+    cache = args.cache or default_cache_path(beside)
+    return get_editor("llm", cache_path=cache, temperature=args.temperature, base_url=args.base_url,
+                      model=args.model, fallback="template" if args.fallback else None, **options)
+
+
+def default_cache_path(beside: Path) -> Path:
+    """``<stem>.llm-cache.jsonl`` beside ``beside``; an existing cache of the older JSON format
+    (``<stem>.llm-cache.json``) is used instead when there is no JSON Lines one (it is converted)."""
+    cache = beside.with_name(f"{beside.stem}.llm-cache.jsonl")
+    legacy = beside.with_name(f"{beside.stem}.llm-cache.json")
+    return legacy if legacy.is_file() and not cache.exists() else cache
 
 
 def _report_fallbacks(editor) -> None:
