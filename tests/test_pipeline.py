@@ -351,3 +351,12 @@ def test_from_caption_with_cpu_offload_keeps_the_text_encoders_off_the_gpu(flux_
     assert all("cuda" not in " ".join(m) for m in moves), moves
     assert text.text_encoder_2.device.type == "cpu" and text.text_encoder.device.type == "cpu"
     assert text.transformer is None and text.vae is None  # the text pipeline holds only the text encoders
+
+
+def test_unreachable_hub_checkpoint_is_one_clear_error():
+    """An ``owner/name`` that is no local folder goes to the hub; offline (as in the tests) that is one line."""
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    with pytest.raises(ConfigError, match="not a local folder and the model hub could not provide it") as info:
+        SeeingSoundsPipeline.from_pretrained("someone/some-run", device="cpu")
+    assert "\n" not in str(info.value)

@@ -186,3 +186,13 @@ def test_real_wan_config_on_meta_accepts_the_aligner_output():
     assert tuple(pred["prompt_embeds"].shape) == tuple(target.shape) == (1, 512, 4096)
     assert tuple(out.shape) == (1, 16, 21, 60, 104)
     assert sum(p.numel() for p in transformer.parameters()) == pytest.approx(1.42e9, rel=0.02)
+
+
+def test_caption_path_writes_a_video_too(setup, tmp_path, capsys):
+    out = tmp_path / "cap"
+    assert main(["generate", "--checkpoint", str(setup["ckpt"]), "--caption", "rain on a roof", "--frames", "5",
+                 "-o", str(out)]) == 0, capsys.readouterr().err
+    # one video: its poster beside it, no contact sheet of a single tile
+    assert sorted(p.name for p in out.iterdir()) == ["caption00-rain-on-a-roof_s0.mp4", "caption00-rain-on-a-roof_s0.png"]
+    frames, _, meta = read_mp4(out / "caption00-rain-on-a-roof_s0.mp4")
+    assert frames.shape == (5, 32, 32, 3) and meta["caption"] == "rain on a roof"

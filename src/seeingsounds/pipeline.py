@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from PIL import Image
 
 from seeingsounds.aligner import SeeingSoundsAligner
@@ -252,7 +253,12 @@ class SeeingSoundsPipeline:
         if cpu_offload and device.type == "cpu":
             raise ConfigError("cpu_offload moves modules to an accelerator when used: give device='cuda' (or drop it)")
         folder = resolve_checkpoint(checkpoint)
-        aligner = SeeingSoundsAligner.from_pretrained(folder)
+        try:
+            aligner = SeeingSoundsAligner.from_pretrained(folder)
+        except (HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"checkpoint {checkpoint} is not a local folder and the model hub could not provide it "
+                              f"({reason})") from exc
         if preset is not None:
             chosen = get_preset(preset)
         elif aligner.preset:
