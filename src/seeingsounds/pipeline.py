@@ -566,7 +566,10 @@ class SeeingSoundsPipeline:
                       "generator": [torch.Generator("cpu").manual_seed(s) for s in all_seeds[start : start + m]]}
             if mask_image is not None:
                 kwargs["mask_image"] = [mask_image] * m
-            images += list(pipe(**_accepted(pipe.__call__, kwargs)).images)
+            try:
+                images += list(pipe(**_accepted(pipe.__call__, kwargs)).images)
+            except ValueError as exc:  # diffusers' own input checks (e.g. an inpaint pipeline's channel count)
+                raise ConfigError(f"{type(pipe).__name__} refused this edit: {str(exc).splitlines()[0]}") from exc
         settings = {**settings, "strength": strength, "masked": mask_image is not None}
         return self._output(images, cond, all_seeds, sources, descriptions, settings, None)
 
