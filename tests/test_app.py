@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pytest
@@ -179,3 +180,35 @@ def test_example_picker_survives_the_hourly_output_clean_up(engine):
     again = pick("piano")
     assert again is not None and os.path.isfile(again)
     assert pick("bell") is not None and os.path.isfile(pick("bell"))
+
+
+def test_serve_lora_and_offload_reach_the_pipeline(tmp_path, monkeypatch, capsys):
+    """`serve --lora X` loads the LoRA into the generator; the page's PNGs name it (not the server's folders)."""
+    from test_evaluate import make_tiny_lora
+
+    import seeingsounds.app as app_module
+    from seeingsounds.app import demo_checkpoint
+    from seeingsounds.assets import example_sounds
+    from seeingsounds.cli.main import build_parser, main
+    from seeingsounds.imaging import read_provenance
+
+    checkpoint = demo_checkpoint() / "best"
+    args = build_parser().parse_args(["serve", "--lora", "x.safetensors", "--cpu-offload", "--device", "cuda"])
+    assert (args.lora, args.cpu_offload, args.device) == ("x.safetensors", True, "cuda")
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    lora = make_tiny_lora(tmp_path / "lora", SeeingSoundsPipeline.from_pretrained(checkpoint, device="cpu").backend.model_id)
+    served = {}
+    monkeypatch.setattr(app_module, "launch_app", lambda app, **kw: served.update(app=app, **kw))
+    assert main(["serve", "--checkpoint", str(checkpoint), "--lora", str(lora), "--port", "0"]) == 0
+    engine = served["app"].seeingsounds_engine
+    try:
+        assert engine.pipe.generator.transformer.peft_config  # the adapter is attached
+        result = engine.run(str(example_sounds()["bell"]), steps=1, size=32)
+        provenance = read_provenance(result.images[0])
+        assert provenance["lora"] == "lora" and provenance["Software"].startswith("seeingsounds ")
+        assert provenance["checkpoint"] == f"{demo_checkpoint().name}/best" and str(tmp_path) not in json.dumps(provenance)
+        assert str(demo_checkpoint()) not in json.dumps(provenance)
+    finally:
+        engine.close()
+    assert "serving" in capsys.readouterr().out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = [
@@ -82,3 +85,45 @@ def test_simultaneous_requests_all_get_their_images(served):
         assert DEMO_CAPTIONS[name] in [c["label"] for c in hears["confidences"]]
     assert record["calls"] == REQUESTS
     assert record["most"] == 1  # concurrency_limit=1: generations never overlapped
+
+
+def test_rejected_uploads_log_no_traceback_and_closing_leaves_no_temp_files(tmp_path, capfd, monkeypatch):
+    """A broken or too long upload is answered in the page with one sentence, the server log stays free of
+    tracebacks, and app.close() removes the engine's output folder and gradio's copies of the uploads."""
+    import glob
+    import logging
+    import tempfile
+
+    import soundfile as sf
+    from gradio_client import Client, handle_file
+
+    from seeingsounds.app import build_app, demo_checkpoint, launch_app
+    from seeingsounds.assets import example_sounds
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    logging.basicConfig(level=logging.WARNING, force=True)  # as `seeingsounds serve` logs
+    before = set(glob.glob(str(Path(tempfile.gettempdir()) / "seeingsounds-app-*")))
+    app = build_app(demo_checkpoint() / "best", max_seconds=5)
+    engine = app.seeingsounds_engine
+    uploads = Path(os.environ["GRADIO_TEMP_DIR"])
+    assert uploads.parent == engine.output_dir
+    _, url = launch_app(app, port=free_port(), block=False, quiet=True)
+    try:
+        broken = tmp_path / "broken.wav"
+        broken.write_bytes(b"RIFF" + bytes(range(256)) * 8)
+        long = tmp_path / "long.wav"
+        sf.write(long, np.zeros(16000 * 6, dtype=np.float32), 16000)
+        client = Client(url, verbose=False)
+        for path, message in ((broken, "unreadable or corrupt audio"), (long, "at most 5 s")):
+            with pytest.raises(Exception, match=message):
+                client.predict(handle_file(str(path)), 1.0, 0, 0, 0, 0, None, 0.5, 0, 1, 32, 1, api_name="/generate")
+        gallery, *_ = client.predict(handle_file(str(example_sounds()["bell"])), 1.0, 0, 0, 0, 0, None, 0.5, 0, 1,
+                                     32, 1, api_name="/generate")
+        assert len(gallery) == 1
+        assert any(uploads.rglob("*.flac"))  # gradio's copy of the upload lives under the engine's folder
+    finally:
+        app.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "generation failed" not in err
+    assert not engine.output_dir.exists() and "GRADIO_TEMP_DIR" not in os.environ
+    assert set(glob.glob(str(Path(tempfile.gettempdir()) / "seeingsounds-app-*"))) == before

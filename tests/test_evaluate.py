@@ -59,7 +59,7 @@ def test_full_tiny_evaluation_writes_reports_grids_and_resumes(run_folder, manif
     out = tmp_path / "eval"
     assert _evaluate(run_folder, manifest, out) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["counts"] == {"clips": 4, "images": 8, "generated": 8, "reused": 0}
+    assert report["counts"] == {"clips": 4, "images": 8, "generated": 8, "reused": 0, "generated_by_process": [8]}
     assert report["seeds"] == [0, 1] and report["gallery"] == "classes"
     assert set(report["metrics"]) == {"AIC", "R@1", "R@5", "R@10", "AIS"}
     assert report["reference"] == {"AIC": 79.13, "AIS": 76.16}
@@ -242,3 +242,82 @@ def test_resume_refuses_a_checkpoint_whose_config_changed(run_folder, manifest, 
     (ckpt / "config.json").write_text(json.dumps(config))
     assert _evaluate(ckpt, manifest, out, "--limit", "1", "--metrics", "AIC") == 2
     assert "another checkpoint or settings" in capsys.readouterr().err
+
+
+def make_tiny_lora(folder: Path, model_id: str) -> Path:
+    """A strong random LoRA for the tiny FLUX transformer (B scaled up so its effect shows in 2-step pixels)."""
+    pytest.importorskip("peft")
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    transformer = FluxTransformer2DModel.from_pretrained(model_id, subfolder="transformer")
+    torch.manual_seed(0)
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                       target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    state = {k: v * (30.0 if "lora_B" in k else 1.0) for k, v in get_peft_model_state_dict(transformer).items()}
+    FluxPipeline.save_lora_weights(folder, transformer_lora_layers=state)
+    return folder
+
+
+def test_lora_changes_the_images_and_is_recorded(run_folder, manifest, tmp_path, tiny_backend, capsys):
+    from PIL import Image
+
+    from seeingsounds.imaging import read_provenance
+
+    lora = make_tiny_lora(tmp_path / "lora", tiny_backend.model_id)
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert _evaluate(run_folder, manifest, base, "--limit", "1", "--metrics", "AIC") == 0
+    assert _evaluate(run_folder, manifest, tuned, "--limit", "1", "--metrics", "AIC", "--lora", str(lora)) == 0
+    report = json.loads((tuned / "report.json").read_text())
+    assert report["lora"] == str(lora) and report["config"]["lora"] == str(lora)
+    assert json.loads((base / "report.json").read_text())["lora"] is None
+    assert json.loads((tuned / "images" / "generation.json").read_text())["lora"] == str(lora)
+    a, b = sorted(base.rglob("*.png")), sorted(tuned.rglob("*.png"))
+    images = [p for p in b if "grids" not in p.parts]
+    assert len(images) == 2 and read_provenance(images[0])["lora"] == str(lora)
+    pixels = [np.asarray(Image.open(p), dtype=np.float64) for p in (a[0], b[0])]
+    assert np.abs(pixels[0] - pixels[1]).mean() > 1.0  # the LoRA changed the images
+    # resuming with another LoRA would mix images: refused
+    capsys.readouterr()
+    assert _evaluate(run_folder, manifest, tuned, "--limit", "1", "--metrics", "AIC") == 2
+    assert "another checkpoint or settings" in capsys.readouterr().err
+
+
+def test_two_processes_share_the_images_and_report_the_same_numbers(run_folder, manifest, tmp_path):
+    """`torchrun --nproc_per_node 2` (what `accelerate launch` runs): each process generates half of the
+    clip x seed pairs, each image is written once, and report.json has the numbers of one process."""
+    import socket
+    import subprocess
+    import sys
+
+    args = ["--checkpoint", str(run_folder), "--protocol", "landscape", "--data", str(manifest), "--seeds", "0", "1",
+            "--metrics", "AIC", "R@5", "AIS", "--batch-size", "1", "--device", "cpu", *TINY_JUDGES]
+    one = tmp_path / "one"
+    assert main(["evaluate", *args, "--out", str(one)]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), "-m", "seeingsounds.cli.main", "evaluate", *args, "--out", str(two)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert proc.stdout.count("report: ") == 1  # only the main process reports
+    first, second = (json.loads((d / "report.json").read_text()) for d in (one, two))
+    assert second["counts"] == {"clips": 4, "images": 8, "generated": 8, "reused": 0, "generated_by_process": [4, 4]}
+    assert second["processes"] == 2
+    assert second["metrics"] == first["metrics"] and second["per_class"] == first["per_class"]
+    names = sorted(p.relative_to(two) for p in (two / "images").rglob("*.png"))
+    assert names == sorted(p.relative_to(one) for p in (one / "images").rglob("*.png")) and len(names) == 8
+    for name in names:  # the same seeds give the same pixels, whichever process painted them
+        assert (two / name).read_bytes() == (one / name).read_bytes()
+
+
+def test_share_deals_every_item_to_exactly_one_process():
+    from seeingsounds.evaluation.runner import share
+
+    items = list(range(11))
+    shares = [share(items, rank, 3) for rank in range(3)]
+    assert sorted(x for s in shares for x in s) == items
+    assert [len(s) for s in shares] == [4, 4, 3]

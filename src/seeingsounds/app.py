@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 OUTPUT_TTL = 3600.0
 #: the most images one request may ask for
 MAX_IMAGES = 4
+#: sub-folder of the engine's output folder holding gradio's uploads (never removed by the hourly clean-up)
+UPLOADS_DIR = "uploads"
 #: image side step when the pipeline does not say (pixels)
 SIZE_STEP = 16
 
@@ -284,7 +286,7 @@ class DemoEngine:
     def _request_dir(self) -> Path:
         now = time.time()
         for old in self.output_dir.iterdir():
-            if old.is_dir() and now - old.stat().st_mtime > OUTPUT_TTL:
+            if old.is_dir() and old.name != UPLOADS_DIR and now - old.stat().st_mtime > OUTPUT_TTL:
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix="request-", dir=self.output_dir))
 
@@ -353,9 +355,16 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
     if concurrency_limit < 1 or max_queue < 1:
         raise ConfigError(f"concurrency_limit and max_queue must be >= 1, got {concurrency_limit}, {max_queue}")
     limits = Limits(float(max_upload_mb), float(max_seconds))
+    own_engine = engine is None
     engine = engine or DemoEngine(checkpoint, device=device, dtype=dtype, top_k=top_k, limits=limits, lora=lora,
                                   cpu_offload=cpu_offload)
     sliders = slider_effects()
+    # gradio keeps uploads under GRADIO_TEMP_DIR (default /tmp/gradio, never emptied): unless the user chose a
+    # folder, they go under the engine's output folder, removed with it when the app closes
+    uploads_env = None
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        uploads_env = str(engine.output_dir / UPLOADS_DIR)
+        os.environ["GRADIO_TEMP_DIR"] = uploads_env
     examples = example_choices()
     example_dir = Path(tempfile.mkdtemp(prefix="examples-", dir=engine.output_dir))
 
@@ -445,6 +454,20 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
             concurrency_id="generate",
         )
     app.queue(max_size=max_queue, default_concurrency_limit=concurrency_limit)
+    close_server = app.close
+
+    def close(*args: Any, **kwargs: Any) -> Any:
+        """Stop the server, then remove what this app wrote: the uploads and (its own engine's) outputs."""
+        try:
+            return close_server(*args, **kwargs)
+        finally:
+            if uploads_env is not None and os.environ.get("GRADIO_TEMP_DIR") == uploads_env:
+                del os.environ["GRADIO_TEMP_DIR"]
+                shutil.rmtree(uploads_env, ignore_errors=True)
+            if own_engine:
+                engine.close()
+
+    app.close = close
     app.seeingsounds_limits = limits  # read by launch_app
     app.seeingsounds_engine = engine
     return app
@@ -459,12 +482,17 @@ def launch_app(app: Any, *, host: str = "127.0.0.1", port: int | None = 7860, sh
                block: bool = True, quiet: bool = False) -> tuple[Any, str]:
     """Serve ``app`` on ``host:port`` (local only by default); the server refuses uploads over the limit.
 
-    With ``block=False`` it returns at once (the server runs in a thread; ``app.close()`` stops it).
+    With ``block=False`` it returns at once (the server runs in a thread; ``app.close()`` stops it and removes
+    the uploads and outputs); with ``block=True`` that happens when the server stops (Ctrl+C).
     Returns ``(app, local_url)``.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     limits: Limits = getattr(app, "seeingsounds_limits", Limits())
-    _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                           max_file_size=int(limits.max_upload_mb * 1_000_000), quiet=quiet, show_error=True,
-                           footer_links=["api"])
+    try:
+        _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                               max_file_size=int(limits.max_upload_mb * 1_000_000), quiet=quiet, show_error=True,
+                               footer_links=["api"])
+    finally:
+        if block:  # Ctrl+C ended the server: remove its uploads and outputs too
+            app.close()
     return app, url

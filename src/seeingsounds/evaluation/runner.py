@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import PartialState
+from accelerate.utils import gather_object
 from PIL import Image
 
 from seeingsounds.audio.render import render
@@ -112,6 +113,12 @@ def image_path(out: Path, row: Row, seed: int) -> Path:
     return Path(out) / IMAGES_DIR / slug(row.label) / f"{slug(row.path.stem)}-{digest}_seed{seed}.png"
 
 
+def share(items: Sequence[Any], rank: int, world: int) -> list[Any]:
+    """Process ``rank``'s share of ``items`` out of ``world`` processes: every ``world``-th, from ``rank``
+    (the shares are disjoint and together hold every item once)."""
+    return list(items[rank::world])
+
+
 def _checkpoint_identity(checkpoint: str) -> dict[str, Any]:
     folder = resolve_checkpoint(checkpoint)
     out: dict[str, Any] = {"checkpoint": str(Path(folder).resolve()) if Path(folder).exists() else folder}
@@ -164,6 +171,7 @@ class Evaluation:
         self.reused = 0
         self._pipe: Any = None
         self._state: PartialState | None = None
+        self.generated_by_process: list[int] = []
 
     # ---- data -----------------------------------------------------------------------------
     def load_data(self) -> tuple[ProtocolData, list[Row]]:
@@ -228,7 +236,7 @@ class Evaluation:
         missing = [(i, j) for i, ps in enumerate(paths) for j, p in enumerate(ps) if not p.is_file()]
         self.reused = sum(len(ps) for ps in paths) - len(missing)
         self.generated = len(missing)
-        mine = missing[self.state.process_index :: self.state.num_processes]
+        mine = share(missing, self.state.process_index, self.state.num_processes)
         batch = max(1, int(self.s.batch_size))
         for j, seed in enumerate(self.seeds):
             clips = [i for i, k in mine if k == j]
@@ -240,6 +248,7 @@ class Evaluation:
                     save_png(image, paths[i][j], {"source": str(rows[i].path), "label": rows[i].label, "seed": seed,
                                                   "checkpoint": self.s.checkpoint, "protocol": self.protocol.name,
                                                   "lora": self.s.lora, "settings": output.settings})
+        self.generated_by_process = gather_object([len(mine)]) if self.state.num_processes > 1 else [len(mine)]
         self.state.wait_for_everyone()
         return paths
 
@@ -384,7 +393,8 @@ class Evaluation:
             report.update(mode="images", metrics=result["metrics"], judges=result["judges"], per_class=result["per_class"],
                           gallery=self.gallery if any(k.startswith("R@") for k in result["metrics"]) else None,
                           grids=grids, counts={"clips": len(rows), "images": sum(len(p) for p in paths),
-                                               "generated": self.generated, "reused": self.reused})
+                                               "generated": self.generated, "reused": self.reused,
+                                               "generated_by_process": self.generated_by_process})
             if "AIC" in self.metric_names:
                 report["notes"].append("AIC text side: the raw class names, sorted, tokenised as is, no prompt template")
             if "R@5" in self.metric_names:
