@@ -39,6 +39,7 @@ def test_start_up_reads_headers_only(tmp_path, clips, tiny_encoder, tiny_backend
     import seeingsounds.cache as cache_module
     from seeingsounds.cache import FeatureCache
 
+    monkeypatch.setattr(cache_module, "CHECK_THREADS", 2)  # 4 entries: checked on threads
     cache = FeatureCache(tmp_path / "c")
     cache.ensure_audio(tiny_encoder, items_of(clips), progress=False)
     cache.ensure_targets(tiny_backend, ["a dog", "rain"], progress=False)
