@@ -279,6 +279,7 @@ def test_seeds_are_range_checked(flux_pipe, sounds):
         flux_pipe(str(sounds["low"]), seeds=[-1])
     with pytest.raises(ConfigError, match="limit of 64 px"):
         flux_pipe(str(sounds["low"]), height=100000, width=32)
+    assert flux_pipe.size_limit[0] == 64 and "sample_size" in flux_pipe.size_limit[1]  # tiny VAE: 32 px, x2
 
 
 def test_save_pretrained_round_trip_gives_identical_images(flux_pipe, sounds, tmp_path):

@@ -365,9 +365,7 @@ class SeeingSoundsPipeline:
                 f"height and width must be multiples of {multiple} for this generator, got {width}x{height}: "
                 f"try {max(multiple, width // multiple * multiple)}x{max(multiple, height // multiple * multiple)}"
             )
-        if self._size_limit is None:
-            self._size_limit = size_limit(self.backend, self.preset)
-        limit, reason = self._size_limit
+        limit, reason = self.size_limit
         if max(height, width) > limit:
             raise ConfigError(f"size {width}x{height} is larger than this generator's limit of {limit} px: {reason}")
         settings = {"num_inference_steps": int(steps), "guidance_scale": float(guidance), "height": int(height),
@@ -377,6 +375,13 @@ class SeeingSoundsPipeline:
         elif num_frames is not None:
             raise ConfigError(f"num_frames is for video generators; {self.preset.name} makes images")
         return settings
+
+    @property
+    def size_limit(self) -> tuple[int, str]:
+        """The largest side this generator accepts and why (see :func:`size_limit`); e.g. a size slider's maximum."""
+        if self._size_limit is None:
+            self._size_limit = size_limit(self.backend, self.preset)
+        return self._size_limit
 
     @property
     def size_multiple(self) -> int:
