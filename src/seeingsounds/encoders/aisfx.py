@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seeingsounds.encoders.base import AudioEncoder, register_encoder
+from seeingsounds.encoders.base import AudioEncoder
 from seeingsounds.errors import ConfigError
 
 #: ``model_id`` that means "the checkpoint inside the installed aisfx wheel"
@@ -192,9 +192,10 @@ def load_aisfx_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return weights
 
 
-@register_encoder("aisfx")
 class AisfxAudioEncoder(AudioEncoder):
     """aiSFX block embeddings: a 44.1 kHz window -> ``[num_blocks, 512]`` tokens (see module docstring)."""
+
+    name = "aisfx"
 
     def __init__(self, net: AisfxEmbeddingNet, model_id: str, num_blocks: int = 8, peak_normalize: bool = True):
         super().__init__()

@@ -8,17 +8,18 @@ import numpy as np
 import torch
 from transformers import ASTFeatureExtractor, ASTModel
 
-from seeingsounds.encoders.base import AudioEncoder, register_encoder
+from seeingsounds.encoders.base import AudioEncoder
 
 AST_AUDIOSET = "MIT/ast-finetuned-audioset-10-10-0.4593"
 
 
-@register_encoder("ast")
 class ASTAudioEncoder(AudioEncoder):
     """Last hidden state of ``ASTModel`` (CLS + distillation + patch tokens).
 
     For the AudioSet checkpoint: 16 kHz, 1024 frames (10.24 s) -> 1214 tokens of width 768.
     """
+
+    name = "ast"
 
     def __init__(self, model: ASTModel, feature_extractor: ASTFeatureExtractor, model_id: str):
         super().__init__()

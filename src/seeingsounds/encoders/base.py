@@ -1,9 +1,11 @@
-"""The frozen audio encoder E_A (paper Eq. 1): interface and registry."""
+"""The frozen audio encoder E_A (paper Eq. 1): the interface, and the registry of encoders by name
+(built-ins as ``name -> "module:Class"`` strings, so this module imports none of them)."""
 
 from __future__ import annotations
 
 import abc
 import hashlib
+import importlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -14,11 +16,17 @@ from torch import nn
 
 from seeingsounds.errors import ConfigError
 
+#: the built-in encoders, ``name -> "module:Class"``, imported on first use (so this module imports none of them)
+BUILTIN_ENCODERS: dict[str, str] = {
+    "ast": "seeingsounds.encoders.ast:ASTAudioEncoder",
+    "aisfx": "seeingsounds.encoders.aisfx:AisfxAudioEncoder",
+}
+#: encoders registered with :func:`register_encoder` (plug-ins); they take precedence over built-ins
 _ENCODERS: dict[str, type[AudioEncoder]] = {}
 
 
 def register_encoder(name: str) -> Callable[[type[AudioEncoder]], type[AudioEncoder]]:
-    """Class decorator: make an encoder available to presets and ``create_audio_encoder``."""
+    """Class decorator: make a (plug-in) encoder available to presets and ``create_audio_encoder``."""
 
     def wrap(cls: type[AudioEncoder]) -> type[AudioEncoder]:
         cls.name = name
@@ -29,21 +37,25 @@ def register_encoder(name: str) -> Callable[[type[AudioEncoder]], type[AudioEnco
 
 
 def available_encoders() -> list[str]:
-    _import_builtin_encoders()
-    return sorted(_ENCODERS)
+    return sorted(set(BUILTIN_ENCODERS) | set(_ENCODERS))
+
+
+def get_encoder_class(name: str) -> type[AudioEncoder]:
+    """The encoder class registered as ``name`` (a built-in is imported here, on first use)."""
+    if name in _ENCODERS:
+        return _ENCODERS[name]
+    if name not in BUILTIN_ENCODERS:
+        raise ConfigError(f"unknown audio encoder {name!r}; available: {available_encoders()}")
+    module, _, attr = BUILTIN_ENCODERS[name].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    cls.name = name
+    return cls
 
 
 def create_audio_encoder(name: str, model_id: str, *, device: str | torch.device = "cpu",
                          dtype: torch.dtype = torch.float32, **kwargs: Any) -> AudioEncoder:
     """Load the frozen encoder ``name`` from ``model_id`` (a hub id or a local folder/file)."""
-    _import_builtin_encoders()
-    if name not in _ENCODERS:
-        raise ConfigError(f"unknown audio encoder {name!r}; available: {sorted(_ENCODERS)}")
-    return _ENCODERS[name].from_pretrained(model_id, device=device, dtype=dtype, **kwargs)
-
-
-def _import_builtin_encoders() -> None:
-    from seeingsounds.encoders import aisfx, ast  # noqa: F401  (registration side effect)
+    return get_encoder_class(name).from_pretrained(model_id, device=device, dtype=dtype, **kwargs)
 
 
 class AudioEncoder(nn.Module, abc.ABC):
