@@ -138,3 +138,29 @@ def test_real_generator_specs_from_hub_configs(name, spec):
     from seeingsounds.model import load_backend
 
     assert {k: s.shape for k, s in load_backend(name).conditioning_spec().items()} == spec
+
+
+def test_encode_captions_loads_on_the_resolved_device_and_releases_its_pipeline(monkeypatch):
+    import weakref
+
+    from seeingsounds.model import load_backend
+
+    backend = load_backend("tiny-sd3")
+    original = type(backend).load_text_pipeline
+    seen, refs = [], []
+
+    def recording(self, *, device=None, dtype=None):
+        pipe = original(self, device=device, dtype=dtype)
+        seen.append((pipe.text_encoder.device.type, pipe.text_encoder.dtype))
+        refs.append(weakref.ref(pipe))
+        return pipe
+
+    monkeypatch.setattr(type(backend), "load_text_pipeline", recording)
+    out = backend.encode_captions(["a dog", "rain", "a bell"], batch_size=2, out_dtype=torch.float16)
+    assert seen == [("cpu", torch.float32)]  # auto on a CPU machine: fp32 on the CPU
+    assert refs[0]() is None  # its own pipeline is gone once the targets exist
+    assert all(v.dtype == torch.float16 and v.shape[0] == 3 for v in out.values())
+    reference = backend.encode_captions(["a dog", "rain", "a bell"], batch_size=3)
+    torch.testing.assert_close(out["prompt_embeds"].float(), reference["prompt_embeds"], atol=1e-2, rtol=1e-2)
+    bf16 = backend.encode_captions(["a dog"], device="cpu", dtype="bf16")
+    assert seen[-1] == ("cpu", torch.bfloat16) and bf16["prompt_embeds"].dtype == torch.float32
