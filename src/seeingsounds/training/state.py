@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,15 @@ import torch
 from seeingsounds.errors import ConfigError
 from seeingsounds.runs import CONFIG_FILE, RunFolder
 from seeingsounds.training.config import TrainConfig
+
+
+def audio_digest(clips: Sequence[Any], content_hash: Callable[[Path], str]) -> str:
+    """One sha256 over every train/val clip's (absolute path, label, split, content hash)."""
+    digest = hashlib.sha256()
+    for c in clips:
+        if c.split != "test":
+            digest.update(f"{Path(c.path).resolve()}\t{c.label}\t{c.split}\t{content_hash(c.path)}\n".encode())
+    return digest.hexdigest()
 
 
 def rng_state() -> dict[str, Any]:

@@ -159,3 +159,70 @@ def encoded_targets(backend: Any, pipe: Any, batch_size: int) -> Callable[[list[
     def targets_of(chunk: list[str]) -> dict[str, torch.Tensor]:
         return backend.encode_captions(chunk, pipe=pipe, batch_size=batch_size, out_dtype=torch.float16)
     return targets_of
+
+
+def prepare_store(path: str | Path, texts: Sequence[str], backend: Any, *, cache: Any, device: torch.device,
+                  batch_size: int, progress: bool, main: bool, resume: bool,
+                  wait: Callable[[], None]) -> tuple[dict[str, torch.Tensor], int]:
+    """Write the target store of ``texts`` at ``path`` (by the ``main`` process; kept on ``resume``
+    when it already holds them) and return ``(null conditioning, targets encoded)``.
+
+    With a feature cache the targets are encoded there (missing ones only, the text encoders on
+    ``device``; several processes share the work) and copied into the store a chunk at a time;
+    without one the text encoders run once, here, and write the store directly. The null
+    conditioning is the targets of ``""``. ``wait`` is the processes' barrier.
+    """
+    texts = list(texts)
+    meta = {"generator": backend.name, "model_id": str(backend.model_id),
+            "max_sequence_length": str(backend.max_sequence_length)}
+    shapes = {n: tuple(s.shape) for n, s in backend.conditioning_spec().items()}
+    reuse = resume and store_matches(path, texts, meta)
+    if cache is not None:
+        written = cache.stats.written
+        if not reuse:
+            cache.ensure_targets(backend, texts + [""], device=device, batch_size=batch_size, progress=progress)
+            if main:
+                write_store(path, texts, shapes, cached_targets(cache, backend), metadata=meta, progress=progress)
+        null = cache.load_targets(backend, "", device=device)
+        encoded = cache.stats.written - written
+    else:
+        from seeingsounds.devices import resolve_dtype
+        from seeingsounds.generators.base import release_memory
+
+        pipe = backend.load_text_pipeline(device=device, dtype=resolve_dtype(None, device))
+        targets_of = encoded_targets(backend, pipe, batch_size)
+        if main and not reuse:
+            write_store(path, texts, shapes, targets_of, metadata=meta, progress=progress)
+        null = {n: t[0] for n, t in targets_of([""]).items()}
+        encoded = 1 + (0 if reuse else len(texts))
+        del pipe, targets_of
+        release_memory()
+    wait()
+    return {n: t.float() for n, t in null.items()}, encoded
+
+
+class RowRetrieval:
+    """Similarity of predictions with some rows of a store (validation: the class captions).
+
+    One :class:`~seeingsounds.retrieval.CaptionIndex` when its fp32 copy fits ``max_bytes``; else
+    the rows are read and normalised :data:`CHUNK` at a time for every call (FLUX-dev: 8 MiB a
+    caption in fp32, 2.6 GB for VGGSound's 309 classes).
+    """
+
+    def __init__(self, store: TargetStore, rows: Sequence[int], weights: Mapping[str, float] | None,
+                 device: torch.device, max_bytes: int):
+        self.store, self.rows, self.weights, self.device = store, list(rows), dict(weights or {}), device
+        fits = len(self.rows) * store.row_bytes * 2 <= max_bytes  # row_bytes: fp16
+        self.index = self._index(self.rows) if fits else None
+
+    def _index(self, rows: list[int]) -> Any:
+        from seeingsounds.retrieval import CaptionIndex
+
+        return CaptionIndex(self.store.read(rows), self.store.names, self.weights, device=self.device)
+
+    def similarity(self, pred: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, len(rows)]`` (fp32)."""
+        if self.index is not None:
+            return self.index.similarity(pred)
+        return torch.cat([self._index(self.rows[i : i + CHUNK]).similarity(pred)
+                          for i in range(0, len(self.rows), CHUNK)], dim=1)

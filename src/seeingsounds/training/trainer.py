@@ -35,19 +35,20 @@ from seeingsounds.cache import AudioItem, FeatureCache, read_tokens
 from seeingsounds.devices import mixed_precision, resolve_device
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_write_json, atomic_write_text, ensure_writable_dir
-from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import EDITS_FILE, STATE_FILE, TARGETS_FILE, RunFolder, library_versions
 from seeingsounds.training import pairs as P
 from seeingsounds.training.config import TrainConfig
 from seeingsounds.training.edits import RunCaptionEdits, engine_options
 from seeingsounds.training.objective import TERMS, objective, per_sample_loss
-from seeingsounds.training.state import (LoopState, check_same_data, check_same_options, load_state, rng_state,
-                                         set_rng_state)
-from seeingsounds.training.targets import (TargetStore, cached_targets, device_budget_bytes, encoded_targets,
-                                           store_matches, write_store)
+from seeingsounds.training.state import (LoopState, audio_digest, check_same_data, check_same_options, load_state,
+                                         rng_state, set_rng_state)
+from seeingsounds.training.targets import RowRetrieval, TargetStore, device_budget_bytes, prepare_store
 
 #: cached tokens are held in memory when they fit in this many bytes (else read per batch)
 PRELOAD_BYTES = 2 << 30
+#: class-caption targets are held as a retrieval index (fp32 on the CPU) up to this size; larger
+#: sets (FLUX-dev: 8 MiB a caption) are streamed from the target store at each validation batch
+INDEX_BYTES = 1 << 30
 
 
 @dataclass
@@ -114,7 +115,7 @@ class Trainer:
         self.val_pairs: list[P.Pair] = []
         self.paths: dict[AudioItem, Path] = {}
         self.memory: dict[AudioItem, torch.Tensor] | None = None
-        self.class_index: CaptionIndex | None = None
+        self.class_index: RowRetrieval | None = None
         self.saved: dict[str, Any] | None = None  # config.json of the run resumed
         self.state: dict[str, Any] | None = None  # its training_state.pt
         self.loop = LoopState()
@@ -198,7 +199,10 @@ class Trainer:
         self.encoder = (encoder if encoder is not None else load_encoder(self.preset)).to(device)
         self.backend = backend if backend is not None else load_backend(self.preset)
         self.spec = self.backend.conditioning_spec()
-        null = self._write_targets()
+        null, self.counts["targets_encoded"] = prepare_store(
+            self.run / TARGETS_FILE, self.captions.texts, self.backend, cache=self.cache, device=device,
+            batch_size=cfg.encode_batch_size, progress=cfg.progress, main=main, resume=cfg.resume,
+            wait=self.accelerator.wait_for_everyone)
         aligner = create_aligner(self.preset, self.encoder.hidden_size, self.spec, align=cfg.align,
                                  order=cfg.order, pooling=cfg.pooling, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout)
         aligner.set_null_conditioning(null)
@@ -226,8 +230,6 @@ class Trainer:
                                                                           torch.float32)
         if self.targets.keep_resident(resident, device_budget_bytes(device, cfg.target_memory_gb), train_dtype):
             self.log(f"caption targets: {len(resident)} class/edited rows kept on {device}")
-        self.class_index = CaptionIndex(self.targets.read(self.caption_rows.class_rows), self.names,
-                                        cfg.target_weights, device=device)
 
         # -- pairs and features --------------------------------------------------------------------
         self.label_ids = {lb: i for i, lb in enumerate(ds.labels)}
@@ -243,40 +245,9 @@ class Trainer:
             item_bytes = self.encoder.num_tokens * self.encoder.hidden_size * torch.finfo(self.cache.dtype).bits // 8
             if item_bytes * len(cached) <= PRELOAD_BYTES:
                 self.memory = {it: read_tokens(self.paths[it]) for it in cached}
-
-    def _write_targets(self) -> dict[str, torch.Tensor]:
-        """Write the run's target store (main process; reused on resume when it matches) and
-        return the null conditioning (the targets of ``""``)."""
-        cfg, backend, device = self.config, self.backend, self.accelerator.device
-        path, texts = self.run / TARGETS_FILE, self.captions.texts
-        meta = {"generator": backend.name, "model_id": str(backend.model_id),
-                "max_sequence_length": str(backend.max_sequence_length)}
-        shapes = {n: tuple(s.shape) for n, s in self.spec.items()}
-        reuse = cfg.resume and store_matches(path, texts, meta)
-        written = self.cache.stats.written if self.cache is not None else 0
-        if self.cache is not None:
-            if not reuse:  # collective: every process checks, each encodes its share of the misses
-                self.cache.ensure_targets(backend, texts + [""], device=device, batch_size=cfg.encode_batch_size,
-                                          progress=cfg.progress)
-            if self.accelerator.is_main_process and not reuse:
-                write_store(path, texts, shapes, cached_targets(self.cache, backend), metadata=meta,
-                            progress=cfg.progress)
-            null = self.cache.load_targets(backend, "", device=device)
-        else:
-            from seeingsounds.devices import resolve_dtype
-            from seeingsounds.generators.base import release_memory
-
-            pipe = backend.load_text_pipeline(device=device, dtype=resolve_dtype(None, device))
-            targets_of = encoded_targets(backend, pipe, cfg.encode_batch_size)
-            if self.accelerator.is_main_process and not reuse:
-                write_store(path, texts, shapes, targets_of, metadata=meta, progress=cfg.progress)
-            null = {n: t[0] for n, t in targets_of([""]).items()}
-            del pipe, targets_of
-            release_memory()
-        self.accelerator.wait_for_everyone()
-        self.counts["targets_encoded"] = (self.cache.stats.written - written) if self.cache is not None else \
-            (0 if reuse else len(texts))
-        return {n: t.float() for n, t in null.items()}
+        if self.val_pairs:
+            self.class_index = RowRetrieval(self.targets, self.caption_rows.class_rows, cfg.target_weights, device,
+                                            INDEX_BYTES)
 
     def _cached(self, item: AudioItem) -> bool:
         """Whether ``item``'s tokens come from the cache (else the encoder runs live on it)."""
@@ -310,6 +281,7 @@ class Trainer:
             pred = self.model(tokens)
         self.timing["data"] += t1 - t0
         self.timing["targets"] += t2 - t1
+        self.timing["aligner"] += time.perf_counter() - t2
         return per_sample_loss(pred, target, self.names, self.config.target_weights), pred
 
     @torch.no_grad()
@@ -318,6 +290,7 @@ class Trainer:
         if not self.val_pairs:
             return {}
         self.model.eval()
+        timing = dict(self.timing)  # the step timing counts training steps only
         device = self.accelerator.device
         class_of = torch.tensor([self.label_ids[lb] for lb in self.caption_rows.class_label], device=device)
         losses, terms, hits = [], [], []
@@ -334,6 +307,7 @@ class Trainer:
         out = {k: float(v) for k, v in objective(per, term, counts, self.term_weights).items()}
         out["top1"] = float(100.0 * hit[term == 0].mean()) if (term == 0).any() else float("nan")
         self.model.train()
+        self.timing = timing
         return {f"val_{k}": v for k, v in out.items()}
 
     # ---- run files --------------------------------------------------------------------------
@@ -354,19 +328,6 @@ class Trainer:
                 "rng": rng_state(),
                 "data_order": {"seed": self.config.seed, "epoch": epoch,
                                "rows": torch.tensor([r[1] for r in self.epoch_rows_cache], dtype=torch.long)}}
-
-    def _audio_digest(self) -> str:
-        """One sha256 over every train/val clip's (absolute path, label, split, content hash)."""
-        import hashlib
-
-        from seeingsounds.data.manifest import file_sha256
-
-        digest = hashlib.sha256()
-        for c in self.dataset.clips:
-            if c.split != "test":
-                content = self.cache.file_hash(c.path) if self.cache is not None else file_sha256(c.path)
-                digest.update(f"{Path(c.path).resolve()}\t{c.label}\t{c.split}\t{content}\n".encode())
-        return digest.hexdigest()
 
     def _write_run_files(self, audio_sha256: str) -> None:
         if not self.accelerator.is_main_process:
@@ -430,7 +391,9 @@ class Trainer:
             self.log(f"{self.out}: the run already finished ({self.loop.finished})")
             self._open_metrics(start_epoch)
             return self._result(start_epoch, self.loop.finished)
-        audio = self._audio_digest()
+        from seeingsounds.data.manifest import file_sha256
+
+        audio = audio_digest(self.dataset.clips, self.cache.file_hash if self.cache is not None else file_sha256)
         if st:
             check_same_data({"audio_sha256": audio}, self.saved.get("data") or {}, self.run)
         self._write_run_files(audio)
@@ -456,7 +419,13 @@ class Trainer:
                 bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                            disable=not cfg.progress or not self.accelerator.is_main_process, leave=False)
                 step = skip
-                for batch in loader:
+                batches = iter(loader)
+                while True:
+                    t_data = time.perf_counter()
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    self.timing["data"] += time.perf_counter() - t_data
                     per, _ = self._loss(batch)
                     t_step = time.perf_counter()
                     loss = (per * batch["weight"].to(per.device)).mean()
