@@ -224,3 +224,43 @@ def test_cache_command_under_two_processes(tmp_path):
     assert len(list((tmp_path / "c" / "targets").rglob("*.safetensors"))) == 3
     assert not list((tmp_path / "c").rglob("*.claim"))
     assert proc.stdout.count("caption targets:") == 2  # both processes return with the whole set
+
+
+def test_audio_hashes_are_remembered_across_starts(tmp_path, clips, tiny_encoder, monkeypatch):
+    import seeingsounds.cache as cache_module
+    from seeingsounds.cache import HASHES_FILE, FeatureCache
+
+    FeatureCache(tmp_path / "c").ensure_audio(tiny_encoder, items_of(clips), progress=False)
+    assert len((tmp_path / "c" / HASHES_FILE).read_text().splitlines()) == 4
+    hashed = []
+    real = cache_module.file_sha256
+    monkeypatch.setattr(cache_module, "file_sha256", lambda p: hashed.append(Path(p).name) or real(p))
+    warm = FeatureCache(tmp_path / "c")
+    warm.ensure_audio(tiny_encoder, items_of(clips), progress=False)
+    assert hashed == [] and warm.stats.hits == 4  # a start stats the clips, it does not read them
+    sf.write(clips[2], sine(123.0, 1.5, SR, 0.5), SR)  # edited: new mtime -> hashed again, a miss
+    again = FeatureCache(tmp_path / "c")
+    again.ensure_audio(tiny_encoder, items_of(clips), progress=False)
+    assert hashed == [clips[2].name] and (again.stats.hits, again.stats.misses) == (3, 1)
+
+
+def test_cache_command_passes_device_and_dtype_to_the_text_encoders(tmp_path, clips, monkeypatch):
+    from seeingsounds.cli.main import main
+    from seeingsounds.generators.flux import FluxBackend
+
+    seen = []
+    original = FluxBackend.load_text_pipeline
+
+    def recording(self, *, device=None, dtype=None):
+        seen.append((str(device), dtype))
+        return original(self, device=device, dtype=dtype)
+
+    monkeypatch.setattr(FluxBackend, "load_text_pipeline", recording)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\n" + "".join(f"{p.name},tone{i % 2}\n" for i, p in enumerate(clips)))
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps({"tone0": "a low tone", "tone1": "a high tone"}))
+    base = ["cache", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--no-progress"]
+    assert main([*base, "--cache-dir", str(tmp_path / "a"), "--device", "cpu", "--dtype", "bf16"]) == 0
+    assert main([*base, "--cache-dir", str(tmp_path / "b")]) == 0  # auto: the CPU here, fp32
+    assert seen == [("cpu", torch.bfloat16), ("cpu", torch.float32)]

@@ -18,7 +18,9 @@ Checks are split by cost, so a store of 10^5-10^6 entries starts in seconds:
 
 * **start-up** (:meth:`FeatureCache.ensure_audio`, :meth:`FeatureCache.ensure_targets`) reads the
   safetensors *header only*: the file exists, its size is what the header says (not truncated),
-  the key in the metadata is the one asked for, tensor names, shapes and dtype are right;
+  the key in the metadata is the one asked for, tensor names, shapes and dtype are right; an
+  audio file's sha256 (part of its key) is remembered by path, size and mtime in
+  ``<root>/audio-sha256.jsonl``, so a start stats each clip instead of reading it;
 * **integrity** (sha256 of the tensor bytes, stored in the metadata) is checked on every read
   (:meth:`FeatureCache.read_entry`, :meth:`FeatureCache.load_tokens`, :func:`read_tokens`). A
   corrupt entry is deleted and recomputed, never trusted.
@@ -75,6 +77,8 @@ CACHE_VERSION = 2
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 #: safetensors' dtype codes of the storage dtypes (checked from the header alone)
 _SAFETENSORS_DTYPE = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
+#: memo of audio files' sha256 by (path, size, mtime), inside the cache root
+HASHES_FILE = "audio-sha256.jsonl"
 #: threads for the header checks at start-up (I/O-bound: they wait on the disk, not the CPU)
 CHECK_THREADS = 8
 #: a header larger than this is not one of ours (a corrupt length field would allocate gigabytes)
@@ -319,18 +323,56 @@ class FeatureCache:
         self.stats = CacheStats()
         self._hashes: dict[Path, tuple[int, int, str]] = {}
         self._lock = threading.Lock()
+        self._hash_index: dict[str, tuple[int, int, str]] | None = None
 
     # ---- keys -------------------------------------------------------------------------------
     def file_hash(self, path: str | Path) -> str:
-        """sha256 of a file's bytes (memoised per size + mtime within this object)."""
+        """sha256 of a file's bytes, memoised by (absolute path, size, mtime) in memory and in
+        ``<root>/audio-sha256.jsonl``, so a start over 10^5-10^6 clips stats each file instead of
+        reading it; an edited file (new size or mtime) is hashed again."""
         path = Path(path)
         st = path.stat()
         memo = self._hashes.get(path)
         if memo is not None and memo[:2] == (st.st_size, st.st_mtime_ns):
             return memo[2]
-        sha = file_sha256(path)
+        where = str(path.resolve())
+        known = self._known_hashes().get(where)
+        if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
+            sha = known[2]
+        else:
+            sha = file_sha256(path)
+            self._remember_hash(where, st.st_size, st.st_mtime_ns, sha)
         self._hashes[path] = (st.st_size, st.st_mtime_ns, sha)
         return sha
+
+    def _known_hashes(self) -> dict[str, tuple[int, int, str]]:
+        if self._hash_index is None:
+            self._hash_index = {}
+            try:
+                lines = (self.root / HASHES_FILE).read_bytes().splitlines()
+            except OSError:
+                lines = []
+            for line in lines:
+                try:
+                    r = json.loads(line)
+                    self._hash_index[str(r["path"])] = (int(r["size"]), int(r["mtime_ns"]), str(r["sha256"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn line (interrupted append): that file is hashed again
+        return self._hash_index
+
+    def _remember_hash(self, where: str, size: int, mtime_ns: int, sha: str) -> None:
+        """Append one line to the hash memo (one ``write`` on ``O_APPEND``: processes do not interleave)."""
+        self._known_hashes()[where] = (size, mtime_ns, sha)
+        line = json.dumps({"path": where, "size": size, "mtime_ns": mtime_ns, "sha256": sha}) + "\n"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / HASHES_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
+        except OSError:  # a read-only cache still works, it just hashes again next time
+            pass
 
     def audio_key_parts(self, encoder: Any, item: AudioItem) -> dict[str, Any]:
         return {
@@ -643,9 +685,3 @@ def _entry_dtype(path: Path) -> str:
         return name if name in DTYPES else "float16"
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return "float16"
-
-
-def encode_live(encoder: Any, items: Sequence[AudioItem], *, batch_size: int = 16) -> torch.Tensor:
-    """Tokens of ``items`` straight from the encoder (no cache)."""
-    waves = [load_item_wave(it, encoder.sample_rate, encoder.window_samples) for it in items]
-    return encoder.encode(waves, batch_size=batch_size)
