@@ -361,3 +361,12 @@ def test_unreachable_hub_checkpoint_is_one_clear_error():
     with pytest.raises(ConfigError, match="not a local folder and the model hub could not provide it") as info:
         SeeingSoundsPipeline.from_pretrained("someone/some-run", device="cpu")
     assert "\n" not in str(info.value)
+
+
+def test_presets_recorded_by_older_checkpoints_still_load():
+    from seeingsounds.presets import Preset, get_preset
+
+    old = {k: v for k, v in get_preset("tiny").to_dict().items() if k not in ("num_frames", "fps", "lora")}
+    assert Preset.from_dict({**old, "extra": {}}) == get_preset("tiny")
+    with pytest.raises(ConfigError, match="unknown fields"):
+        Preset.from_dict({**old, "extra": {"x": 1}})

@@ -50,13 +50,15 @@ class Preset:
     lora: str = ""
     #: keyword options of the encoder's ``from_pretrained`` (e.g. aisfx ``peak_normalize``)
     encoder_options: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preset:
+        data = dict(data)
+        if not data.get("extra", True):  # checkpoints written before the unused ``extra`` field was removed
+            del data["extra"]
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -30,11 +30,6 @@ _BUILDERS: dict[str, tuple[str, str, int]] = {
 }
 
 
-def register_tiny(name: str, module: str, function: str, version: int = 1) -> None:
-    """Declare a builder ``module.function(folder: Path) -> None`` for ``tiny_path(name)``."""
-    _BUILDERS[name] = (module, function, version)
-
-
 def tiny_names() -> list[str]:
     return sorted(_BUILDERS)
 
