@@ -35,8 +35,8 @@ shard (~12 s at 10^6). That start-up gap is the shards' only win, and it is paid
 shard cannot take one new or recomputed entry (a new mix, a corrupt entry's replacement) without
 rewriting 64-256 entries, nor can several processes write into it; one file per entry is written,
 replaced and claimed atomically by any process, and 10^6 files fit any local file system's inodes.
-Several processes (``accelerate launch`` / ``torchrun``, rank and world from
-``accelerate.PartialState``): :meth:`~FeatureCache.ensure_audio` and
+Several processes (``accelerate launch`` / ``torchrun``; rank and world from
+``accelerate.PartialState`` when the caller set one up, else from the launcher's environment): :meth:`~FeatureCache.ensure_audio` and
 :meth:`~FeatureCache.ensure_targets` split the misses — each process takes ``misses[rank::world]``
 first, then helps with what nobody has claimed; an entry is computed only by the process that
 holds its claim file (``<entry>.claim``, created with ``O_EXCL``), so each is written exactly once
@@ -184,16 +184,27 @@ def read_header(source: str | Path | bytes) -> tuple[dict[str, dict[str, Any]], 
     return header, meta, 8 + n + end
 
 
-def _process_group(distributed: bool | None) -> tuple[int, int, Any]:
-    """``(rank, world size, state)`` of an ``accelerate launch``/``torchrun`` launch; ``(0, 1, None)`` alone."""
-    if distributed is False or int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+def _process_group(distributed: bool | None) -> tuple[int, int, torch.device | None]:
+    """``(rank, world size, this process's accelerator or None)`` under ``accelerate launch`` /
+    ``torchrun``; ``(0, 1, None)`` alone or with ``distributed=False``.
+
+    Taken from ``accelerate.PartialState`` when the caller has set it up (an ``Accelerator``),
+    else from the launcher's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): creating a
+    ``PartialState`` here would start a process group, a collective step that hangs when only some
+    processes get here — and the work sharing needs none (:func:`share_work`).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if distributed is False or world <= 1:
         return 0, 1, None
     # deferred on purpose: accelerate's state pulls in torch.distributed, only needed under a launcher
-    from accelerate import PartialState
+    from accelerate.state import PartialState
 
-    # cpu=True is what joins a multi-CPU launch on a machine without CUDA (gloo)
-    state = PartialState(cpu=not torch.cuda.is_available())
-    return state.process_index, state.num_processes, state
+    if PartialState._shared_state:  # set up by the caller: its view of the launch
+        state = PartialState()
+        return state.process_index, state.num_processes, state.device
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    device = torch.device("cuda", local % torch.cuda.device_count()) if torch.cuda.is_available() else None
+    return _launch_rank(), world, device
 
 
 def _launch_rank() -> int:
@@ -571,14 +582,14 @@ class FeatureCache:
         missing, used in batches of ``batch_size`` and released before returning. Nothing is
         stacked in memory. ``distributed``: as in :meth:`ensure_audio`.
         """
-        rank, world, state = _process_group(distributed)
+        rank, world, launch_device = _process_group(distributed)
         shapes = self._target_shapes(backend)
         backend_id = self.backend_identity(backend)
         entries = [self.target_path(backend_id, str(c))[:2] for c in captions]
         todo = self._check_all(entries, shapes)
         if todo:
-            if device is None and state is not None:
-                device = state.device  # under a launcher each process uses its own accelerator
+            if device is None and launch_device is not None:
+                device = launch_device  # under a launcher each process uses its own accelerator
             with _TextEncoding(self, backend, device=device, dtype=dtype, batch_size=batch_size,
                                total=len(todo) * (rank == 0), progress=progress and rank == 0,
                                pipe_factory=pipe_factory, writer=rank) as encoding:
