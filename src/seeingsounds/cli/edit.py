@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how much may change, in (0, 1]: low keeps the picture, 1 ignores it (default 0.6)")
     parser.add_argument("--mask", help="only repaint where this image (same size as --image) is white")
     add_load_arguments(parser)
-    add_settings_arguments(parser)
+    add_settings_arguments(parser, size_help="output size, e.g. 512x512 (default: the picture's, rounded down to the "
+                                             "generator's size multiple; the picture and mask are resized to it)")
     add_effect_arguments(parser)
 
 

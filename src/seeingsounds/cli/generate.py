@@ -28,13 +28,13 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generator-id", help="load the generator from this folder or hub id")
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+def add_settings_arguments(parser: argparse.ArgumentParser, *,
+                           size_help: str = "size, e.g. 512x512 or 512 (default: the preset's; at most the generator's limit)") -> None:
     """Seeds, steps, size, guidance, batching and the contact sheet (shared with ``edit``)."""
     parser.add_argument("--seed", type=int, default=0, help=f"seed of the first image of every input, {SEED_HELP} (default 0)")
     parser.add_argument("--num-images", type=int, default=1, metavar="N", help="images per input, seeds SEED..SEED+N-1")
     parser.add_argument("--steps", type=int, help="diffusion steps (default: the preset's, 10 for FLUX.1-dev)")
-    parser.add_argument("--size", metavar="WxH",
-                        help="size, e.g. 512x512 or 512 (default: the preset's; at most the generator's limit)")
+    parser.add_argument("--size", metavar="WxH", help=size_help)
     parser.add_argument("--guidance", type=float, help="guidance scale (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per diffusion batch (default 4)")
     parser.add_argument("--no-sheet", action="store_true", help="do not write contact_sheet.png")
