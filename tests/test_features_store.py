@@ -4,6 +4,7 @@ targets on the model's device, the one render, and 2-process caching that writes
 from __future__ import annotations
 
 import json
+import time
 import socket
 import subprocess
 import sys
@@ -264,3 +265,35 @@ def test_cache_command_passes_device_and_dtype_to_the_text_encoders(tmp_path, cl
     assert main([*base, "--cache-dir", str(tmp_path / "a"), "--device", "cpu", "--dtype", "bf16"]) == 0
     assert main([*base, "--cache-dir", str(tmp_path / "b")]) == 0  # auto: the CPU here, fp32
     assert seen == [("cpu", torch.bfloat16), ("cpu", torch.float32)]
+
+
+def test_share_work_takes_over_a_dead_claim_and_waits_for_a_live_one(tmp_path):
+    import os
+    import threading
+
+    from seeingsounds.cache import share_work
+
+    entries = [tmp_path / f"e{i}.safetensors" for i in range(3)]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is gone: a claim it left (kill -9) is stale
+    host = socket.gethostname()
+    (tmp_path / "e1.safetensors.claim").write_text(json.dumps({"host": host, "pid": dead.pid, "rank": 1}))
+    (tmp_path / "e2.safetensors.claim").write_text(json.dumps({"host": host, "pid": os.getppid(), "rank": 1}))
+    computed = []
+
+    def compute(chunk):
+        computed.extend(chunk)
+        for i in chunk:
+            entries[i].write_bytes(b"x")
+
+    def other_process_finishes_e2():
+        time.sleep(0.5)
+        entries[2].write_bytes(b"y")
+        (tmp_path / "e2.safetensors.claim").unlink()
+
+    helper = threading.Thread(target=other_process_finishes_e2)
+    helper.start()
+    share_work([0, 1, 2], entries, compute, rank=0, world=2, batch_size=8, poll_s=0.05)
+    helper.join()
+    assert sorted(computed) == [0, 1]  # e1's dead claim taken over; e2 left to its live owner
+    assert entries[2].read_bytes() == b"y" and not list(tmp_path.glob("*.claim*"))
