@@ -86,7 +86,7 @@ class Result:
 
 
 def _user_error(message: str) -> Exception:
-    import gradio as gr
+    import gradio as gr  # deferred on purpose: a heavy optional dependency, only the web app needs it
 
     return gr.Error(message, print_exception=False)
 

@@ -165,6 +165,12 @@ class AudioConditioner:
         if waves:
             yield self.predict_waves(waves)
 
+    @torch.no_grad()
+    def predict_tokens(self, tokens: torch.Tensor, *, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[dict[str, torch.Tensor]]:
+        """The aligner on encoder tokens computed before (``[N, m, d_A]``), one batch at a time."""
+        for start in range(0, len(tokens), batch_size):
+            yield self.aligner(tokens[start : start + batch_size].to(self.device, self.dtype))
+
     def predict_all(self, sources: Iterable[Any] | Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """:meth:`predict` concatenated, fp32 on the CPU (for a few clips; large sets should stream)."""
         batches = [{k: v.float().cpu() for k, v in b.items()} for b in self.predict(sources, **kwargs)]

@@ -303,6 +303,8 @@ def apply_effects(
 
 
 # ---------------------------------------------------------------- built-in effects (pedalboard DSP)
+# pedalboard and soxr are imported by the effect that needs them, deferred on purpose: the registry (read by
+# every command's `--help` for its flags) stays light.
 
 
 def _run(plugin: Any, wave: np.ndarray, sr: int) -> np.ndarray:

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seeingsounds.presets import available_presets, get_preset
+    from seeingsounds.presets import available_presets, get_preset  # deferred on purpose: `--help` stays light
 
     presets = [get_preset(n) for n in available_presets()]
     if args.json:

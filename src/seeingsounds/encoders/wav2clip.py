@@ -22,12 +22,8 @@ the judge itself is :class:`seeingsounds.evaluation.wav2clip.Wav2CLIPJudge`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -11,8 +11,10 @@ The ``offline`` preset aligns a real pretrained audio encoder (aisfx) to real te
   miniature), and all captions (seen + unseen), where a regressor trained on seen captions tends
   to collapse onto them.
 
-Similarity is :func:`seeingsounds.evaluation.metrics.caption_similarity` over the aligned
-tensors (what ``describe`` uses). Chance is 1/number of candidate captions.
+Clips are rendered and predicted by :class:`seeingsounds.conditioner.AudioConditioner` (the encoder runs
+once per clip and seed; each variant's aligner runs on those tokens) and ranked by
+:class:`seeingsounds.retrieval.CaptionIndex` over the aligned tensors, as ``describe`` does. Chance is
+1/number of candidate captions.
 """
 
 from __future__ import annotations
@@ -26,8 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from seeingsounds.aligner import SeeingSoundsAligner
+from seeingsounds.conditioner import AudioConditioner
+from seeingsounds.data.debian_sounds import build_debian_manifest
 from seeingsounds.errors import DatasetError
+from seeingsounds.evaluation.metrics import retrieval_scores
+from seeingsounds.model import load_backend, load_encoder
+from seeingsounds.presets import get_preset
+from seeingsounds.retrieval import CaptionIndex
+from seeingsounds.training import TrainConfig, train
 
 #: paper Table 4 rows -> training options ("sequence" plays T5's part, "pooled" CLIP's)
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -94,19 +105,8 @@ def run_offline_alignment(out: str | Path, *, manifest: str | Path | None = None
     ``manifest``/``captions`` default to the Debian real-sound manifest
     (:func:`seeingsounds.data.debian_sounds.build_debian_manifest`).
     """
-    import torch
-
-    from seeingsounds.aligner import SeeingSoundsAligner
-    from seeingsounds.audio.io import load_audio
-    from seeingsounds.evaluation.metrics import caption_retrieval
-    from seeingsounds.model import load_backend, load_encoder
-    from seeingsounds.presets import get_preset
-    from seeingsounds.training import TrainConfig, train
-
     out = Path(out)
     if manifest is None:
-        from seeingsounds.data.debian_sounds import build_debian_manifest
-
         manifest, captions = build_debian_manifest(out / "debian")
     class_captions = {label: c[0] if isinstance(c, list) else c
                       for label, c in json.loads(Path(captions).read_text()).items()}
@@ -118,10 +118,10 @@ def run_offline_alignment(out: str | Path, *, manifest: str | Path | None = None
     results: dict[str, Any] = {"preset": chosen.name, "seeds": list(seeds), "k": k, "variants": {}}
     waves: dict[str, np.ndarray] = {}
 
-    def tokens(clips: Sequence[tuple[str, str]]) -> torch.Tensor:
+    def tokens(clips: Sequence[tuple[str, str]], conditioner: AudioConditioner) -> torch.Tensor:
         for p, _ in clips:
             if p not in waves:
-                waves[p] = load_audio(p, target_sr=encoder.sample_rate, num_samples=encoder.window_samples)
+                waves[p] = conditioner.render(p)
         return encoder.encode([waves[p] for p, _ in clips])
 
     for seed in seeds:
@@ -129,7 +129,7 @@ def run_offline_alignment(out: str | Path, *, manifest: str | Path | None = None
         seen = sorted({label for _, label in split["train"]})
         unseen = sorted({label for _, label in split["unseen"]})
         data_manifest, data_captions = _write_training_data(out / f"seed{seed}" / "data", split, class_captions)
-        test_tokens, unseen_tokens = tokens(split["test"]), tokens(split["unseen"])
+        test_tokens = unseen_tokens = None
         results.setdefault("sizes", {})[seed] = {k_: len(v) for k_, v in split.items()} | {
             "seen_classes": len(seen), "unseen_classes": len(unseen)}
         for name, options in variants.items():
@@ -138,22 +138,23 @@ def run_offline_alignment(out: str | Path, *, manifest: str | Path | None = None
             train(TrainConfig(preset=chosen.name, data=str(data_manifest), captions=str(data_captions), out=str(run),
                               epochs=epochs, batch_size=32, patience=max(5, epochs // 5), seed=seed,
                               progress=progress, **options), encoder=encoder, backend=backend)
-            aligner = SeeingSoundsAligner.from_pretrained(run / "best").eval()
-            names = aligner.aligned_names
-            with torch.no_grad():
-                pred_test = {n: v.numpy() for n, v in aligner(test_tokens).items() if n in names}
-                pred_unseen = {n: v.numpy() for n, v in aligner(unseen_tokens).items() if n in names}
+            conditioner = AudioConditioner(encoder, SeeingSoundsAligner.from_pretrained(run / "best"))
+            names = conditioner.names
+            if test_tokens is None:  # the frozen encoder's tokens, once per seed for every variant
+                test_tokens, unseen_tokens = tokens(split["test"], conditioner), tokens(split["unseen"], conditioner)
 
-            def rank(pred: Mapping[str, np.ndarray], clips: Sequence[tuple[str, str]], candidates: Sequence[str]) -> dict[str, float]:
-                rows = [row_of[c] for c in candidates]
+            def rank(clip_tokens: torch.Tensor, clips: Sequence[tuple[str, str]],
+                     candidates: Sequence[str]) -> dict[str, float]:
+                index = CaptionIndex({n: targets[n][[row_of[c] for c in candidates]] for n in names}, names)
                 local = {c: i for i, c in enumerate(candidates)}
-                return caption_retrieval(pred, {n: targets[n][rows] for n in names},
-                                         [local[label] for _, label in clips], k=k)
+                sim = np.concatenate([index.similarity(p).double().numpy()
+                                      for p in conditioner.predict_tokens(clip_tokens)])
+                return retrieval_scores(sim, [local[label] for _, label in clips], k=k)
 
             scores = {
-                "seen": rank(pred_test, split["test"], seen),
-                "zero_shot_unseen": rank(pred_unseen, split["unseen"], unseen),
-                "zero_shot_all": rank(pred_unseen, split["unseen"], labels_all),
+                "seen": rank(test_tokens, split["test"], seen),
+                "zero_shot_unseen": rank(unseen_tokens, split["unseen"], unseen),
+                "zero_shot_all": rank(unseen_tokens, split["unseen"], labels_all),
                 "chance": {"seen": 100 / len(seen), "zero_shot_unseen": 100 / len(unseen),
                            "zero_shot_all": 100 / len(labels_all)},
             }

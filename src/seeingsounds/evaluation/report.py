@@ -6,9 +6,13 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from seeingsounds.imaging import contact_sheet, save_png
 from seeingsounds.paths import atomic_write_text
 
 REPORT_JSON = "report.json"
@@ -26,8 +30,6 @@ def slug(text: str) -> str:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a number depends on."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for name in ("seeingsounds", "torch", "transformers", "diffusers", "numpy", "pillow", "soxr", "soundfile"):
         try:
@@ -110,10 +112,6 @@ def write_markdown(report: Mapping[str, Any], out: Path) -> Path:
 def write_grids(images_by_class: Mapping[str, Sequence[Sequence[Path]]], out: Path, *,
                 max_clips: int = 8) -> list[str]:
     """One grid per class: a row per clip (first ``max_clips``), a column per seed. Returns relative paths."""
-    from PIL import Image
-
-    from seeingsounds.imaging import contact_sheet, save_png
-
     written = []
     for name, clips in images_by_class.items():
         clips = [list(c) for c in clips[:max_clips] if c]

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,15 @@ def image_path(out: Path, row: Row, seed: int) -> Path:
     """Deterministic PNG path of one clip x seed."""
     digest = hashlib.sha1(str(row.path.resolve()).encode()).hexdigest()[:8]
     return Path(out) / IMAGES_DIR / slug(row.label) / f"{slug(row.path.stem)}-{digest}_seed{seed}.png"
+
+
+def stream_similarity(conditioner: AudioConditioner, index: CaptionIndex, sources: Iterable[Any], *,
+                      batch_size: int = 4) -> np.ndarray:
+    """``[clips, captions]`` cosine similarities, a batch of clips at a time: only the (small) similarity
+    rows are kept, never the predictions (a FLUX-dev prediction is ~2 M values per clip)."""
+    rows = [index.similarity(pred).double().cpu().numpy()
+            for pred in conditioner.predict(iter(sources), batch_size=batch_size)]
+    return np.concatenate(rows) if rows else np.zeros((0, len(index)))
 
 
 def share(items: Sequence[Any], rank: int, world: int) -> list[Any]:
@@ -339,8 +348,7 @@ class Evaluation:
         names = conditioner.names  # unaligned heads are constant: they carry no evidence
         index = CaptionIndex(run.caption_targets(caption_rows, dtype=torch.float32), names,
                              device=conditioner.device, dtype=conditioner.dtype)
-        batches = conditioner.predict([str(r.path) for r in rows], batch_size=max(1, int(self.s.batch_size)))
-        sim = np.concatenate([index.similarity(pred).double().cpu().numpy() for pred in batches])
+        sim = stream_similarity(conditioner, index, [str(r.path) for r in rows], batch_size=max(1, int(self.s.batch_size)))
         out = M.retrieval_scores(sim, labels, k=5)
         per_class = {}
         for c in classes:
