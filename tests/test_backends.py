@@ -164,3 +164,22 @@ def test_encode_captions_loads_on_the_resolved_device_and_releases_its_pipeline(
     torch.testing.assert_close(out["prompt_embeds"].float(), reference["prompt_embeds"], atol=1e-2, rtol=1e-2)
     bf16 = backend.encode_captions(["a dog"], device="cpu", dtype="bf16")
     assert seen[-1] == ("cpu", torch.bfloat16) and bf16["prompt_embeds"].dtype == torch.float32
+
+
+def test_backend_registry_lists_builtins_lazily_without_an_import_cycle():
+    import ast
+    from pathlib import Path
+
+    import seeingsounds.generators.base as base
+
+    tree = ast.parse(Path(base.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith("seeingsounds.generators.")}, imported
+    assert base.available_backends() == ["flux", "minilm", "sd", "sd3", "sdxl", "wan"]
+    for name, target in base.BUILTIN_BACKENDS.items():
+        module, _, attr = target.partition(":")
+        cls = getattr(__import__(module, fromlist=[attr]), attr)
+        assert cls.name == name and issubclass(cls, base.GeneratorBackend)
+    with pytest.raises(ConfigError, match="unknown generator backend 'nope'.*'flux'"):
+        base.create_backend("nope", "x")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import gc
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,6 +22,16 @@ from seeingsounds.devices import resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError
 
 _BACKENDS: dict[str, type[GeneratorBackend]] = {}
+#: built-in backends as ``name -> "module:Class"``, imported on first use: the backend modules
+#: import this one for :class:`GeneratorBackend`, so importing them here would be an import cycle
+BUILTIN_BACKENDS: dict[str, str] = {
+    "flux": "seeingsounds.generators.flux:FluxBackend",
+    "minilm": "seeingsounds.generators.minilm:MiniLMFluxBackend",
+    "sd": "seeingsounds.generators.sd:SDBackend",
+    "sd3": "seeingsounds.generators.sd3:SD3Backend",
+    "sdxl": "seeingsounds.generators.sdxl:SDXLBackend",
+    "wan": "seeingsounds.generators.wan:WanBackend",
+}
 
 
 @dataclass(frozen=True)
@@ -62,15 +73,17 @@ def register_backend(name: str) -> Callable[[type[GeneratorBackend]], type[Gener
 
 
 def available_backends() -> list[str]:
-    _import_builtin_backends()
-    return sorted(_BACKENDS)
+    return sorted(set(_BACKENDS) | set(BUILTIN_BACKENDS))
 
 
 def create_backend(name: str, model_id: str, **kwargs: Any) -> GeneratorBackend:
     """The backend ``name`` for the diffusers pipeline at ``model_id`` (hub id or folder)."""
-    _import_builtin_backends()
+    if name not in _BACKENDS and name in BUILTIN_BACKENDS:
+        module, _, attr = BUILTIN_BACKENDS[name].partition(":")
+        cls = getattr(importlib.import_module(module), attr)  # registers itself (@register_backend)
+        _BACKENDS.setdefault(name, cls)
     if name not in _BACKENDS:
-        raise ConfigError(f"unknown generator backend {name!r}; available: {sorted(_BACKENDS)}")
+        raise ConfigError(f"unknown generator backend {name!r}; available: {available_backends()}")
     return _BACKENDS[name](model_id, **kwargs)
 
 
@@ -112,17 +125,6 @@ def _load_lora_without_text_encoders(pipe: Any, lora: str) -> None:
         pipe.load_lora_weights(lora)
     finally:
         del pipe.load_lora_into_text_encoder
-
-
-def _import_builtin_backends() -> None:
-    import importlib
-
-    for module in ("flux", "sd3", "sdxl", "sd", "minilm"):
-        try:
-            importlib.import_module(f"seeingsounds.generators.{module}")
-        except ModuleNotFoundError as exc:  # a backend module not written yet, not a missing dependency
-            if exc.name != f"seeingsounds.generators.{module}":
-                raise
 
 
 class GeneratorBackend(abc.ABC):
