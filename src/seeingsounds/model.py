@@ -10,7 +10,6 @@ import torch
 from seeingsounds.aligner import SeeingSoundsAligner
 from seeingsounds.encoders.base import AudioEncoder, create_audio_encoder
 from seeingsounds.errors import ConfigError
-from seeingsounds.generators import wan as _wan  # noqa: F401  registers the "wan" video backend (not in base.py's built-in list yet)
 from seeingsounds.generators.base import GeneratorBackend, TensorSpec, create_backend
 from seeingsounds.presets import Preset, get_preset
 
