@@ -16,11 +16,23 @@ With minibatches drawn uniformly from all N pairs, giving pair i of term t the w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
 #: the terms of Eq. 7, in order
 TERMS = ("original", "augmented", "mixed")
+
+
+def branch_optimizers(aligner: torch.nn.Module, spec: Mapping[str, Any], names: Sequence[str],
+                      lr: Mapping[str, float], weight_decay: float) -> tuple[list[str], list[torch.optim.Optimizer]]:
+    """One AdamW per branch: the sequence head(s) at ``lr["sequence"]``, the pooled head(s) at
+    ``lr["pooled"]``; returns ``(branches, optimisers)`` for the branches that have heads."""
+    groups: dict[str, list[Any]] = {"sequence": [], "pooled": []}
+    for name in names:
+        groups["pooled" if spec[name].pooled else "sequence"] += list(aligner.heads[name].parameters())
+    branches = [b for b in ("sequence", "pooled") if groups[b]]
+    return branches, [torch.optim.AdamW(groups[b], lr=lr[b], weight_decay=weight_decay) for b in branches]
 
 
 def per_sample_loss(pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],

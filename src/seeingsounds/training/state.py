@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -126,3 +127,40 @@ def load_state(run: RunFolder) -> dict[str, Any]:
     except Exception as exc:
         raise ConfigError(f"--resume: {run.state_path} is unreadable ({exc}); start a new run in another --out") \
             from None
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (one line per epoch) and, when installed, TensorBoard, written by the main process."""
+
+    def __init__(self, run: RunFolder, main: bool):
+        self.run, self.main = run, main
+        self.history: list[dict[str, Any]] = []
+        self.tb: Any = None
+
+    def open(self, completed: int) -> None:
+        """Keep the lines of the completed epochs (drop those that will run again, and lines cut short)."""
+        if not self.main:
+            return
+        self.history = self.run.keep_metrics(completed)
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # optional: tensorboard may not be installed
+
+            self.tb = SummaryWriter(str(self.run / "tensorboard"))
+        except Exception:  # noqa: BLE001
+            self.tb = None
+
+    def record(self, metrics: dict[str, Any]) -> None:
+        self.history.append(metrics)
+        if not self.main:
+            return
+        self.run.append_metrics(metrics)
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "global_step") and math.isfinite(v):
+                    self.tb.add_scalar(k, v, metrics["epoch"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None

@@ -39,9 +39,9 @@ from seeingsounds.runs import EDITS_FILE, STATE_FILE, TARGETS_FILE, RunFolder, l
 from seeingsounds.training import pairs as P
 from seeingsounds.training.config import TrainConfig
 from seeingsounds.training.edits import RunCaptionEdits, engine_options
-from seeingsounds.training.objective import TERMS, objective, per_sample_loss
-from seeingsounds.training.state import (LoopState, audio_digest, check_same_data, check_same_options, load_state,
-                                         rng_state, set_rng_state)
+from seeingsounds.training.objective import TERMS, branch_optimizers, objective, per_sample_loss
+from seeingsounds.training.state import (LoopState, MetricsLog, audio_digest, check_same_data, check_same_options,
+                                         load_state, rng_state, set_rng_state)
 from seeingsounds.training.targets import RowRetrieval, TargetStore, device_budget_bytes, prepare_store
 
 #: cached tokens are held in memory when they fit in this many bytes (else read per batch)
@@ -119,9 +119,8 @@ class Trainer:
         self.saved: dict[str, Any] | None = None  # config.json of the run resumed
         self.state: dict[str, Any] | None = None  # its training_state.pt
         self.loop = LoopState()
-        self.history: list[dict[str, Any]] = []
+        self.metrics = MetricsLog(self.run, main=True)  # re-made in setup, once the process is known
         self.epoch_rows_cache: list[P.Row] = []
-        self.tb: Any = None
         #: what setup built: captions per kind, mixes drawn, distinct class pairs fused, targets encoded
         self.counts: dict[str, int] = {}
         #: seconds spent per part of the training steps (data, targets, aligner) and the step count
@@ -153,6 +152,7 @@ class Trainer:
             raise ConfigError("--mix-pairs needs at least two classes")
         self.accelerator = make_accelerator(cfg.device)
         main = self.accelerator.is_main_process
+        self.metrics = MetricsLog(self.run, main)
         self.run.check_new_or_run(cfg.resume, reads=[cfg.data, cfg.captions])
         if main:
             self._held.enter_context(self.run.lock())
@@ -166,8 +166,8 @@ class Trainer:
             self.cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype)
             ensure_writable_dir(self.cache.root, "feature cache (--cache-dir)")
         if not ds.val:
-            self.log(f"warning: no validation clips ({len(ds.train)} train clips; val_fraction {cfg.val_fraction} "
-                     "rounds to 0 per class): best/ is chosen on the training loss; add clips or a split column")
+            self.log(f"warning: no validation clips in {cfg.data} ({len(ds.train)} train clips, val_fraction "
+                     f"{cfg.val_fraction}): best/ is chosen on the training loss; add clips per class or val rows")
         self.log(f"data: {ds.summary()}")
         set_seed(cfg.seed)
 
@@ -211,11 +211,7 @@ class Trainer:
         if unknown:
             raise ConfigError(f"loss weights for unknown tensors {unknown}; this generator has {list(self.spec)}")
         self.lr = {"sequence": cfg.lr_sequence or self.preset.lr_sequence, "pooled": cfg.lr_pooled or self.preset.lr_pooled}
-        groups: dict[str, list[Any]] = {"sequence": [], "pooled": []}
-        for name in self.names:
-            groups["pooled" if self.spec[name].pooled else "sequence"] += list(aligner.heads[name].parameters())
-        self.branches = [b for b in ("sequence", "pooled") if groups[b]]
-        optimizers = [torch.optim.AdamW(groups[b], lr=self.lr[b], weight_decay=cfg.weight_decay) for b in self.branches]
+        self.branches, optimizers = branch_optimizers(aligner, self.spec, self.names, self.lr, cfg.weight_decay)
         if self.state is not None:
             from safetensors.torch import load_file
 
@@ -347,29 +343,6 @@ class Trainer:
         })
         atomic_write_text(self.run / "captions.json", self.captions.to_json())
 
-    def _record(self, metrics: dict[str, Any]) -> None:
-        self.history.append(metrics)
-        if not self.accelerator.is_main_process:
-            return
-        self.run.append_metrics(metrics)
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and k not in ("epoch", "global_step") and math.isfinite(v):
-                    self.tb.add_scalar(k, v, metrics["epoch"])
-            self.tb.flush()
-
-    def _open_metrics(self, completed: int) -> None:
-        """Keep the metrics of the completed epochs (drop those that will run again); open TensorBoard."""
-        if not self.accelerator.is_main_process:
-            return
-        self.history = self.run.keep_metrics(completed)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(self.run / "tensorboard"))
-        except Exception:  # tensorboard is optional  # noqa: BLE001
-            self.tb = None
-
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         try:
@@ -377,8 +350,7 @@ class Trainer:
                 self.setup()
             return self._fit()
         finally:
-            if self.tb is not None:
-                self.tb.close()
+            self.metrics.close()
             self._held.close()
 
     def _fit(self) -> TrainResult:
@@ -389,7 +361,7 @@ class Trainer:
         start_epoch, start_step = self.loop.epoch, self.loop.step_in_epoch
         if self.loop.finished == "early_stopping" or (self.loop.finished and start_epoch >= cfg.epochs):
             self.log(f"{self.out}: the run already finished ({self.loop.finished})")
-            self._open_metrics(start_epoch)
+            self.metrics.open(start_epoch)
             return self._result(start_epoch, self.loop.finished)
         from seeingsounds.data.manifest import file_sha256
 
@@ -397,7 +369,7 @@ class Trainer:
         if st:
             check_same_data({"audio_sha256": audio}, self.saved.get("data") or {}, self.run)
         self._write_run_files(audio)
-        self._open_metrics(start_epoch)
+        self.metrics.open(start_epoch)
         if st:
             set_rng_state(st["rng"])
             self.log(f"resuming {self.out} at epoch {start_epoch + 1}, step {start_step} "
@@ -461,7 +433,7 @@ class Trainer:
                 early = loop.bad_epochs >= cfg.patience
                 done = early or epoch + 1 >= cfg.epochs
                 finished = ("early_stopping" if early else "epochs") if done else None
-                self._record({"epoch": epoch + 1, "global_step": loop.global_step, "train_loss": train_loss, **val,
+                self.metrics.record({"epoch": epoch + 1, "global_step": loop.global_step, "train_loss": train_loss, **val,
                               **{f"lr_{b}": self.lr[b] for b in self.branches},
                               "seconds": round(time.time() - t0, 3), "best": improved})
                 self._save("last", self._training_state(epoch + 1, 0, finished))
@@ -489,7 +461,7 @@ class Trainer:
             self.accelerator.end_training()
         return TrainResult(out=self.out, best_epoch=self.loop.best_epoch, best_val_loss=self.loop.best_val_loss,
                            epochs_completed=epochs, global_step=self.loop.global_step, stopped=stopped,
-                           history=list(self.history), validated=bool(self.val_pairs))
+                           history=list(self.metrics.history), validated=bool(self.val_pairs))
 
 
 def train(config: TrainConfig | None = None, *, encoder: Any = None, backend: Any = None,
