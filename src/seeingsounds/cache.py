@@ -204,10 +204,10 @@ def _process_group(distributed: bool | None) -> tuple[int, int, torch.device | N
         return state.process_index, state.num_processes, state.device
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
     device = torch.device("cuda", local % torch.cuda.device_count()) if torch.cuda.is_available() else None
-    return _launch_rank(), world, device
+    return launch_rank(), world, device
 
 
-def _launch_rank() -> int:
+def launch_rank() -> int:
     """This process's rank under a launcher, from the environment (safe in DataLoader workers)."""
     try:
         return int(os.environ.get("RANK", "0") or 0)
@@ -554,7 +554,7 @@ class FeatureCache:
             return tensors["tokens"]
         wave = load_item_wave(item, encoder.sample_rate, encoder.window_samples)
         tokens = encoder.encode([wave], batch_size=1)[0]
-        return self.write(path, key, parts, {"tokens": tokens}, writer=_launch_rank())["tokens"]
+        return self.write(path, key, parts, {"tokens": tokens}, writer=launch_rank())["tokens"]
 
     def audio_tokens(self, encoder: Any, items: Sequence[AudioItem], *, batch_size: int = 16,
                      progress: bool = True) -> torch.Tensor:
@@ -609,7 +609,7 @@ class FeatureCache:
         tensors = self.read(path, key, self._target_shapes(backend))
         if tensors is None:
             with _TextEncoding(self, backend, device=device, dtype=dtype, batch_size=1, total=1, progress=False,
-                               pipe_factory=pipe_factory, writer=_launch_rank()) as encoding:
+                               pipe_factory=pipe_factory, writer=launch_rank()) as encoding:
                 encoding.encode([str(caption)], [(path, key, parts)])
             tensors = self.read(path, key, self._target_shapes(backend))
             if tensors is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from seeingsounds.cache import AudioItem, CacheStats, FeatureCache
+from seeingsounds.cache import AudioItem, CacheStats, FeatureCache, launch_rank
 from seeingsounds.devices import resolve_device
 from seeingsounds.generators.base import release_memory
 from seeingsounds.model import load_backend, load_encoder
@@ -28,6 +28,8 @@ class PrecomputeResult:
     encoder_inputs: int
     audio: CacheStats
     targets: CacheStats
+    #: this process's rank under a launcher (0 alone): only rank 0 needs to report
+    rank: int = 0
 
 
 def precompute_dataset(dataset: Any, preset: Preset | str, cache: FeatureCache, *,
@@ -54,4 +56,4 @@ def precompute_dataset(dataset: Any, preset: Preset | str, cache: FeatureCache, 
     cache.ensure_targets(load_backend(preset), texts, device=target, dtype=dtype, batch_size=batch_size,
                          progress=progress)
     targets, cache.stats = cache.stats, CacheStats()
-    return PrecomputeResult(cache.root, len(items), audio, targets)
+    return PrecomputeResult(cache.root, len(items), audio, targets, launch_rank())

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     result = precompute_dataset(dataset, args.preset, cache, chains=chains, include_test=args.include_test,
                                 device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                                 progress=not args.no_progress)
-    print(f"{dataset.summary()}; {result.encoder_inputs} encoder inputs")
-    print(f"{result.root}\n  audio features: {result.audio}\n  caption targets: {result.targets}")
+    if result.rank == 0:  # one report under torchrun / accelerate launch
+        print(f"{dataset.summary()}; {result.encoder_inputs} encoder inputs")
+        print(f"{result.root}\n  audio features: {result.audio}\n  caption targets: {result.targets}")
     return 0
