@@ -36,7 +36,7 @@ from safetensors import safe_open
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
-from seeingsounds.cache import FeatureCache, _tensor_digest, read_header
+from seeingsounds.cache import FeatureCache, tensor_digest, read_header
 
 SHAPE = (1214, 768)
 BATCH = 32
@@ -107,7 +107,7 @@ class SafetensorsShards:
     def write_all(self, n: int, pool: list[torch.Tensor]) -> None:
         for s in range(0, n, self.shard):
             data = {entry_key(i): tokens(pool, i) for i in range(s, min(n, s + self.shard))}
-            meta = {"sha256": json.dumps({k: _tensor_digest({"tokens": t}) for k, t in data.items()})}
+            meta = {"sha256": json.dumps({k: tensor_digest({"tokens": t}) for k, t in data.items()})}
             path = self.root / f"shard-{s // self.shard:06d}.safetensors"
             tmp = path.with_suffix(".tmp")
             save_file(data, str(tmp), metadata=meta)
@@ -131,7 +131,7 @@ class SafetensorsShards:
             _, meta, _ = read_header(data)
             sums = json.loads(meta["sha256"])
             for k, t in load_bytes(data).items():
-                ok += sums[k] == _tensor_digest({"tokens": t})
+                ok += sums[k] == tensor_digest({"tokens": t})
         return ok
 
     def read(self, keys: list[str]) -> list[torch.Tensor]:
@@ -140,7 +140,7 @@ class SafetensorsShards:
             with safe_open(str(self.index[k]), framework="pt") as f:
                 t = f.get_tensor(k)
                 sums = json.loads(f.metadata()["sha256"])
-            assert sums[k] == _tensor_digest({"tokens": t})
+            assert sums[k] == tensor_digest({"tokens": t})
             out.append(t)
         return out
 

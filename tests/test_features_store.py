@@ -50,7 +50,7 @@ def test_start_up_reads_headers_only(tmp_path, clips, tiny_encoder, tiny_backend
 
     with monkeypatch.context() as m:
         m.setattr(cache_module, "load_safetensors_bytes", forbidden)
-        m.setattr(cache_module, "_tensor_digest", forbidden)
+        m.setattr(cache_module, "tensor_digest", forbidden)
         m.setattr(type(tiny_backend), "load_text_pipeline", forbidden)
         warm = FeatureCache(tmp_path / "c")
         paths = warm.ensure_audio(tiny_encoder, items_of(clips), progress=False)

@@ -144,7 +144,8 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over each tensor's name, dtype, shape and bytes (in name order): an entry's checksum."""
     digest = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].contiguous()
@@ -467,7 +468,7 @@ class FeatureCache:
             _, meta, expected = read_header(data)
             tensors = load_safetensors_bytes(data) if len(data) == expected else None
             ok = (tensors is not None and meta.get("key") == path.stem and meta.get("dtype") == self.dtype_name
-                  and meta.get("sha256") == _tensor_digest(tensors))
+                  and meta.get("sha256") == tensor_digest(tensors))
         except Exception:  # truncated header, short data, garbage: all mean "not trustworthy"  # noqa: BLE001
             ok = False
         if not ok:
@@ -488,7 +489,7 @@ class FeatureCache:
               *, writer: int = 0) -> dict[str, torch.Tensor]:
         """Store ``tensors`` (cast to the cache dtype) atomically; returns what was stored."""
         data = {n: t.detach().to("cpu", self.dtype).contiguous() for n, t in tensors.items()}
-        meta = {"key": key, "parts": json.dumps(parts, sort_keys=True, default=str), "sha256": _tensor_digest(data),
+        meta = {"key": key, "parts": json.dumps(parts, sort_keys=True, default=str), "sha256": tensor_digest(data),
                 "dtype": self.dtype_name, "writer_rank": str(int(writer))}
         with atomic_path(path) as tmp:
             save_file(data, str(tmp), metadata=meta)
