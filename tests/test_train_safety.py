@@ -152,3 +152,21 @@ def test_fresh_partial_run_folder_is_reused(data, tmp_path):
     assert main(train_args(data, out)) == 0
     assert Path(out / "best" / "model.safetensors").is_file()
     assert not (out / "caption_edits.jsonl").exists()  # a fresh run does not reuse another's edits
+
+
+def test_llm_and_live_options_reach_the_config():
+    import argparse
+
+    from seeingsounds.cli.train import add_arguments, config_from_args
+    from seeingsounds.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--preset", "tiny", "--data", "d.csv", "--captions", "c.json", "--out", "o", "--mix-pairs", "4"]
+    cfg = config_from_args(parser.parse_args([*base, "--caption-engine", "llm", "--llm-base-url", "http://127.0.0.1:9/v1",
+                                              "--llm-model", "m", "--llm-cache", "llm.json", "--augment-live"]))
+    assert (cfg.llm_base_url, cfg.llm_model, cfg.llm_cache, cfg.llm_temperature) == ("http://127.0.0.1:9/v1", "m",
+                                                                                      "llm.json", 0.0)
+    assert cfg.cache_augmented is False
+    with pytest.raises(ConfigError, match="only apply to caption_engine='llm'"):
+        config_from_args(parser.parse_args([*base, "--llm-model", "m"]))

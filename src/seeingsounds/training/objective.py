@@ -41,7 +41,7 @@ def per_sample_loss(pred: Mapping[str, torch.Tensor], target: Mapping[str, torch
     weights = weights or {}
     total = None
     for name in names:
-        diff = pred[name].float() - target[name].float()
+        diff = pred[name].float() - target[name]  # fp16/bf16 targets promote to fp32 element-wise
         loss = diff.pow(2).flatten(1).mean(1) * float(weights.get(name, 1.0))
         total = loss if total is None else total + loss
     if total is None:

@@ -85,22 +85,23 @@ class TargetStore:
         return self.file.read([int(r) for r in rows], self.names)
 
     def gather(self, rows: torch.Tensor | Sequence[int]) -> dict[str, torch.Tensor]:
-        """Targets ``{name: [len(rows), ...]}`` in fp32 on the device: resident rows from the
-        device table, the others read from the file."""
+        """Targets ``{name: [len(rows), ...]}`` on the device, in the stored dtype (fp16; the resident
+        table's dtype when rows are resident): resident rows from the device table, the others read
+        from the file. The loss computes in fp32 by type promotion, without an fp32 copy."""
         rows = torch.as_tensor(rows, dtype=torch.long).cpu()
         if self._slot is None:
-            return {n: t.to(self.device, non_blocking=True).float() for n, t in self.read(rows.tolist()).items()}
+            return {n: t.to(self.device, non_blocking=True) for n, t in self.read(rows.tolist()).items()}
         slots = self._slot[rows]
-        streamed = (slots < 0).nonzero().flatten()
-        out = {}
+        here, streamed = (slots >= 0).nonzero().flatten(), (slots < 0).nonzero().flatten()
         read = self.read(rows[streamed].tolist()) if len(streamed) else {}
+        out = {}
         for n in self.names:
-            t = torch.empty(len(rows), *self.file.row_shape(n), dtype=torch.float32, device=self.device)
-            here = (slots >= 0).nonzero().flatten()
+            table = self._table[n]
+            t = torch.empty(len(rows), *self.file.row_shape(n), dtype=table.dtype, device=self.device)
             if len(here):
-                t[here.to(self.device)] = self._table[n][slots[here].to(self.device)].float()
+                t[here.to(self.device)] = table[slots[here].to(self.device)]
             if len(streamed):
-                t[streamed.to(self.device)] = read[n].to(self.device).float()
+                t[streamed.to(self.device)] = read[n].to(self.device, table.dtype)
             out[n] = t
         return out
 
