@@ -25,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--max-steps", type=int, help="stop after this many steps (continue later with --resume)")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     t.add_argument("--skip-bad", action="store_true", help="skip unreadable audio files (listed) instead of failing")
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="where the aligner trains and the text encoders compute the caption targets "
+                   "(auto: the accelerator when there is one)")
+    t.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="the text encoders' dtype for caption targets (auto: bf16 where supported, fp16 on other "
+                   "accelerators, fp32 on the CPU)")
     t.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     c = parser.add_argument_group("feature cache")
@@ -81,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> "TrainConfig":  # noqa: F821
         weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, val_fraction=args.val_fraction,
         skip_bad=args.skip_bad, use_cache=not args.no_cache, cache_dir=args.cache_dir, cache_dtype=args.cache_dtype,
         resume=args.resume, align=args.align, pooling=args.pooling, order=args.order, hidden_dim=args.hidden_dim,
-        target_weights=weights, device=args.device, num_workers=args.num_workers, max_steps=args.max_steps,
+        target_weights=weights, device=args.device, dtype=args.dtype, num_workers=args.num_workers, max_steps=args.max_steps,
         progress=not args.no_progress, augment=[parse_augment(s) for s in args.augment], mix_pairs=args.mix_pairs,
         mix_ratio=args.mix_ratio, augment_weight=args.augment_weight, mix_weight=args.mix_weight,
         caption_engine=args.caption_engine, cache_augmented=not args.augment_live, llm_base_url=args.llm_base_url,

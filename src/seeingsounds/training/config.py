@@ -47,6 +47,9 @@ class TrainConfig:
     #: per-tensor loss weights, ``{name: weight}`` (default 1 each)
     target_weights: dict[str, float] = field(default_factory=dict)
     device: str = "auto"
+    #: the text encoders' dtype while computing caption targets (``auto``: bf16 on an accelerator
+    #: that supports it, fp16 on other accelerators, fp32 on the CPU; :mod:`seeingsounds.devices`)
+    dtype: str = "auto"
     num_workers: int = 0
     encode_batch_size: int = 16
     #: stop after this many optimiser steps in this call (the run can be resumed later)
@@ -91,6 +94,10 @@ class TrainConfig:
                 problems.append(f"{name} must be positive, got {value}")
         if self.device not in DEVICES:
             problems.append(f"device must be one of {DEVICES}, got {self.device!r}")
+        from seeingsounds.devices import DTYPES as COMPUTE_DTYPES
+
+        if self.dtype != "auto" and str(self.dtype).lower() not in COMPUTE_DTYPES:
+            problems.append(f"dtype must be auto or one of {sorted(COMPUTE_DTYPES)}, got {self.dtype!r}")
         if self.num_workers < 0:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -156,7 +163,7 @@ class TrainConfig:
     #: endpoint and cache may move: the run's edits come from ``<out>/caption_edits.jsonl``)
     RESUMABLE_CHANGES = ("resume", "epochs", "max_steps", "progress", "num_workers", "device",
                          "cache_dir", "patience", "encode_batch_size", "llm_base_url", "llm_cache",
-                         "target_memory_gb")
+                         "target_memory_gb", "dtype")
     #: fields holding paths: compared resolved, so a resume may spell them relative or absolute
     PATH_FIELDS = ("data", "captions", "out", "cache_dir", "llm_cache")
 

@@ -163,13 +163,13 @@ def encoded_targets(backend: Any, pipe: Any, batch_size: int) -> Callable[[list[
 
 
 def prepare_store(path: str | Path, texts: Sequence[str], backend: Any, *, cache: Any, device: torch.device,
-                  batch_size: int, progress: bool, main: bool, resume: bool,
+                  dtype: str | torch.dtype | None, batch_size: int, progress: bool, main: bool, resume: bool,
                   wait: Callable[[], None]) -> tuple[dict[str, torch.Tensor], int]:
     """Write the target store of ``texts`` at ``path`` (by the ``main`` process; kept on ``resume``
     when it already holds them) and return ``(null conditioning, targets encoded)``.
 
     With a feature cache the targets are encoded there (missing ones only, the text encoders on
-    ``device``; several processes share the work) and copied into the store a chunk at a time;
+    ``device`` in ``dtype``; several processes share the work) and copied into the store a chunk at a time;
     without one the text encoders run once, here, and write the store directly. The null
     conditioning is the targets of ``""``. ``wait`` is the processes' barrier.
     """
@@ -181,16 +181,17 @@ def prepare_store(path: str | Path, texts: Sequence[str], backend: Any, *, cache
     if cache is not None:
         written = cache.stats.written
         if not reuse:
-            cache.ensure_targets(backend, texts + [""], device=device, batch_size=batch_size, progress=progress)
+            cache.ensure_targets(backend, texts + [""], device=device, dtype=dtype, batch_size=batch_size,
+                                 progress=progress)
             if main:
                 write_store(path, texts, shapes, cached_targets(cache, backend), metadata=meta, progress=progress)
-        null = cache.load_targets(backend, "", device=device)
+        null = cache.load_targets(backend, "", device=device, dtype=dtype)
         encoded = cache.stats.written - written
     else:
         from seeingsounds.devices import resolve_dtype
         from seeingsounds.generators.base import release_memory
 
-        pipe = backend.load_text_pipeline(device=device, dtype=resolve_dtype(None, device))
+        pipe = backend.load_text_pipeline(device=device, dtype=resolve_dtype(dtype, device))
         targets_of = encoded_targets(backend, pipe, batch_size)
         if main and not reuse:
             write_store(path, texts, shapes, targets_of, metadata=meta, progress=progress)

@@ -201,7 +201,7 @@ class Trainer:
         self.spec = self.backend.conditioning_spec()
         null, self.counts["targets_encoded"] = prepare_store(
             self.run / TARGETS_FILE, self.captions.texts, self.backend, cache=self.cache, device=device,
-            batch_size=cfg.encode_batch_size, progress=cfg.progress, main=main, resume=cfg.resume,
+            dtype=cfg.dtype, batch_size=cfg.encode_batch_size, progress=cfg.progress, main=main, resume=cfg.resume,
             wait=self.accelerator.wait_for_everyone)
         aligner = create_aligner(self.preset, self.encoder.hidden_size, self.spec, align=cfg.align,
                                  order=cfg.order, pooling=cfg.pooling, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout)
