@@ -80,3 +80,20 @@ def test_one_clip_given_as_bytes(run, tiny_encoder):
     one = describer.describe(test[0].path.read_bytes(), top_k=2)
     assert len(one) == 1 and one[0].source == "<bytes>"
     assert [m.caption for m in one[0].matches] == [m.caption for m in describer.describe(test[0].path, top_k=2)[0].matches]
+
+
+def test_describe_device_options(run, capsys):
+    import torch
+
+    from seeingsounds.cli.main import main
+
+    out, test = run
+    assert main(["describe", "--checkpoint", str(out), str(test[0].path), "--json", "--device", "cpu",
+                 "--dtype", "fp32", "--batch-size", "1"]) == 0
+    on_cpu = json.loads(capsys.readouterr().out)
+    assert main(["describe", "--checkpoint", str(out), str(test[0].path), "--json"]) == 0  # --device auto
+    auto = json.loads(capsys.readouterr().out)
+    if not torch.cuda.is_available():
+        assert auto == on_cpu
+        assert main(["describe", "--checkpoint", str(out), str(test[0].path), "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err

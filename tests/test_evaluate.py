@@ -321,3 +321,9 @@ def test_share_deals_every_item_to_exactly_one_process():
     shares = [share(items, rank, 3) for rank in range(3)]
     assert sorted(x for s in shares for x in s) == items
     assert [len(s) for s in shares] == [4, 4, 3]
+
+
+def test_cpu_offload_reaches_the_pipeline(run_folder, manifest, tmp_path, capsys):
+    code = _evaluate(run_folder, manifest, tmp_path / "eval", "--limit", "1", "--metrics", "AIC", "--cpu-offload",
+                     "--device", "cpu")
+    assert code == 2 and "offload" in capsys.readouterr().err.lower()  # offloading needs an accelerator
