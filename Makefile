@@ -1,18 +1,19 @@
-# Quick start: `make demo` (offline demo on small models) and `make test` (the test suite).
+# Quick start: `make demo` (offline demo on small models; results in demo-output/) and `make test`.
+# `make install` (run by both) installs into $(VENV) only when pyproject.toml or the bootstrap
+# script changed since the last install (see scripts/bootstrap.sh --if-needed).
 VENV ?= .venv
-STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo-output
 
 .PHONY: demo test install benchmarks
-install: $(STAMP)
-$(STAMP): pyproject.toml scripts/bootstrap.sh
-	bash scripts/bootstrap.sh $(VENV)
+install:
+	@bash scripts/bootstrap.sh --if-needed $(VENV)
 
-demo: $(STAMP)
-	$(VENV)/bin/seeingsounds demo
+demo: install
+	$(VENV)/bin/seeingsounds demo -o $(DEMO_OUT)
 
-test: $(STAMP)
+test: install
 	bash scripts/system-deps.sh
 	$(VENV)/bin/python -m pytest -q
 
-benchmarks: $(STAMP)
+benchmarks: install
 	$(VENV)/bin/python benchmarks/model_size.py

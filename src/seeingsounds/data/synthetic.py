@@ -59,11 +59,23 @@ def make_synthetic_dataset(root: str | Path, *, train: int = 8, val: int = 2, te
                            sample_rate: int = 16000, amp: tuple[float, float] = (0.3, 0.8)) -> tuple[Path, Path]:
     """Write wavs, ``manifest.csv`` (path,label,split) and ``captions.json`` under ``root``.
 
-    Returns ``(manifest, captions)``. The same arguments always write the same files.
+    Returns ``(manifest, captions)``. The same arguments always write the same files; when ``root``
+    already holds a complete dataset made with them (``dataset.json``), nothing is rewritten.
     """
     import soundfile as sf
 
     root = Path(root)
+    params = {"train": train, "val": val, "test": test, "seed": seed, "classes": dict(classes), "seconds": seconds,
+              "sample_rate": sample_rate, "amp": list(amp)}
+    stamp, manifest, captions = root / "dataset.json", root / "manifest.csv", root / "captions.json"
+    if stamp.is_file() and manifest.is_file() and captions.is_file():
+        try:
+            same = json.loads(stamp.read_text(encoding="utf-8")) == params
+        except ValueError:
+            same = False
+        if same and all((root / line.split(",")[0]).is_file() for line in manifest.read_text().splitlines()[1:]):
+            return manifest, captions
+    stamp.unlink(missing_ok=True)  # written last: a dataset interrupted half-way is never taken as complete
     rng = np.random.default_rng(seed)
     rows = ["path,label,split"]
     for label in classes:
@@ -77,4 +89,5 @@ def make_synthetic_dataset(root: str | Path, *, train: int = 8, val: int = 2, te
     # atomic: an interrupted run never leaves a manifest that lists clips it did not finish
     manifest = atomic_write_text(root / "manifest.csv", "\n".join(rows) + "\n")
     captions = atomic_write_text(root / "captions.json", json.dumps(dict(classes), indent=1))
+    atomic_write_text(stamp, json.dumps(params, indent=1) + "\n")
     return manifest, captions
