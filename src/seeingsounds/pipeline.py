@@ -1,6 +1,9 @@
 """``SeeingSoundsPipeline``: audio -> frozen audio encoder -> aligner -> frozen generator -> images.
 
 The generator is loaded without its text encoders: the aligner's predictions take their place.
+Audio reaches the aligner through the pipeline's one :class:`~seeingsounds.conditioner.AudioConditioner`
+(the one render, then encoder + aligner in batches), and images are made a chunk of inputs at a time:
+the conditioning of one chunk is on the device while its images are made, never that of every input.
 The same predictions drive the generator's image-to-image and inpainting twins
 (:meth:`SeeingSoundsPipeline.edit`, built from the loaded modules) and, for a video generator,
 return frames. :meth:`SeeingSoundsPipeline.from_caption` is the text path for side-by-side
@@ -9,10 +12,11 @@ comparisons; it loads the generator's own text encoders on first use, and only t
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +25,15 @@ import numpy as np
 import torch
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from PIL import Image
+from tqdm.auto import tqdm
 
 from seeingsounds.aligner import SeeingSoundsAligner
 from seeingsounds.audio.effects import describe_effect
-from seeingsounds.audio.io import source_name
-from seeingsounds.audio.render import check_chain, render
+from seeingsounds.audio.render import check_chain
 from seeingsounds.checkpoint import resolve_checkpoint
+from seeingsounds.conditioner import AudioConditioner, as_sources, display_name
 from seeingsounds.devices import DTYPES, resolve_device, resolve_dtype
-from seeingsounds.errors import AudioLoadError, ConfigError
+from seeingsounds.errors import ConfigError
 from seeingsounds.model import load_backend, load_encoder
 from seeingsounds.presets import get_preset
 
@@ -47,7 +52,8 @@ class SeeingSoundsOutput:
     Attributes:
         images: PIL images, audio-major: all images of the first input, then the second, ...
             For a video generator, the poster (middle frame) of every video.
-        conditioning: the aligner's predictions, one row per *input* (not per image), float32 on the CPU.
+        conditioning: the aligner's predictions, one row per *input* (not per image), float32 on the CPU
+            (``{}`` when called with ``return_conditioning=False``, e.g. for thousands of FLUX inputs).
         seeds: the seed of every image.
         sources: the input every image came from (its path, ``"<array>"``, ``"<bytes>"`` or the caption).
         effects: the descriptions d_j of the effects applied to the inputs (``[]`` without effects).
@@ -145,23 +151,6 @@ def read_checkpoint_preset(checkpoint: str | os.PathLike, preset: str | Any = No
     return get_preset(recorded)
 
 
-def _as_sources(audio: Any) -> list[Any]:
-    """One input or a list of inputs -> a list of inputs (a ``(sr, array)`` tuple is one input)."""
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().float().cpu().numpy()
-    if isinstance(audio, list):
-        if not audio:
-            raise ConfigError("got an empty list of audio inputs")
-        return [a.detach().float().cpu().numpy() if isinstance(a, torch.Tensor) else a for a in audio]
-    return [audio]
-
-
-def _name(source: Any) -> str:
-    if isinstance(source, tuple):
-        return "<array>"
-    return source_name(source)
-
-
 def load_image(image: Any, *, what: str = "image", mode: str = "RGB") -> Image.Image:
     """A PIL image from a path, a PIL image or a ``uint8`` array ``[H, W(, C)]``; a clear error otherwise."""
     if isinstance(image, Image.Image):
@@ -192,8 +181,6 @@ def check_strength(strength: Any) -> float:
 
 def _accepted(call: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of ``kwargs`` that ``call`` takes (the img2img pipelines differ in their options)."""
-    import inspect
-
     params = inspect.signature(call).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return dict(kwargs)
@@ -203,16 +190,22 @@ def _accepted(call: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
 class SeeingSoundsPipeline:
     """Maps sounds to images (or videos) with a trained aligner and a frozen diffusers generator.
 
-    Build it with :meth:`from_pretrained`. Attributes: ``aligner``, ``encoder`` (frozen audio
-    encoder), ``backend`` (generator backend), ``generator`` (diffusers pipeline, text encoders
-    ``None``), ``preset``, ``device``, ``dtype``, ``checkpoint``, ``lora``, ``cpu_offload``.
+    Build it with :meth:`from_pretrained`. Attributes: ``conditioner`` (the
+    :class:`~seeingsounds.conditioner.AudioConditioner` every audio input goes through), ``aligner``
+    and ``encoder`` (the conditioner's frozen audio encoder and aligner), ``backend`` (generator
+    backend), ``generator`` (diffusers pipeline, text encoders ``None``), ``preset``, ``device``,
+    ``dtype``, ``checkpoint``, ``lora``, ``cpu_offload``.
     """
 
     def __init__(self, *, aligner: Any, encoder: Any, backend: Any, generator: Any, preset: Any,
                  device: torch.device, dtype: torch.dtype, checkpoint: str | None = None, lora: str | None = None,
-                 cpu_offload: bool = False):
-        self.aligner = aligner
-        self.encoder = encoder
+                 cpu_offload: bool = False, conditioner: AudioConditioner | None = None):
+        if conditioner is None:  # checks the encoder's width against the aligner, moves the aligner to device/dtype
+            conditioner = AudioConditioner(encoder, aligner, preset=preset, device=device, dtype=dtype,
+                                           checkpoint=checkpoint)
+        elif conditioner.aligner is not aligner or conditioner.encoder is not encoder:
+            raise ConfigError("the conditioner given to SeeingSoundsPipeline must hold its aligner and encoder")
+        self.conditioner = conditioner
         self.backend = backend
         self.generator = generator
         self.preset = preset
@@ -271,18 +264,34 @@ class SeeingSoundsPipeline:
         backend = load_backend(chosen)
         backend.check_aligner(aligner.conditioning_shapes)  # configs only: no weights loaded yet
         encoder = load_encoder(chosen, device=device, dtype=dtype)
-        if encoder.hidden_size != aligner.input_dim:
-            raise ConfigError(
-                f"checkpoint {checkpoint} expects audio tokens of width {aligner.input_dim}, but the {chosen.encoder} "
-                f"encoder {chosen.encoder_id} gives {encoder.hidden_size}: use the preset the checkpoint was trained with"
-            )
+        # the encoder's width is checked here, before the generator's weights are loaded
+        conditioner = AudioConditioner(encoder, aligner, preset=chosen, device=device, dtype=dtype,
+                                       checkpoint=str(checkpoint))
         generator = backend.load_image_pipeline(device=device, dtype=dtype, lora=lora, cpu_offload=cpu_offload)
         if backend.uses_negative and all(not aligner.null_conditioning(n).any() for n in aligner.conditioning_shapes):
             logger.warning("checkpoint %s has no null (empty-caption) conditioning: guidance will use zeros as "
                            "negatives; set it with aligner.set_null_conditioning(backend.encode_captions(['']))", checkpoint)
-        aligner = aligner.to(device=device, dtype=dtype).eval()
-        return cls(aligner=aligner, encoder=encoder, backend=backend, generator=generator, preset=chosen,
-                   device=device, dtype=dtype, checkpoint=str(checkpoint), lora=lora, cpu_offload=cpu_offload)
+        return cls(aligner=conditioner.aligner, encoder=encoder, backend=backend, generator=generator, preset=chosen,
+                   device=device, dtype=dtype, checkpoint=str(checkpoint), lora=lora, cpu_offload=cpu_offload,
+                   conditioner=conditioner)
+
+    @property
+    def aligner(self) -> SeeingSoundsAligner:
+        """The trained aligner (the conditioner's)."""
+        return self.conditioner.aligner
+
+    @aligner.setter
+    def aligner(self, aligner: SeeingSoundsAligner) -> None:
+        self.conditioner.aligner = aligner
+
+    @property
+    def encoder(self) -> Any:
+        """The frozen audio encoder (the conditioner's)."""
+        return self.conditioner.encoder
+
+    @encoder.setter
+    def encoder(self, encoder: Any) -> None:
+        self.conditioner.encoder = encoder
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Write the aligner with the preset it runs with (generator id, LoRA) to ``folder``.
@@ -304,39 +313,33 @@ class SeeingSoundsPipeline:
     # ---- audio -> conditioning --------------------------------------------------------------
     def load_waveforms(self, audio: Any, *, sample_rate: int | None = None, effects: Effects | None = None,
                        mix: tuple[Any, float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
-        """Render every input at the encoder's rate (mix ``(other, ratio)``, then ``effects``) with the one
-        render of T_j(a) (:func:`seeingsounds.audio.render.render`).
+        """What the encoder hears for every input: the conditioner's render (mix ``(other, ratio)``, then
+        ``effects``, cropped to the encoder's window), e.g. to time the stages apart.
 
-        Returns ``(waveforms, source names, effect descriptions)``.
+        Returns ``(waveforms, source names, effect descriptions)``; generation streams instead.
         """
-        sources = _as_sources(audio)
-        chain = check_chain(effects)  # every effect checked before any audio is decoded
-        descriptions = [describe_effect(name, **params) for name, params in chain]
-        if mix is not None and not (isinstance(mix, (tuple, list)) and len(mix) == 2):
-            raise ConfigError(f"mix must be (other audio, ratio), got {mix!r}")
-        sr = self.encoder.sample_rate
-        waves, names = [], []
-        for source in sources:
-            if isinstance(source, np.ndarray) and sample_rate is None:
-                raise AudioLoadError("<array>", "an array needs sample_rate=<Hz> (or pass a (sample_rate, array) tuple)")
-            waves.append(render(source, sample_rate=sr, effects=chain, mix=mix,
-                                source_rate=sample_rate if isinstance(source, np.ndarray) else None))
-            names.append(_name(source))
-        return waves, names, descriptions
-
-    @torch.no_grad()
-    def conditioning_from_waveforms(self, waves: Sequence[np.ndarray], *, batch_size: int = 4) -> dict[str, torch.Tensor]:
-        """Encoder + aligner on waveforms at the encoder's rate: ``{name: [N, ...]}`` on the pipeline's device."""
-        tokens = self.encoder.encode(list(waves), batch_size=batch_size)
-        outs = [self.aligner(tokens[i : i + batch_size].to(self.device, self.dtype)) for i in range(0, len(tokens), batch_size)]
-        return {name: torch.cat([o[name] for o in outs]) for name in outs[0]}
+        sources = as_sources(audio)
+        chain, descriptions = self._check_effects(effects, mix)
+        waves = [self.conditioner.render(s, effects=chain, mix=mix, sample_rate=sample_rate) for s in sources]
+        return waves, [display_name(s) for s in sources], descriptions
 
     def predict_conditioning(self, audio: Any, *, sample_rate: int | None = None, effects: Effects | None = None,
                              mix: tuple[Any, float] | None = None, batch_size: int = 4) -> dict[str, torch.Tensor]:
-        """The aligner's predictions only (no image): ``{name: [N, ...]}`` float32 on the CPU."""
-        waves, _, _ = self.load_waveforms(audio, sample_rate=sample_rate, effects=effects, mix=mix)
-        cond = self.conditioning_from_waveforms(waves, batch_size=batch_size)
-        return {k: v.float().cpu() for k, v in cond.items()}
+        """The aligner's predictions only (no image): ``{name: [N, ...]}`` float32 on the CPU.
+
+        For many clips, iterate :meth:`AudioConditioner.predict <seeingsounds.conditioner.AudioConditioner.predict>`
+        on :attr:`conditioner` instead: it holds one batch at a time.
+        """
+        return self.conditioner.predict_all(audio, effects=effects, mix=mix, batch_size=batch_size,
+                                            sample_rate=sample_rate)
+
+    @staticmethod
+    def _check_effects(effects: Effects | None, mix: tuple[Any, float] | None) -> tuple[list[Any], list[str]]:
+        """The checked effect chain and its descriptions d_j, before any audio is read."""
+        chain = check_chain(effects)
+        if mix is not None and not (isinstance(mix, (tuple, list)) and len(mix) == 2):
+            raise ConfigError(f"mix must be (other audio, ratio), got {mix!r}")
+        return chain, [describe_effect(name, **params) for name, params in chain]
 
     # ---- generation -------------------------------------------------------------------------
     @property
@@ -421,35 +424,67 @@ class SeeingSoundsPipeline:
                                    negative: Mapping[str, torch.Tensor] | None, settings: Mapping[str, Any],
                                    batch_size: int = 4, progress: bool = False) -> list[Any]:
         """One image (or video) per row of ``conditioning`` with its seed; ``negative`` is per sample."""
-        from tqdm.auto import tqdm
+        with tqdm(total=len(seeds), desc="generating", unit="image", disable=not progress) as bar:
+            return self._make(conditioning, seeds, self._generate_batch(negative, settings), batch_size, bar)
 
-        n = len(seeds)
+    def _generate_batch(self, negative: Mapping[str, torch.Tensor] | None,
+                        settings: Mapping[str, Any]) -> Callable[[dict[str, torch.Tensor], list[int]], list[Any]]:
+        """Rows + their seeds -> images through :attr:`generator`, ``negative`` repeated per row."""
+        def make(rows: dict[str, torch.Tensor], seeds: list[int]) -> list[Any]:
+            neg = {k: v.unsqueeze(0).expand(len(seeds), *v.shape) for k, v in negative.items()} if negative else None
+            return self.backend.generate(self.generator, rows, seeds=seeds, negative=neg, **settings)
+        return make
+
+    @staticmethod
+    def _make(rows: Mapping[str, torch.Tensor], seeds: Sequence[int],
+              make: Callable[[dict[str, torch.Tensor], list[int]], list[Any]], batch_size: int, bar: Any) -> list[Any]:
+        """``make`` on ``batch_size`` rows at a time; the bar counts images."""
         images: list[Any] = []
-        starts = range(0, n, batch_size)
-        for start in tqdm(starts, desc="generating", unit="batch", disable=not progress):
-            rows = {k: v[start : start + batch_size] for k, v in conditioning.items()}
-            m = len(next(iter(rows.values())))
-            neg = {k: v.unsqueeze(0).expand(m, *v.shape) for k, v in negative.items()} if negative else None
-            images += self.backend.generate(self.generator, rows, seeds=seeds[start : start + batch_size], negative=neg,
-                                            **settings)
+        for start in range(0, len(seeds), batch_size):
+            part = {k: v[start : start + batch_size] for k, v in rows.items()}
+            images += make(part, list(seeds[start : start + batch_size]))
+            bar.update(len(part[next(iter(part))]))
         return images
 
-    def _audio_rows(self, audio: Any, *, sample_rate: int | None, seed: int, seeds: Sequence[int] | None,
-                    per_input: int, effects: Effects | None, mix: tuple[Any, float] | None, batch_size: int):
-        """(conditioning per input, rows per image, null, seeds, source names, effect descriptions)."""
-        waves, names, descriptions = self.load_waveforms(audio, sample_rate=sample_rate, effects=effects, mix=mix)
-        all_seeds = self._seeds(seed, seeds, len(waves), per_input)
-        cond = self.conditioning_from_waveforms(waves, batch_size=batch_size)
-        rows = {k: v.repeat_interleave(per_input, dim=0) for k, v in cond.items()}
-        null = {name: self.aligner.null_conditioning(name) for name in cond}
-        sources = [n for n in names for _ in range(per_input)]
-        return cond, rows, null, all_seeds, sources, descriptions
+    def _stream(self, audio: Any, make: Callable[[dict[str, torch.Tensor], list[int]], list[Any]], *,
+                sample_rate: int | None, seed: int, seeds: Sequence[int] | None, per_input: int,
+                effects: Effects | None, mix: tuple[Any, float] | None, batch_size: int, keep: bool,
+                progress: bool, desc: str) -> tuple[list[Any], dict[str, torch.Tensor], list[int], list[str], list[str]]:
+        """Images for every input, ``batch_size`` inputs at a time through the conditioner.
+
+        Each chunk's conditioning is repeated ``per_input`` times and made into images ``batch_size``
+        rows at a time (the same batches as one pass over all rows, so the same pixels), then dropped
+        from the device. Returns (images, conditioning per input (fp32 CPU; ``{}`` unless ``keep``),
+        seeds, source per image, effect descriptions). Inputs, seeds and effects are checked before any
+        audio is read.
+        """
+        sources = as_sources(audio)
+        all_seeds = self._seeds(seed, seeds, len(sources), per_input)
+        _, descriptions = self._check_effects(effects, mix)
+        batches = self.conditioner.predict(sources, effects=effects, mix=mix, batch_size=batch_size,
+                                           sample_rate=sample_rate)
+        images: list[Any] = []
+        kept: list[dict[str, torch.Tensor]] = []
+        done = 0  # inputs made so far
+        with tqdm(total=len(all_seeds), desc=desc, unit="image", disable=not progress) as bar:
+            for cond in batches:
+                n = len(cond[next(iter(cond))])
+                rows = {k: v.repeat_interleave(per_input, dim=0) for k, v in cond.items()}
+                images += self._make(rows, all_seeds[done * per_input : (done + n) * per_input], make, batch_size, bar)
+                if keep:
+                    kept.append({k: v.float().cpu() for k, v in cond.items()})
+                done += n
+                del cond, rows
+        conditioning = {k: torch.cat([c[k] for c in kept]) for k in kept[0]} if kept else {}
+        sources_per_image = [display_name(s) for s in sources for _ in range(per_input)]
+        return images, conditioning, all_seeds, sources_per_image, descriptions
 
     def __call__(self, audio: Any, *, sample_rate: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None,
                  num_images_per_audio: int = 1, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, height: int | None = None, width: int | None = None,
                  effects: Effects | None = None, mix: tuple[Any, float] | None = None, batch_size: int = 4,
-                 num_frames: int | None = None, fps: int | None = None, progress: bool = False) -> SeeingSoundsOutput:
+                 num_frames: int | None = None, fps: int | None = None, progress: bool = False,
+                 return_conditioning: bool = True) -> SeeingSoundsOutput:
         """Images for ``audio``: a path, the bytes of a file, an array (with ``sample_rate``), a
         ``(sample_rate, array)`` tuple, or a list of these.
 
@@ -458,15 +493,18 @@ class SeeingSoundsPipeline:
         mixing in ``mix = (other, ratio)``. Unset settings take the preset's defaults. A video
         generator returns ``videos`` (``uint8 [num_frames, H, W, 3]`` each, meant to play at ``fps``)
         and their middle frames as ``images``.
+
+        The inputs stream through :attr:`conditioner` ``batch_size`` at a time: the device holds one
+        chunk's conditioning. ``return_conditioning=False`` also keeps no CPU copy (``conditioning`` is ``{}``).
         """
         settings = self.resolve_settings(num_inference_steps, guidance_scale, height, width, num_images_per_audio,
                                          batch_size, num_frames=num_frames)
         frame_rate = self._fps(fps)
-        cond, rows, null, all_seeds, sources, descriptions = self._audio_rows(
-            audio, sample_rate=sample_rate, seed=seed, seeds=seeds, per_input=num_images_per_audio, effects=effects,
-            mix=mix, batch_size=batch_size)
-        made = self.generate_from_conditioning(rows, seeds=all_seeds, negative=self._negative(null, settings["guidance_scale"]),
-                                               settings=settings, batch_size=batch_size, progress=progress)
+        make = self._generate_batch(self._negative(self.conditioner.null_conditioning(), settings["guidance_scale"]), settings)
+        made, cond, all_seeds, sources, descriptions = self._stream(
+            audio, make, sample_rate=sample_rate, seed=seed, seeds=seeds, per_input=num_images_per_audio,
+            effects=effects, mix=mix, batch_size=batch_size, keep=return_conditioning, progress=progress,
+            desc="generating")
         return self._output(made, cond, all_seeds, sources, descriptions, settings, frame_rate)
 
     def _fps(self, fps: int | None) -> int | None:
@@ -517,7 +555,7 @@ class SeeingSoundsPipeline:
              seeds: Sequence[int] | None = None, num_images_per_audio: int = 1, num_inference_steps: int | None = None,
              guidance_scale: float | None = None, height: int | None = None, width: int | None = None,
              effects: Effects | None = None, mix: tuple[Any, float] | None = None, sample_rate: int | None = None,
-             batch_size: int = 4, progress: bool = False) -> SeeingSoundsOutput:
+             batch_size: int = 4, progress: bool = False, return_conditioning: bool = True) -> SeeingSoundsOutput:
         """Edit ``image`` with a sound: the generator's image-to-image (or, with ``mask``, inpainting)
         pipeline, fed the aligner's predictions for ``audio`` exactly as :meth:`__call__` is.
 
@@ -532,6 +570,7 @@ class SeeingSoundsPipeline:
                 size multiple); the image and mask are resized to it.
 
         Returns a :class:`SeeingSoundsOutput` whose ``settings`` also hold ``strength`` and ``masked``.
+        The inputs stream through :attr:`conditioner` as in :meth:`__call__`.
         """
         strength = check_strength(strength)
         picture = load_image(image, what="image")
@@ -550,31 +589,31 @@ class SeeingSoundsPipeline:
         picture = picture.resize(size, Image.LANCZOS) if picture.size != size else picture
         if mask_image is not None and mask_image.size != size:
             mask_image = mask_image.resize(size, Image.NEAREST)
-        cond, rows, null, all_seeds, sources, descriptions = self._audio_rows(
-            audio, sample_rate=sample_rate, seed=seed, seeds=seeds, per_input=num_images_per_audio, effects=effects,
-            mix=mix, batch_size=batch_size)
         pipe = self.edit_pipeline(inpaint=mask_image is not None)
-        negative = self._negative(null, settings["guidance_scale"])
         device = getattr(pipe, "_execution_device", None) or self.device
         dtype = self.backend._pipe_dtype(pipe)
-        from tqdm.auto import tqdm
+        negative = self._negative(self.conditioner.null_conditioning(), settings["guidance_scale"])
+        negative = {k: v.to(device=device, dtype=dtype) for k, v in negative.items()} if negative else None
 
-        images: list[Any] = []
-        for start in tqdm(range(0, len(all_seeds), batch_size), desc="editing", unit="batch", disable=not progress):
-            part = {k: v[start : start + batch_size].to(device=device, dtype=dtype) for k, v in rows.items()}
-            m = len(next(iter(part.values())))
-            neg = ({k: v.to(device=device, dtype=dtype).unsqueeze(0).expand(m, *v.shape) for k, v in negative.items()}
-                   if negative else None)
+        def make(rows: dict[str, torch.Tensor], seeds: list[int]) -> list[Any]:
+            m = len(seeds)
+            part = {k: v.to(device=device, dtype=dtype) for k, v in rows.items()}
+            neg = {k: v.unsqueeze(0).expand(m, *v.shape) for k, v in negative.items()} if negative else None
             kwargs = {**self.backend.call_kwargs(part, neg), "image": [picture] * m, "strength": strength,
                       "num_inference_steps": settings["num_inference_steps"], "guidance_scale": settings["guidance_scale"],
                       "height": settings["height"], "width": settings["width"], "output_type": "pil",
-                      "generator": [torch.Generator("cpu").manual_seed(s) for s in all_seeds[start : start + m]]}
+                      "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds]}
             if mask_image is not None:
                 kwargs["mask_image"] = [mask_image] * m
             try:
-                images += list(pipe(**_accepted(pipe.__call__, kwargs)).images)
+                return list(pipe(**_accepted(pipe.__call__, kwargs)).images)
             except ValueError as exc:  # diffusers' own input checks (e.g. an inpaint pipeline's channel count)
                 raise ConfigError(f"{type(pipe).__name__} refused this edit: {str(exc).splitlines()[0]}") from exc
+
+        images, cond, all_seeds, sources, descriptions = self._stream(
+            audio, make, sample_rate=sample_rate, seed=seed, seeds=seeds, per_input=num_images_per_audio,
+            effects=effects, mix=mix, batch_size=batch_size, keep=return_conditioning, progress=progress,
+            desc="editing")
         settings = {**settings, "strength": strength, "masked": mask_image is not None}
         return self._output(images, cond, all_seeds, sources, descriptions, settings, None)
 
