@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +67,33 @@ def tiny_backend(tiny_preset):
     from seeingsounds.model import load_backend
 
     return load_backend(tiny_preset)
+
+
+_scratch: dict[str, object] = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_files_in_one_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Every temporary file or folder the code under test makes (``tempfile``, and ``TMPDIR`` for
+    subprocesses, gradio, the browser) goes into one folder that is removed after the session, so
+    the suite leaves nothing in /tmp; what was left there is named in the summary."""
+    tmp_path_factory.getbasetemp()  # pytest's own tmp_path folders stay where pytest keeps them
+    scratch = Path(tempfile.mkdtemp(prefix="seeingsounds-tests-"))
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = str(scratch)
+    os.environ["TMPDIR"] = str(scratch)
+    yield scratch
+    _scratch["left"] = sorted(p.name for p in scratch.iterdir())
+    tempfile.tempdir = saved[0]
+    if saved[1] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[1]
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    left = list(_scratch.get("left") or [])
+    if left:
+        shown = ", ".join(left[:8]) + (f" and {len(left) - 8} more" if len(left) > 8 else "")
+        terminalreporter.write_line(f"temporary files the code under test left behind (now removed): {shown}")
