@@ -190,9 +190,9 @@ class DemoEngine:
         self.default_steps = int(getattr(preset, "num_inference_steps", 10) or 10)
         self.default_size = int(getattr(preset, "height", 512) or 512)
         self.sample_rate = int(self.pipe.encoder.sample_rate)
-        # one conditioner over the pipeline's own encoder and aligner; "what it hears" ranks the class captions
-        self.conditioner = AudioConditioner(self.pipe.encoder, self.pipe.aligner, preset=preset,
-                                            checkpoint=self.checkpoint)
+        # the pipeline's own conditioner (its encoder and aligner); "what it hears" ranks the class captions
+        self.conditioner = getattr(self.pipe, "conditioner", None) or AudioConditioner(
+            self.pipe.encoder, self.pipe.aligner, preset=preset, checkpoint=self.checkpoint)
         describer = Describer(self.checkpoint, conditioner=self.conditioner)
         entries = describer.captions.entries
         self.class_rows = [i for i, e in enumerate(entries) if e.kind == "class"] or list(range(len(entries)))
