@@ -14,7 +14,8 @@ the evaluation clips ranked against the run's own class-caption targets
 
 Across processes (``accelerate launch -m seeingsounds.cli.main evaluate ...`` or ``torchrun``), the
 missing images (clip x seed pairs) are split between the processes; each generates and writes its own
-share, then the main process embeds every image and writes the report (the others print nothing).
+share, then embeds its share of the images (and clips, for AIS) with the judges; the embeddings are
+gathered and the main process writes the report (the others print nothing).
 Resuming works the same: only missing images are generated, by whichever process they fall to.
 """
 
@@ -271,6 +272,21 @@ class Evaluation:
             return get_judge("clip", self.s.judge_clip, device=device)
         return get_judge("wav2clip", self.s.judge_wav2clip, sample_rate=self.s.wav2clip_sr, device=device)
 
+    def _embed_shared(self, count: int, embed: Any) -> np.ndarray:
+        """``embed(indices) -> [len(indices), D]`` over ``range(count)``, each launched process embedding its
+        :func:`share`; the rows are gathered on every process in their order."""
+        world = self.state.num_processes
+        if world == 1:
+            return np.asarray(embed(list(range(count))))
+        mine = share(list(range(count)), self.state.process_index, world)
+        parts = gather_object([(mine, np.asarray(embed(mine)) if mine else None)])
+        width = next(e.shape[1] for _, e in parts if e is not None)
+        out = np.zeros((count, width), dtype=next(e.dtype for _, e in parts if e is not None))
+        for ids, rows in parts:
+            if rows is not None:
+                out[ids] = rows
+        return out
+
     def image_metrics(self, data: ProtocolData, rows: Sequence[Row], paths: Sequence[Sequence[Path]]) -> dict[str, Any]:
         classes = sorted(data.classes)  # METRICS.md: sorted(set(labels)), raw names
         flat = [(r, p) for r, ps in zip(rows, paths) for p in ps]
@@ -282,7 +298,8 @@ class Evaluation:
         if "AIC" in self.metric_names:
             judge = self.judge("aic")
             # METRICS.md: the raw class names, tokenised as is (no '_' -> ' ', no template)
-            img, txt = _embed_files(judge, images), judge.embed_texts(list(classes))
+            img, txt = self._embed_shared(len(images), lambda ids: _embed_files(judge, [images[i] for i in ids])), \
+                judge.embed_texts(list(classes))
             results["AIC"] = M.aic(img, txt, labels)
             for c_index, name in enumerate(classes):
                 mask = labels == c_index
@@ -292,7 +309,7 @@ class Evaluation:
         clip_images = None
         if "R@5" in self.metric_names or "AIS" in self.metric_names:
             judge = self.judge("clip")
-            clip_images = _embed_files(judge, images)
+            clip_images = self._embed_shared(len(images), lambda ids: _embed_files(judge, [images[i] for i in ids]))
             judges["clip"] = judge.describe()
         if "R@5" in self.metric_names:
             if self.gallery == "classes":
@@ -311,11 +328,14 @@ class Evaluation:
                 results[f"R@{k}"] = M.recall_at_k(clip_images, gallery, targets, k)
         if "AIS" in self.metric_names:
             w2c = self.judge("wav2clip")
-            audio = np.concatenate([  # whole clips, rendered and embedded a batch at a time
-                w2c.embed_audio([render(str(r.path), sample_rate=w2c.sample_rate) for r in rows[i : i + EMBED_BATCH]],
-                                w2c.sample_rate)
-                for i in range(0, len(rows), EMBED_BATCH)
-            ])
+
+            def embed_clips(ids: Sequence[int]) -> np.ndarray:  # whole clips, rendered and embedded a batch at a time
+                parts = [w2c.embed_audio([render(str(rows[i].path), sample_rate=w2c.sample_rate)
+                                          for i in ids[j : j + EMBED_BATCH]], w2c.sample_rate)
+                         for j in range(0, len(ids), EMBED_BATCH)]
+                return np.concatenate(parts) if parts else np.zeros((0, 0))
+
+            audio = self._embed_shared(len(rows), embed_clips)
             per_image_audio = np.repeat(audio, len(self.seeds), axis=0)
             results["AIS"] = M.ais(clip_images, per_image_audio, audio)
             judges["wav2clip"] = w2c.describe()
@@ -390,10 +410,10 @@ class Evaluation:
             report["reference"] = {}  # the paper reports no caption retrieval
         else:
             paths = self.ensure_images(rows)
+            result = self.image_metrics(data, rows, paths)  # every process embeds its share of the images
             if not self.state.is_main_process:
                 return None
             report["processes"] = self.state.num_processes
-            result = self.image_metrics(data, rows, paths)
             by_class: dict[str, list[list[Path]]] = defaultdict(list)
             for r, ps in zip(rows, paths):
                 by_class[r.label].append(ps)
