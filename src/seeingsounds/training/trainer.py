@@ -199,6 +199,9 @@ class Trainer:
         self.encoder = (encoder if encoder is not None else load_encoder(self.preset)).to(device)
         self.backend = backend if backend is not None else load_backend(self.preset)
         self.spec = self.backend.conditioning_spec()
+        unknown = sorted(set(cfg.target_weights) - set(self.spec))
+        if unknown:
+            raise ConfigError(f"loss weights for unknown tensors {unknown}; this generator has {list(self.spec)}")
         null, self.counts["targets_encoded"] = prepare_store(
             self.run / TARGETS_FILE, self.captions.texts, self.backend, cache=self.cache, device=device,
             dtype=cfg.dtype, batch_size=cfg.encode_batch_size, progress=cfg.progress, main=main, resume=cfg.resume,
@@ -207,9 +210,6 @@ class Trainer:
                                  order=cfg.order, pooling=cfg.pooling, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout)
         aligner.set_null_conditioning(null)
         self.names = aligner.aligned_names
-        unknown = sorted(set(cfg.target_weights) - set(self.spec))
-        if unknown:
-            raise ConfigError(f"loss weights for unknown tensors {unknown}; this generator has {list(self.spec)}")
         self.lr = {"sequence": cfg.lr_sequence or self.preset.lr_sequence, "pooled": cfg.lr_pooled or self.preset.lr_pooled}
         self.branches, optimizers = branch_optimizers(aligner, self.spec, self.names, self.lr, cfg.weight_decay)
         if self.state is not None:
