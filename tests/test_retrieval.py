@@ -105,3 +105,18 @@ def test_select_keeps_rows_in_order():
     sub = index.select([7, 2])
     assert len(sub) == 2 and len(index) == 10
     np.testing.assert_allclose(sub.similarity(pred).numpy(), index.similarity(pred).numpy()[:, [7, 2]], atol=1e-7)
+
+
+def test_from_rows_reads_a_chunk_at_a_time_and_equals_the_whole():
+    pred, targets = _data(n_cap=2 * CHUNK_ROWS + 3)
+    asked = []
+
+    def read(rows):
+        rows = list(rows)
+        asked.append(len(rows))
+        return {n: t[rows].half() for n, t in targets.items()}  # stored as fp16, like a run's targets
+
+    index = CaptionIndex.from_rows(read, 2 * CHUNK_ROWS + 3, ["seq", "pooled"])
+    assert asked == [CHUNK_ROWS, CHUNK_ROWS, 3]
+    whole = CaptionIndex({n: t.half() for n, t in targets.items()})
+    np.testing.assert_allclose(index.similarity(pred).numpy(), whole.similarity(pred).numpy(), atol=1e-6)

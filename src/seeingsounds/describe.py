@@ -97,9 +97,10 @@ class Describer:
                 raise ConfigError(f"the run's caption targets lack {missing}; retrain")
             if len(stored) != len(self.captions):
                 raise ConfigError(f"{run.path}: {len(stored)} caption targets for {len(self.captions)} captions; retrain")
-            targets = stored.read(range(len(stored)), self.names)  # the stored dtype (fp16): normalised below
+            # read and normalised a chunk of captions at a time: the raw (fp16) targets are never all in memory
+            self.index = CaptionIndex.from_rows(lambda rows: stored.read(rows, self.names), len(stored), self.names,
+                                                device=self.conditioner.device, dtype=self.conditioner.dtype)
         self.batch_size = int(batch_size)
-        self.index = CaptionIndex(targets, self.names, device=self.conditioner.device, dtype=self.conditioner.dtype)
 
     def similarity_batches(self, sources: Iterable[Any], *, effects: Any = None, mix: Any = None,
                            sample_rate: int | None = None) -> Iterator[np.ndarray]:

@@ -14,7 +14,7 @@ the product; similarities come back as fp32.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -90,6 +90,23 @@ class CaptionIndex:
         self.sequence = sequence
         self.shapes = {n: tuple(t.shape[1:]) for n, t in raw.items()}
         self.targets = {n: self._normalise(t) for n, t in raw.items()}
+
+    @classmethod
+    def from_rows(cls, read: Callable[[Sequence[int]], Mapping[str, torch.Tensor]], num_rows: int,
+                  names: Sequence[str], weights: Mapping[str, float] | None = None, *,
+                  device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                  sequence: str = "flatten") -> CaptionIndex:
+        """An index over ``num_rows`` captions read ``CHUNK_ROWS`` at a time by ``read(rows) -> {name: [k, ...]}``
+        (e.g. :meth:`seeingsounds.runs.RowFile.read`): only one chunk of raw targets is ever in memory."""
+        first = read(range(min(CHUNK_ROWS, num_rows)))
+        index = cls({n: first[n] for n in names}, names, weights, device=device, dtype=dtype, sequence=sequence)
+        parts = {n: [t] for n, t in index.targets.items()}
+        for start in range(CHUNK_ROWS, num_rows, CHUNK_ROWS):
+            chunk = read(range(start, min(start + CHUNK_ROWS, num_rows)))
+            for n in names:
+                parts[n].append(index._normalise(_as_tensor(chunk[n])))
+        index.targets = {n: torch.cat(p) for n, p in parts.items()}
+        return index
 
     def _normalise(self, t: torch.Tensor) -> torch.Tensor:
         """Unit rows [N, F] on the device in the index dtype, built ``CHUNK_ROWS`` rows at a time."""
