@@ -179,7 +179,7 @@ class DemoEngine:
         self.checkpoint = str(checkpoint)
         self.top_k = int(top_k)
         self.limits = limits or Limits()
-        self.pipe = SeeingSoundsPipeline.from_pretrained(self.checkpoint, device=_device_arg(device), dtype=dtype,
+        self.pipe = SeeingSoundsPipeline.from_pretrained(self.checkpoint, device=device, dtype=dtype,
                                                          lora=lora, cpu_offload=cpu_offload)
         self.lora = None if lora is None else Path(str(lora)).name
         self.editor = get_editor("template")
@@ -333,11 +333,6 @@ def _train_demo(folder: Path) -> None:
 def example_choices() -> dict[str, Path]:
     """Bundled example sounds, name -> path (empty when the package ships none)."""
     return example_sounds()
-
-
-def _device_arg(device: str | None) -> str | None:
-    """``auto`` as :meth:`SeeingSoundsPipeline.from_pretrained` spells it (``None``: the accelerator when there is one)."""
-    return None if device in (None, "auto") else str(device)
 
 
 def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_seconds: float = 60,
