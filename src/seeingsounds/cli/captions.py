@@ -144,7 +144,7 @@ def _init(args: argparse.Namespace) -> int:
 
 def parse_descriptions(items: list[str]) -> list[tuple[str, ...]]:
     """``["low-volume,reverberant", "low-volume+echoing"]`` -> one chain per comma-separated item."""
-    from seeingsounds.captions.templates import STANDARD_DESCRIPTIONS
+    from seeingsounds.captions.templates import standard_descriptions
     from seeingsounds.errors import ConfigError
 
     chains: list[tuple[str, ...]] = []
@@ -153,7 +153,7 @@ def parse_descriptions(items: list[str]) -> list[tuple[str, ...]]:
             if not part.strip():
                 continue
             if part.strip().lower() == "all":
-                chains.extend((d,) for d in STANDARD_DESCRIPTIONS)
+                chains.extend((d,) for d in standard_descriptions())
                 continue
             chain = tuple(d.strip() for d in part.split("+"))
             if not all(chain):
@@ -165,14 +165,15 @@ def parse_descriptions(items: list[str]) -> list[tuple[str, ...]]:
 def _show(args: argparse.Namespace) -> int:
     from seeingsounds.captions.edit import all_pairs, augmented_captions
     from seeingsounds.captions.store import load_captions
-    from seeingsounds.captions.templates import STANDARD_DESCRIPTIONS, normalise_description
+    from seeingsounds.captions.templates import normalise_description, standard_descriptions
 
     class_captions = load_captions(args.captions)
     chains = parse_descriptions(args.descriptions)
-    known = {normalise_description(d) for d in STANDARD_DESCRIPTIONS}
+    descriptions = standard_descriptions()  # effects registered after import are listed too
+    known = {normalise_description(d) for d in descriptions}
     for d in dict.fromkeys(d for chain in chains for d in chain):
         if normalise_description(d) not in known:
-            print(f"note: {d!r} is not one of the effects' descriptions ({', '.join(STANDARD_DESCRIPTIONS)})",
+            print(f"note: {d!r} is not one of the effects' descriptions ({', '.join(descriptions)})",
                   file=sys.stderr)
     editor = _editor(args, args.output or args.captions)
     pairs = all_pairs(list(class_captions)) if args.mix else []
