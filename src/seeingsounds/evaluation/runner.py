@@ -253,7 +253,7 @@ class Evaluation:
             for start in range(0, len(clips), batch):
                 chunk = clips[start : start + batch]
                 output = self.pipe([str(rows[i].path) for i in chunk], seeds=[seed], num_images_per_audio=1,
-                                   batch_size=batch)
+                                   batch_size=batch, return_conditioning=False)
                 for i, image in zip(chunk, output.images):
                     save_png(image, paths[i][j], {"source": str(rows[i].path), "label": rows[i].label, "seed": seed,
                                                   "checkpoint": self.s.checkpoint, "protocol": self.protocol.name,
@@ -363,8 +363,9 @@ class Evaluation:
         run_classes = sorted(main_row, key=main_row.get)
         caption_rows = [main_row[c] for c in run_classes]
         labels = np.array([run_classes.index(normalise_label(r.label)) for r in rows])
-        conditioner = AudioConditioner.from_pretrained(self.s.checkpoint, device=self.device or "auto",
-                                                       dtype=self.s.dtype)
+        # the loaded pipeline's own conditioner when images were made: the encoder is never loaded twice
+        conditioner = self._pipe.conditioner if self._pipe is not None else AudioConditioner.from_pretrained(
+            self.s.checkpoint, device=self.device or "auto", dtype=self.s.dtype)
         names = conditioner.names  # unaligned heads are constant: they carry no evidence
         index = CaptionIndex(run.caption_targets(caption_rows, dtype=torch.float32), names,
                              device=conditioner.device, dtype=conditioner.dtype)
