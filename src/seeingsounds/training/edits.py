@@ -9,12 +9,20 @@ trains on exactly the captions of the interrupted run.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from seeingsounds.audio.effects import describe_effect
 from seeingsounds.captions.edit import CaptionEditor, get_editor
+from seeingsounds.runs import EDITS_FILE, RunFolder
 from seeingsounds.training.config import TrainConfig
+from seeingsounds.training.pairs import RunCaptions
+
+
+def augment_descriptions(augment: Sequence[Sequence[Any]]) -> list[tuple[str, ...]]:
+    """The descriptions d_j of each effect chain T_j (one per effect), as the caption engine reads them."""
+    return [tuple(describe_effect(name, **params) for name, params in chain) for chain in augment]
 
 
 def engine_options(config: TrainConfig) -> dict[str, Any]:
@@ -95,3 +103,17 @@ class RunCaptionEdits(CaptionEditor):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def build_run_captions(config: TrainConfig, run: RunFolder, dataset: Any, descriptions: Sequence[tuple[str, ...]],
+                       label_pairs: Sequence[tuple[str, str]], *, write: bool) -> tuple[RunCaptions, int]:
+    """The run's caption set (class, edited, fused for ``label_pairs``), the edits and fusions
+    answered from ``<run>/caption_edits.jsonl`` (recorded there when ``write``); returns
+    ``(captions, edits asked of the engine)``."""
+    if not config.extended:
+        return RunCaptions.build(dataset, descriptions, None, label_pairs), 0
+    editor = RunCaptionEdits(run / EDITS_FILE, config.caption_engine, engine_options(config), write=write)
+    try:
+        return RunCaptions.build(dataset, descriptions, editor, label_pairs), editor.computed
+    finally:
+        editor.close()

@@ -20,8 +20,17 @@ from typing import Any
 
 import torch
 
+from seeingsounds.errors import ConfigError
+
 #: the terms of Eq. 7, in order
 TERMS = ("original", "augmented", "mixed")
+
+
+def check_target_weights(weights: Mapping[str, float], spec: Mapping[str, Any]) -> None:
+    """Refuse loss weights of tensors the generator does not condition on."""
+    unknown = sorted(set(weights) - set(spec))
+    if unknown:
+        raise ConfigError(f"loss weights for unknown tensors {unknown}; this generator has {list(spec)}")
 
 
 def branch_optimizers(aligner: torch.nn.Module, spec: Mapping[str, Any], names: Sequence[str],
@@ -68,6 +77,16 @@ def objective(per_sample: torch.Tensor, terms: torch.Tensor, counts: Mapping[str
             total = total + float(term_weights.get(term, 1.0)) * mean
     out["loss"] = total
     return out
+
+
+def validation_metrics(per_sample: torch.Tensor, terms: torch.Tensor, hits: torch.Tensor,
+                       term_weights: Mapping[str, float]) -> dict[str, float]:
+    """``val_loss``, ``val_loss_<term>`` (Eq. 7 over every validation pair) and ``val_top1`` (the
+    class-caption retrieval hit rate of the original pairs, in percent)."""
+    counts = {t: int((terms == i).sum()) for i, t in enumerate(TERMS)}
+    out = {k: float(v) for k, v in objective(per_sample, terms, counts, term_weights).items()}
+    out["top1"] = float(100.0 * hits[terms == 0].mean()) if (terms == 0).any() else float("nan")
+    return {f"val_{k}": v for k, v in out.items()}
 
 
 class CaptionIndex:

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from seeingsounds.cache import AudioItem, CorruptEntryError, load_item_wave, read_tokens
+from seeingsounds.cache import AudioItem, CorruptEntryError, FeatureCache, load_item_wave, read_tokens
 from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
 from seeingsounds.captions.edit import CaptionEditor, augmented_captions
 from seeingsounds.errors import ConfigError
@@ -28,6 +29,8 @@ from seeingsounds.training.objective import TERMS, pair_weights
 
 #: seeds of the two mix pools (train, validation), combined with the run's seed
 TRAIN_MIX_SEED, VAL_MIX_SEED = 2, 7919
+#: cached tokens are held in memory when they fit in this many bytes (else read per batch)
+PRELOAD_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,12 @@ class RunCaptions:
             for (u, v), text in aug.fused.items():
                 captions.add(CaptionEntry(text, "fused", (u, v)))
         return cls(captions, class_label)
+
+    def counts(self) -> dict[str, int]:
+        """Captions in all and per kind."""
+        kinds = [e.kind for e in self.captions.entries]
+        return {"captions": len(kinds), "class": kinds.count("class"), "edited": kinds.count("edited"),
+                "fused": kinds.count("fused")}
 
     def rows_of(self, kind: str, labels: Sequence[str], descriptions: Sequence[str] = ()) -> tuple[int, ...]:
         rows = tuple(self._index.get(self._key(kind, labels, descriptions), ()))
@@ -213,3 +222,42 @@ def encode_batch(xs: Sequence[torch.Tensor], encode: Callable[[list[np.ndarray]]
         for i, t in zip(live, encode([xs[i].cpu().numpy() for i in live])):
             out[i] = t
     return torch.stack([x.to(device, torch.float32) for x in out])
+
+
+@dataclass
+class FeatureSource:
+    """Where the tokens of each item come from: its feature-cache entry (``paths``; held in
+    ``memory`` when preloaded) or, for items not in ``paths``, the encoder run live on its waveform."""
+
+    paths: dict[AudioItem, Path]
+    memory: dict[AudioItem, torch.Tensor] | None
+    sample_rate: int
+    window: int
+
+    def loader(self, rows: Sequence[Row], *, batch_size: int, num_workers: int, seed: int) -> DataLoader:
+        """The rows in order, batched. The loader has its own generator: starting an iterator must
+        not draw from the global torch RNG, or a run resumed mid-epoch would see other dropout
+        masks than the uninterrupted run."""
+        dataset = PairDataset(rows, paths=self.paths, memory=self.memory, sample_rate=self.sample_rate,
+                              window=self.window)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate,
+                          persistent_workers=False, generator=torch.Generator().manual_seed(seed))
+
+
+def prepare_features(pairs: Sequence[Pair], encoder: Any, cache: FeatureCache | None, *, cache_augmented: bool,
+                     batch_size: int, progress: bool) -> FeatureSource:
+    """Cache the encoder features of the pairs' items (collective under a launcher: every process
+    calls it, each encoding its share), preloading them when they fit :data:`PRELOAD_BYTES`.
+    Without a cache, or for transformed/mixed items with ``cache_augmented=False``, the items are
+    encoded live."""
+    source = FeatureSource({}, None, encoder.sample_rate, encoder.window_samples)
+    if cache is None:
+        return source
+    cached = list(dict.fromkeys(p.item for p in pairs if cache_augmented or not (p.item.effects or p.item.mix)))
+    found = cache.ensure_audio(encoder, cached, batch_size=batch_size, progress=progress,
+                               desc="caching encoder features")
+    source.paths = dict(zip(cached, found))
+    item_bytes = encoder.num_tokens * encoder.hidden_size * torch.finfo(cache.dtype).bits // 8
+    if item_bytes * len(cached) <= PRELOAD_BYTES:
+        source.memory = {it: read_tokens(source.paths[it]) for it in cached}
+    return source

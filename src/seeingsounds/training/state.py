@@ -1,9 +1,8 @@
-"""What makes a resumed run the same run: option and data checks, the loop counters, RNG state."""
+"""What makes a resumed run the same run: option, data and caption checks, the loop counters, RNG state."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -14,7 +13,8 @@ import numpy as np
 import torch
 
 from seeingsounds.errors import ConfigError
-from seeingsounds.runs import CONFIG_FILE, RunFolder
+from seeingsounds.captions.caption_set import CaptionSet
+from seeingsounds.runs import CONFIG_FILE, EDITS_FILE, RunFolder
 from seeingsounds.training.config import TrainConfig
 
 
@@ -119,6 +119,56 @@ class LoopState:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def already_finished(self, epochs: int) -> bool:
+        """Whether the run resumed had stopped for good (early stopping, or all ``epochs`` done)."""
+        return self.finished == "early_stopping" or bool(self.finished and self.epoch >= epochs)
+
+    def start_epoch(self, skip: int) -> None:
+        """A new epoch (``skip == 0``) starts its loss sums afresh; a resumed one keeps them."""
+        if skip == 0:
+            self.epoch_loss_sum, self.epoch_count = 0.0, 0
+
+    def add_step(self, loss: float, samples: int) -> None:
+        self.global_step += 1
+        self.epoch_loss_sum += loss * samples
+        self.epoch_count += samples
+
+    @property
+    def epoch_loss(self) -> float:
+        """The mean training loss of the epoch so far."""
+        return self.epoch_loss_sum / max(1, self.epoch_count)
+
+    def end_epoch(self, monitor: float, epochs_done: int, *, epochs: int, patience: int,
+                  min_delta: float) -> tuple[bool, str | None]:
+        """Model selection and early stopping on ``monitor`` after ``epochs_done`` epochs:
+        ``(improved, finished)``, ``finished`` being ``"early_stopping"``, ``"epochs"`` or None."""
+        improved = self.best_val_loss is None or monitor < self.best_val_loss - min_delta
+        if improved:
+            self.best_val_loss, self.best_epoch, self.bad_epochs = float(monitor), epochs_done, 0
+        else:
+            self.bad_epochs += 1
+        early = self.bad_epochs >= patience
+        if early:
+            return improved, "early_stopping"
+        return improved, "epochs" if epochs_done >= epochs else None
+
+
+def check_same_captions(captions: CaptionSet, run: RunFolder) -> None:
+    """Refuse a resume whose caption set differs from the interrupted run's ``captions.json``."""
+    if captions.to_json() != run.caption_set().to_json():
+        raise ConfigError(f"--resume: the captions would differ from the interrupted run's ({run.path}/"
+                          f"captions.json; {EDITS_FILE} lacks edits the engine now answers differently); "
+                          "restore the run's caption_edits.jsonl, or start a new run in another --out")
+
+
+def check_resume(config: TrainConfig, preset: Mapping[str, Any], data: Mapping[str, Any],
+                 run: RunFolder) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The saved ``config.json`` and ``training_state.pt`` of ``run``, after checking that
+    ``config`` and the dataset ``data`` (its fingerprint) continue it."""
+    saved = check_same_options(config, preset, run)
+    check_same_data(data, saved.get("data") or {}, run)
+    return saved, load_state(run)
+
 
 def load_state(run: RunFolder) -> dict[str, Any]:
     """``last/training_state.pt`` (optimisers, RNG, loop counters)."""
@@ -127,40 +177,3 @@ def load_state(run: RunFolder) -> dict[str, Any]:
     except Exception as exc:
         raise ConfigError(f"--resume: {run.state_path} is unreadable ({exc}); start a new run in another --out") \
             from None
-
-
-class MetricsLog:
-    """``metrics.jsonl`` (one line per epoch) and, when installed, TensorBoard, written by the main process."""
-
-    def __init__(self, run: RunFolder, main: bool):
-        self.run, self.main = run, main
-        self.history: list[dict[str, Any]] = []
-        self.tb: Any = None
-
-    def open(self, completed: int) -> None:
-        """Keep the lines of the completed epochs (drop those that will run again, and lines cut short)."""
-        if not self.main:
-            return
-        self.history = self.run.keep_metrics(completed)
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # optional: tensorboard may not be installed
-
-            self.tb = SummaryWriter(str(self.run / "tensorboard"))
-        except Exception:  # noqa: BLE001
-            self.tb = None
-
-    def record(self, metrics: dict[str, Any]) -> None:
-        self.history.append(metrics)
-        if not self.main:
-            return
-        self.run.append_metrics(metrics)
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)) and k not in ("epoch", "global_step") and math.isfinite(v):
-                    self.tb.add_scalar(k, v, metrics["epoch"])
-            self.tb.flush()
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None

@@ -1,20 +1,15 @@
 """Training loop: aligner heads onto the generator's own caption embeddings (paper Eq. 6 / Eq. 7).
 
-Orchestration only; the parts live beside it: :mod:`~seeingsounds.training.pairs` (pairs, the
-seeded mix pool, the epoch order, the dataset), :mod:`~seeingsounds.training.targets` (the target
-store), :mod:`~seeingsounds.training.state` (resume checks, RNG state),
-:mod:`~seeingsounds.training.edits` (the run's caption edits) and :mod:`seeingsounds.runs` (the run folder).
+Orchestration only. The parts: :mod:`~seeingsounds.training.pairs` (pairs, mix pool, epoch order,
+dataset, feature source), :mod:`~seeingsounds.training.targets` (the target store),
+:mod:`~seeingsounds.training.state` (resume checks, loop counters, RNG), :mod:`~seeingsounds.training.checkpoints`
+(best/, last/, metrics, model selection, early stopping), :mod:`~seeingsounds.training.edits` (caption
+edits), :mod:`~seeingsounds.training.objective` (the loss, the two AdamW optimisers: sequence heads at
+``lr_sequence``, pooled heads at ``lr_pooled``) and :mod:`seeingsounds.runs` (the run folder, locked while training).
 
-* Everything cheap is checked before any model loads: dataset, options, the output folder
-  (refused when it is not a run, is read by the run or cannot be written), resume compatibility.
-  The folder is locked (``<out>/.lock``) while the run trains into it.
-* Separate AdamW optimisers: sequence head(s) at ``lr_sequence``, pooled head(s) at ``lr_pooled``.
-* Validation loss and caption-retrieval top-1 every epoch; model selection and early stopping on
-  validation loss (on the training loss when there is no validation clip); ``<out>/best/`` and
-  ``<out>/last/`` (+ ``training_state.pt``) written atomically every epoch; ``resume=True``
-  continues exactly where a run stopped.
-* ``accelerate``: the same code runs on CPU, one GPU (bf16 autocast) or several processes under
-  ``accelerate launch`` / ``torchrun``; only the main process writes.
+Everything cheap (dataset, options, output folder, resume compatibility) is checked before any model
+loads. ``resume=True`` continues exactly where a run stopped. The same code runs on CPU, one GPU
+(bf16 autocast) or several processes under ``accelerate launch`` / ``torchrun``; only the main process writes.
 """
 
 from __future__ import annotations
@@ -29,23 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
-from seeingsounds.cache import AudioItem, FeatureCache, read_tokens
-from seeingsounds.devices import mixed_precision, resolve_device
+from seeingsounds.cache import FeatureCache
+from seeingsounds.devices import DTYPES, mixed_precision, resolve_device
 from seeingsounds.errors import ConfigError
-from seeingsounds.paths import atomic_write_json, atomic_write_text, ensure_writable_dir
-from seeingsounds.runs import EDITS_FILE, STATE_FILE, TARGETS_FILE, RunFolder, library_versions
+from seeingsounds.paths import ensure_writable_dir
+from seeingsounds.runs import EDITS_FILE, TARGETS_FILE, RunFolder
 from seeingsounds.training import pairs as P
+from seeingsounds.training.checkpoints import Checkpoints, MetricsLog, load_last, run_record, write_run_files
 from seeingsounds.training.config import TrainConfig
-from seeingsounds.training.edits import RunCaptionEdits, engine_options
-from seeingsounds.training.objective import TERMS, branch_optimizers, objective, per_sample_loss
-from seeingsounds.training.state import (LoopState, MetricsLog, audio_digest, check_same_data, check_same_options,
-                                         load_state, rng_state, set_rng_state)
+from seeingsounds.training.edits import augment_descriptions, build_run_captions
+from seeingsounds.training.objective import branch_optimizers, check_target_weights, per_sample_loss, validation_metrics
+from seeingsounds.training.state import (LoopState, audio_digest, check_resume, check_same_captions, check_same_data,
+                                         set_rng_state)
 from seeingsounds.training.targets import RowRetrieval, TargetStore, device_budget_bytes, prepare_store
 
-#: cached tokens are held in memory when they fit in this many bytes (else read per batch)
-PRELOAD_BYTES = 2 << 30
 #: class-caption targets are held as a retrieval index (fp32 on the CPU) up to this size; larger
 #: sets (FLUX-dev: 8 MiB a caption) are streamed from the target store at each validation batch
 INDEX_BYTES = 1 << 30
@@ -77,12 +70,6 @@ def make_accelerator(device: str) -> Any:
     return Accelerator(cpu=resolved.type == "cpu", mixed_precision=mixed_precision(resolved))
 
 
-def augment_descriptions(augment: list[list[Any]]) -> list[tuple[str, ...]]:
-    from seeingsounds.audio.effects import describe_effect
-
-    return [tuple(describe_effect(name, **params) for name, params in chain) for chain in augment]
-
-
 class Trainer:
     """Trains one run. ``encoder`` / ``backend`` may be passed in (already loaded) to save time.
     Call :meth:`fit` (it calls :meth:`setup` first when needed)."""
@@ -101,6 +88,7 @@ class Trainer:
         self.backend: Any = None
         self.spec: dict[str, Any] = {}
         self.cache: FeatureCache | None = None
+        self.descriptions: list[tuple[str, ...]] = []  # d_j of each effect chain
         self.caption_rows: P.RunCaptions | None = None
         self.captions: Any = None  # the CaptionSet
         self.targets: TargetStore | None = None
@@ -113,13 +101,13 @@ class Trainer:
         self.label_ids: dict[str, int] = {}
         self.train_pairs: list[P.Pair] = []
         self.val_pairs: list[P.Pair] = []
-        self.paths: dict[AudioItem, Path] = {}
-        self.memory: dict[AudioItem, torch.Tensor] | None = None
+        self.features: P.FeatureSource | None = None
         self.class_index: RowRetrieval | None = None
         self.saved: dict[str, Any] | None = None  # config.json of the run resumed
         self.state: dict[str, Any] | None = None  # its training_state.pt
         self.loop = LoopState()
         self.metrics = MetricsLog(self.run, main=True)  # re-made in setup, once the process is known
+        self.checkpoints: Checkpoints | None = None
         self.epoch_rows_cache: list[P.Row] = []
         #: what setup built: captions per kind, mixes drawn, distinct class pairs fused, targets encoded
         self.counts: dict[str, int] = {}
@@ -137,17 +125,24 @@ class Trainer:
     # ---- setup ------------------------------------------------------------------------------
     def setup(self) -> None:
         """Validate inputs and the run folder, build the caption set, load models, targets, features."""
+        self._check_inputs()
+        pools = P.MixPools.draw(self.dataset, self.config.mix_pairs, self.config.seed)
+        self._build_captions(pools)
+        self._build_model()
+        self._build_pairs(pools)
+
+    def _check_inputs(self) -> None:
+        """Everything cheap, before any model loads: dataset, options, run folder (locked), resume."""
         from accelerate.utils import set_seed
 
         from seeingsounds.data.manifest import load_dataset
         from seeingsounds.presets import get_preset
 
         cfg = self.config
-        # -- everything cheap first, before any model loads --------------------------------------
         self.dataset = ds = load_dataset(cfg.data, cfg.captions, seed=cfg.seed, val_fraction=cfg.val_fraction,
                                          skip_bad=cfg.skip_bad)
         self.preset = get_preset(cfg.preset)
-        descriptions = augment_descriptions(cfg.augment)
+        self.descriptions = augment_descriptions(cfg.augment)
         if cfg.mix_pairs and len(ds.labels) < 2:
             raise ConfigError("--mix-pairs needs at least two classes")
         self.accelerator = make_accelerator(cfg.device)
@@ -157,9 +152,7 @@ class Trainer:
         if main:
             self._held.enter_context(self.run.lock())
         if cfg.resume:
-            self.saved = check_same_options(cfg, self.preset.to_dict(), self.run)
-            check_same_data(ds.fingerprint(), self.saved.get("data") or {}, self.run)
-            self.state = load_state(self.run)
+            self.saved, self.state = check_resume(cfg, self.preset.to_dict(), ds.fingerprint(), self.run)
         elif main:
             (self.run / EDITS_FILE).unlink(missing_ok=True)  # a fresh run asks its engine afresh
         if cfg.use_cache:
@@ -171,85 +164,66 @@ class Trainer:
         self.log(f"data: {ds.summary()}")
         set_seed(cfg.seed)
 
-        # -- the caption set: class, edited, fused for the drawn class pairs only --------------------
-        pools = P.MixPools.draw(ds, cfg.mix_pairs, cfg.seed)
+    def _build_captions(self, pools: P.MixPools) -> None:
+        """The caption set: class, edited, and fused for the drawn class pairs only."""
         label_pairs = pools.label_pairs()
         with self.accelerator.main_process_first():
-            editor = RunCaptionEdits(self.run / EDITS_FILE, cfg.caption_engine, engine_options(cfg),
-                                     write=main) if cfg.extended else None
-            self.caption_rows = P.RunCaptions.build(ds, descriptions, editor, label_pairs)
-            if editor is not None:
-                editor.close()
+            self.caption_rows, edits = build_run_captions(self.config, self.run, self.dataset, self.descriptions,
+                                                          label_pairs, write=self.accelerator.is_main_process)
         self.captions = self.caption_rows.captions
-        if cfg.resume and self.captions.to_json() != self.run.caption_set().to_json():
-            raise ConfigError(f"--resume: the captions would differ from the interrupted run's ({self.run.path}/"
-                              f"captions.json; {EDITS_FILE} lacks edits the engine now answers differently); "
-                              "restore the run's caption_edits.jsonl, or start a new run in another --out")
-        kinds = [e.kind for e in self.captions.entries]
-        self.counts = {"captions": len(kinds), "class": kinds.count("class"), "edited": kinds.count("edited"),
-                       "fused": kinds.count("fused"), "mixes": len(pools.train) + len(pools.val),
-                       "class_pairs_drawn": len(label_pairs),
-                       "edits_computed": editor.computed if editor is not None else 0}
+        if self.config.resume:
+            check_same_captions(self.captions, self.run)
+        self.counts = {**self.caption_rows.counts(), "mixes": len(pools.train) + len(pools.val),
+                       "class_pairs_drawn": len(label_pairs), "edits_computed": edits}
 
-        # -- models, targets, aligner ----------------------------------------------------------------
+    def _build_model(self) -> None:
+        """Encoder and generator, the target store, the aligner and its two optimisers (restored on resume)."""
         from seeingsounds.model import create_aligner, load_backend, load_encoder
 
-        device = self.accelerator.device
+        cfg, device = self.config, self.accelerator.device
         encoder, backend = self._given
         self.encoder = (encoder if encoder is not None else load_encoder(self.preset)).to(device)
         self.backend = backend if backend is not None else load_backend(self.preset)
         self.spec = self.backend.conditioning_spec()
-        unknown = sorted(set(cfg.target_weights) - set(self.spec))
-        if unknown:
-            raise ConfigError(f"loss weights for unknown tensors {unknown}; this generator has {list(self.spec)}")
+        check_target_weights(cfg.target_weights, self.spec)
         null, self.counts["targets_encoded"] = prepare_store(
             self.run / TARGETS_FILE, self.captions.texts, self.backend, cache=self.cache, device=device,
-            dtype=cfg.dtype, batch_size=cfg.encode_batch_size, progress=cfg.progress, main=main, resume=cfg.resume,
-            wait=self.accelerator.wait_for_everyone)
+            dtype=cfg.dtype, batch_size=cfg.encode_batch_size, progress=cfg.progress,
+            main=self.accelerator.is_main_process, resume=cfg.resume, wait=self.accelerator.wait_for_everyone)
         aligner = create_aligner(self.preset, self.encoder.hidden_size, self.spec, align=cfg.align,
                                  order=cfg.order, pooling=cfg.pooling, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout)
         aligner.set_null_conditioning(null)
         self.names = aligner.aligned_names
-        self.lr = {"sequence": cfg.lr_sequence or self.preset.lr_sequence, "pooled": cfg.lr_pooled or self.preset.lr_pooled}
+        self.lr = {"sequence": cfg.lr_sequence or self.preset.lr_sequence,
+                   "pooled": cfg.lr_pooled or self.preset.lr_pooled}
         self.branches, optimizers = branch_optimizers(aligner, self.spec, self.names, self.lr, cfg.weight_decay)
         if self.state is not None:
-            from safetensors.torch import load_file
-
-            aligner.load_state_dict(load_file(str(self.run.last / "model.safetensors")), strict=True)
-            for branch, opt in zip(self.branches, optimizers):
-                opt.load_state_dict(self.state["optimizers"][branch])
+            load_last(self.run, aligner, optimizers, self.branches, self.state)
         prepared = self.accelerator.prepare(aligner, *optimizers)
         self.model, self.optimizers = prepared[0], list(prepared[1:])
+        self.checkpoints = Checkpoints(self.run, self.accelerator, self.model, self.branches, self.optimizers,
+                                       self.metrics, seed=cfg.seed, lr=self.lr)
         self.targets = TargetStore(self.run / TARGETS_FILE, self.names, device)
         resident = self.caption_rows.class_rows + self.captions.rows("edited")
-        train_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.accelerator.mixed_precision,
-                                                                          torch.float32)
+        train_dtype = DTYPES.get(self.accelerator.mixed_precision, torch.float32)
         if self.targets.keep_resident(resident, device_budget_bytes(device, cfg.target_memory_gb), train_dtype):
             self.log(f"caption targets: {len(resident)} class/edited rows kept on {device}")
 
-        # -- pairs and features --------------------------------------------------------------------
-        self.label_ids = {lb: i for i, lb in enumerate(ds.labels)}
-        build = (self.caption_rows, cfg.augment, descriptions, cfg.mix_ratio)
-        self.train_pairs = P.build_pairs(ds.train, pools.train, *build)
-        self.val_pairs = P.build_pairs(ds.val, pools.val, *build)
-        cached = list(dict.fromkeys(p.item for p in self.train_pairs + self.val_pairs if self._cached(p.item)))
-        if self.cache is not None:  # collective under a launcher: every process calls it
-            found = self.cache.ensure_audio(self.encoder, cached, batch_size=cfg.encode_batch_size,
-                                            progress=cfg.progress and main, desc="caching encoder features")
-            self.paths = dict(zip(cached, found))
+    def _build_pairs(self, pools: P.MixPools) -> None:
+        """The train and validation pairs, their encoder features, the validation retrieval index."""
+        cfg = self.config
+        self.label_ids = {lb: i for i, lb in enumerate(self.dataset.labels)}
+        build = (self.caption_rows, cfg.augment, self.descriptions, cfg.mix_ratio)
+        self.train_pairs = P.build_pairs(self.dataset.train, pools.train, *build)
+        self.val_pairs = P.build_pairs(self.dataset.val, pools.val, *build)
+        self.features = P.prepare_features(self.train_pairs + self.val_pairs, self.encoder, self.cache,
+                                           cache_augmented=cfg.cache_augmented, batch_size=cfg.encode_batch_size,
+                                           progress=cfg.progress and self.accelerator.is_main_process)
+        if self.cache is not None:
             self.log(f"feature cache {self.cache.root}: {self.cache.stats}")
-            item_bytes = self.encoder.num_tokens * self.encoder.hidden_size * torch.finfo(self.cache.dtype).bits // 8
-            if item_bytes * len(cached) <= PRELOAD_BYTES:
-                self.memory = {it: read_tokens(self.paths[it]) for it in cached}
         if self.val_pairs:
-            self.class_index = RowRetrieval(self.targets, self.caption_rows.class_rows, cfg.target_weights, device,
-                                            INDEX_BYTES)
-
-    def _cached(self, item: AudioItem) -> bool:
-        """Whether ``item``'s tokens come from the cache (else the encoder runs live on it)."""
-        if self.cache is None:
-            return False
-        return self.config.cache_augmented or not (item.effects or item.mix)
+            self.class_index = RowRetrieval(self.targets, self.caption_rows.class_rows, cfg.target_weights,
+                                            self.accelerator.device, INDEX_BYTES)
 
     # ---- epochs -----------------------------------------------------------------------------
     def epoch_rows(self, epoch: int) -> list[P.Row]:
@@ -257,13 +231,8 @@ class Trainer:
         return P.epoch_rows(self.train_pairs, epoch, self.config.seed, self.term_weights, self.label_ids)
 
     def _loader(self, rows: list[P.Row]) -> Any:
-        # its own generator: starting an iterator must not draw from the global torch RNG, or a
-        # run resumed mid-epoch would see other dropout masks than the uninterrupted run
-        dataset = P.PairDataset(rows, paths=self.paths if self.cache is not None else {}, memory=self.memory,
-                                sample_rate=self.encoder.sample_rate, window=self.encoder.window_samples)
-        loader = DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False,
-                            num_workers=self.config.num_workers, collate_fn=P.collate, persistent_workers=False,
-                            generator=torch.Generator().manual_seed(self.config.seed))
+        cfg = self.config
+        loader = self.features.loader(rows, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed)
         return self.accelerator.prepare_data_loader(loader)
 
     def _loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -279,6 +248,20 @@ class Trainer:
         self.timing["targets"] += t2 - t1
         self.timing["aligner"] += time.perf_counter() - t2
         return per_sample_loss(pred, target, self.names, self.config.target_weights), pred
+
+    def _step(self, batch: Mapping[str, Any]) -> tuple[float, int]:
+        """One optimiser step on ``batch``: ``(mean weighted loss, samples)``."""
+        per, _ = self._loss(batch)
+        t_step = time.perf_counter()
+        loss = (per * batch["weight"].to(per.device)).mean()
+        self.accelerator.backward(loss)
+        for opt in self.optimizers:
+            opt.step()
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.timing["aligner"] += time.perf_counter() - t_step
+        self.timing["steps"] += 1
+        return float(loss.detach()), len(per)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -298,50 +281,9 @@ class Trainer:
             losses.append(per.float().cpu())
             terms.append(term.cpu())
             hits.append(hit.cpu())
-        per, term, hit = torch.cat(losses), torch.cat(terms), torch.cat(hits)
-        counts = {t: int((term == i).sum()) for i, t in enumerate(TERMS)}
-        out = {k: float(v) for k, v in objective(per, term, counts, self.term_weights).items()}
-        out["top1"] = float(100.0 * hit[term == 0].mean()) if (term == 0).any() else float("nan")
         self.model.train()
         self.timing = timing
-        return {f"val_{k}": v for k, v in out.items()}
-
-    # ---- run files --------------------------------------------------------------------------
-    def _save(self, name: str, state: dict[str, Any] | None = None) -> None:
-        if not self.accelerator.is_main_process:
-            return
-
-        def build(tmp: Path) -> None:
-            self.accelerator.unwrap_model(self.model).save_pretrained(tmp)
-            if state is not None:
-                torch.save(state, tmp / STATE_FILE)
-
-        self.run.replace_folder(name, build)
-
-    def _training_state(self, epoch: int, step_in_epoch: int, finished: str | None) -> dict[str, Any]:
-        self.loop.epoch, self.loop.step_in_epoch, self.loop.finished = epoch, step_in_epoch, finished
-        return {**self.loop.to_dict(), "optimizers": {b: o.state_dict() for b, o in zip(self.branches, self.optimizers)},
-                "rng": rng_state(),
-                "data_order": {"seed": self.config.seed, "epoch": epoch,
-                               "rows": torch.tensor([r[1] for r in self.epoch_rows_cache], dtype=torch.long)}}
-
-    def _write_run_files(self, audio_sha256: str) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        cache = None if self.cache is None else {"dir": str(self.cache.root.resolve()), "dtype": self.cache.dtype_name}
-        atomic_write_json(self.run / "config.json", {
-            "train": self.config.resolved_paths(), "preset": self.preset.to_dict(),
-            "data": {**self.dataset.fingerprint(), "audio_sha256": audio_sha256},
-            "encoder": {"name": self.encoder.name, "model_id": self.encoder.model_id,
-                        "identity": self.encoder.identity()},
-            "generator": {"name": self.backend.name, "model_id": self.backend.model_id,
-                          "max_sequence_length": self.backend.max_sequence_length,
-                          "spec": {n: list(s.shape) for n, s in self.spec.items()}},
-            "aligned": self.names, "learning_rates": self.lr, "feature_cache": cache,
-            "objective": "eq7" if self.config.extended else "eq6", "captions": self.counts,
-            "versions": library_versions(),
-        })
-        atomic_write_text(self.run / "captions.json", self.captions.to_json())
+        return validation_metrics(torch.cat(losses), torch.cat(terms), torch.cat(hits), self.term_weights)
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -356,95 +298,72 @@ class Trainer:
     def _fit(self) -> TrainResult:
         from tqdm.auto import tqdm
 
-        cfg, st = self.config, self.state or {}
-        self.loop = LoopState.from_saved(st)
-        start_epoch, start_step = self.loop.epoch, self.loop.step_in_epoch
-        if self.loop.finished == "early_stopping" or (self.loop.finished and start_epoch >= cfg.epochs):
-            self.log(f"{self.out}: the run already finished ({self.loop.finished})")
-            self.metrics.open(start_epoch)
-            return self._result(start_epoch, self.loop.finished)
         from seeingsounds.data.manifest import file_sha256
 
+        cfg, st, acc = self.config, self.state or {}, self.accelerator
+        self.loop = loop = LoopState.from_saved(st)
+        start_epoch, start_step = loop.epoch, loop.step_in_epoch
+        if loop.already_finished(cfg.epochs):
+            self.log(f"{self.out}: the run already finished ({loop.finished})")
+            self.metrics.open(start_epoch)
+            return self._result(start_epoch, loop.finished)
         audio = audio_digest(self.dataset.clips, self.cache.file_hash if self.cache is not None else file_sha256)
         if st:
             check_same_data({"audio_sha256": audio}, self.saved.get("data") or {}, self.run)
-        self._write_run_files(audio)
+        if acc.is_main_process:
+            record = run_record(self.config, self.preset, self.dataset, audio, self.encoder, self.backend,
+                                names=self.names, lr=self.lr, cache=self.cache, counts=self.counts)
+            write_run_files(self.run, record, self.captions.to_json())
         self.metrics.open(start_epoch)
         if st:
             set_rng_state(st["rng"])
             self.log(f"resuming {self.out} at epoch {start_epoch + 1}, step {start_step} "
-                     f"(global step {self.loop.global_step})")
+                     f"(global step {loop.global_step})")
         steps_this_call, stopped, epoch = 0, "epochs", start_epoch
-        loop = self.loop
         self.model.train()
         try:
             for epoch in range(start_epoch, cfg.epochs):
                 t0 = time.time()
                 self.epoch_rows_cache = rows = self.epoch_rows(epoch)
-                loader = self._loader(rows)
                 skip = start_step if epoch == start_epoch else 0
-                if skip == 0:
-                    loop.epoch_loss_sum, loop.epoch_count = 0.0, 0
-                else:
-                    loader = self.accelerator.skip_first_batches(loader, skip)
-                total = math.ceil(len(rows) / cfg.batch_size / self.accelerator.num_processes)
+                loop.start_epoch(skip)
+                loader = self._loader(rows)
+                if skip:
+                    loader = acc.skip_first_batches(loader, skip)
+                total = math.ceil(len(rows) / cfg.batch_size / acc.num_processes)
                 bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                           disable=not cfg.progress or not self.accelerator.is_main_process, leave=False)
-                step = skip
-                batches = iter(loader)
+                           disable=not cfg.progress or not acc.is_main_process, leave=False)
+                step, batches = skip, iter(loader)
                 while True:
                     t_data = time.perf_counter()
                     batch = next(batches, None)
                     if batch is None:
                         break
                     self.timing["data"] += time.perf_counter() - t_data
-                    per, _ = self._loss(batch)
-                    t_step = time.perf_counter()
-                    loss = (per * batch["weight"].to(per.device)).mean()
-                    self.accelerator.backward(loss)
-                    for opt in self.optimizers:
-                        opt.step()
-                    for opt in self.optimizers:
-                        opt.zero_grad(set_to_none=True)
-                    self.timing["aligner"] += time.perf_counter() - t_step
-                    self.timing["steps"] += 1
+                    loss, samples = self._step(batch)
                     step += 1
-                    loop.global_step += 1
                     steps_this_call += 1
-                    loop.epoch_loss_sum += float(loss.detach()) * len(per)
-                    loop.epoch_count += len(per)
+                    loop.add_step(loss, samples)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
+                    bar.set_postfix(loss=f"{loss:.4g}")
                     if cfg.max_steps is not None and steps_this_call >= cfg.max_steps and step < total:
                         bar.close()
-                        self._save("last", self._training_state(epoch, step, None))
+                        self.checkpoints.save_last(loop, epoch, step, None, rows)
                         self.log(f"stopped after {steps_this_call} steps (max_steps); resume with --resume")
                         return self._result(epoch, "max_steps")
                 bar.close()
-                train_loss = loop.epoch_loss_sum / max(1, loop.epoch_count)
-                val = self.validate()
-                monitor = val.get("val_loss", train_loss)
-                improved = loop.best_val_loss is None or monitor < loop.best_val_loss - cfg.min_delta
-                if improved:
-                    loop.best_val_loss, loop.best_epoch, loop.bad_epochs = float(monitor), epoch + 1, 0
-                    self._save("best")
-                else:
-                    loop.bad_epochs += 1
-                early = loop.bad_epochs >= cfg.patience
-                done = early or epoch + 1 >= cfg.epochs
-                finished = ("early_stopping" if early else "epochs") if done else None
-                self.metrics.record({"epoch": epoch + 1, "global_step": loop.global_step, "train_loss": train_loss, **val,
-                              **{f"lr_{b}": self.lr[b] for b in self.branches},
-                              "seconds": round(time.time() - t0, 3), "best": improved})
-                self._save("last", self._training_state(epoch + 1, 0, finished))
+                train_loss, val = loop.epoch_loss, self.validate()
+                improved, finished = self.checkpoints.end_epoch(
+                    loop, epoch, train_loss, val, rows, epochs=cfg.epochs, patience=cfg.patience,
+                    min_delta=cfg.min_delta, seconds=time.time() - t0)
                 self.log(f"epoch {epoch + 1}: train {train_loss:.5g}" + "".join(
                     f", {k} {v:.4g}" for k, v in val.items() if k in ("val_loss", "val_top1"))
                     + (" *" if improved else ""))
-                if cfg.max_steps is not None and steps_this_call >= cfg.max_steps and not done:
+                if cfg.max_steps is not None and steps_this_call >= cfg.max_steps and finished is None:
                     self.log(f"stopped after {steps_this_call} steps (max_steps); resume with --resume")
                     return self._result(epoch + 1, "max_steps")
-                if early:
-                    stopped = "early_stopping"
+                if finished == "early_stopping":
+                    stopped = finished
                     self.log(f"early stopping: no {'val' if self.val_pairs else 'training'}-loss improvement "
                              f"for {cfg.patience} epochs")
                     break
