@@ -33,6 +33,11 @@ def check_target_weights(weights: Mapping[str, float], spec: Mapping[str, Any]) 
         raise ConfigError(f"loss weights for unknown tensors {unknown}; this generator has {list(spec)}")
 
 
+def learning_rates(config: Any, preset: Any) -> dict[str, float]:
+    """The run's ``{"sequence", "pooled"}`` learning rates: the options', else the preset's."""
+    return {"sequence": config.lr_sequence or preset.lr_sequence, "pooled": config.lr_pooled or preset.lr_pooled}
+
+
 def branch_optimizers(aligner: torch.nn.Module, spec: Mapping[str, Any], names: Sequence[str],
                       lr: Mapping[str, float], weight_decay: float) -> tuple[list[str], list[torch.optim.Optimizer]]:
     """One AdamW per branch: the sequence head(s) at ``lr["sequence"]``, the pooled head(s) at

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from seeingsounds.data.manifest import file_sha256
 from seeingsounds.errors import ConfigError
 from seeingsounds.captions.caption_set import CaptionSet
 from seeingsounds.runs import CONFIG_FILE, EDITS_FILE, RunFolder
@@ -25,6 +26,15 @@ def audio_digest(clips: Sequence[Any], content_hash: Callable[[Path], str]) -> s
         if c.split != "test":
             digest.update(f"{Path(c.path).resolve()}\t{c.label}\t{c.split}\t{content_hash(c.path)}\n".encode())
     return digest.hexdigest()
+
+
+def check_same_audio(clips: Sequence[Any], cache: Any, saved: Mapping[str, Any] | None, run: RunFolder) -> str:
+    """The :func:`audio_digest` of ``clips`` (content hashes through the feature ``cache`` when there
+    is one); on resume (``saved``: the run's ``config.json``) refused when it changed."""
+    digest = audio_digest(clips, cache.file_hash if cache is not None else file_sha256)
+    if saved is not None:
+        check_same_data({"audio_sha256": digest}, saved.get("data") or {}, run)
+    return digest
 
 
 def rng_state() -> dict[str, Any]:
@@ -90,6 +100,25 @@ def check_same_data(current: Mapping[str, Any], saved: Mapping[str, Any], run: R
     if changed:
         raise ConfigError(f"--resume: the data changed since the interrupted run ({', '.join(changed)} differ "
                           f"from {run / CONFIG_FILE}); restore it, or start a new run in another --out")
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit <seeingsounds.training.trainer.Trainer.fit>` returns."""
+
+    out: Path
+    best_epoch: int | None
+    best_val_loss: float | None
+    epochs_completed: int
+    global_step: int
+    stopped: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    #: whether there were validation pairs (else ``best_val_loss`` is the best *training* loss)
+    validated: bool = True
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
 
 
 @dataclass

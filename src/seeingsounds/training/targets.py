@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from seeingsounds.devices import DTYPES
 from seeingsounds.runs import RowFile, write_row_file
 
 #: captions encoded / copied into the store at a time
@@ -108,6 +109,15 @@ class TargetStore:
     def close(self) -> None:
         self.file.close()
         self._table = {}
+
+
+def open_store(path: str | Path, names: Sequence[str], device: torch.device, *, resident: Sequence[int],
+               budget_gb: float | None, mixed_precision: str) -> TargetStore:
+    """The run's store, read onto ``device``, with the ``resident`` rows kept there in the training
+    dtype (accelerate's ``mixed_precision``: bf16 / fp16 / no) when they fit the budget."""
+    store = TargetStore(path, names, device)
+    store.keep_resident(resident, device_budget_bytes(device, budget_gb), DTYPES.get(mixed_precision, torch.float32))
+    return store
 
 
 def write_store(path: str | Path, texts: Sequence[str], shapes: Mapping[str, Sequence[int]],

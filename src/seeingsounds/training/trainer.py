@@ -19,14 +19,14 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from seeingsounds.cache import FeatureCache
-from seeingsounds.devices import DTYPES, mixed_precision, resolve_device
+from seeingsounds.devices import mixed_precision, resolve_device
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import ensure_writable_dir
 from seeingsounds.runs import EDITS_FILE, TARGETS_FILE, RunFolder
@@ -34,31 +34,15 @@ from seeingsounds.training import pairs as P
 from seeingsounds.training.checkpoints import Checkpoints, MetricsLog, load_last, run_record, write_run_files
 from seeingsounds.training.config import TrainConfig
 from seeingsounds.training.edits import augment_descriptions, build_run_captions
-from seeingsounds.training.objective import branch_optimizers, check_target_weights, per_sample_loss, validation_metrics
-from seeingsounds.training.state import (LoopState, audio_digest, check_resume, check_same_captions, check_same_data,
+from seeingsounds.training.objective import (branch_optimizers, check_target_weights, learning_rates, per_sample_loss,
+                                             validation_metrics)
+from seeingsounds.training.state import (LoopState, TrainResult, check_resume, check_same_audio, check_same_captions,
                                          set_rng_state)
-from seeingsounds.training.targets import RowRetrieval, TargetStore, device_budget_bytes, prepare_store
+from seeingsounds.training.targets import RowRetrieval, TargetStore, open_store, prepare_store
 
 #: class-caption targets are held as a retrieval index (fp32 on the CPU) up to this size; larger
 #: sets (FLUX-dev: 8 MiB a caption) are streamed from the target store at each validation batch
 INDEX_BYTES = 1 << 30
-
-
-@dataclass
-class TrainResult:
-    out: Path
-    best_epoch: int | None
-    best_val_loss: float | None
-    epochs_completed: int
-    global_step: int
-    stopped: str
-    history: list[dict[str, Any]] = field(default_factory=list)
-    #: whether there were validation pairs (else ``best_val_loss`` is the best *training* loss)
-    validated: bool = True
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.history[-1] if self.history else {}
 
 
 def make_accelerator(device: str) -> Any:
@@ -194,8 +178,7 @@ class Trainer:
                                  order=cfg.order, pooling=cfg.pooling, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout)
         aligner.set_null_conditioning(null)
         self.names = aligner.aligned_names
-        self.lr = {"sequence": cfg.lr_sequence or self.preset.lr_sequence,
-                   "pooled": cfg.lr_pooled or self.preset.lr_pooled}
+        self.lr = learning_rates(cfg, self.preset)
         self.branches, optimizers = branch_optimizers(aligner, self.spec, self.names, self.lr, cfg.weight_decay)
         if self.state is not None:
             load_last(self.run, aligner, optimizers, self.branches, self.state)
@@ -203,11 +186,11 @@ class Trainer:
         self.model, self.optimizers = prepared[0], list(prepared[1:])
         self.checkpoints = Checkpoints(self.run, self.accelerator, self.model, self.branches, self.optimizers,
                                        self.metrics, seed=cfg.seed, lr=self.lr)
-        self.targets = TargetStore(self.run / TARGETS_FILE, self.names, device)
-        resident = self.caption_rows.class_rows + self.captions.rows("edited")
-        train_dtype = DTYPES.get(self.accelerator.mixed_precision, torch.float32)
-        if self.targets.keep_resident(resident, device_budget_bytes(device, cfg.target_memory_gb), train_dtype):
-            self.log(f"caption targets: {len(resident)} class/edited rows kept on {device}")
+        self.targets = open_store(self.run / TARGETS_FILE, self.names, device,
+                                  resident=self.caption_rows.class_rows + self.captions.rows("edited"),
+                                  budget_gb=cfg.target_memory_gb, mixed_precision=self.accelerator.mixed_precision)
+        if self.targets.resident_rows:
+            self.log(f"caption targets: {self.targets.resident_rows} class/edited rows kept on {device}")
 
     def _build_pairs(self, pools: P.MixPools) -> None:
         """The train and validation pairs, their encoder features, the validation retrieval index."""
@@ -296,29 +279,14 @@ class Trainer:
             self._held.close()
 
     def _fit(self) -> TrainResult:
-        from tqdm.auto import tqdm
-
-        from seeingsounds.data.manifest import file_sha256
-
-        cfg, st, acc = self.config, self.state or {}, self.accelerator
-        self.loop = loop = LoopState.from_saved(st)
-        start_epoch, start_step = loop.epoch, loop.step_in_epoch
-        if loop.already_finished(cfg.epochs):
-            self.log(f"{self.out}: the run already finished ({loop.finished})")
+        cfg, st = self.config, self.state or {}
+        self.loop = LoopState.from_saved(st)
+        start_epoch, start_step = self.loop.epoch, self.loop.step_in_epoch
+        if self.loop.already_finished(cfg.epochs):
+            self.log(f"{self.out}: the run already finished ({self.loop.finished})")
             self.metrics.open(start_epoch)
-            return self._result(start_epoch, loop.finished)
-        audio = audio_digest(self.dataset.clips, self.cache.file_hash if self.cache is not None else file_sha256)
-        if st:
-            check_same_data({"audio_sha256": audio}, self.saved.get("data") or {}, self.run)
-        if acc.is_main_process:
-            record = run_record(self.config, self.preset, self.dataset, audio, self.encoder, self.backend,
-                                names=self.names, lr=self.lr, cache=self.cache, counts=self.counts)
-            write_run_files(self.run, record, self.captions.to_json())
-        self.metrics.open(start_epoch)
-        if st:
-            set_rng_state(st["rng"])
-            self.log(f"resuming {self.out} at epoch {start_epoch + 1}, step {start_step} "
-                     f"(global step {loop.global_step})")
+            return self._result(start_epoch, self.loop.finished)
+        self._begin(st)
         steps_this_call, stopped, epoch = 0, "epochs", start_epoch
         self.model.train()
         try:
@@ -326,42 +294,21 @@ class Trainer:
                 t0 = time.time()
                 self.epoch_rows_cache = rows = self.epoch_rows(epoch)
                 skip = start_step if epoch == start_epoch else 0
-                loop.start_epoch(skip)
-                loader = self._loader(rows)
-                if skip:
-                    loader = acc.skip_first_batches(loader, skip)
-                total = math.ceil(len(rows) / cfg.batch_size / acc.num_processes)
-                bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                           disable=not cfg.progress or not acc.is_main_process, leave=False)
-                step, batches = skip, iter(loader)
-                while True:
-                    t_data = time.perf_counter()
-                    batch = next(batches, None)
-                    if batch is None:
-                        break
-                    self.timing["data"] += time.perf_counter() - t_data
-                    loss, samples = self._step(batch)
-                    step += 1
-                    steps_this_call += 1
-                    loop.add_step(loss, samples)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4g}")
-                    if cfg.max_steps is not None and steps_this_call >= cfg.max_steps and step < total:
-                        bar.close()
-                        self.checkpoints.save_last(loop, epoch, step, None, rows)
-                        self.log(f"stopped after {steps_this_call} steps (max_steps); resume with --resume")
-                        return self._result(epoch, "max_steps")
-                bar.close()
-                train_loss, val = loop.epoch_loss, self.validate()
+                budget = None if cfg.max_steps is None else cfg.max_steps - steps_this_call
+                steps, ended = self._train_epoch(epoch, rows, skip, budget)
+                steps_this_call += steps
+                if not ended:  # max_steps inside the epoch: last/ holds the position in it
+                    self.checkpoints.save_last(self.loop, epoch, skip + steps, None, rows)
+                    return self._stop_at_max_steps(epoch, steps_this_call)
+                train_loss, val = self.loop.epoch_loss, self.validate()
                 improved, finished = self.checkpoints.end_epoch(
-                    loop, epoch, train_loss, val, rows, epochs=cfg.epochs, patience=cfg.patience,
+                    self.loop, epoch, train_loss, val, rows, epochs=cfg.epochs, patience=cfg.patience,
                     min_delta=cfg.min_delta, seconds=time.time() - t0)
                 self.log(f"epoch {epoch + 1}: train {train_loss:.5g}" + "".join(
                     f", {k} {v:.4g}" for k, v in val.items() if k in ("val_loss", "val_top1"))
                     + (" *" if improved else ""))
-                if cfg.max_steps is not None and steps_this_call >= cfg.max_steps and finished is None:
-                    self.log(f"stopped after {steps_this_call} steps (max_steps); resume with --resume")
-                    return self._result(epoch + 1, "max_steps")
+                if budget is not None and steps >= budget and finished is None:
+                    return self._stop_at_max_steps(epoch + 1, steps_this_call)
                 if finished == "early_stopping":
                     stopped = finished
                     self.log(f"early stopping: no {'val' if self.val_pairs else 'training'}-loss improvement "
@@ -371,6 +318,53 @@ class Trainer:
             self.log("interrupted: the last completed epoch is in last/; continue with --resume")
             raise
         return self._result(epoch + 1, stopped)
+
+    def _begin(self, state: Mapping[str, Any]) -> None:
+        """Check the audio is the run's (resume), write ``config.json`` and ``captions.json``, open
+        the metrics, restore the RNG state (resume)."""
+        audio = check_same_audio(self.dataset.clips, self.cache, self.saved, self.run)
+        if self.accelerator.is_main_process:
+            record = run_record(self.config, self.preset, self.dataset, audio, self.encoder, self.backend,
+                                names=self.names, lr=self.lr, cache=self.cache, counts=self.counts)
+            write_run_files(self.run, record, self.captions.to_json())
+        self.metrics.open(self.loop.epoch)
+        if state:
+            set_rng_state(state["rng"])
+            self.log(f"resuming {self.out} at epoch {self.loop.epoch + 1}, step {self.loop.step_in_epoch} "
+                     f"(global step {self.loop.global_step})")
+
+    def _train_epoch(self, epoch: int, rows: list[P.Row], skip: int, budget: int | None) -> tuple[int, bool]:
+        """The steps of ``epoch`` after its first ``skip`` batches, at most ``budget`` unless that is
+        where the epoch ends: ``(steps taken, whether the epoch ended)``."""
+        cfg, acc = self.config, self.accelerator
+        self.loop.start_epoch(skip)
+        loader = self._loader(rows)
+        if skip:
+            loader = acc.skip_first_batches(loader, skip)
+        total = math.ceil(len(rows) / cfg.batch_size / acc.num_processes)
+        bar = tqdm(total=total, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                   disable=not cfg.progress or not acc.is_main_process, leave=False)
+        steps, batches = 0, iter(loader)
+        try:
+            while True:
+                t_data = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
+                    return steps, True
+                self.timing["data"] += time.perf_counter() - t_data
+                loss, samples = self._step(batch)
+                steps += 1
+                self.loop.add_step(loss, samples)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}")
+                if budget is not None and steps >= budget and skip + steps < total:
+                    return steps, False
+        finally:
+            bar.close()
+
+    def _stop_at_max_steps(self, epochs: int, steps: int) -> TrainResult:
+        self.log(f"stopped after {steps} steps (max_steps); resume with --resume")
+        return self._result(epochs, "max_steps")
 
     def _result(self, epochs: int, stopped: str) -> TrainResult:
         # wait for every process and leave the process group (a multi-process launch otherwise
