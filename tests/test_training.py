@@ -133,6 +133,39 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(data, tmp_path, t
     assert more.global_step == 20
 
 
+def test_max_steps_at_an_epoch_end_resumes_exactly(data, tmp_path, tiny_encoder, tiny_backend):
+    """max_steps reached on an epoch's last batch: the epoch is validated and saved whole, then resumed."""
+    from seeingsounds.training import train
+
+    full = train(config(data, tmp_path / "full", epochs=2), encoder=tiny_encoder, backend=tiny_backend)
+    part = train(config(data, tmp_path / "part", epochs=2, max_steps=5), encoder=tiny_encoder, backend=tiny_backend)
+    assert (part.stopped, part.global_step, part.epochs_completed) == ("max_steps", 5, 1)
+    state = torch.load(tmp_path / "part" / "last" / "training_state.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"], state["finished"]) == (1, 0, None)
+    assert [m["epoch"] for m in part.history] == [1]
+    done = train(config(data, tmp_path / "part", epochs=2, resume=True), encoder=tiny_encoder, backend=tiny_backend)
+    assert (done.stopped, done.global_step) == ("epochs", full.global_step) == ("epochs", 10)
+    a, b = weights_of(tmp_path / "full" / "last"), weights_of(tmp_path / "part" / "last")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [m["train_loss"] for m in full.history] == [m["train_loss"] for m in done.history]
+
+
+def test_model_selection_and_early_stopping_decision():
+    from seeingsounds.training.state import LoopState
+
+    loop = LoopState()
+    decisions = [loop.end_epoch(v, e, epochs=10, patience=2, min_delta=0.1)
+                 for e, v in enumerate([1.0, 0.95, 0.85, 0.9, 0.8], start=1)]
+    # 0.95 is not 0.1 better than 1.0; 0.85 is; 0.9 and 0.8 are not 0.1 better than 0.85 -> stop after 2 bad
+    assert decisions == [(True, None), (False, None), (True, None), (False, None), (False, "early_stopping")]
+    assert (loop.best_epoch, loop.best_val_loss, loop.bad_epochs) == (3, 0.85, 2)
+    last = LoopState()
+    assert last.end_epoch(1.0, 3, epochs=3, patience=5, min_delta=0.0) == (True, "epochs")
+    assert last.already_finished(3) is False  # finished is recorded with the position by the checkpoint
+    last.epoch, last.finished = 3, "epochs"
+    assert last.already_finished(3) and not last.already_finished(4)
+
+
 def test_resume_refusals(data, tmp_path, tiny_encoder, tiny_backend):
     from seeingsounds.errors import ConfigError
     from seeingsounds.training import train
