@@ -93,8 +93,8 @@ def sounds():
 
 
 def test_request_with_mix_and_effect(engine, sounds):
-    from seeingsounds.audio.io import read_audio
-    from seeingsounds.imaging import read_provenance
+    from seeingsounds.audio.io import audio_fingerprint, read_audio
+    from seeingsounds.imaging import PROVENANCE_FIELDS, read_provenance
 
     steps = []
     result = engine.run(str(sounds["bell"]), volume=0.15, mix_sound=str(sounds["crow"]), mix_ratio=0.4,
@@ -105,9 +105,12 @@ def test_request_with_mix_and_effect(engine, sounds):
         with Image.open(path) as image:
             assert image.size == (32, 32) and image.format == "PNG"
         provenance = read_provenance(path)
-        assert provenance["seed"] == seed and provenance["steps"] == 2 and provenance["size"] == 32
-        assert provenance["sound"] == "bell.flac" and provenance["mix"] == ["crow.flac", 0.4]
+        assert set(provenance) <= set(PROVENANCE_FIELDS)  # the one spelling of `seeingsounds generate`
+        assert provenance["seed"] == seed and provenance["steps"] == 2 and provenance["size"] == "32x32"
+        assert provenance["source"] == "bell.flac" and provenance["source_sha256"] == audio_fingerprint(sounds["bell"])
+        assert provenance["mix"] == {"path": "crow.flac", "sha256": audio_fingerprint(sounds["crow"]), "ratio": 0.4}
         assert provenance["effects"] == [["volume", {"alpha": 0.15}]]
+        assert provenance["effect_descriptions"] == ["low-volume"]
         assert provenance["caption"] == result.caption and provenance["preset"] == "tiny"
     assert len(result.hears) == 5 and all(-1.0 <= s <= 1.0 for s in result.hears.values())
     heard, sr = read_audio(result.audio)

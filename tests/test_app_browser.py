@@ -110,7 +110,7 @@ def test_upload_steer_and_see(page, tmp_path):
         im.load()
         assert im.size == (32, 32)
         provenance = json.loads(im.text["seeingsounds"])
-    assert provenance["seed"] == 0 and provenance["sound"] == "bell.flac"
+    assert provenance["seed"] == 0 and provenance["source"] == "bell.flac"
     assert provenance["caption"] == "a distant bell ringing"
     assert provenance["effects"] == [["volume", {"alpha": 0.15}]]
     page.locator("#heard audio, #heard [data-testid='download-link']").first.wait_for(state="attached")

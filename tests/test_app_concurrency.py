@@ -69,16 +69,17 @@ def test_simultaneous_requests_all_get_their_images(served):
     jobs = []
     for i in range(REQUESTS):
         name = names[i % len(names)]
-        # sound, volume, reverb, pitch, lowpass, echo, mix sound, mix ratio, seed, steps, size, images
+        # sound, volume, reverb, pitch, lowpass, echo, mix sound, mix ratio, seed, steps, size, images, frames
         jobs.append((name, i, client.submit(handle_file(str(sounds[name])), 1.0, 0.3 if i % 2 else 0.0, 0, 0, 0,
-                                            None, 0.5, 100 + i, 2, 32, 1, api_name="/generate")))
+                                            None, 0.5, 100 + i, 2, 32, 1, 1, api_name="/generate")))
     for name, i, job in jobs:
-        gallery, caption, hears, heard, files = job.result(timeout=120)
+        gallery, caption, hears, heard, files, video = job.result(timeout=120)
+        assert video is None  # an image checkpoint: no video
         assert len(gallery) == 1 and len(files) == 1
         with Image.open(files[0]) as image:
             assert image.size == (32, 32)
         provenance = read_provenance(files[0])
-        assert provenance["seed"] == 100 + i and provenance["sound"] == f"{name}.flac"
+        assert provenance["seed"] == 100 + i and provenance["source"] == f"{name}.flac"
         # the demo run hears each example as its own class; reverb (odd requests) edits that caption
         expected = DEMO_CAPTIONS[name] + (", echoing in a large hall" if i % 2 else "")
         assert caption == expected
@@ -116,9 +117,10 @@ def test_rejected_uploads_log_no_traceback_and_closing_leaves_no_temp_files(tmp_
         client = Client(url, verbose=False)
         for path, message in ((broken, "unreadable or corrupt audio"), (long, "at most 5 s")):
             with pytest.raises(Exception, match=message):
-                client.predict(handle_file(str(path)), 1.0, 0, 0, 0, 0, None, 0.5, 0, 1, 32, 1, api_name="/generate")
+                client.predict(handle_file(str(path)), 1.0, 0, 0, 0, 0, None, 0.5, 0, 1, 32, 1, 1,
+                               api_name="/generate")
         gallery, *_ = client.predict(handle_file(str(example_sounds()["bell"])), 1.0, 0, 0, 0, 0, None, 0.5, 0, 1,
-                                     32, 1, api_name="/generate")
+                                     32, 1, 1, api_name="/generate")
         assert len(gallery) == 1
         assert any(uploads.rglob("*.flac"))  # gradio's copy of the upload lives under the engine's folder
     finally:

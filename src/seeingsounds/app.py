@@ -13,7 +13,15 @@ One request (the *Generate* button) runs, with a progress indicator:
 4. the caption those controls imply: the template editor's ``fuse`` of the two nearest captions for
    a mix, then ``edit_many`` with the effect descriptions;
 5. *what it hears* for the transformed sound (the bar chart), the transformed audio to listen to;
-6. the images from the frozen generator, saved as PNG with provenance metadata for download.
+6. the images from the frozen generator, saved as PNG with provenance metadata for download; for a
+   video checkpoint, an mp4 per seed (shown in the page) and its poster PNG.
+
+The *Edit a picture with a sound* tab (image checkpoints) runs the generator's image-to-image, or with a
+mask drawn in the page its inpainting, pipeline on an uploaded picture, fed what the aligner predicts for
+the (mixed, transformed) sound: :meth:`DemoEngine.edit`, ``seeingsounds edit``'s numbers.
+
+Every file's provenance is built with :func:`seeingsounds.imaging.provenance` (the keys of
+``seeingsounds generate`` and ``seeingsounds edit``).
 
 Every error a user can cause (a broken file, a too long clip, a bad setting) becomes a ``gr.Error``
 shown in the page; anything unexpected is logged with its traceback on the server and shown as a
@@ -29,26 +37,28 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
+from PIL import Image
 
-from seeingsounds import __version__
 from seeingsounds.assets import example_sounds
 from seeingsounds.audio.effects import describe_effect, effects_from_controls, slider_effects
-from seeingsounds.audio.io import read_audio, resample, save_audio
+from seeingsounds.audio.io import audio_fingerprint, audio_info, read_audio, resample, save_audio
 from seeingsounds.audio.render import render
 from seeingsounds.captions.edit import get_editor
 from seeingsounds.conditioner import AudioConditioner
 from seeingsounds.describe import Describer
 from seeingsounds.errors import AudioLoadError, ConfigError, SeeingSoundsError
-from seeingsounds.imaging import save_png
+from seeingsounds.imaging import file_sha256, provenance, save_png
+from seeingsounds.outputs import _common as common_provenance
 from seeingsounds.paths import build_once, home
-from seeingsounds.pipeline import SeeingSoundsPipeline
+from seeingsounds.pipeline import SeeingSoundsPipeline, check_strength
+from seeingsounds.runs import RunFolder
 from seeingsounds.training import TrainConfig, train
+from seeingsounds.video import write_mp4
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,13 @@ MAX_IMAGES = 4
 UPLOADS_DIR = "uploads"
 #: image side step when the pipeline does not say (pixels)
 SIZE_STEP = 16
+#: the largest image side the page offers (and the side an uploaded picture is scaled down to)
+MAX_SIDE = 1024
+#: the edit strength slider: (minimum, maximum, step), and its default
+STRENGTH_RANGE = (0.05, 1.0, 0.05)
+DEFAULT_STRENGTH = 0.6
+#: the longest video the page offers (frames; Wan 2.1's default length)
+MAX_FRAMES = 81
 
 
 @dataclass(frozen=True)
@@ -83,6 +100,18 @@ class Result:
     hears: dict[str, float]
     audio: Path
     seeds: list[int]
+    videos: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class EditResult:
+    """What one edit produces: the edited PNGs, their seeds, the input (and mask) PNGs they name by hash."""
+
+    images: list[Path]
+    seeds: list[int]
+    picture: Path
+    mask: Path | None
+    size: tuple[int, int]
 
 
 def _user_error(message: str) -> Exception:
@@ -115,11 +144,10 @@ def read_checked(path: str | os.PathLike, limits: Limits, role: str = "sound") -
     if size_mb > limits.max_upload_mb:
         raise AudioLoadError(name, f"the {role} is {size_mb:.3g} MB; this demo takes files up to "
                                    f"{limits.max_upload_mb:g} MB")
-    try:  # cheap duration check from the header before decoding everything
-        info = sf.info(str(path))
-        header_seconds = info.frames / info.samplerate if info.samplerate and info.frames > 0 else None
-    except Exception:  # noqa: BLE001 - unreadable headers are reported by read_audio below
-        header_seconds = None
+    try:  # cheap duration check from the header before decoding everything (None: the header gives no length)
+        header_seconds = audio_info(path).seconds
+    except AudioLoadError as exc:
+        raise AudioLoadError(name, exc.reason) from None
     if header_seconds is not None and header_seconds > limits.max_seconds:
         raise AudioLoadError(name, _too_long(role, header_seconds, limits))
     try:
@@ -155,6 +183,34 @@ def implied_caption(caption: str, descriptions: Sequence[str], other_caption: st
     return editor.edit_many(caption, list(descriptions)) if descriptions else caption
 
 
+def load_picture(value: Any, what: str, mode: str = "RGB") -> Image.Image:
+    """A PIL image in ``mode`` from a PIL image or a ``uint8`` array (what the page sends)."""
+    if isinstance(value, Image.Image):
+        return value.convert(mode)
+    array = np.asarray(value)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        raise ConfigError(f"the {what} must be an image (uint8 [H, W] or [H, W, C]), got {array.dtype} {list(array.shape)}")
+    return Image.fromarray(array).convert(mode)
+
+
+def editor_picture(value: Any) -> tuple[Image.Image | None, np.ndarray | None]:
+    """(picture, mask) from a ``gr.ImageEditor`` value: the background as RGB, and the drawn layer's
+    painted pixels (alpha > 0) as a ``uint8`` mask of 255, or ``None`` when nothing was drawn."""
+    if not value or value.get("background") is None:
+        return None, None
+    picture = load_picture(value["background"], "picture")
+    layers = [layer for layer in value.get("layers") or [] if layer is not None]
+    if not layers:
+        return picture, None
+    layer = np.asarray(layers[0] if not isinstance(layers[0], Image.Image) else layers[0].convert("RGBA"))
+    if layer.ndim != 3 or layer.shape[-1] != 4:
+        return picture, None
+    mask = (layer[..., 3] > 0).astype(np.uint8) * 255
+    return picture, (mask if mask.any() else None)
+
+
 def checkpoint_label(checkpoint: str | os.PathLike) -> str:
     """How provenance names a checkpoint without revealing the server's folders: a hub id as is, a local
     folder by its last two parts (``tiny-v1/best``)."""
@@ -188,17 +244,33 @@ class DemoEngine:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         preset = getattr(self.pipe, "preset", None)
         self.default_steps = int(getattr(preset, "num_inference_steps", 10) or 10)
-        self.default_size = int(getattr(preset, "height", 512) or 512)
+        self.size_multiple = int(getattr(self.pipe, "size_multiple", SIZE_STEP))
+        step = self.size_multiple
+        # the page's largest side: MAX_SIDE, or less where the generator refuses more (tiny ones: 64 px)
+        self.max_size = max(step, min(MAX_SIDE // step * step, int(self.pipe.size_limit[0]) // step * step))
+        self.default_size = min(int(getattr(preset, "height", 512) or 512), self.max_size)
         self.sample_rate = int(self.pipe.encoder.sample_rate)
         # the pipeline's own conditioner (its encoder and aligner); "what it hears" ranks the class captions
         self.conditioner = getattr(self.pipe, "conditioner", None) or AudioConditioner(
             self.pipe.encoder, self.pipe.aligner, preset=preset, checkpoint=self.checkpoint)
-        describer = Describer(self.checkpoint, conditioner=self.conditioner)
-        entries = describer.captions.entries
-        self.class_rows = [i for i, e in enumerate(entries) if e.kind == "class"] or list(range(len(entries)))
-        self.caption_texts = [entries[i].text for i in self.class_rows]
-        self.index = describer.index.select(self.class_rows)
-        self.size_multiple = int(getattr(self.pipe, "size_multiple", SIZE_STEP))
+        self.caption_texts: list[str] = []
+        self.index = None
+        try:
+            RunFolder.find(self.checkpoint)
+        except ConfigError:  # an aligner folder without its training run: no captions to rank
+            log.warning("%s is not in a training run folder: the page will not say what it hears",
+                        checkpoint_label(self.checkpoint))
+        else:
+            describer = Describer(self.checkpoint, conditioner=self.conditioner)
+            entries = describer.captions.entries
+            class_rows = [i for i, e in enumerate(entries) if e.kind == "class"] or list(range(len(entries)))
+            self.caption_texts = [entries[i].text for i in class_rows]
+            self.index = describer.index.select(class_rows)
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the checkpoint drives a video generator (requests give mp4s; no editing)."""
+        return bool(self.pipe.is_video)
 
     def close(self) -> None:
         """Remove the output folder this engine made (a given ``output_dir`` is left alone)."""
@@ -210,6 +282,8 @@ class DemoEngine:
         """Per waveform (at the encoder's rate), the ``top_k`` class captions of the run nearest to the
         aligner's prediction with their cosine similarity, best first — ``seeingsounds describe``'s numbers.
         """
+        if self.index is None:
+            return [[] for _ in waves]
         out = []
         sources = [(self.sample_rate, np.asarray(w, dtype=np.float32)) for w in waves]
         for pred in self.conditioner.predict(sources, batch_size=max(1, len(sources))):
@@ -218,16 +292,21 @@ class DemoEngine:
                     for vs, rs in zip(values.tolist(), rows.tolist())]
         return out
 
-    def images(self, wave: np.ndarray, sr: int, *, seeds: Sequence[int], steps: int, size: int) -> list[Any]:
-        out = self.pipe(wave, sample_rate=sr, seeds=list(seeds), num_images_per_audio=len(seeds),
-                        num_inference_steps=int(steps), height=int(size), width=int(size))
-        return list(out.images)
+    def images(self, wave: np.ndarray, sr: int, *, seeds: Sequence[int], steps: int, size: int,
+               frames: int | None = None) -> Any:
+        """The pipeline's output for one (already transformed) waveform: one image (or video of ``frames``) per seed."""
+        video = {"num_frames": None if frames is None else int(frames)} if self.is_video else {}
+        return self.pipe(wave, sample_rate=sr, seeds=list(seeds), num_images_per_audio=len(seeds),
+                         num_inference_steps=int(steps), height=int(size), width=int(size), return_conditioning=False,
+                         **video)
 
     # ---- one request --------------------------------------------------------------------------
     def run(self, sound: str | None, *, mix_sound: str | None = None, mix_ratio: float = 0.5, seed: int = 0,
-            steps: int | None = None, size: int | None = None, num_images: int = 1,
+            steps: int | None = None, size: int | None = None, num_images: int = 1, frames: int | None = None,
             progress: Callable[[float, str], None] | None = None, **controls: float | None) -> Result:
         """Everything the Generate button does; raises SeeingSoundsError for what the user can fix.
+
+        ``frames`` is the video length of a video checkpoint (default: its preset's).
 
         ``controls`` are the effect sliders, ``effect name -> value`` (``volume=0.15``); a missing one or one
         at its neutral value applies nothing.
@@ -235,24 +314,25 @@ class DemoEngine:
         say = progress or (lambda fraction, text: None)
         if not sound:
             raise ConfigError("upload or record a sound, or pick an example, first")
-        steps = self.default_steps if steps is None else int(steps)
+        steps = self._check_steps(steps)
         size = self.default_size if size is None else int(size)
         num_images = int(num_images)
         if not 1 <= num_images <= MAX_IMAGES:
             raise ConfigError(f"number of images must be 1..{MAX_IMAGES}, got {num_images}")
-        if steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {steps}")
         multiple = self.size_multiple
         if size < multiple or size % multiple:
             raise ConfigError(f"image size must be a positive multiple of {multiple}, got {size}")
-        effects = controls_to_effects(**controls)
-        for name, params in effects:  # every setting is checked before any audio is read
-            describe_effect(name, **params)
+        if size > self.max_size:
+            raise ConfigError(f"image size {size} is larger than this generator's limit of {self.max_size} px")
+        if frames is not None and not self.is_video:
+            raise ConfigError(f"frames are for video checkpoints; {self.pipe.preset.name} makes images")
+        if frames is not None:
+            frames = int(self.pipe.backend.check_num_frames(int(frames)))
+        effects = self._effects(controls)
 
         say(0.05, "reading the sound")
-        sr = self.sample_rate  # what the encoder hears; effects run at this rate, as in the pipeline
-        wave = resample(*read_checked(sound, self.limits, "sound"), sr)
-        other = (resample(*read_checked(mix_sound, self.limits, "second sound"), sr), sr) if mix_sound else None
+        wave, other = self._read_sounds(sound, mix_sound)
+        sr = self.sample_rate
         work = self._request_dir()
         say(0.15, "applying the effects")
         heard, descriptions = transform(wave, sr, effects, other, mix_ratio)
@@ -260,28 +340,118 @@ class DemoEngine:
 
         say(0.3, "listening")
         found = self.hear([wave] + ([other[0]] if other is not None else []) + [heard])
-        caption = found[0][0][0]
-        other_caption = found[1][0][0] if mix_sound else None
-        caption = implied_caption(caption, descriptions, other_caption, self.editor)
+        caption = ""
+        if found[0]:  # a run folder: its nearest class captions, fused and edited as the controls imply
+            other_caption = found[1][0][0] if mix_sound else None
+            caption = implied_caption(found[0][0][0], descriptions, other_caption, self.editor)
 
-        say(0.45, f"painting {num_images} image{'s' * (num_images > 1)}")
+        what = "video" if self.is_video else "image"
+        say(0.45, f"painting {num_images} {what}{'s' * (num_images > 1)}")
         seeds = [int(seed) + i for i in range(num_images)]
-        images = self.images(heard, sr, seeds=seeds, steps=steps, size=size)
+        out = self.images(heard, sr, seeds=seeds, steps=steps, size=size, frames=frames)
         say(0.9, "saving")
-        paths = self._save_images(work, images, seeds=seeds, steps=steps, size=size, caption=caption,
-                                  sound=display_name(sound), effects=effects,
-                                  mix=(display_name(mix_sound), float(mix_ratio)) if mix_sound else None)
-        return Result(images=paths, caption=caption, hears=dict(found[-1]), audio=heard_path, seeds=seeds)
+        common = self._provenance(sound, mix_sound, mix_ratio, effects, descriptions, out.settings)
+        if caption:
+            common["caption"] = caption
+        images, videos = [], []
+        for k, seed in enumerate(seeds):
+            metadata = {**common, "seed": seed}
+            if self.is_video:
+                video = work / f"seeingsounds-seed{seed}.mp4"
+                metadata.update(frames=int(len(out.videos[k])), fps=int(out.settings["fps"]))
+                videos.append(write_mp4(out.videos[k], video, fps=int(out.settings["fps"]), metadata=metadata))
+                metadata["poster_of"] = video.name
+            images.append(Path(save_png(out.images[k], work / f"seeingsounds-seed{seed}.png", metadata)))
+        return Result(images=images, caption=caption, hears=dict(found[-1]), audio=heard_path, seeds=seeds,
+                      videos=videos)
 
-    def _save_images(self, work: Path, images: Sequence[Any], *, seeds: Sequence[int], **provenance: Any) -> list[Path]:
-        paths = []
-        for image, seed in zip(images, seeds):
-            # the keys of `seeingsounds generate`; the checkpoint by name, never the server's own folders
-            metadata = {"Software": f"seeingsounds {__version__}", "checkpoint": checkpoint_label(self.checkpoint),
-                        "preset": getattr(self.pipe.preset, "name", None), "lora": self.lora, "seed": seed,
-                        **provenance}
-            paths.append(Path(save_png(image, work / f"seeingsounds-seed{seed}.png", metadata)))
-        return paths
+    def edit(self, picture: Any, sound: str | None, *, mask: Any = None, strength: float = DEFAULT_STRENGTH,
+             mix_sound: str | None = None, mix_ratio: float = 0.5, seed: int = 0, steps: int | None = None,
+             progress: Callable[[float, str], None] | None = None, **controls: float | None) -> EditResult:
+        """Everything the Edit button does: ``picture`` (PIL image or ``uint8`` array) edited by the sound, with
+        the generator's image-to-image pipeline, or its inpainting one inside ``mask`` (white/non-zero: may
+        change; of the picture's size). Raises SeeingSoundsError for what the user can fix.
+
+        A picture larger than the page's size limit is scaled down (aspect kept) to fit it. The input and
+        the mask are saved as PNGs beside the output, whose provenance names them by their sha256.
+        """
+        say = progress or (lambda fraction, text: None)
+        if self.is_video:
+            raise ConfigError(f"{self.pipe.preset.name} is a video generator: editing needs an image checkpoint")
+        if picture is None:
+            raise ConfigError("upload a picture to edit first")
+        if not sound:
+            raise ConfigError("upload or record a sound, or pick an example, first")
+        strength = check_strength(strength)
+        steps = self._check_steps(steps)
+        picture = load_picture(picture, "picture")
+        mask_image = None if mask is None else load_picture(mask, "mask", mode="L")
+        if mask_image is not None and mask_image.size != picture.size:
+            raise ConfigError(f"the mask is {mask_image.width}x{mask_image.height} but the picture is "
+                              f"{picture.width}x{picture.height}: draw the mask on the picture itself")
+        width, height = self.fit(picture.size)
+        effects = self._effects(controls)
+
+        say(0.05, "reading the sound")
+        wave, other = self._read_sounds(sound, mix_sound)
+        sr = self.sample_rate
+        work = self._request_dir()
+        picture_path = save_png(picture, work / "input.png")
+        mask_path = save_png(mask_image, work / "mask.png") if mask_image is not None else None
+        say(0.3, f"editing the picture (strength {strength:g})")
+        partner = ((sr, other[0]), float(mix_ratio)) if other is not None else None
+        out = self.pipe.edit(picture, (sr, wave), strength=strength, mask=mask_image, seed=int(seed),
+                             num_inference_steps=steps, height=height, width=width, effects=effects or None,
+                             mix=partner, return_conditioning=False)
+        say(0.9, "saving")
+        common = {**self._provenance(sound, mix_sound, mix_ratio, effects, out.effects, out.settings),
+                  "image": picture_path.name, "image_sha256": file_sha256(picture_path),
+                  "mask": mask_path.name if mask_path else None,
+                  "mask_sha256": file_sha256(mask_path) if mask_path else None, "strength": strength}
+        images = [Path(save_png(image, work / f"seeingsounds-edit-seed{s}.png", {**common, "seed": s}))
+                  for image, s in zip(out.images, out.seeds)]
+        return EditResult(images=images, seeds=list(out.seeds), picture=picture_path, mask=mask_path,
+                          size=(width, height))
+
+    def fit(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) for a picture of ``size``: scaled down to :attr:`max_size` (aspect kept), rounded
+        down to the generator's size multiple."""
+        width, height = size
+        scale = min(1.0, self.max_size / max(width, height))
+        step = self.size_multiple
+        return (max(step, int(width * scale) // step * step), max(step, int(height * scale) // step * step))
+
+    # ---- the parts of a request ---------------------------------------------------------------
+    def _check_steps(self, steps: int | None) -> int:
+        steps = self.default_steps if steps is None else int(steps)
+        if steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {steps}")
+        return steps
+
+    @staticmethod
+    def _effects(controls: dict[str, float | None]) -> list[tuple[str, dict[str, Any]]]:
+        effects = controls_to_effects(**controls)
+        for name, params in effects:  # every setting is checked before any audio is read
+            describe_effect(name, **params)
+        return effects
+
+    def _read_sounds(self, sound: str, mix_sound: str | None) -> tuple[np.ndarray, tuple[np.ndarray, int] | None]:
+        """The sound and the optional second one at the encoder's rate (effects run at it, as in the pipeline)."""
+        sr = self.sample_rate
+        wave = resample(*read_checked(sound, self.limits, "sound"), sr)
+        other = (resample(*read_checked(mix_sound, self.limits, "second sound"), sr), sr) if mix_sound else None
+        return wave, other
+
+    def _provenance(self, sound: str, mix_sound: str | None, mix_ratio: float, effects: Sequence[tuple[str, Any]],
+                    descriptions: Sequence[str], settings: dict[str, Any]) -> dict[str, Any]:
+        """The keys of ``seeingsounds generate``: the files by their names (never the server's folders) and hashes."""
+        mix = None
+        if mix_sound:
+            mix = {"path": display_name(mix_sound), "sha256": audio_fingerprint(mix_sound), "ratio": float(mix_ratio)}
+        return {**common_provenance(self.pipe, checkpoint_label(self.checkpoint), settings), "lora": self.lora,
+                **provenance(source=display_name(sound), source_sha256=audio_fingerprint(sound),
+                             effects=[[n, dict(p)] for n, p in effects] or None,
+                             effect_descriptions=list(descriptions) or None, mix=mix)}
 
     def _request_dir(self) -> Path:
         now = time.time()
@@ -318,7 +488,7 @@ def demo_checkpoint(root: str | os.PathLike | None = None) -> Path:
 
 def _train_demo(folder: Path) -> None:
     sounds = example_sounds()
-    data = folder / "data"
+    data = folder / ".data"  # hidden: the run's own folder may hold nothing but the run (RunFolder's --out check)
     data.mkdir(parents=True)
     rows = ["path,label"] + [f"{sounds[name]},{name}" for name in DEMO_CAPTIONS if name in sounds]
     (data / "manifest.csv").write_text("\n".join(rows) + "\n")
@@ -373,77 +543,157 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
             shutil.copyfile(examples[name], target)
         return str(target)
 
-    def generate(sound, *values, progress=gr.Progress()):
-        # inputs: the sound, one value per slider effect (display order), mix sound, mix ratio, seed, steps,
-        # size, number of images
-        controls = {e.name: v for e, v in zip(sliders, values)}
-        mix_sound, mix_ratio, seed, steps, size, num_images = values[len(sliders):]
-
-        def say(fraction: float, text: str) -> None:
-            progress(fraction, desc=text)
-
+    def report(action: Callable[[], Any], what: str) -> Any:
+        """``action()``, its user errors as one sentence in the page; anything else logged on the server only."""
         try:
-            result = engine.run(sound, mix_sound=mix_sound, mix_ratio=mix_ratio, seed=int(seed or 0), steps=steps,
-                                size=size, num_images=num_images, progress=say, **controls)
+            return action()
         except SeeingSoundsError as exc:
             raise _user_error(_sentence(str(exc))) from None
         except gr.Error:
             raise
         except Exception:  # noqa: BLE001 - keep serving; the traceback goes to the server log only
-            log.exception("generation failed")
-            raise _user_error("Something went wrong while generating; the server log has the details.") from None
+            log.exception("%s failed", what)
+            raise _user_error(f"Something went wrong while {what}; the server log has the details.") from None
+
+    def generate(sound, *values, progress=gr.Progress()):
+        # inputs: the sound, one value per slider effect (display order), mix sound, mix ratio, seed, steps,
+        # size, number of images, frames (ignored for an image checkpoint)
+        controls = {e.name: v for e, v in zip(sliders, values)}
+        mix_sound, mix_ratio, seed, steps, size, num_images, frames = values[len(sliders):]
+
+        def say(fraction: float, text: str) -> None:
+            progress(fraction, desc=text)
+
+        frames = int(frames) if engine.is_video and frames is not None else None
+        result = report(lambda: engine.run(sound, mix_sound=mix_sound, mix_ratio=mix_ratio, seed=int(seed or 0),
+                                           steps=steps, size=size, num_images=num_images, frames=frames,
+                                           progress=say, **controls),
+                        "generating")
+        files = [str(p) for p in result.videos + result.images]
+        video = str(result.videos[0]) if result.videos else None
+        return [str(p) for p in result.images], result.caption, result.hears, str(result.audio), files, video
+
+    def edit(picture, sound, *values, progress=gr.Progress()):
+        # inputs: the image editor's value, the sound, one value per slider effect, mix sound, mix ratio,
+        # strength, seed, steps
+        controls = {e.name: v for e, v in zip(sliders, values)}
+        mix_sound, mix_ratio, strength, seed, steps = values[len(sliders):]
+
+        def say(fraction: float, text: str) -> None:
+            progress(fraction, desc=text)
+
+        def run() -> EditResult:
+            image, mask = editor_picture(picture)
+            return engine.edit(image, sound, mask=mask, strength=strength, mix_sound=mix_sound, mix_ratio=mix_ratio,
+                               seed=int(seed or 0), steps=steps, progress=say, **controls)
+
+        result = report(run, "editing")
         files = [str(p) for p in result.images]
-        return files, result.caption, result.hears, str(result.audio), files
+        return files, files
 
-    size_step = engine.size_multiple
-    size_max = max(1024 // size_step * size_step, engine.default_size)
-    with gr.Blocks(title="SeeingSounds", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
-        gr.Markdown(
-            "# SeeingSounds\nRecord or upload a sound, steer it with effects or a second sound, and see "
-            "the picture the frozen image generator paints from what the aligner hears. "
-            f"Sounds up to {limits.max_upload_mb:g} MB and {limits.max_seconds:g} s."
-        )
-        with gr.Row():
-            with gr.Column():
-                sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Sound", elem_id="sound")
-                example = gr.Dropdown(choices=list(examples), value=None, label="…or pick an example sound",
-                                      elem_id="example")
-                with gr.Accordion("Effects (what you do to the sound)", open=True):
-                    effect_sliders = [
-                        gr.Slider(e.slider[0], e.slider[1], value=e.neutral if e.neutral is not None else e.slider[0],
-                                  step=e.slider[2], label=e.label, elem_id=e.name.replace("_", "-"))
-                        for e in sliders
-                    ]
-                with gr.Accordion("Mix with a second sound", open=False):
-                    mix_sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Second sound",
-                                         elem_id="mix-sound")
-                    mix_example = gr.Dropdown(choices=list(examples), value=None, label="…or pick an example",
-                                              elem_id="mix-example")
-                    mix_ratio = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Share of the second sound",
-                                          elem_id="mix-ratio")
-                with gr.Accordion("Generation", open=False):
-                    seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
-                    steps = gr.Slider(1, 50, value=engine.default_steps, step=1, label="Steps", elem_id="steps")
-                    size = gr.Slider(size_step, size_max, value=engine.default_size, step=size_step,
-                                     label="Image size, px", elem_id="size")
-                    num_images = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images", elem_id="num-images")
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
-            with gr.Column():
-                gallery = gr.Gallery(label="Images", format="png", columns=2, elem_id="images")
-                caption = gr.Textbox(label="Caption the controls imply", interactive=False, elem_id="caption")
-                hears = gr.Label(label="What it hears (nearest class captions; bar = cosine similarity)",
-                                 num_top_classes=engine.top_k, elem_id="hears")
-                heard = gr.Audio(label="What the model hears (after mixing and effects)", type="filepath",
-                                 interactive=False, elem_id="heard")
-                downloads = gr.File(label="Download PNG (with provenance metadata)", file_count="multiple",
-                                    interactive=False, elem_id="downloads")
-
+    def sound_controls(prefix: str) -> tuple[Any, Any, list[Any], Any, Any, Any]:
+        """The sound, example picker, effect sliders and mix controls of one tab (elem ids start with ``prefix``)."""
+        sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Sound", elem_id=f"{prefix}sound")
+        example = gr.Dropdown(choices=list(examples), value=None, label="…or pick an example sound",
+                              elem_id=f"{prefix}example")
+        with gr.Accordion("Effects (what you do to the sound)", open=not prefix):
+            effect_sliders = [
+                gr.Slider(e.slider[0], e.slider[1], value=e.neutral if e.neutral is not None else e.slider[0],
+                          step=e.slider[2], label=e.label, elem_id=prefix + e.name.replace("_", "-"))
+                for e in sliders
+            ]
+        with gr.Accordion("Mix with a second sound", open=False):
+            mix_sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Second sound",
+                                 elem_id=f"{prefix}mix-sound")
+            mix_example = gr.Dropdown(choices=list(examples), value=None, label="…or pick an example",
+                                      elem_id=f"{prefix}mix-example")
+            mix_ratio = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Share of the second sound",
+                                  elem_id=f"{prefix}mix-ratio")
         example.change(pick_example, example, sound, api_name=False, queue=False)
         mix_example.change(pick_example, mix_example, mix_sound, api_name=False, queue=False)
+        return sound, example, effect_sliders, mix_sound, mix_example, mix_ratio
+
+    size_step = engine.size_multiple
+    size_max = engine.max_size
+    made = "video" if engine.is_video else "picture"
+    with gr.Blocks(title="SeeingSounds", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
+        gr.Markdown(
+            f"# SeeingSounds\nRecord or upload a sound, steer it with effects or a second sound, and see "
+            f"the {made} the frozen generator makes from what the aligner hears"
+            + ("" if engine.is_video else ", or let the sound edit a picture of yours") + ". "
+            f"Sounds up to {limits.max_upload_mb:g} MB and {limits.max_seconds:g} s."
+        )
+        with gr.Tabs():
+            with gr.Tab(f"Sound to {made}", id="generate-tab", elem_id="generate-tab"):
+                with gr.Row():
+                    with gr.Column():
+                        sound, _, effect_sliders, mix_sound, _, mix_ratio = sound_controls("")
+                        with gr.Accordion("Generation", open=False):
+                            seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
+                            steps = gr.Slider(1, 50, value=engine.default_steps, step=1, label="Steps", elem_id="steps")
+                            size = gr.Slider(size_step, size_max, value=engine.default_size, step=size_step,
+                                             label="Image size, px", elem_id="size")
+                            num_images = gr.Slider(1, MAX_IMAGES, value=1, step=1,
+                                                   label="Videos" if engine.is_video else "Images",
+                                                   elem_id="num-images")
+                            default_frames = int(getattr(engine.pipe.preset, "num_frames", 1) or 1)
+                            frame_step = int(getattr(engine.pipe.backend, "frame_step", 4) or 4)
+                            frames = gr.Slider(1, max(MAX_FRAMES, default_frames), value=default_frames, step=frame_step,
+                                               label=f"Frames (1 + a multiple of {frame_step})", visible=engine.is_video,
+                                               elem_id="frames")
+                        button = gr.Button("Generate", variant="primary", elem_id="generate")
+                    with gr.Column():
+                        video = gr.Video(label="Video (the first seed)", visible=engine.is_video, interactive=False,
+                                         elem_id="video")
+                        gallery = gr.Gallery(label="Posters (middle frames)" if engine.is_video else "Images",
+                                             format="png", columns=2, elem_id="images")
+                        caption = gr.Textbox(label="Caption the controls imply", interactive=False, elem_id="caption")
+                        hears = gr.Label(label="What it hears (nearest class captions; bar = cosine similarity)",
+                                         num_top_classes=engine.top_k, elem_id="hears")
+                        heard = gr.Audio(label="What the model hears (after mixing and effects)", type="filepath",
+                                         interactive=False, elem_id="heard")
+                        downloads = gr.File(label="Download " + ("mp4 and poster PNG" if engine.is_video else "PNG")
+                                            + " (with provenance metadata)", file_count="multiple",
+                                            interactive=False, elem_id="downloads")
+            with gr.Tab("Edit a picture with a sound", id="edit-tab", elem_id="edit-tab"):
+                if engine.is_video:
+                    gr.Markdown("This checkpoint drives a video generator; editing a picture needs an image checkpoint.")
+                else:
+                    with gr.Row():
+                        with gr.Column():
+                            picture = gr.ImageEditor(
+                                type="pil", image_mode="RGBA", sources=["upload"], label=(
+                                    "Picture: upload it, then (optionally) paint where the sound may change it"),
+                                brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"), layers=False,
+                                transforms=(), elem_id="edit-picture")
+                            strength = gr.Slider(*STRENGTH_RANGE[:2], value=DEFAULT_STRENGTH, step=STRENGTH_RANGE[2],
+                                                 label="Strength (low keeps the picture, 1 ignores it)",
+                                                 elem_id="edit-strength")
+                            edit_sound, _, edit_sliders, edit_mix, _, edit_ratio = sound_controls("edit-")
+                            with gr.Accordion("Generation", open=False):
+                                edit_seed = gr.Number(value=0, precision=0, label="Seed", elem_id="edit-seed")
+                                edit_steps = gr.Slider(1, 50, value=max(engine.default_steps, 10), step=1,
+                                                       label="Steps (strength x steps of them run)",
+                                                       elem_id="edit-steps")
+                            edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
+                        with gr.Column():
+                            edited = gr.Gallery(label="Edited picture", format="png", columns=2, elem_id="edited")
+                            edit_downloads = gr.File(label="Download PNG (with provenance: input and mask sha256, "
+                                                     "strength)", file_count="multiple", interactive=False,
+                                                     elem_id="edit-downloads")
+                    edit_button.click(
+                        edit,
+                        [picture, edit_sound, *edit_sliders, edit_mix, edit_ratio, strength, edit_seed, edit_steps],
+                        [edited, edit_downloads],
+                        api_name="edit",
+                        concurrency_limit=concurrency_limit,
+                        concurrency_id="generate",  # one queue for both buttons: they share the generator
+                    )
+
         button.click(
             generate,
-            [sound, *effect_sliders, mix_sound, mix_ratio, seed, steps, size, num_images],
-            [gallery, caption, hears, heard, downloads],
+            [sound, *effect_sliders, mix_sound, mix_ratio, seed, steps, size, num_images, frames],
+            [gallery, caption, hears, heard, downloads, video],
             api_name="generate",
             concurrency_limit=concurrency_limit,
             concurrency_id="generate",
