@@ -26,6 +26,9 @@ from seeingsounds.runs import RowFile, write_row_file
 
 #: captions encoded / copied into the store at a time
 CHUNK = 32
+#: validation's class-caption targets are held as one retrieval index (fp32) up to this size; larger
+#: sets (FLUX-dev: 8 MiB a caption) are streamed from the store at each validation batch
+INDEX_BYTES = 1 << 30
 
 
 def captions_digest(texts: Sequence[str]) -> str:
@@ -222,7 +225,7 @@ class RowRetrieval:
     """
 
     def __init__(self, store: TargetStore, rows: Sequence[int], weights: Mapping[str, float] | None,
-                 device: torch.device, max_bytes: int):
+                 device: torch.device, max_bytes: int = INDEX_BYTES):
         self.store, self.rows, self.weights, self.device = store, list(rows), dict(weights or {}), device
         fits = len(self.rows) * store.row_bytes * 2 <= max_bytes  # row_bytes: fp16
         self.index = self._index(self.rows) if fits else None

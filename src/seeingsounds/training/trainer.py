@@ -40,10 +40,6 @@ from seeingsounds.training.state import (LoopState, TrainResult, check_resume, c
                                          set_rng_state)
 from seeingsounds.training.targets import RowRetrieval, TargetStore, open_store, prepare_store
 
-#: class-caption targets are held as a retrieval index (fp32 on the CPU) up to this size; larger
-#: sets (FLUX-dev: 8 MiB a caption) are streamed from the target store at each validation batch
-INDEX_BYTES = 1 << 30
-
 
 def make_accelerator(device: str) -> Any:
     """An ``accelerate.Accelerator`` for ``device`` (:func:`seeingsounds.devices.resolve_device`) with
@@ -206,7 +202,7 @@ class Trainer:
             self.log(f"feature cache {self.cache.root}: {self.cache.stats}")
         if self.val_pairs:
             self.class_index = RowRetrieval(self.targets, self.caption_rows.class_rows, cfg.target_weights,
-                                            self.accelerator.device, INDEX_BYTES)
+                                            self.accelerator.device)
 
     # ---- epochs -----------------------------------------------------------------------------
     def epoch_rows(self, epoch: int) -> list[P.Row]:
