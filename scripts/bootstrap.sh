@@ -38,19 +38,29 @@ fi
 LOG="$VENV/pip.log"
 : >"$LOG"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-# pip, one short line per package it collects or downloads; everything in $LOG; fails when pip fails
+# pip's output as one short line per package it collects or downloads (read line by line: no buffering)
+pip_lines() {
+  local n=0 collected=0 line words
+  while IFS= read -r line; do
+    read -r -a words <<<"$line"
+    case "$line" in
+      "WARNING: Location"*) ;;  # this machine's pip config names empty local indexes
+      "Collecting "*) n=$((n + 1)); printf '    %3d  %s\n' "$n" "${words[1]}"; collected=1 ;;
+      *"Processing "*)
+        if [ "$collected" = 0 ]; then n=$((n + 1)); printf '    %3d  %s\n' "$n" "${line##*/}"; fi
+        collected=0 ;;
+      *"Downloading "*) printf '         %s\n' "${words[*]}"; collected=0 ;;
+      "Installing collected packages:"*)
+        printf '    unpacking %d packages (the longest step; no output until it ends)...\n' "$((${#words[@]} - 3))" ;;
+      "Successfully installed"*) printf '    installed %d packages\n' "$((${#words[@]} - 2))" ;;
+    esac
+  done
+}
+# pip with its full output in $LOG; fails when pip fails, showing the end of that output
 pip_install() {
   local status
   set +e
-  "${PIP[@]}" install "$@" 2>&1 | tee -a "$LOG" | awk '
-    /^WARNING: Location/ { next }                        # this machine'"'"'s pip config names empty local indexes
-    /^Collecting / { n++; printf "    %3d  %s\n", n, $2; collected = 1; fflush(); next }
-    /^ *Processing / { if (!collected) { n++; f = $2; sub(/.*\//, "", f); printf "    %3d  %s\n", n, f; fflush() }
-                       collected = 0; next }
-    /^ *Downloading / { sub(/^ */, ""); printf "         %s\n", $0; collected = 0; fflush(); next }
-    /^Installing collected packages:/ { k = split($0, a, ", "); printf "    unpacking %d packages...\n", k; fflush(); next }
-    /^Successfully installed/ { printf "    installed %d packages\n", NF - 2; fflush(); next }
-  '
+  PYTHONUNBUFFERED=1 "${PIP[@]}" install "$@" 2>&1 | tee -a "$LOG" | pip_lines
   status="${PIPESTATUS[0]}"
   set -e
   if [ "$status" != 0 ]; then
