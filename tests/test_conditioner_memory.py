@@ -67,7 +67,8 @@ def run(tmp_path_factory):
     """A run folder with 4 class captions whose targets have the aligner's shapes."""
     import torch
 
-    from seeingsounds.training.captionset import CaptionEntry, CaptionSet, save_caption_set
+    from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
+    from seeingsounds.runs import save_caption_set
 
     folder = tmp_path_factory.mktemp("run")
     captions = CaptionSet()

@@ -22,7 +22,8 @@ def run_folder(tmp_path_factory, tiny_preset, tiny_backend) -> Path:
     """A run folder as `seeingsounds train` leaves it: best/ aligner + captions.json + caption_targets."""
     from seeingsounds.model import create_aligner
     from seeingsounds.tiny.audio_encoder import TINY_AST
-    from seeingsounds.training.captionset import CaptionEntry, CaptionSet, save_caption_set
+    from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
+    from seeingsounds.runs import save_caption_set
 
     run = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
@@ -129,7 +130,7 @@ def test_no_images_caption_retrieval_matches_direct_computation(run_folder, mani
     from seeingsounds.data.protocols import get_protocol
     from seeingsounds.evaluation.metrics import caption_retrieval
     from seeingsounds.pipeline import SeeingSoundsPipeline
-    from seeingsounds.training.captionset import load_caption_set
+    from seeingsounds.runs import load_caption_set
 
     out = tmp_path / "captions"
     assert main(["evaluate", "--checkpoint", str(run_folder), "--protocol", "landscape", "--data", str(manifest),

@@ -86,19 +86,6 @@ def test_mean_mode_and_errors():
         CaptionIndex({"a": torch.zeros(2, 3), "b": torch.zeros(3, 3)})
 
 
-def test_is_a_drop_in_for_the_trainer_index():
-    objective = pytest.importorskip("seeingsounds.training.objective")
-    TrainerIndex = getattr(objective, "CaptionIndex", None)
-    if TrainerIndex is None or TrainerIndex is CaptionIndex:
-        pytest.skip("the trainer uses seeingsounds.retrieval.CaptionIndex itself")
-    pred, targets = _data()
-    old = TrainerIndex(targets, ["seq", "pooled"], {"seq": 2.0})
-    new = CaptionIndex(targets, ["seq", "pooled"], {"seq": 2.0})
-    assert new.names == old.names and new.weights == old.weights
-    np.testing.assert_allclose(new.to("cpu").similarity(pred).numpy(), old.to("cpu").similarity(pred).numpy(),
-                               atol=1e-6)
-
-
 def test_select_keeps_rows_in_order():
     pred, targets = _data(n_cap=10)
     index = CaptionIndex(targets)

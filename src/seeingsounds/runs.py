@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.metadata as md
 import json
 import math
 import os
@@ -59,12 +60,15 @@ def current_umask() -> int:
     return mask
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of Python and of the libraries a run's result depends on."""
-    import importlib.metadata as md
+#: the libraries a run's (or a report's) numbers depend on
+RESULT_LIBRARIES = ("seeingsounds", "torch", "transformers", "diffusers", "accelerate", "safetensors", "numpy",
+                    "pillow", "soxr", "soundfile", "av")
 
+
+def library_versions(names: Sequence[str] = RESULT_LIBRARIES) -> dict[str, str]:
+    """Versions of Python and of those of ``names`` that are installed."""
     out = {"python": sys.version.split()[0]}
-    for name in ("seeingsounds", "torch", "transformers", "diffusers", "accelerate", "safetensors", "numpy"):
+    for name in names:
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:

@@ -6,7 +6,6 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,6 @@ def slug(text: str) -> str:
     """A file-name-safe, readable form of a class name."""
     out = re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()
     return out or "class"
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a number depends on."""
-    out = {}
-    for name in ("seeingsounds", "torch", "transformers", "diffusers", "numpy", "pillow", "soxr", "soundfile"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def _json_safe(value: Any) -> Any:

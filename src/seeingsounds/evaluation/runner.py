@@ -45,12 +45,12 @@ from seeingsounds.devices import resolve_device
 from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation import metrics as M
 from seeingsounds.evaluation.judges import get_judge
-from seeingsounds.evaluation.report import library_versions, slug, write_grids, write_json, write_markdown
+from seeingsounds.evaluation.report import slug, write_grids, write_json, write_markdown
 from seeingsounds.imaging import save_png
 from seeingsounds.paths import atomic_write_text
 from seeingsounds.pipeline import SeeingSoundsPipeline
 from seeingsounds.retrieval import CaptionIndex
-from seeingsounds.runs import RunFolder
+from seeingsounds.runs import RunFolder, library_versions
 
 logger = logging.getLogger(__name__)
 

@@ -92,38 +92,3 @@ def validation_metrics(per_sample: torch.Tensor, terms: torch.Tensor, hits: torc
     out = {k: float(v) for k, v in objective(per_sample, terms, counts, term_weights).items()}
     out["top1"] = float(100.0 * hits[terms == 0].mean()) if (terms == 0).any() else float("nan")
     return {f"val_{k}": v for k, v in out.items()}
-
-
-class CaptionIndex:
-    """Cosine similarity of predictions with a fixed set of caption targets, on any device.
-
-    Same numbers as :func:`seeingsounds.evaluation.metrics.caption_similarity` with
-    ``sequence="flatten"`` (per-tensor cosine, averaged over ``names``), but the targets are
-    normalised once, so validating every epoch stays cheap at real dimensions.
-    """
-
-    def __init__(self, targets: Mapping[str, torch.Tensor], names: Sequence[str],
-                 weights: Mapping[str, float] | None = None):
-        self.names = list(names)
-        w = {n: float((weights or {}).get(n, 1.0)) for n in self.names}
-        total = sum(w.values()) or 1.0
-        self.weights = {n: v / total for n, v in w.items()}
-        self.targets = {n: _unit(targets[n].flatten(1).float()) for n in self.names}
-
-    def to(self, device: torch.device | str) -> CaptionIndex:
-        self.targets = {n: t.to(device) for n, t in self.targets.items()}
-        return self
-
-    def similarity(self, pred: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``[B, C]`` weighted mean over tensors of cosine(prediction, caption target)."""
-        out = None
-        for n in self.names:
-            sim = _unit(pred[n].flatten(1).float()) @ self.targets[n].T * self.weights[n]
-            out = sim if out is None else out + sim
-        assert out is not None
-        return out
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    norm = x.norm(dim=1, keepdim=True)
-    return torch.where(norm > 0, x / norm.clamp_min(1e-12), torch.zeros_like(x))

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from seeingsounds.devices import DTYPES
+from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import RowFile, write_row_file
 
 #: captions encoded / copied into the store at a time
@@ -230,9 +231,7 @@ class RowRetrieval:
         fits = len(self.rows) * store.row_bytes * 2 <= max_bytes  # row_bytes: fp16
         self.index = self._index(self.rows) if fits else None
 
-    def _index(self, rows: list[int]) -> Any:
-        from seeingsounds.retrieval import CaptionIndex
-
+    def _index(self, rows: list[int]) -> CaptionIndex:
         return CaptionIndex(self.store.read(rows), self.store.names, self.weights, device=self.device)
 
     def similarity(self, pred: Mapping[str, torch.Tensor]) -> torch.Tensor:
