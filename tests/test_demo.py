@@ -25,11 +25,11 @@ def test_demo_learns_classes_volume_and_mixes_and_runs_again(tmp_path, monkeypat
     text = log.getvalue()
     assert results["preset"] == "offline" and results["tokens_shape"] == [1, 8, 512]
     assert results["reused_run"] is False
-    # measured with seed 0 (see the demo's EPOCHS): held-out top-1 1.00; right class and volume bin
-    # at 100 % / 35 % / 10 %: 0.93 / 0.73 / 1.00; fused caption first for 10 of 10 class pairs
+    # measured with seed 0 (the demo's 60 epochs): held-out top-1 1.00; right class and volume bin
+    # at 100 % / 35 % / 10 %: 0.93 / 0.93 / 1.00; fused caption first for 10 of 10 class pairs
     assert results["heldout_top1"] >= 0.9
     assert results["volume_sweep"][1.0] >= 0.8 and results["volume_sweep"][0.1] >= 0.8
-    assert results["volume_sweep"][0.35] >= 0.5
+    assert results["volume_sweep"][0.35] >= 0.6
     assert results["mix_fused"] >= 0.8 and len(results["mix_grid"]) == 10
     confusion = results["confusion"]
     assert sum(map(sum, confusion)) == 15 and sum(confusion[i][i] for i in range(5)) == round(15 * results["heldout_top1"])
@@ -58,8 +58,9 @@ def test_demo_learns_classes_volume_and_mixes_and_runs_again(tmp_path, monkeypat
         assert again[key] == results[key]
     assert "reusing the run" in log2.getvalue()
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("run")) == ["run"]
-    # nothing temporary left behind: the scratch temp dir is empty, no hidden temp files in the output
-    assert list(scratch.iterdir()) == []
+    # nothing temporary left behind: the scratch temp dir is empty (but for torch's compile cache, which
+    # torch keeps there on purpose), no hidden temp files in the output
+    assert [p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor_")] == []
     hidden = sorted(p.relative_to(out).as_posix() for p in out.rglob(".*"))
     assert hidden == [MARKER, "run/.lock"] or hidden == [MARKER], hidden
 
