@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import sine
+from test_audio_video_formats import _flac_without_length
 from PIL import Image
 
 from seeingsounds.app import Limits, controls_to_effects, implied_caption, read_checked, transform
@@ -58,6 +59,16 @@ def test_read_checked_refuses_too_long_and_too_large(tmp_path):
         read_checked(path, Limits(max_upload_mb=1, max_seconds=2))
     with pytest.raises(AudioLoadError, match=r"is 0\.048 MB; this demo takes files up to 0\.01 MB"):
         read_checked(path, Limits(max_upload_mb=0.01, max_seconds=5))
+
+
+def test_a_flac_of_unknown_length_passes_the_duration_check(tmp_path):
+    """The header says 'length unknown' (libsndfile would report 96076792050570.6 s): the decoded length decides."""
+    path = _flac_without_length(tmp_path / "stream.flac", sr=16000, seconds=1.0)
+    wave, sr = read_checked(path, Limits(max_upload_mb=1, max_seconds=5))
+    assert sr == 16000 and len(wave) == 16000
+    long = _flac_without_length(tmp_path / "long.flac", sr=8000, seconds=6.0)
+    with pytest.raises(AudioLoadError, match=r"long\.flac.*6\.0 s long.*at most 5 s"):
+        read_checked(long, Limits(max_upload_mb=1, max_seconds=5))
 
 
 def test_read_checked_names_a_broken_file_without_its_folder(tmp_path):

@@ -29,6 +29,8 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
 TIMEOUT_MS = 30_000
+#: what the server fixture serves (the engine, to look at the files a request wrote)
+SERVED: dict = {}
 
 
 def free_port() -> int:
@@ -57,6 +59,7 @@ def server():
 
     app = build_app(demo_checkpoint() / "best")  # the defaults: 25 MB, 60 s
     _, url = launch_app(app, port=free_port(), block=False, quiet=True)
+    SERVED["engine"] = app.seeingsounds_engine
     yield url
     app.close()
 
@@ -159,3 +162,100 @@ def test_too_large_or_too_long_sounds_are_refused_with_the_limit(page, tmp_path)
     generate(page)
     page.get_by_text("this demo takes at most 60 s").first.wait_for()
     assert "61.0 s long" in page.locator("body").inner_text()
+
+
+# ---- the edit tab -----------------------------------------------------------------------------------
+
+
+def upload_to(page, component: str, path: Path) -> None:
+    page.locator(f"#{component} input[type=file]").set_input_files(str(path))
+    page.wait_for_selector(f"#{component} a[data-testid='download-link'][href*='{path.name}']")
+
+
+def set_number(page, component: str, value: str) -> None:
+    box = page.locator(f"#{component} input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+
+
+def settled_box(page, locator, checks: int = 3) -> dict:
+    """The element's bounding box once it stayed the same for ``checks`` looks 200 ms apart."""
+    last, same = None, 0
+    for _ in range(100):
+        box = locator.bounding_box()
+        same = same + 1 if box == last and box and box["width"] > 0 else 0
+        if same >= checks:
+            return box
+        last = box
+        page.wait_for_timeout(200)
+    raise AssertionError(f"the canvas kept moving: {last}")
+
+
+def test_edit_a_picture_with_a_sound_and_a_drawn_mask(page, tmp_path):
+    """Upload a picture, paint a mask over its right half, upload a sound, set the strength, click Edit: the
+    edited PNG comes back at the picture's size with the strength, the input's and the mask's sha256."""
+    import hashlib
+
+    from PIL import Image
+
+    from seeingsounds.assets import example_sounds
+
+    yy, xx = np.mgrid[0:48, 0:64]
+    picture = tmp_path / "picture.png"
+    Image.fromarray(np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1).astype(np.uint8)).save(picture)
+
+    page.get_by_role("tab", name="Edit a picture with a sound").click()
+    page.locator("#edit-picture input[type=file]").set_input_files(str(picture))
+    canvas = page.locator("#edit-picture canvas").first
+    canvas.wait_for()
+    box = settled_box(page, canvas)  # the editor has fitted the picture to its canvas
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.3)  # the brush is the default tool
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.6, steps=8)
+    page.mouse.up()
+
+    upload_to(page, "edit-sound", example_sounds()["bell"])
+    set_number(page, "edit-strength", "0.5")
+    page.click("#edit")
+    page.wait_for_function("() => { const i = document.querySelector('#edited img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }")
+    assert page.locator("#edited img").first.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [64, 48]
+
+    links = page.locator("#edit-downloads a[href*='seeingsounds-edit-seed0.png']")
+    links.first.wait_for()
+    png = page.request.get(links.first.get_attribute("href")).body()
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        assert im.size == (64, 48)
+        provenance = json.loads(im.text["seeingsounds"])
+    assert provenance["strength"] == 0.5 and provenance["seed"] == 0 and provenance["source"] == "bell.flac"
+    assert provenance["image"] == "input.png" and len(provenance["image_sha256"]) == 64
+    assert provenance["mask"] == "mask.png" and len(provenance["mask_sha256"]) == 64  # the painted stroke
+    # the files the request wrote beside the edit: the picture as uploaded, the stroke as the mask
+    (work,) = [p for p in SERVED["engine"].output_dir.glob("request-*") if (p / "input.png").is_file()]
+    assert provenance["image_sha256"] == hashlib.sha256((work / "input.png").read_bytes()).hexdigest()
+    assert provenance["mask_sha256"] == hashlib.sha256((work / "mask.png").read_bytes()).hexdigest()
+    with Image.open(work / "input.png") as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(Image.open(picture).convert("RGB")))
+    with Image.open(work / "mask.png") as im:
+        mask = np.asarray(im.convert("L")) > 0
+    assert mask.shape == (48, 64) and 10 < mask.sum() < 48 * 64 // 2  # a stroke, not the whole picture
+    assert mask[:, 32:].sum() > 0.9 * mask.sum()  # painted on the right half
+    text = page.locator("body").inner_text()
+    assert "Traceback" not in text and "Error" not in text
+
+    page.mouse.move(0, 0)  # the brush cursor off the picture
+    shot = Path(os.environ.get("SEEINGSOUNDS_SCREENSHOT_EDIT") or tmp_path / "screenshot-app-edit.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_edit_errors_show_in_the_page(page, tmp_path):
+    from seeingsounds.assets import example_sounds
+
+    page.get_by_role("tab", name="Edit a picture with a sound").click()
+    upload_to(page, "edit-sound", example_sounds()["crow"])
+    page.click("#edit")  # no picture yet
+    page.get_by_text("Upload a picture to edit first").first.wait_for()
+    assert "Traceback" not in page.locator("body").inner_text()

@@ -1,9 +1,10 @@
-"""``seeingsounds serve``: the web demo (record or upload a sound, steer it, see the picture).
+"""``seeingsounds serve``: the web demo (record or upload a sound, steer it, see the picture or, for a
+video checkpoint, the video; or edit an uploaded picture with a sound, inside a mask drawn in the page).
 
 Without ``--checkpoint`` it serves a tiny demo checkpoint (preset ``tiny``: random AST -> random
 FLUX, 32x32 images) trained once on the bundled example sounds and kept in
 ``$SEEINGSOUNDS_HOME/demo/`` — it starts offline on a CPU in seconds; its pictures are noise, but
-every control, the "what it hears" chart and the downloads work as with a real checkpoint.
+every control, the "what it hears" chart, the edit tab and the downloads work as with a real checkpoint.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import os
 from seeingsounds.cli.common import add_device_arguments
 
 COMMAND = "serve"
-HELP = "serve the web demo: record or upload a sound, steer it with effects, see the picture"
+HELP = "serve the web demo: record or upload a sound, steer it with effects, see the picture (or video), edit a picture"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", metavar="DIR",
-                        help="training run or aligner folder, or hub id (default: a tiny demo checkpoint, "
-                             "trained on first use into $SEEINGSOUNDS_HOME/demo)")
+                        help="training run or aligner folder, or hub id; a video checkpoint serves videos "
+                             "(default: a tiny demo checkpoint, trained on first use into $SEEINGSOUNDS_HOME/demo)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for the network)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
