@@ -93,7 +93,11 @@ class Limits:
 
 @dataclass
 class Result:
-    """Everything one request produces (the values of the page's output components)."""
+    """Everything one request produces (the values of the page's output components).
+
+    ``images`` are the PNGs (for a video checkpoint, the posters of ``videos``, one mp4 per seed);
+    ``caption`` and ``hears`` are empty for a checkpoint outside a training run (no captions to rank).
+    """
 
     images: list[Path]
     caption: str
