@@ -53,7 +53,7 @@ from seeingsounds.conditioner import AudioConditioner
 from seeingsounds.describe import Describer
 from seeingsounds.errors import AudioLoadError, ConfigError, SeeingSoundsError
 from seeingsounds.imaging import file_sha256, provenance, save_png
-from seeingsounds.outputs import _common as common_provenance
+from seeingsounds.outputs import common_provenance
 from seeingsounds.paths import build_once, home
 from seeingsounds.pipeline import SeeingSoundsPipeline, check_strength
 from seeingsounds.runs import RunFolder

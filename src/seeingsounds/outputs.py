@@ -155,7 +155,7 @@ def check_model_limits(load: LoadOptions, settings: Settings, sizes: Sequence[tu
     return video
 
 
-def _common(pipe: SeeingSoundsPipeline, checkpoint: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
+def common_provenance(pipe: SeeingSoundsPipeline, checkpoint: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
     return provenance(
         checkpoint=checkpoint, preset=pipe.preset.name,
         generator=f"{pipe.preset.generator}:{pipe.preset.generator_id}",
@@ -238,7 +238,7 @@ def generate_files(load: LoadOptions, audio: Sequence[str], output: str | os.Pat
         call.update(num_frames=settings.num_frames, fps=settings.fps)
     resolved = pipe.resolve_settings(settings.steps, settings.guidance, settings.height, settings.width,
                                      settings.num_images, settings.batch_size, num_frames=settings.num_frames)
-    writer = _Writer(folder, single, _common(pipe, load.checkpoint, resolved))
+    writer = _Writer(folder, single, common_provenance(pipe, load.checkpoint, resolved))
     effects = [[n, dict(p)] for n, p in settings.effects] or None
     mix_meta = None
     if settings.mix is not None:
@@ -322,7 +322,7 @@ def edit_files(load: LoadOptions, image: str | os.PathLike, audio: Sequence[str]
         out = pipe.edit(picture, paths, strength=strength, mask=mask_image, seed=settings.seed,
                         num_images_per_audio=settings.num_images, effects=settings.effects, mix=settings.mix, **call)
         if writer is None:
-            writer = _Writer(folder, single, {**_common(pipe, load.checkpoint, out.settings), **image_meta})
+            writer = _Writer(folder, single, {**common_provenance(pipe, load.checkpoint, out.settings), **image_meta})
         for k, seed in enumerate(out.seeds):
             i = start + k // settings.num_images
             meta = {"source": audio[i], "source_sha256": audio_fingerprint(audio[i]), "seed": seed, "effects": effects,

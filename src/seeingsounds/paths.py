@@ -124,6 +124,13 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Run ``build(tmp_dir)`` and move the result to ``target`` atomically, unless it exists.
 
@@ -136,6 +143,7 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build(tmp)
+        os.chmod(tmp, 0o777 & ~current_umask())  # the umask's permissions, not mkdtemp's 0700
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first

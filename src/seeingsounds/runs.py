@@ -34,7 +34,7 @@ import torch
 
 from seeingsounds.captions.caption_set import CaptionSet
 from seeingsounds.errors import ConfigError
-from seeingsounds.paths import atomic_path, atomic_write_text, ensure_writable_dir
+from seeingsounds.paths import atomic_path, atomic_write_text, current_umask, ensure_writable_dir
 
 CONFIG_FILE = "config.json"
 CAPTIONS_FILE = "captions.json"
@@ -51,13 +51,6 @@ RUN_ENTRIES = frozenset({CONFIG_FILE, CAPTIONS_FILE, TARGETS_FILE, EDITS_FILE, M
 
 _ST_DTYPES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
 _TORCH_DTYPES = {v: k for k, v in _ST_DTYPES.items()}
-
-
-def current_umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 #: the libraries a run's (or a report's) numbers depend on
