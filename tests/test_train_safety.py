@@ -170,3 +170,62 @@ def test_llm_and_live_options_reach_the_config():
     assert cfg.cache_augmented is False
     with pytest.raises(ConfigError, match="only apply to caption_engine='llm'"):
         config_from_args(parser.parse_args([*base, "--llm-model", "m"]))
+
+
+def test_resume_of_a_run_saved_before_new_options_and_a_changed_preset_is_named(data, tmp_path, capsys):
+    """Options and preset fields added since a run was made count as their defaults; a preset change
+    names the field that changed (not ``preset='tiny' (run: 'tiny')``)."""
+    out = tmp_path / "run"
+    assert main(train_args(data, out, "--epochs", "2", "--max-steps", "1")) == 0, capsys.readouterr().err
+    config_path = out / "config.json"
+    saved = json.loads(config_path.read_text())
+    del saved["train"]["dropout"], saved["train"]["cache_augmented"], saved["train"]["dtype"]
+    del saved["preset"]["fps"], saved["preset"]["lora"], saved["preset"]["encoder_options"]
+    config_path.write_text(json.dumps(saved))
+    capsys.readouterr()
+
+    changed = json.loads(json.dumps(saved))
+    changed["preset"]["lr_sequence"] = 0.5
+    config_path.write_text(json.dumps(changed))
+    assert main(train_args(data, out, "--epochs", "2", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "preset 'tiny': lr_sequence=0.001 (run: 0.5)" in err, err
+    assert "dropout" not in err and "fps" not in err and len(err.strip().splitlines()) == 1
+
+    config_path.write_text(json.dumps(saved))
+    assert main(train_args(data, out, "--epochs", "2", "--resume")) == 0, capsys.readouterr().err
+    assert "finished after 2 epochs" in capsys.readouterr().out
+
+
+def test_option_differences_name_each_field():
+    from seeingsounds.presets import get_preset
+    from seeingsounds.training.state import preset_differences
+
+    tiny = get_preset("tiny").to_dict()
+    assert preset_differences(tiny, {**tiny, "description": "reworded"}) == []
+    assert preset_differences(tiny, {**tiny, "extra": {}}) == []  # a removed field, never set
+    assert preset_differences(tiny, {**tiny, "extra": {"a": 1}}) == ["extra=<removed> (run: {'a': 1})"]
+    assert preset_differences(tiny, {**tiny, "height": 64, "width": 16}) == ["height=32 (run: 64)",
+                                                                             "width=32 (run: 16)"]
+    assert preset_differences({**tiny, "fps": 8}, {k: v for k, v in tiny.items() if k != "fps"}) == [
+        "fps=8 (run: None)"]
+
+
+def test_option_missing_from_saved_config_is_its_default(tmp_path):
+    from seeingsounds.errors import ConfigError
+    from seeingsounds.presets import get_preset
+    from seeingsounds.runs import RunFolder
+    from seeingsounds.training.config import TrainConfig
+    from seeingsounds.training.state import check_same_options
+
+    cfg = TrainConfig(preset="tiny", data=str(tmp_path / "d.csv"), captions=str(tmp_path / "c.json"),
+                      out=str(tmp_path), dropout=0.0)
+    tiny = get_preset("tiny").to_dict()
+    train = cfg.resolved_paths()
+    del train["dropout"], train["target_weights"], train["augment"]
+    (tmp_path / "config.json").write_text(json.dumps({"train": train, "preset": tiny}))
+    run = RunFolder(tmp_path)
+    assert check_same_options(cfg, tiny, run)["train"] == train
+    changed = TrainConfig(**{**cfg.to_dict(), "dropout": 0.25})
+    with pytest.raises(ConfigError, match=r"dropout=0.25 \(run: 0.0\)$"):
+        check_same_options(changed, tiny, run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import torch
 from seeingsounds.data.manifest import file_sha256
 from seeingsounds.errors import ConfigError
 from seeingsounds.captions.caption_set import CaptionSet
+from seeingsounds.presets import Preset
 from seeingsounds.runs import CONFIG_FILE, EDITS_FILE, RunFolder
 from seeingsounds.training.config import TrainConfig
 
@@ -67,24 +68,60 @@ def _same_path(a: Any, b: Any) -> bool:
     return Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
 
 
+def field_defaults(cls: type) -> dict[str, Any]:
+    """The default of every field of the dataclass ``cls`` that has one."""
+    defaults = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            defaults[f.name] = f.default_factory()
+    return defaults
+
+
+#: preset fields that do not change a run's result (a reworded description does not refuse a resume)
+PRESET_NOTES = ("description",)
+
+
+def preset_differences(preset: Mapping[str, Any], saved: Mapping[str, Any] | None) -> list[str]:
+    """``key=now (run: saved)`` for each field of ``preset`` that differs from the run's saved preset.
+
+    A field the saved preset lacks (added to :class:`Preset` since the run was made) counts as its
+    default; a field the run saved that :class:`Preset` no longer has counts only when it was set.
+    """
+    saved = {**field_defaults(Preset), **(saved or {})}
+    changes = []
+    for key in sorted(set(preset) | set(saved)):
+        if key in PRESET_NOTES:
+            continue
+        if key not in preset:  # a field removed since the run was made
+            if saved[key]:
+                changes.append(f"{key}=<removed> (run: {saved[key]!r})")
+        elif preset[key] != saved.get(key):
+            changes.append(f"{key}={preset[key]!r} (run: {saved.get(key)!r})")
+    return changes
+
+
 def check_same_options(config: TrainConfig, preset: Mapping[str, Any], run: RunFolder) -> dict[str, Any]:
     """The saved ``config.json`` of ``run``, after checking that ``config`` continues it (paths are
-    compared resolved, so ``--out run`` and ``--out /abs/run`` are the same run)."""
+    compared resolved, so ``--out run`` and ``--out /abs/run`` are the same run). An option the saved
+    config lacks (added to :class:`TrainConfig` since the run was made) counts as its default."""
     saved = run.config()
-    mine, theirs = config.to_dict(), saved.get("train", {})
+    mine = config.to_dict()
+    theirs = {**field_defaults(TrainConfig), **(saved.get("train") or {})}
     diff = []
     for key, value in mine.items():
         if key in TrainConfig.RESUMABLE_CHANGES:
             continue
         same = _same_path(value, theirs.get(key)) if key in TrainConfig.PATH_FIELDS else value == theirs.get(key)
         if not same:
-            diff.append(key)
-    if saved.get("preset") != dict(preset):
-        diff.append("preset")
+            diff.append(f"{key}={value!r} (run: {theirs.get(key)!r})")
+    preset_changes = preset_differences(dict(preset), saved.get("preset"))
+    if preset_changes:
+        diff.append(f"preset {mine.get('preset')!r}: " + ", ".join(preset_changes))
     if diff:
         raise ConfigError("--resume: these options differ from the interrupted run's "
-                          f"({run / CONFIG_FILE}): " + ", ".join(
-                              f"{k}={mine.get(k)!r} (run: {theirs.get(k)!r})" for k in diff))
+                          f"({run / CONFIG_FILE}): " + "; ".join(diff))
     return saved
 
 
