@@ -6,6 +6,7 @@ import io
 import json
 import tempfile
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -44,6 +45,19 @@ def test_demo_learns_classes_volume_and_mixes_and_runs_again(tmp_path, monkeypat
         assert report.width >= 1200 and report.height >= 1000
     sheet = Image.open(results["contact_sheet"])
     assert results["image_size"] == [32, 32] and sheet.width >= 5 * 32
+    # the edit: a drawn picture + a held-out clip at strength 0.6, its input and output tiles on the
+    # sheet's second row (128 px tiles, 6 px apart, a 34 px label band), at the demo's image size
+    edit = results["edit"]
+    assert edit["strength"] == 0.6 and edit["num_inference_steps"] == 4 and edit["size"] == [32, 32]
+    edit_input, edited = (np.asarray(Image.open(out / name).convert("RGB")) for name in ("edit_input.png", "edit.png"))
+    assert edited.shape == edit_input.shape == (32, 32, 3)
+    assert edit["mean_abs_change"] > 5 and np.abs(edited.astype(float) - edit_input).mean() == pytest.approx(
+        edit["mean_abs_change"], abs=0.01)  # random generator weights: the edit does not keep the picture
+    rgb, y = np.asarray(sheet.convert("RGB")), 6 + 128 + 34 + 6
+    for column, tile in enumerate((edit_input, edited)):
+        x = 6 + column * (128 + 6)
+        assert (rgb[y : y + 128, x : x + 128] == tile.repeat(4, 0).repeat(4, 1)).all()
+    assert f"edit: {edit['clip']}" in text and "does not keep the picture" in results["sentences"]["contact_sheet.png"]
     assert "RANDOM weights" in text and "seeingsounds generate" in text
     # a log gets a few lines, not a progress bar per epoch
     assert "\r" not in text and sum(line.strip().startswith("epoch") for line in text.splitlines()) == 0
@@ -56,6 +70,8 @@ def test_demo_learns_classes_volume_and_mixes_and_runs_again(tmp_path, monkeypat
     assert again["reused_run"] is True and again["run"] == results["run"]
     for key in ("heldout_top1", "volume_sweep", "mix_fused", "confusion"):
         assert again[key] == results[key]
+    assert again["edit"]["pixels_sha256"] == edit["pixels_sha256"]  # the same seed repeats the edit
+    assert (np.asarray(Image.open(out / "edit.png").convert("RGB")) == edited).all()
     assert "reusing the run" in log2.getvalue()
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("run")) == ["run"]
     # nothing temporary left behind: the scratch temp dir is empty (but for torch's compile cache, which

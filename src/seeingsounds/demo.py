@@ -6,7 +6,8 @@
    captions, a fixed pool of mixes with fused captions), with early stopping;
 4. held-out clips described by their nearest class captions (what the model hears);
 5. a volume sweep and a grid of two-class mixes (paper Figures 3 and 4) as nearest captions;
-6. images generated from the held-out sounds (a contact sheet), and every result as a picture:
+6. images generated from the held-out sounds and one picture edited with a held-out sound (a
+   contact sheet), and every result as a picture:
    ``report.png`` and ``index.html`` in the output folder, one plain sentence per picture.
 
 Re-runnable: the output folder (``demo-output/`` by default) keeps its dataset and its finished
@@ -22,6 +23,7 @@ a GPU with access to the model hub.
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import importlib.util
 import itertools
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_write_text, ensure_writable_dir, home
@@ -49,6 +52,8 @@ AUGMENT = [[["volume", {"alpha": 0.35}]], [["volume", {"alpha": 0.1}]]]
 #: the volumes asserted on (the trained ones and the original), and the finer sweep drawn as a chart
 VOLUMES = (1.0, 0.35, 0.1)
 SWEEP = (1.0, 0.5, 0.35, 0.2, 0.1, 0.05)
+#: the demo's one sound-driven edit (image-to-image over a drawn picture)
+EDIT_STRENGTH = 0.6
 #: marks a folder as the demo's own, so a second run may reuse what it holds
 MARKER = ".seeingsounds-demo"
 EPOCH_LINE = re.compile(r"^epoch (\d+):")
@@ -397,14 +402,54 @@ def _images(run: Path, test: Sequence[tuple[Path, str]], seed: int, preset: Any,
     picks = [next(p for p, lab in test if lab == label) for label in labels]
     pipe = SeeingSoundsPipeline.from_pretrained(run, device="cpu")
     images = pipe(picks, seed=seed).images
-    sheet_path = save_png(contact_sheet(images, [f"{p.parent.name}/{p.name}" for p in picks]), out / "contact_sheet.png")
-    say(f"    {len(images)} images {images[0].size[0]}x{images[0].size[1]} -> {sheet_path}")
-    say(f"    NOTE: the '{preset.name}' preset's image generator has small RANDOM weights, so these pictures are"
-        " noise-like by design.\n    Real pictures: `seeingsounds train --preset flux-dev ...` then"
-        " `seeingsounds generate --checkpoint RUN sound.wav -o out/` on a GPU with model-hub access.")
+    say(f"    {len(images)} images {images[0].size[0]}x{images[0].size[1]}")
+    edit_tiles = _edit(pipe, picks[-1], images[0].size, seed, out, say, results)
+    tiles = list(zip([f"{p.parent.name}/{p.name}" for p in picks], images)) + edit_tiles
+    sheet = contact_sheet([im for _, im in tiles], [label for label, _ in tiles], columns=len(images))
+    sheet_path = save_png(sheet, out / "contact_sheet.png")
+    say(f"    contact sheet (the images, then the edit's input and output) -> {sheet_path}")
+    say(f"    NOTE: the '{preset.name}' preset's image generator (and its VAE) have small RANDOM weights, so these"
+        " pictures are noise-like by design and the edit does not keep its picture.\n    Real pictures:"
+        " `seeingsounds train --preset flux-dev ...` then `seeingsounds generate --checkpoint RUN sound.wav -o out/`"
+        " (or `seeingsounds edit --checkpoint RUN --image IN.png sound.wav -o out/`) on a GPU with model-hub access.")
     results["contact_sheet"] = str(sheet_path)
     results["image_size"] = list(images[0].size)
-    return list(zip(labels, images))
+    return list(zip(labels, images)) + edit_tiles
+
+
+def _edit(pipe: Any, clip: Path, size: tuple[int, int], seed: int, out: Path, say: Callable[..., None],
+          results: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Step 6b: a drawn picture edited with a held-out clip (image-to-image, no text encoder).
+
+    Returns the input and the edited picture as ``(label, image)`` tiles for the contact sheet.
+    """
+    from seeingsounds.imaging import save_png
+
+    t0 = time.time()
+    picture = drawn_picture(*size)
+    steps = max(pipe.preset.num_inference_steps, 4)  # int(steps * 0.6) diffusion steps must run
+    edited = pipe.edit(picture, clip, strength=EDIT_STRENGTH, seed=seed, num_inference_steps=steps).images[0]
+    before, after = np.asarray(picture.convert("RGB")), np.asarray(edited.convert("RGB"))
+    name = f"{clip.parent.name}/{clip.name}"
+    save_png(picture, out / "edit_input.png")
+    save_png(edited, out / "edit.png")
+    results["edit"] = {"clip": name, "strength": EDIT_STRENGTH, "seed": seed, "num_inference_steps": steps,
+                       "size": list(edited.size), "mean_abs_change": round(float(np.abs(after.astype(float) - before).mean()), 2),
+                       "pixels_sha256": hashlib.sha256(after.tobytes()).hexdigest(),
+                       "seconds": round(time.time() - t0, 2)}
+    say(f"    edit: {name}, strength {EDIT_STRENGTH} ({steps} steps) over a drawn picture -> {out / 'edit.png'}"
+        f" (mean pixel change {results['edit']['mean_abs_change']:.0f} of 255; `seeingsounds edit` does this)")
+    return [("edit input:\na drawn picture", picture), (f"edit, strength {EDIT_STRENGTH}:\n{name}", edited)]
+
+
+def drawn_picture(width: int, height: int) -> Image.Image:
+    """A simple picture to edit, drawn with PIL: a sun over green hills under a blue sky."""
+    picture = Image.new("RGB", (width, height), (110, 170, 230))
+    draw = ImageDraw.Draw(picture)
+    draw.ellipse([width * 0.6, height * 0.1, width * 0.9, height * 0.4], fill=(250, 210, 60))
+    draw.ellipse([-width * 0.3, height * 0.55, width * 0.7, height * 1.4], fill=(70, 150, 70))
+    draw.ellipse([width * 0.3, height * 0.65, width * 1.3, height * 1.5], fill=(50, 120, 50))
+    return picture
 
 
 def _pictures(out: Path, run: Path, images: Sequence[tuple[str, Any]], say: Callable[..., None],
@@ -444,11 +489,17 @@ def _pictures(out: Path, run: Path, images: Sequence[tuple[str, Any]], say: Call
                        + (f"training stopped early after {epochs[-1]} epochs" if results.get("stopped") == "early_stopping"
                           else f"training ran all {epochs[-1]} epochs")
                        + f" and kept the weights of epoch {best} (the lowest validation loss)."))
-    sheet = contact_sheet([im for _, im in images], [label for label, _ in images], columns=len(images), tile=96)
+    generated = len(images) - 2 if "edit" in results else len(images)
+    sheet = contact_sheet([im for _, im in images], [label for label, _ in images], columns=generated, tile=96)
+    edit = results.get("edit")
     panels.append(("contact_sheet.png", sheet,
                    "Images made from one held-out clip of each sound. This preset's image generator has small "
                    "random weights, so they are noise by design: a real preset (e.g. flux-dev on a GPU) turns the "
-                   "same conditioning into pictures."))
+                   "same conditioning into pictures."
+                   + (f" Below them, a drawn picture edited with the clip {edit['clip']} at strength "
+                      f"{edit['strength']:g}: the generator and its VAE have random weights here, so the edit does "
+                      "not keep the picture and shows noise; `seeingsounds edit` with a real preset on a GPU gives "
+                      "real edits." if edit else "")))
     say("\n[7] the results as pictures (one sentence each):")
     for name, image, sentence in panels:
         if name != "contact_sheet.png":  # written by step 6 at full size
