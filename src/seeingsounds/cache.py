@@ -69,7 +69,7 @@ from seeingsounds.data.manifest import file_sha256
 from seeingsounds.devices import resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError, SeeingSoundsError
 from seeingsounds.generators.base import release_memory
-from seeingsounds.paths import atomic_path, home
+from seeingsounds.paths import atomic_path, ensure_writable_dir, home
 
 #: bump when the layout or the preprocessing changes: every old entry becomes a miss
 #: (2: audio rendered by audio.render, load -> mix -> effects -> crop; header-only start-up checks)
@@ -324,7 +324,13 @@ class FeatureCache:
     Args:
         root: cache folder.
         dtype: storage dtype, ``float16`` (default), ``bfloat16`` or ``float32``. Part of the key.
+
+    A cache that is only read (every entry hit) may be read-only; before the first entry is
+    encoded :meth:`check_writable` refuses, in one line, a folder that cannot be written.
     """
+
+    #: how the folder is named in errors
+    WHAT = "feature cache (--cache-dir)"
 
     def __init__(self, root: str | Path | None = None, dtype: str = "float16"):
         if dtype not in DTYPES:
@@ -336,6 +342,16 @@ class FeatureCache:
         self._hashes: dict[Path, tuple[int, int, str]] = {}
         self._lock = threading.Lock()
         self._hash_index: dict[str, tuple[int, int, str]] | None = None
+        self._writable = False
+
+    def check_writable(self) -> Path:
+        """Create the cache folder if needed and check an entry can be written there (once per cache):
+        a one-line :class:`ConfigError` naming the folder if not. Called before anything is encoded,
+        not at construction, so a read-only cache that already holds every entry still serves reads."""
+        if not self._writable:
+            ensure_writable_dir(self.root, self.WHAT)
+            self._writable = True
+        return self.root
 
     # ---- keys -------------------------------------------------------------------------------
     def file_hash(self, path: str | Path) -> str:
@@ -436,7 +452,7 @@ class FeatureCache:
         (and counted as corrupt); a missing one is just ``False``."""
         try:
             size = path.stat().st_size
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # missing (a file in the way of its folder too)
             return False
         code = _SAFETENSORS_DTYPE[self.dtype_name]
         try:
@@ -462,7 +478,7 @@ class FeatureCache:
         path = Path(path)
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         try:
             _, meta, expected = read_header(data)
@@ -488,6 +504,7 @@ class FeatureCache:
     def write(self, path: Path, key: str, parts: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
               *, writer: int = 0) -> dict[str, torch.Tensor]:
         """Store ``tensors`` (cast to the cache dtype) atomically; returns what was stored."""
+        self.check_writable()
         data = {n: t.detach().to("cpu", self.dtype).contiguous() for n, t in tensors.items()}
         meta = {"key": key, "parts": json.dumps(parts, sort_keys=True, default=str), "sha256": tensor_digest(data),
                 "dtype": self.dtype_name, "writer_rank": str(int(writer))}
@@ -530,6 +547,8 @@ class FeatureCache:
         shape = {"tokens": (encoder.num_tokens, encoder.hidden_size)}
         entries = [self.audio_path(encoder, it)[:2] for it in items]  # key parts rebuilt for misses only
         todo = self._check_all(entries, shape)
+        if todo:
+            self.check_writable()  # before any clip is encoded (and before claim files are made)
         bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo or rank != 0)
 
         def compute(chunk: list[int]) -> None:
@@ -553,6 +572,7 @@ class FeatureCache:
         tensors = self.read(path, key, {"tokens": (encoder.num_tokens, encoder.hidden_size)})
         if tensors is not None:
             return tensors["tokens"]
+        self.check_writable()
         wave = load_item_wave(item, encoder.sample_rate, encoder.window_samples)
         tokens = encoder.encode([wave], batch_size=1)[0]
         return self.write(path, key, parts, {"tokens": tokens}, writer=launch_rank())["tokens"]
@@ -589,6 +609,7 @@ class FeatureCache:
         entries = [self.target_path(backend_id, str(c))[:2] for c in captions]
         todo = self._check_all(entries, shapes)
         if todo:
+            self.check_writable()  # before the text pipeline loads
             if device is None and launch_device is not None:
                 device = launch_device  # under a launcher each process uses its own accelerator
             with _TextEncoding(self, backend, device=device, dtype=dtype, batch_size=batch_size,
@@ -609,6 +630,7 @@ class FeatureCache:
         path, key, parts = self.target_path(self.backend_identity(backend), str(caption))
         tensors = self.read(path, key, self._target_shapes(backend))
         if tensors is None:
+            self.check_writable()
             with _TextEncoding(self, backend, device=device, dtype=dtype, batch_size=1, total=1, progress=False,
                                pipe_factory=pipe_factory, writer=launch_rank()) as encoding:
                 encoding.encode([str(caption)], [(path, key, parts)])

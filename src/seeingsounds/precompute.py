@@ -19,6 +19,7 @@ from seeingsounds.cache import AudioItem, CacheStats, FeatureCache, launch_rank
 from seeingsounds.devices import resolve_device
 from seeingsounds.generators.base import release_memory
 from seeingsounds.model import load_backend, load_encoder
+from seeingsounds.paths import home
 from seeingsounds.presets import Preset, get_preset
 
 
@@ -41,9 +42,12 @@ def precompute_dataset(dataset: Any, preset: Preset | str, cache: FeatureCache, 
 
     The audio encoder runs on ``device`` in fp32 (its precision is part of the cache key, as in
     ``train``) and is released before the text encoders load on ``device`` in ``dtype``
-    (auto: bf16 where supported, fp16 on other accelerators, fp32 on the CPU).
+    (auto: bf16 where supported, fp16 on other accelerators, fp32 on the CPU). The cache folder and
+    ``home()`` (where tiny models are built) are checked writable before any model loads.
     """
     preset = get_preset(preset)
+    cache.check_writable()  # a wrong --cache-dir or SEEINGSOUNDS_HOME fails here, before any model loads
+    home(writable=True)
     target = resolve_device(device)
     clips = [c for c in dataset.clips if include_test or c.split != "test"]
     items = [AudioItem.of(c.path, effects=chain) for chain in [[], *chains] for c in clips]

@@ -47,7 +47,7 @@ from seeingsounds.evaluation import metrics as M
 from seeingsounds.evaluation.judges import get_judge
 from seeingsounds.evaluation.report import slug, write_grids, write_json, write_markdown
 from seeingsounds.imaging import save_png
-from seeingsounds.paths import atomic_write_text
+from seeingsounds.paths import atomic_write_text, ensure_writable_dir, home
 from seeingsounds.pipeline import SeeingSoundsPipeline
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import RunFolder, library_versions
@@ -389,6 +389,9 @@ class Evaluation:
         """Evaluate and write the report; ``None`` on a launched process other than the main one."""
         started = time.time()
         data, rows = self.load_data()
+        # before any model loads: a wrong --out or SEEINGSOUNDS_HOME is one line, not a traceback later
+        ensure_writable_dir(self.out, "evaluation report folder (--out)")
+        home(writable=True)
         if self.s.no_images and not self.state.is_main_process:
             return None  # caption retrieval is cheap: the main process does it alone
         report: dict[str, Any] = {
