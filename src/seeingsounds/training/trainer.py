@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from seeingsounds.cache import FeatureCache
 from seeingsounds.devices import mixed_precision, resolve_device
 from seeingsounds.errors import ConfigError
-from seeingsounds.paths import ensure_writable_dir
 from seeingsounds.runs import EDITS_FILE, TARGETS_FILE, RunFolder
 from seeingsounds.training import pairs as P
 from seeingsounds.training.checkpoints import Checkpoints, MetricsLog, load_last, run_record, write_run_files
@@ -137,7 +136,7 @@ class Trainer:
             (self.run / EDITS_FILE).unlink(missing_ok=True)  # a fresh run asks its engine afresh
         if cfg.use_cache:
             self.cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype)
-            ensure_writable_dir(self.cache.root, "feature cache (--cache-dir)")
+            self.cache.check_writable()
         if not ds.val:
             self.log(f"warning: no validation clips in {cfg.data} ({len(ds.train)} train clips, val_fraction "
                      f"{cfg.val_fraction}): best/ is chosen on the training loss; add clips per class or val rows")
