@@ -64,7 +64,7 @@ def test_strength_changes_the_png_and_one_png_output(setup, tmp_path):
 @pytest.mark.parametrize("extra,message", [
     (["--strength", "0"], "strength must be a number in (0, 1]"),
     (["--strength", "1.5"], "strength must be a number in (0, 1]"),
-    (["--mask", "{root}/small-mask.png"], "is 16x16 but image"),
+    (["--mask", "{root}/small-mask.png"], "is 16x16 but the image"),
     (["--mask", "{root}/nope.png"], "nope.png does not exist"),
     (["--image-override", "{root}/broken.png"], "broken.png is not a readable image"),
     (["--image-override", "{root}/missing.png"], "missing.png does not exist"),

@@ -28,7 +28,7 @@ from seeingsounds.pipeline import (
     check_seed,
     check_size,
     check_strength,
-    load_image,
+    load_edit_inputs,
     read_checkpoint_preset,
 )
 from seeingsounds.video import write_mp4
@@ -288,11 +288,7 @@ def edit_files(load: LoadOptions, image: str | os.PathLike, audio: Sequence[str]
             raise ConfigError(f"sound file {path} does not exist")
     check_settings(settings, len(audio))
     strength = check_strength(strength)
-    picture = load_image(image, what="image")
-    mask_image = load_image(mask, what="mask", mode="L") if mask is not None else None
-    if mask_image is not None and mask_image.size != picture.size:
-        raise ConfigError(f"mask {mask} is {mask_image.width}x{mask_image.height} but image {image} is "
-                          f"{picture.width}x{picture.height}: give a mask of the image's size")
+    picture, mask_image = load_edit_inputs(image, mask)
     if settings.num_frames is not None or settings.fps is not None:
         raise ConfigError("--frames and --fps are for video generation; edit makes images")
     if pipe is None:

@@ -172,6 +172,18 @@ def load_image(image: Any, *, what: str = "image", mode: str = "RGB") -> Image.I
     raise ConfigError(f"the {what} must be a file path, a PIL image or a uint8 array, got {type(image).__name__}")
 
 
+def load_edit_inputs(image: Any, mask: Any = None) -> tuple[Image.Image, Image.Image | None]:
+    """The picture (RGB) and optional mask (L) of an edit, checked to be readable and of one size."""
+    picture = load_image(image, what="image")
+    mask_image = load_image(mask, what="mask", mode="L") if mask is not None else None
+    if mask_image is not None and mask_image.size != picture.size:
+        named = isinstance(image, (str, os.PathLike)) and isinstance(mask, (str, os.PathLike))
+        raise ConfigError(f"the mask{f' {mask}' if named else ''} is {mask_image.width}x{mask_image.height} but "
+                          f"the image{f' {image}' if named else ''} is {picture.width}x{picture.height}: "
+                          "give a mask of the image's size")
+    return picture, mask_image
+
+
 def check_strength(strength: Any) -> float:
     """An edit's strength: the share of the diffusion run over the input, in (0, 1]."""
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or not 0.0 < float(strength) <= 1.0:
@@ -573,11 +585,7 @@ class SeeingSoundsPipeline:
         The inputs stream through :attr:`conditioner` as in :meth:`__call__`.
         """
         strength = check_strength(strength)
-        picture = load_image(image, what="image")
-        mask_image = load_image(mask, what="mask", mode="L") if mask is not None else None
-        if mask_image is not None and mask_image.size != picture.size:
-            raise ConfigError(f"the mask is {mask_image.width}x{mask_image.height} but the image is "
-                              f"{picture.width}x{picture.height}: give a mask of the image's size")
+        picture, mask_image = load_edit_inputs(image, mask)
         multiple = self.size_multiple
         width = width if width is not None else max(multiple, picture.width // multiple * multiple)
         height = height if height is not None else max(multiple, picture.height // multiple * multiple)

@@ -278,6 +278,16 @@ class GeneratorBackend(abc.ABC):
                  negative: Mapping[str, torch.Tensor] | None = None, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, height: int = 512, width: int = 512) -> list[Any]:
         """One image per row of ``conditioning`` (each with its own seed). Returns PIL images."""
+        out = pipe(**self.pipeline_kwargs(pipe, conditioning, seeds=seeds, negative=negative,
+                                          num_inference_steps=num_inference_steps, guidance_scale=guidance_scale),
+                   height=height, width=width, output_type="pil")
+        return list(out.images)
+
+    def pipeline_kwargs(self, pipe: Any, conditioning: Mapping[str, torch.Tensor], *, seeds: Sequence[int],
+                        negative: Mapping[str, torch.Tensor] | None = None, num_inference_steps: int | None = None,
+                        guidance_scale: float | None = None) -> dict[str, Any]:
+        """The diffusers call's conditioning (on the pipeline's device and dtype), steps, guidance and one
+        seeded generator per row: what every ``generate`` of a backend passes."""
         n = len(next(iter(conditioning.values())))
         if len(seeds) != n:
             raise ConfigError(f"got {len(seeds)} seeds for {n} conditioning rows")
@@ -285,17 +295,12 @@ class GeneratorBackend(abc.ABC):
         dtype = self._pipe_dtype(pipe)
         cond = {k: v.to(device=device, dtype=dtype) for k, v in conditioning.items()}
         neg = {k: v.to(device=device, dtype=dtype) for k, v in negative.items()} if negative is not None else None
-        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
-        out = pipe(
+        return {
             **self.call_kwargs(cond, neg),
-            num_inference_steps=num_inference_steps or self.default_steps,
-            guidance_scale=self.default_guidance if guidance_scale is None else guidance_scale,
-            height=height,
-            width=width,
-            generator=generators,
-            output_type="pil",
-        )
-        return list(out.images)
+            "num_inference_steps": num_inference_steps or self.default_steps,
+            "guidance_scale": self.default_guidance if guidance_scale is None else guidance_scale,
+            "generator": [torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
+        }
 
     @staticmethod
     def _pipe_dtype(pipe: Any) -> torch.dtype:

@@ -86,20 +86,8 @@ class WanBackend(GeneratorBackend):
                  guidance_scale: float | None = None, height: int = 480, width: int = 832,
                  num_frames: int = 81) -> list[np.ndarray]:
         """One video per row of ``conditioning`` (each with its own seed): ``uint8 [frames, H, W, 3]``."""
-        n = len(next(iter(conditioning.values())))
-        if len(seeds) != n:
-            raise ConfigError(f"got {len(seeds)} seeds for {n} conditioning rows")
-        device = getattr(pipe, "_execution_device", None) or pipe.device
-        dtype = self._pipe_dtype(pipe)
-        cond = {k: v.to(device=device, dtype=dtype) for k, v in conditioning.items()}
-        neg = {k: v.to(device=device, dtype=dtype) for k, v in negative.items()} if negative is not None else None
-        out = pipe(
-            **self.call_kwargs(cond, neg),
-            num_inference_steps=num_inference_steps or self.default_steps,
-            guidance_scale=self.default_guidance if guidance_scale is None else guidance_scale,
-            height=height, width=width, num_frames=self.check_num_frames(num_frames),
-            generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
-            output_type="np",
-        )
+        out = pipe(**self.pipeline_kwargs(pipe, conditioning, seeds=seeds, negative=negative,
+                                          num_inference_steps=num_inference_steps, guidance_scale=guidance_scale),
+                   height=height, width=width, num_frames=self.check_num_frames(num_frames), output_type="np")
         frames = np.asarray(out.frames)  # [N, F, H, W, 3] floats in [0, 1]
         return [np.clip(np.rint(v * 255.0), 0, 255).astype(np.uint8) for v in frames]
