@@ -282,25 +282,31 @@ class DemoEngine:
             shutil.rmtree(self.output_dir, ignore_errors=True)
 
     # ---- model calls ------------------------------------------------------------------------
-    def hear(self, waves: Sequence[np.ndarray]) -> list[list[tuple[str, float]]]:
+    def hear(self, waves: Sequence[np.ndarray], *, effects: Sequence[tuple[str, dict[str, Any]]] | None = None,
+             mix: tuple[Any, float] | None = None) -> list[list[tuple[str, float]]]:
         """Per waveform (at the encoder's rate), the ``top_k`` class captions of the run nearest to the
         aligner's prediction with their cosine similarity, best first — ``seeingsounds describe``'s numbers.
+        ``effects`` and ``mix`` are rendered as at training (the one render, in the encoder's window).
         """
         if self.index is None:
             return [[] for _ in waves]
         out = []
         sources = [(self.sample_rate, np.asarray(w, dtype=np.float32)) for w in waves]
-        for pred in self.conditioner.predict(sources, batch_size=max(1, len(sources))):
+        for pred in self.conditioner.predict(sources, effects=effects or None, mix=mix,
+                                             batch_size=max(1, len(sources))):
             values, rows = self.index.topk(pred, self.top_k)
             out += [[(self.caption_texts[int(i)], float(v)) for v, i in zip(vs, rs)]
                     for vs, rs in zip(values.tolist(), rows.tolist())]
         return out
 
     def images(self, wave: np.ndarray, sr: int, *, seeds: Sequence[int], steps: int, size: int,
-               frames: int | None = None) -> Any:
-        """The pipeline's output for one (already transformed) waveform: one image (or video of ``frames``) per seed."""
+               frames: int | None = None, effects: Sequence[tuple[str, dict[str, Any]]] | None = None,
+               mix: tuple[Any, float] | None = None) -> Any:
+        """The pipeline's output for one waveform, rendered with ``effects`` and ``mix`` as at training:
+        one image (or video of ``frames``) per seed."""
         video = {"num_frames": None if frames is None else int(frames)} if self.is_video else {}
-        return self.pipe(wave, sample_rate=sr, seeds=list(seeds), num_images_per_audio=len(seeds),
+        return self.pipe(wave, sample_rate=sr, effects=list(effects) or None, mix=mix, seeds=list(seeds),
+                         num_images_per_audio=len(seeds),
                          num_inference_steps=int(steps), height=int(size), width=int(size), return_conditioning=False,
                          **video)
 
@@ -339,11 +345,13 @@ class DemoEngine:
         sr = self.sample_rate
         work = self._request_dir()
         say(0.15, "applying the effects")
-        heard, descriptions = transform(wave, sr, effects, other, mix_ratio)
+        heard, descriptions = transform(wave, sr, effects, other, mix_ratio)  # the whole clip, to listen to
         heard_path = save_audio(work / "what-it-hears.wav", heard, sr)
+        mix = None if other is None else ((int(other[1]), other[0]), float(mix_ratio))
 
         say(0.3, "listening")
-        found = self.hear([wave] + ([other[0]] if other is not None else []) + [heard])
+        found = self.hear([wave] + ([other[0]] if other is not None else []))
+        found += self.hear([wave], effects=effects, mix=mix)  # what the encoder hears, as at training
         caption = ""
         if found[0]:  # a run folder: its nearest class captions, fused and edited as the controls imply
             other_caption = found[1][0][0] if mix_sound else None
@@ -352,7 +360,7 @@ class DemoEngine:
         what = "video" if self.is_video else "image"
         say(0.45, f"painting {num_images} {what}{'s' * (num_images > 1)}")
         seeds = [int(seed) + i for i in range(num_images)]
-        out = self.images(heard, sr, seeds=seeds, steps=steps, size=size, frames=frames)
+        out = self.images(wave, sr, seeds=seeds, steps=steps, size=size, frames=frames, effects=effects, mix=mix)
         say(0.9, "saving")
         common = self._provenance(sound, mix_sound, mix_ratio, effects, descriptions, out.settings)
         if caption:
