@@ -7,7 +7,6 @@ g(t_u, t_v). Row ``i`` of the run's targets (:mod:`seeingsounds.runs`) belongs t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -63,10 +62,6 @@ class CaptionSet:
     def rows(self, kind: str) -> list[int]:
         return [i for i, e in enumerate(self.entries) if e.kind == kind]
 
-    def class_rows(self, labels: Sequence[str]) -> dict[str, list[int]]:
-        """Rows of the class captions of each label."""
-        return class_rows(self, labels)
-
     def to_json(self) -> str:
         return json.dumps({"captions": [e.to_dict() for e in self.entries]}, indent=2, ensure_ascii=False) + "\n"
 
@@ -75,12 +70,3 @@ class CaptionSet:
         data = json.loads(text)
         return cls([CaptionEntry(e["text"], e["kind"], tuple(e["labels"]), tuple(e.get("descriptions", ())))
                     for e in data["captions"]])
-
-
-def class_rows(captions: CaptionSet, labels: Sequence[str]) -> dict[str, list[int]]:
-    """Rows of the class captions of each label."""
-    out: dict[str, list[int]] = {lb: [] for lb in labels}
-    for i, e in enumerate(captions.entries):
-        if e.kind == "class" and e.labels[0] in out:
-            out[e.labels[0]].append(i)
-    return out

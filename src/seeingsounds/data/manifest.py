@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_info  # AUDIO_SUFFIXES: what a class folder scan picks up
+from seeingsounds.captions.store import load_captions
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
 
 SPLITS = ("train", "val", "test")
@@ -108,25 +109,8 @@ def file_sha256(path: str | Path) -> str:
 
 # ---- captions -------------------------------------------------------------------------------
 def read_captions(path: str | Path) -> dict[str, list[str]]:
-    """Class captions from ``path`` (via :mod:`seeingsounds.captions.store` when available)."""
-    try:
-        from seeingsounds.captions.store import load_captions
-    except ImportError:  # the store module is optional for this reader
-        load_captions = _load_captions_json
+    """Class captions from ``path`` (:func:`seeingsounds.captions.store.load_captions`), as lists of str."""
     return {str(k): [str(c) for c in v] for k, v in load_captions(path).items()}
-
-
-def _load_captions_json(path: str | Path) -> dict[str, list[str]]:
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError([f"captions file {path} does not exist"], header="cannot read the captions")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError([f"{path}: {exc}"], header="cannot read the captions") from None
-    if not isinstance(data, dict):
-        raise DatasetError([f"{path}: expected a JSON object label -> caption(s)"], header="cannot read the captions")
-    return {k: [v] if isinstance(v, str) else list(v) for k, v in data.items()}
 
 
 # ---- rows -----------------------------------------------------------------------------------
