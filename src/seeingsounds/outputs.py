@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,39 @@ def check_model_limits(load: LoadOptions, settings: Settings, sizes: Sequence[tu
     return video
 
 
+@dataclass(frozen=True)
+class _SoundMeta:
+    """The provenance every output of a sound file carries: its hash, seed, effects and mix."""
+
+    effects: list[Any] | None
+    mix: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> _SoundMeta:
+        mix = None
+        if settings.mix is not None:
+            mix = {"path": settings.mix[0], "sha256": audio_fingerprint(settings.mix[0]), "ratio": settings.mix[1]}
+        return cls([[n, dict(p)] for n, p in settings.effects] or None, mix)
+
+    def image(self, source: str, seed: int, descriptions: Sequence[str] | None) -> dict[str, Any]:
+        return {"source": source, "source_sha256": audio_fingerprint(source), "seed": seed, "effects": self.effects,
+                "effect_descriptions": list(descriptions or []) or None, "mix": self.mix}
+
+
+def _chunks(audio: Sequence[str], settings: Settings, progress: bool | None) -> Iterator[tuple[int, list[str]]]:
+    """``(start, paths)`` chunks of the sound files, sized so a chunk's images fit one batch; a bar over files."""
+    chunk = _chunk(settings.batch_size, settings.num_images)
+    bar = tqdm(total=len(audio), desc="sounds", unit="file",
+               disable=(not progress) if progress is not None else (None if len(audio) > 1 else True))
+    try:
+        for start in range(0, len(audio), chunk):
+            paths = list(audio[start : start + chunk])
+            yield start, paths
+            bar.update(len(paths))
+    finally:
+        bar.close()
+
+
 def common_provenance(pipe: SeeingSoundsPipeline, checkpoint: str, resolved: Mapping[str, Any]) -> dict[str, Any]:
     return provenance(
         checkpoint=checkpoint, preset=pipe.preset.name,
@@ -239,10 +272,7 @@ def generate_files(load: LoadOptions, audio: Sequence[str], output: str | os.Pat
     resolved = pipe.resolve_settings(settings.steps, settings.guidance, settings.height, settings.width,
                                      settings.num_images, settings.batch_size, num_frames=settings.num_frames)
     writer = _Writer(folder, single, common_provenance(pipe, load.checkpoint, resolved))
-    effects = [[n, dict(p)] for n, p in settings.effects] or None
-    mix_meta = None
-    if settings.mix is not None:
-        mix_meta = {"path": settings.mix[0], "sha256": audio_fingerprint(settings.mix[0]), "ratio": settings.mix[1]}
+    sound_meta = _SoundMeta.of(settings)
 
     def emit(out: Any, k: int, name: str, label: str, meta: dict[str, Any]) -> None:
         if pipe.is_video:
@@ -251,20 +281,13 @@ def generate_files(load: LoadOptions, audio: Sequence[str], output: str | os.Pat
             writer.image(out.images[k], name, label, meta)
 
     names = stems(audio)
-    chunk = _chunk(settings.batch_size, settings.num_images)
-    bar = tqdm(total=len(audio), desc="sounds", unit="file",
-               disable=(not progress) if progress is not None else (None if len(audio) > 1 else True))
-    for start in range(0, len(audio), chunk):
-        paths = audio[start : start + chunk]
+    for start, paths in _chunks(audio, settings, progress):
         out = pipe(paths, seed=settings.seed, num_images_per_audio=settings.num_images, effects=settings.effects,
                    mix=settings.mix, **call)
         for k, seed in enumerate(out.seeds):
             i = start + k // settings.num_images
-            meta = {"source": audio[i], "source_sha256": audio_fingerprint(audio[i]), "seed": seed, "effects": effects,
-                    "effect_descriptions": out.effects or None, "mix": mix_meta}
-            emit(out, k, f"{names[i]}_s{seed}", f"{Path(audio[i]).name}\nseed {seed}", meta)
-        bar.update(len(paths))
-    bar.close()
+            emit(out, k, f"{names[i]}_s{seed}", f"{Path(audio[i]).name}\nseed {seed}",
+                 sound_meta.image(audio[i], seed, out.effects))
     for c, caption in enumerate(captions):
         out = pipe.from_caption(caption, seed=settings.seed, num_images_per_caption=settings.num_images, **call)
         for k, seed in enumerate(out.seeds):
@@ -300,33 +323,23 @@ def edit_files(load: LoadOptions, image: str | os.PathLike, audio: Sequence[str]
     pipe = pipe if pipe is not None else load.load()
     call = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance, "height": settings.height,
             "width": settings.width, "batch_size": settings.batch_size}
-    effects = [[n, dict(p)] for n, p in settings.effects] or None
-    mix_meta = None
-    if settings.mix is not None:
-        mix_meta = {"path": settings.mix[0], "sha256": audio_fingerprint(settings.mix[0]), "ratio": settings.mix[1]}
+    sound_meta = _SoundMeta.of(settings)
     image_meta = {"image": str(image), "image_sha256": file_sha256(image) if isinstance(image, (str, os.PathLike)) else None,
                   "mask": str(mask) if mask is not None else None,
                   "mask_sha256": file_sha256(mask) if isinstance(mask, (str, os.PathLike)) else None,
                   "strength": strength}
     writer: _Writer | None = None
     names = stems(audio)
-    chunk = _chunk(settings.batch_size, settings.num_images)
-    bar = tqdm(total=len(audio), desc="sounds", unit="file",
-               disable=(not progress) if progress is not None else (None if len(audio) > 1 else True))
-    for start in range(0, len(audio), chunk):
-        paths = audio[start : start + chunk]
+    for start, paths in _chunks(audio, settings, progress):
         out = pipe.edit(picture, paths, strength=strength, mask=mask_image, seed=settings.seed,
                         num_images_per_audio=settings.num_images, effects=settings.effects, mix=settings.mix, **call)
         if writer is None:
             writer = _Writer(folder, single, {**common_provenance(pipe, load.checkpoint, out.settings), **image_meta})
         for k, seed in enumerate(out.seeds):
             i = start + k // settings.num_images
-            meta = {"source": audio[i], "source_sha256": audio_fingerprint(audio[i]), "seed": seed, "effects": effects,
-                    "effect_descriptions": out.effects or None, "mix": mix_meta}
             writer.image(out.images[k], f"{names[i]}_s{seed}",
-                         f"{Path(audio[i]).name}\nstrength {strength:g}, seed {seed}", meta)
-        bar.update(len(paths))
-    bar.close()
+                         f"{Path(audio[i]).name}\nstrength {strength:g}, seed {seed}",
+                         sound_meta.image(audio[i], seed, out.effects))
     assert writer is not None
     writer.sheet(settings.sheet, [(picture, f"input {Path(str(image)).name}" + ("\n(masked)" if mask is not None else ""))])
     return writer.outputs
