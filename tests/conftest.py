@@ -48,6 +48,25 @@ def sine(freq: float, seconds: float = 1.0, sr: int = 16000, amp: float = 0.5) -
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def write_sines(folder: Path, freqs: tuple[float, ...], seconds: float = 1.5, sr: int = 16000) -> list[Path]:
+    """``folder/clip{i}.wav``: one sine per frequency (amplitude 0.5)."""
+    import soundfile as sf
+
+    paths = []
+    for i, f in enumerate(freqs):
+        path = folder / f"clip{i}.wav"
+        sf.write(path, sine(f, seconds, sr, 0.5), sr)
+        paths.append(path)
+    return paths
+
+
+def items_of(paths, **kw):
+    """One feature-cache item per path, with the same effects/mix options."""
+    from seeingsounds.cache import AudioItem
+
+    return [AudioItem.of(p, **kw) for p in paths]
+
+
 @pytest.fixture(scope="session")
 def tiny_preset():
     from seeingsounds.presets import get_preset

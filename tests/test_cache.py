@@ -9,25 +9,14 @@ import shutil
 import pytest
 import soundfile as sf
 import torch
-from conftest import sine
+from conftest import items_of, sine, write_sines
 
 SR = 16000
 
 
 @pytest.fixture()
 def clips(tmp_path):
-    paths = []
-    for i, f in enumerate((220.0, 440.0, 880.0)):
-        p = tmp_path / f"clip{i}.wav"
-        sf.write(p, sine(f, 1.5, SR, 0.5), SR)
-        paths.append(p)
-    return paths
-
-
-def items_of(paths, **kw):
-    from seeingsounds.cache import AudioItem
-
-    return [AudioItem.of(p, **kw) for p in paths]
+    return write_sines(tmp_path, (220.0, 440.0, 880.0), sr=SR)
 
 
 def test_hits_misses_and_values(tmp_path, clips, tiny_encoder):
