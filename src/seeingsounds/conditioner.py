@@ -7,7 +7,8 @@ go through :class:`AudioConditioner`; :class:`seeingsounds.pipeline.SeeingSounds
 Every clip is rendered by :func:`seeingsounds.audio.render.render` (load -> mix -> effects -> crop to the
 encoder's window), so what the encoder hears is what training heard. Prediction is *streaming*:
 :meth:`predict` renders, encodes and aligns ``batch_size`` clips at a time and yields each batch, so the
-peak memory does not grow with the number of clips (a FLUX-dev prediction is ~2 M values per clip).
+peak memory does not grow with the number of clips (a FLUX-dev prediction is ~2 M values per clip); after
+each batch the freed host memory goes back to the OS (:func:`~seeingsounds.devices.release_host_memory`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from seeingsounds.aligner import SeeingSoundsAligner
 from seeingsounds.audio.io import AudioSource, source_name
 from seeingsounds.audio.render import EffectChain, check_chain, render
 from seeingsounds.checkpoint import resolve_checkpoint
-from seeingsounds.devices import resolve_device, resolve_dtype
+from seeingsounds.devices import release_host_memory, resolve_device, resolve_dtype
 from seeingsounds.encoders.base import AudioEncoder
 from seeingsounds.errors import AudioLoadError, ConfigError
 from seeingsounds.model import load_encoder
@@ -135,7 +136,13 @@ class AudioConditioner:
     def predict_waves(self, waves: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """Encoder + aligner on one batch of waveforms at the encoder's rate: ``{name: [B, ...]}`` on the device."""
         tokens = self.encoder.encode(list(waves), batch_size=max(1, len(waves)))
-        return self.aligner(tokens.to(self.device, self.dtype))
+        return self._align(tokens)
+
+    def _align(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The aligner on one batch of tokens; the batch's freed intermediates are handed back to the OS."""
+        out = self.aligner(tokens.to(self.device, self.dtype))
+        release_host_memory()
+        return out
 
     def predict(self, sources: Iterable[Any] | Any, *, effects: EffectChain | None = None,
                 mix: tuple[AudioSource, float] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -169,7 +176,7 @@ class AudioConditioner:
     def predict_tokens(self, tokens: torch.Tensor, *, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[dict[str, torch.Tensor]]:
         """The aligner on encoder tokens computed before (``[N, m, d_A]``), one batch at a time."""
         for start in range(0, len(tokens), batch_size):
-            yield self.aligner(tokens[start : start + batch_size].to(self.device, self.dtype))
+            yield self._align(tokens[start : start + batch_size])
 
     def predict_all(self, sources: Iterable[Any] | Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """:meth:`predict` concatenated, fp32 on the CPU (for a few clips; large sets should stream)."""

@@ -3,10 +3,16 @@
 ``auto`` means the accelerator when there is one (CUDA, then Apple MPS), else the CPU. The automatic
 dtype is bf16 on a CUDA device that supports it, fp16 on other accelerators, fp32 on the CPU. Every
 command (train, cache, generate, describe, evaluate, serve) and every model (encoder, aligner, text
-encoders, judges, generator) goes through these two functions.
+encoders, judges, generator) goes through these two functions. :func:`release_host_memory` keeps the
+host's memory flat over long streams of large CPU batches.
 """
 
 from __future__ import annotations
+
+import ctypes
+import functools
+import sys
+from collections.abc import Callable
 
 import torch
 
@@ -80,3 +86,29 @@ def mixed_precision(device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if bf16_supported(device) else "fp16"
     return "no"
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` from the process's own C library; ``None`` off Linux or without glibc (musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def release_host_memory() -> bool:
+    """Hand the pages the C allocator holds free back to the OS (glibc ``malloc_trim(0)``).
+
+    A batch of large CPU tensors (a FLUX-dev adapter-first batch of 8 clips allocates ~1 GB of intermediates)
+    is freed into glibc's heaps, which keep the pages; over hundreds of batches the free space fragments and
+    the resident size creeps up (measured: 2.2 GB -> 7.1 GB over 2,000 clips, with nothing per clip held).
+    Called after every batch, this keeps it flat for a few milliseconds. Returns whether memory was handed
+    back; ``False`` (and nothing done) where glibc is absent.
+    """
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
