@@ -86,6 +86,17 @@ def generate(page) -> None:
     page.click("#generate")
 
 
+def wait_for_picture(page, component: str, timeout_ms: int = 2 * TIMEOUT_MS) -> None:
+    """Until ``#component`` shows a loaded image, or fail at once with the page's text when an error toast
+    came instead (a generation on a busy CI machine may take longer than a click's timeout)."""
+    page.wait_for_function(
+        "c => { const i = document.querySelector(`#${c} img`); "
+        "return (i && i.complete && i.naturalWidth > 0) || document.querySelector('.toast-body'); }",
+        arg=component, timeout=timeout_ms)
+    if not page.locator(f"#{component} img").count():
+        raise AssertionError(f"#{component} shows no image; the page says: {page.locator('body').inner_text()[:2000]}")
+
+
 def test_upload_steer_and_see(page, tmp_path):
     from PIL import Image
 
@@ -96,10 +107,8 @@ def test_upload_steer_and_see(page, tmp_path):
     volume.fill("0.15")
     volume.press("Enter")
     generate(page)
+    wait_for_picture(page, "images")
     image = page.locator("#images img").first
-    image.wait_for()
-    page.wait_for_function("() => { const i = document.querySelector('#images img'); "
-                           "return i && i.complete && i.naturalWidth > 0; }")
     assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [32, 32]
 
     hears = page.locator("#hears").inner_text()
@@ -217,8 +226,7 @@ def test_edit_a_picture_with_a_sound_and_a_drawn_mask(page, tmp_path):
     upload_to(page, "edit-sound", example_sounds()["bell"])
     set_number(page, "edit-strength", "0.5")
     page.click("#edit")
-    page.wait_for_function("() => { const i = document.querySelector('#edited img'); "
-                           "return i && i.complete && i.naturalWidth > 0; }")
+    wait_for_picture(page, "edited")
     assert page.locator("#edited img").first.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [64, 48]
 
     links = page.locator("#edit-downloads a[href*='seeingsounds-edit-seed0.png']")
@@ -258,4 +266,5 @@ def test_edit_errors_show_in_the_page(page, tmp_path):
     upload_to(page, "edit-sound", example_sounds()["crow"])
     page.click("#edit")  # no picture yet
     page.get_by_text("Upload a picture to edit first").first.wait_for()
+    assert page.locator(".toast-body").count() > 0  # the error toast wait_for_picture stops at
     assert "Traceback" not in page.locator("body").inner_text()
