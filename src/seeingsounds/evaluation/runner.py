@@ -387,6 +387,18 @@ class Evaluation:
     # ---- the run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any] | None:
         """Evaluate and write the report; ``None`` on a launched process other than the main one."""
+        report = self._evaluate()
+        self._leave_process_group()
+        return report
+
+    def _leave_process_group(self) -> None:
+        """Leave a launched run's process group, as the trainer does: a process that exits with gloo's threads
+        still running can abort (SIGABRT, "terminate called without an active exception"). Local, no
+        barrier: the main process may still be scoring caption retrieval alone."""
+        if self._state is not None and self._state.num_processes > 1:
+            self._state.destroy_process_group()
+
+    def _evaluate(self) -> dict[str, Any] | None:
         started = time.time()
         data, rows = self.load_data()
         # before any model loads: a wrong --out or SEEINGSOUNDS_HOME is one line, not a traceback later
