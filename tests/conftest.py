@@ -88,6 +88,19 @@ def tiny_backend(tiny_preset):
     return load_backend(tiny_preset)
 
 
+@pytest.fixture(scope="session")
+def tiny_conditioner(tiny_preset, tiny_encoder, tiny_backend):
+    """The tiny encoder + a seeded tiny aligner for the tiny generator, fp32 on the CPU."""
+    import torch
+
+    from seeingsounds.conditioner import AudioConditioner
+    from seeingsounds.model import create_aligner
+
+    torch.manual_seed(0)
+    aligner = create_aligner(tiny_preset, tiny_encoder.hidden_size, tiny_backend.conditioning_spec())
+    return AudioConditioner(tiny_encoder, aligner, device="cpu", dtype="fp32")
+
+
 _scratch: dict[str, object] = {}
 
 

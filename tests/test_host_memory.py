@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from seeingsounds import conditioner as conditioner_module
-from seeingsounds.conditioner import AudioConditioner
 from seeingsounds.devices import _malloc_trim
 
 glibc = pytest.mark.skipif(_malloc_trim() is None, reason="needs glibc's malloc_trim (Linux)")
@@ -47,14 +46,10 @@ def test_release_hands_freed_pages_of_a_fragmented_heap_back():
     assert row["before"] - row["after"] > 200 * 2**20, row
 
 
-def test_every_batch_is_followed_by_one_release(monkeypatch, tiny_encoder, tiny_preset, tiny_backend):
-    from seeingsounds.model import create_aligner
-
+def test_every_batch_is_followed_by_one_release(monkeypatch, tiny_conditioner, tiny_encoder):
     calls = []
     monkeypatch.setattr(conditioner_module, "release_host_memory", lambda: calls.append(1) or True)
-    torch.manual_seed(0)
-    aligner = create_aligner(tiny_preset, tiny_encoder.hidden_size, tiny_backend.conditioning_spec())
-    conditioner = AudioConditioner(tiny_encoder, aligner, device="cpu", dtype="fp32")
+    conditioner = tiny_conditioner
     rate = conditioner.sample_rate
     waves = [(rate, torch.randn(rate).numpy()) for _ in range(5)]
     batches = list(conditioner.predict(waves, batch_size=2))

@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from conftest import sine
 
 from seeingsounds.audio.render import input_samples, render
 from seeingsounds.cache import AudioItem, load_item_wave
-from seeingsounds.conditioner import AudioConditioner
 
 SR = 16000
 AST_WINDOW = 163_840  # AST's 10.24 s at 16 kHz
@@ -24,16 +22,6 @@ def clips(tmp_path_factory):
     sf.write(long, sine(330.0, 20.0, SR, 0.4), SR)
     sf.write(short, sine(990.0, 3.0, SR, 0.2), SR)
     return long, short
-
-
-@pytest.fixture(scope="module")
-def conditioner(tmp_path_factory, tiny_preset, tiny_backend, tiny_encoder):
-    from seeingsounds.model import create_aligner
-    from seeingsounds.tiny.audio_encoder import TINY_AST
-
-    torch.manual_seed(0)
-    aligner = create_aligner(tiny_preset, TINY_AST["hidden_size"], tiny_backend.conditioning_spec())
-    return AudioConditioner(tiny_encoder, aligner, device="cpu", dtype="fp32")
 
 
 def _peak_hz(wave: np.ndarray) -> float:
@@ -51,7 +39,8 @@ def test_speed_x2_fills_the_window_with_twenty_seconds_of_sound(clips):
     assert _peak_hz(wave) == pytest.approx(660.0, rel=0.01)
 
 
-def test_training_and_inference_renders_are_bit_identical(clips, conditioner):
+def test_training_and_inference_renders_are_bit_identical(clips, tiny_conditioner):
+    conditioner = tiny_conditioner
     long, short = clips
     chain = SPEED + [("volume", {"alpha": 0.3})]
     mix = (short, 0.4)
