@@ -141,7 +141,7 @@ def test_edit_streams_through_the_conditioner(pipe, setup, monkeypatch):
     monkeypatch.setattr(pipe.conditioner, "predict_waves", lambda waves: predicted.append(len(waves)) or original(waves))
     chunked = pipe.edit(picture, clips, strength=0.5, seed=2, num_inference_steps=4, batch_size=2)
     assert predicted == [2, 2, 1]
-    expected = pipe.predict_conditioning(clips)
+    expected = pipe.predict_conditioning(clips, batch_size=2)  # the same batches: a GEMM's sums depend on its shape
     for name in expected:
         assert torch.equal(chunked.conditioning[name], expected[name])
     # batches of 2 vs 5 images: the same images up to float noise
