@@ -82,13 +82,15 @@ def test_audio_to_images_shapes_seeds_and_sources(flux_pipe, sounds):
     assert not np.array_equal(pixels(out.images[0]), pixels(out.images[2]))
 
 
-def test_same_input_and_seed_give_identical_pixels_whatever_the_batching(flux_pipe, sounds):
+def test_same_input_and_seed_give_the_same_pixels_whatever_the_batching(flux_pipe, sounds):
+    """Identical in the same batches; up to rounding (GEMMs of other shapes sum in another order) in others."""
     paths = [str(sounds["low"]), str(sounds["high"])]
     a = flux_pipe(paths, seed=3, batch_size=1)
+    again = flux_pipe(paths, seed=3, batch_size=1)
     b = flux_pipe(paths, seed=3, batch_size=4)
     c = flux_pipe(str(sounds["high"]), seeds=[3])
-    assert np.array_equal(pixels(a.images[0]), pixels(b.images[0]))
-    assert np.abs(pixels(a.images[1]) - pixels(b.images[1])).max() <= 2
+    assert all(np.array_equal(pixels(x), pixels(y)) for x, y in zip(a.images, again.images))
+    assert all(np.abs(pixels(x) - pixels(y)).max() <= 2 for x, y in zip(a.images, b.images))
     assert np.abs(pixels(c.images[0]) - pixels(a.images[1])).max() <= 2
 
 
