@@ -150,6 +150,18 @@ def test_what_it_hears_is_what_describe_says(engine, sounds):
     assert list(result.hears.values()) == pytest.approx([s for _, s in expected], abs=1e-5)
 
 
+def test_a_request_predicts_each_clip_once(engine, sounds, monkeypatch):
+    """The clean sounds once (for the caption), the effected mix once: the prediction the images are made
+    from is what the page says it hears."""
+    batches: list[int] = []
+    predict = engine.conditioner.predict_waves
+    monkeypatch.setattr(engine.conditioner, "predict_waves", lambda waves: batches.append(len(waves)) or predict(waves))
+    result = engine.run(str(sounds["bell"]), volume=0.15, mix_sound=str(sounds["crow"]), mix_ratio=0.4, steps=1,
+                        size=32)
+    assert batches == [2, 1]  # was [2, 1, 1]: the effected mix predicted for "what it hears", then for the images
+    assert len(result.hears) == engine.top_k  # test_what_it_hears_is_what_describe_says checks the numbers
+
+
 def test_request_errors_a_user_can_fix(engine, sounds, tmp_path):
     with pytest.raises(ConfigError, match="upload or record a sound"):
         engine.run(None)

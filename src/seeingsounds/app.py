@@ -12,9 +12,11 @@ One request (the *Generate* button) runs, with a progress indicator:
    (:func:`seeingsounds.audio.effects.effects_in_order`) — exactly what ``seeingsounds generate`` does;
 4. the caption those controls imply: the template editor's ``fuse`` of the two nearest captions for
    a mix, then ``edit_many`` with the effect descriptions;
-5. *what it hears* for the transformed sound (the bar chart), the transformed audio to listen to;
-6. the images from the frozen generator, saved as PNG with provenance metadata for download; for a
-   video checkpoint, an mp4 per seed (shown in the page) and its poster PNG.
+5. the images from the frozen generator, from one prediction of the transformed sound, saved as PNG
+   with provenance metadata for download; for a video checkpoint, an mp4 per seed (shown in the page)
+   and its poster PNG;
+6. *what it hears* for the transformed sound (the bar chart): the class captions nearest to that same
+   prediction; and the transformed audio to listen to.
 
 The *Edit a picture with a sound* tab (image checkpoints) runs the generator's image-to-image, or with a
 mask drawn in the page its inpainting, pipeline on an uploaded picture, fed what the aligner predicts for
@@ -282,33 +284,32 @@ class DemoEngine:
             shutil.rmtree(self.output_dir, ignore_errors=True)
 
     # ---- model calls ------------------------------------------------------------------------
-    def hear(self, waves: Sequence[np.ndarray], *, effects: Sequence[tuple[str, dict[str, Any]]] | None = None,
-             mix: tuple[Any, float] | None = None) -> list[list[tuple[str, float]]]:
-        """Per waveform (at the encoder's rate), the ``top_k`` class captions of the run nearest to the
-        aligner's prediction with their cosine similarity, best first — ``seeingsounds describe``'s numbers.
-        ``effects`` and ``mix`` are rendered as at training (the one render, in the encoder's window).
-        """
+    def hear(self, waves: Sequence[np.ndarray]) -> list[list[tuple[str, float]]]:
+        """Per waveform (at the encoder's rate, in the encoder's window as at training), the ``top_k`` class
+        captions of the run nearest to the aligner's prediction with their cosine similarity, best first —
+        ``seeingsounds describe``'s numbers."""
         if self.index is None:
             return [[] for _ in waves]
-        out = []
         sources = [(self.sample_rate, np.asarray(w, dtype=np.float32)) for w in waves]
-        for pred in self.conditioner.predict(sources, effects=effects or None, mix=mix,
-                                             batch_size=max(1, len(sources))):
-            values, rows = self.index.topk(pred, self.top_k)
-            out += [[(self.caption_texts[int(i)], float(v)) for v, i in zip(vs, rs)]
-                    for vs, rs in zip(values.tolist(), rows.tolist())]
-        return out
+        return [row for pred in self.conditioner.predict(sources, batch_size=max(1, len(sources)))
+                for row in self.nearest(pred)]
+
+    def nearest(self, conditioning: dict[str, Any]) -> list[list[tuple[str, float]]]:
+        """Per row of a prediction, the ``top_k`` class captions of the run nearest to it, best first (needs
+        the run's caption index: check ``self.index`` first)."""
+        values, rows = self.index.topk(conditioning, self.top_k)
+        return [[(self.caption_texts[int(i)], float(v)) for v, i in zip(vs, rs)]
+                for vs, rs in zip(values.tolist(), rows.tolist())]
 
     def images(self, wave: np.ndarray, sr: int, *, seeds: Sequence[int], steps: int, size: int,
                frames: int | None = None, effects: Sequence[tuple[str, dict[str, Any]]] | None = None,
-               mix: tuple[Any, float] | None = None) -> Any:
+               mix: tuple[Any, float] | None = None, return_conditioning: bool = False) -> Any:
         """The pipeline's output for one waveform, rendered with ``effects`` and ``mix`` as at training:
-        one image (or video of ``frames``) per seed."""
+        one image (or video of ``frames``) per seed, with the aligner's prediction when asked."""
         video = {"num_frames": None if frames is None else int(frames)} if self.is_video else {}
         return self.pipe(wave, sample_rate=sr, effects=list(effects) or None, mix=mix, seeds=list(seeds),
-                         num_images_per_audio=len(seeds),
-                         num_inference_steps=int(steps), height=int(size), width=int(size), return_conditioning=False,
-                         **video)
+                         num_images_per_audio=len(seeds), num_inference_steps=int(steps), height=int(size),
+                         width=int(size), return_conditioning=return_conditioning, **video)
 
     # ---- one request --------------------------------------------------------------------------
     def run(self, sound: str | None, *, mix_sound: str | None = None, mix_ratio: float = 0.5, seed: int = 0,
@@ -351,7 +352,6 @@ class DemoEngine:
 
         say(0.3, "listening")
         found = self.hear([wave] + ([other[0]] if other is not None else []))
-        found += self.hear([wave], effects=effects, mix=mix)  # what the encoder hears, as at training
         caption = ""
         if found[0]:  # a run folder: its nearest class captions, fused and edited as the controls imply
             other_caption = found[1][0][0] if mix_sound else None
@@ -360,7 +360,10 @@ class DemoEngine:
         what = "video" if self.is_video else "image"
         say(0.45, f"painting {num_images} {what}{'s' * (num_images > 1)}")
         seeds = [int(seed) + i for i in range(num_images)]
-        out = self.images(wave, sr, seeds=seeds, steps=steps, size=size, frames=frames, effects=effects, mix=mix)
+        out = self.images(wave, sr, seeds=seeds, steps=steps, size=size, frames=frames, effects=effects, mix=mix,
+                          return_conditioning=self.index is not None)
+        # what the encoder hears after the effects and the mix: the prediction the images were made from
+        hears = self.nearest(out.conditioning)[0] if self.index is not None else []
         say(0.9, "saving")
         common = self._provenance(sound, mix_sound, mix_ratio, effects, descriptions, out.settings)
         if caption:
@@ -374,7 +377,7 @@ class DemoEngine:
                 videos.append(write_mp4(out.videos[k], video, fps=int(out.settings["fps"]), metadata=metadata))
                 metadata["poster_of"] = video.name
             images.append(Path(save_png(out.images[k], work / f"seeingsounds-seed{seed}.png", metadata)))
-        return Result(images=images, caption=caption, hears=dict(found[-1]), audio=heard_path, seeds=seeds,
+        return Result(images=images, caption=caption, hears=dict(hears), audio=heard_path, seeds=seeds,
                       videos=videos)
 
     def edit(self, picture: Any, sound: str | None, *, mask: Any = None, strength: float = DEFAULT_STRENGTH,
