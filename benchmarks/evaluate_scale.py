@@ -11,7 +11,7 @@ Each run (clips x order) is its own process, so its peak RSS is its own.
     python benchmarks/evaluate_scale.py --quick         # 4 and 40 clips (a smoke run, a few minutes on a laptop CPU)
     python benchmarks/evaluate_scale.py --json out.json # one object per run: clips, order, peak_rss_bytes, s_per_clip
     python benchmarks/evaluate_scale.py --no-release    # without the per-batch release of freed host memory
-                                                        # (adapter first crept to 3.32x at 2,000 clips here)
+                                                        # (adapter first: 2.02x at 2,000 clips here, see README)
 
 Memory is bounded when the peak RSS at 10x the clips is at most 1.2x the peak at 1x.
 """

@@ -106,9 +106,10 @@ def release_host_memory() -> bool:
 
     A batch of large CPU tensors (a FLUX-dev adapter-first batch of 8 clips allocates ~1 GB of intermediates)
     is freed into glibc's heaps, which keep the pages; over hundreds of batches the free space fragments and
-    the resident size creeps up (measured: 2.2 GB -> 7.1 GB over 2,000 clips, with nothing per clip held).
-    Called after every batch it keeps it flat, at no measurable cost there (0.516 s per clip with it, 0.517
-    without). Returns whether memory was handed back; ``False`` (and nothing done) where glibc is absent.
+    the resident size creeps up (``benchmarks/evaluate_scale.py --no-release``: 2,257 -> 4,562 MiB from 200 to
+    2,000 clips, with nothing per clip held). Called after every batch it keeps it flat (2,221 MiB at both),
+    at no measurable cost there (0.516 s per clip with it, 0.560 without). Returns whether memory was handed
+    back; ``False`` (and nothing done) where glibc is absent.
     """
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
