@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,8 +97,8 @@ class FakeOpenAI:
                     return self._send(200, payload, content_type)
                 if mode in ("trickle-body", "trickle-headers"):
                     return self._trickle(mode)
-                if mode in ("huge-announced", "huge-streamed"):
-                    return self._huge(announced=mode == "huge-announced")
+                if mode in ("huge-announced", "huge-streamed", "huge-error"):
+                    return self._huge(announced=mode != "huge-streamed", code=500 if mode == "huge-error" else 200)
                 raise AssertionError(mode)
 
             def _trickle(self, mode):
@@ -124,11 +125,11 @@ class FakeOpenAI:
                 finally:
                     fake.done.set()
 
-            def _huge(self, announced):
+            def _huge(self, announced, code):
                 """A valid reply padded to HUGE_BYTES, announced by Content-Length or not (read until close)."""
                 head = b'{"choices": [{"message": {"content": "a huge caption"}}], "pad": "'
                 chunk, tail = b"x" * 65536, b'"}'
-                self.send_response(200)
+                self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 if announced:
                     self.send_header("Content-Length", str(HUGE_BYTES))
@@ -424,11 +425,15 @@ def test_timeout_bounds_the_whole_request_against_a_trickle(fake, tmp_path, mode
     assert cached_captions(tmp_path / "llm-cache.json") == []
 
 
-@pytest.mark.parametrize("mode", ["huge-announced", "huge-streamed"])
-def test_oversized_reply_refused_without_reading_it_all(fake, tmp_path, mode):
+@pytest.mark.parametrize(("mode", "message"), [
+    ("huge-announced", "reply of 67108864 bytes refused unread"),
+    ("huge-streamed", "reply larger than 1048576 bytes refused"),
+    ("huge-error", "HTTP 500: {\"choices"),  # an error body is read only for its first 2 kB
+])
+def test_oversized_reply_refused_without_reading_it_all(fake, tmp_path, mode, message):
     fake.mode = mode  # 64 MiB of valid JSON, with or without Content-Length
     e = editor(fake, tmp_path, max_attempts=1, max_reply_bytes=1 << 20)
-    with pytest.raises(CaptionEngineError, match=r"reply (of \d+ bytes refused unread|larger than 1048576 bytes)"):
+    with pytest.raises(CaptionEngineError, match=re.escape(message)):
         e.class_caption("dog")
     assert fake.done.wait(10)
     assert fake.sent < HUGE_BYTES // 2  # the client hung up early (socket buffers hold a few MiB at most)
@@ -456,8 +461,6 @@ def test_unusable_replies_give_one_readable_error_and_nothing_cached(fake, tmp_p
 
 
 def test_error_hints_name_only_settings_that_exist(fake, tmp_path, monkeypatch):
-    import re
-
     from seeingsounds.cli.main import build_parser
 
     fake.mode = "401"
@@ -524,3 +527,21 @@ def test_cli_refuses_a_cache_that_is_the_output_or_an_input_before_any_request(f
     assert fake.requests == [] and out.read_text() == '{"dog": ["a dog"]}'
     assert main([*init, "--force", "--cache", "llm.jsonl"]) == 0  # a distinct cache works
     assert len(fake.requests) == 2 and len(cached_captions(work / "sub" / "llm.jsonl")) == 2
+
+
+def test_api_key_and_url_credentials_checked_without_repeating_them(fake, tmp_path, monkeypatch):
+    for key in ("sk-secret\r\nX-Injected: 1", "sk-se cret", "sk-sécret"):
+        with pytest.raises(ConfigError, match="API key") as info:
+            editor(fake, tmp_path, api_key=key)
+        assert "secret" not in str(info.value) and "cret" not in str(info.value)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret\x1b[0m")
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY") as info:
+        LLMEditor(fake.url, cache=None)
+    assert "secret" not in str(info.value)
+    monkeypatch.setenv("OPENAI_API_KEY", "  sk-pasted\n")  # a pasted key's surrounding whitespace is dropped
+    LLMEditor(fake.url, cache=None, timeout=10).class_caption("dog")
+    assert fake.headers[-1]["Authorization"] == "Bearer sk-pasted"
+    with pytest.raises(ConfigError, match=r"http://\*\*\*@127.0.0.1:\d+/v1 carries credentials") as info:
+        LLMEditor(fake.url.replace("http://", "http://me:hunter2@"), cache=None)
+    assert "hunter2" not in str(info.value) and "me:" not in str(info.value)
+    assert len(fake.requests) == 1

@@ -322,6 +322,12 @@ class LLMEditor(CaptionEditor):
         url_problem = _url_problem(base_url)
         if url_problem:
             problems.append(url_problem)
+        if api_key is None:
+            api_key = os.environ.get("OPENAI_API_KEY")
+        api_key = api_key.strip() if isinstance(api_key, str) else api_key
+        key_problem = _api_key_problem(api_key)
+        if key_problem:
+            problems.append(key_problem)
         if not isinstance(model, str) or not model.strip():
             problems.append("model must name the chat model (e.g. gpt-4o)")
         if not 0 <= float(temperature) <= 2:
@@ -344,7 +350,7 @@ class LLMEditor(CaptionEditor):
         self.base_url = base_url.rstrip("/")
         self.endpoint = f"{self.base_url}/chat/completions"
         self.model = model
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.api_key = api_key
         self.temperature = float(temperature)
         self.timeout = float(timeout)
         self.max_attempts = int(max_attempts)
@@ -510,7 +516,8 @@ class LLMEditor(CaptionEditor):
             return ConfigError(f"caption engine: {self.endpoint} is not a usable URL ({exc}); "
                                "check the base URL (e.g. https://api.openai.com/v1)")
         if isinstance(exc, ValueError):  # urllib/http.client refusing the URL or a header (e.g. the API key)
-            return ConfigError(f"caption engine: cannot send a request to {self.endpoint} ({exc}); "
+            reason = str(exc).replace(self.api_key, "***") if self.api_key else str(exc)
+            return ConfigError(f"caption engine: cannot send a request to {self.endpoint} ({reason}); "
                                "check the base URL and the API key")
         if isinstance(exc, (TimeoutError, socket.timeout)):
             return _Retryable(f"no reply within the timeout of {self.timeout:g} s")
@@ -649,6 +656,22 @@ def _url_problem(base_url: Any) -> str | None:
         return f"base_url {base_url!r} is not a valid URL ({exc})"
     if not parts.hostname:
         return f"base_url {base_url!r} names no host (e.g. https://api.openai.com/v1)"
+    if parts.username is not None or parts.password is not None:
+        shown = parts._replace(netloc=f"***@{parts.netloc.rpartition('@')[2]}").geturl()
+        return (f"base_url {shown} carries credentials (user:password@): remove them and give the key "
+                "in OPENAI_API_KEY")
+    return None
+
+
+def _api_key_problem(api_key: Any) -> str | None:
+    """What makes ``api_key`` unusable in an HTTP header, without repeating the key."""
+    if api_key is None or api_key == "":
+        return None
+    if not isinstance(api_key, str):
+        return f"the API key must be text, not {type(api_key).__name__}"
+    if any(c.isspace() or not c.isprintable() or ord(c) > 126 for c in api_key):
+        return ("the API key (api_key or OPENAI_API_KEY) contains spaces, control characters or non-ASCII "
+                "letters: copy it again")
     return None
 
 

@@ -17,7 +17,8 @@ HELP = "write class captions from labels (init) or show the edited/fused caption
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("caption engine")
     g.add_argument("--engine", choices=("template", "llm"), default="template",
-                   help="template: offline and deterministic (default); llm: an OpenAI-compatible endpoint")
+                   help="template: offline and deterministic (default); llm: an OpenAI-compatible endpoint "
+                        "(its API key in the OPENAI_API_KEY environment variable)")
     g.add_argument("--base-url", default=None, help="llm: endpoint base URL (default https://api.openai.com/v1)")
     g.add_argument("--model", default=None, help="llm: chat model (default gpt-4o, as in the paper)")
     g.add_argument("--temperature", type=float, default=None, help="llm: sampling temperature (default 0: reproducible edits)")
