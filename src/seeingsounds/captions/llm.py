@@ -10,14 +10,15 @@ SHA-256 of the system prompt; one line per caption, so the I/O grows linearly wi
 a torn line from an interruption is dropped and the file compacted atomically), so a rerun answers
 from the file without any request and is reproducible offline.
 
-Failures (connection refused, timeout, HTTP 408/429/5xx, malformed JSON, no ``choices``/``content``,
-an empty or multi-line answer) are retried ``max_attempts`` times in all with exponential backoff,
-then raise :class:`CaptionEngineError` — or, only with ``fallback="template"``, log a warning,
-count it in :attr:`LLMEditor.fallback_count` and return the template engine's caption (not cached,
-so a later run asks the endpoint again). Configuration problems are never retried and never
-replaced by a fallback: HTTP 4xx other than 408/429 (bad key, unknown model) and TLS/SSL errors
-(certificate, http vs https) raise a permanent :class:`CaptionEngineError`; a base URL that is not
-a URL raises :class:`~seeingsounds.errors.ConfigError`.
+Failures (connection refused, timeout, HTTP 408/429/5xx, a reply too large, cut short, not JSON,
+without ``choices``/``content``, refused by the model, empty or multi-line) are retried
+``max_attempts`` times in all with exponential backoff, then raise :class:`CaptionEngineError` —
+or, only with ``fallback="template"``, log a warning, count it in :attr:`LLMEditor.fallback_count`
+and return the template engine's caption (not cached, so a later run asks the endpoint again). Configuration problems are never retried and never
+replaced by a fallback: HTTP 3xx (a redirect), 4xx other than 408/429 (bad key, unknown model)
+and TLS/SSL errors (certificate, http vs https) raise a permanent :class:`CaptionEngineError`; a
+base URL that is not a URL (or carries ``user:password@``) and an API key that cannot go in a
+header raise :class:`~seeingsounds.errors.ConfigError`, without repeating the secret.
 
 Every request is bounded, whatever the server does:
 
@@ -493,6 +494,7 @@ class LLMEditor(CaptionEditor):
             return exc
         if isinstance(exc, urllib.error.HTTPError):
             detail = _error_detail(exc)
+            exc.close()  # the rest of its body is never read
             if 300 <= exc.code < 400:
                 location = normalise_text(str(exc.headers.get("Location", "") if exc.headers else ""))[:300]
                 return CaptionEngineError(

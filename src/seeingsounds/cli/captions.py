@@ -22,7 +22,8 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--base-url", default=None, help="llm: endpoint base URL (default https://api.openai.com/v1)")
     g.add_argument("--model", default=None, help="llm: chat model (default gpt-4o, as in the paper)")
     g.add_argument("--temperature", type=float, default=None, help="llm: sampling temperature (default 0: reproducible edits)")
-    g.add_argument("--timeout", type=float, default=None, help="llm: seconds for one whole request, reply included (default 30)")
+    g.add_argument("--timeout", type=float, default=None,
+                   help="llm: seconds for one whole request, reply included (default 30)")
     g.add_argument("--attempts", type=int, default=None,
                    help="llm: tries per caption before giving up (default 3; retries back off 1 s, 2 s, ...)")
     g.add_argument("--cache", type=Path, default=None,
