@@ -14,11 +14,12 @@ Failures (connection refused, timeout, HTTP 408/429/5xx, a reply too large, cut 
 without ``choices``/``content``, refused by the model, empty or multi-line) are retried
 ``max_attempts`` times in all with exponential backoff, then raise :class:`CaptionEngineError` —
 or, only with ``fallback="template"``, log a warning, count it in :attr:`LLMEditor.fallback_count`
-and return the template engine's caption (not cached, so a later run asks the endpoint again). Configuration problems are never retried and never
-replaced by a fallback: HTTP 3xx (a redirect), 4xx other than 408/429 (bad key, unknown model)
-and TLS/SSL errors (certificate, http vs https) raise a permanent :class:`CaptionEngineError`; a
-base URL that is not a URL (or carries ``user:password@``) and an API key that cannot go in a
-header raise :class:`~seeingsounds.errors.ConfigError`, without repeating the secret.
+and return the template engine's caption (not cached, so a later run asks the endpoint again).
+Configuration problems are never retried and never replaced by a fallback: HTTP 3xx (a redirect),
+4xx other than 408/429 (bad key, unknown model) and TLS/SSL errors (certificate, http vs https)
+raise a permanent :class:`CaptionEngineError`; a base URL that is not a URL (or carries
+``user:password@``) and an API key that cannot go in a header raise
+:class:`~seeingsounds.errors.ConfigError`, without repeating the secret.
 
 Every request is bounded, whatever the server does:
 
