@@ -545,3 +545,16 @@ def test_api_key_and_url_credentials_checked_without_repeating_them(fake, tmp_pa
         LLMEditor(fake.url.replace("http://", "http://me:hunter2@"), cache=None)
     assert "hunter2" not in str(info.value) and "me:" not in str(info.value)
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("captions.yaml", "dog: a dog barking\n"),
+    ("captions.json", '{"dog": ["a dog barking"]}'),
+    ("edit.txt", "Rewrite the caption.\n"),
+])
+def test_a_file_that_is_not_a_cache_is_refused_and_never_called_deletable(tmp_path, name, text):
+    path = tmp_path / name  # e.g. the captions file given as the cache by mistake
+    path.write_text(text)
+    with pytest.raises(CaptionEngineError, match="is not a caption cache") as info:
+        LLMEditor("http://127.0.0.1:9/v1", cache=path)
+    assert "delete" not in str(info.value) and path.read_text() == text

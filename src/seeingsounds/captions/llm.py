@@ -135,12 +135,13 @@ class _Cache:
             self._load()
 
     def _unreadable(self, exc: Exception) -> CaptionEngineError:
-        return CaptionEngineError(f"caption cache {self.path} is unreadable ({exc}): "
-                                  "fix or delete it (its captions will be requested again)")
+        return CaptionEngineError(f"caption cache {self.path} cannot be read ({exc}): "
+                                  "fix its permissions or choose another cache file")
 
     def _not_a_cache(self) -> CaptionEngineError:
+        # never "delete it": the file may be the user's captions, labels or prompts given by mistake
         return CaptionEngineError(
-            f"{self.path} is not a caption cache ({CACHE_FORMAT}): pass another --cache file or delete it")
+            f"{self.path} is not a caption cache ({CACHE_FORMAT}): choose another cache file, left as it is")
 
     def _load(self) -> None:
         assert self.path is not None
@@ -167,8 +168,8 @@ class _Cache:
     def _load_legacy(self, raw: bytes) -> None:
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise self._unreadable(exc) from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise self._not_a_cache() from None
         if not (isinstance(data, dict) and data.get("format") == LEGACY_CACHE_FORMAT
                 and isinstance(data.get("entries"), dict)):
             raise self._not_a_cache()
