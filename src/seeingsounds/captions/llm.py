@@ -36,9 +36,10 @@ Every request is bounded, whatever the server does:
 A reply that fails any check is never written to the cache.
 
 The client is the standard library's ``urllib``, not the ``openai`` package: ``openai`` sends its
-requests through ``httpx``, whose timeouts apply per connect/read/write operation (no total
-deadline: encode/httpx#1450) and which reads a whole reply without a size limit, so it would not give
-the guarantees above without the same wrapping — and it is a dependency the rest does not need.
+requests through an ``httpx`` client that follows redirects (``httpx`` drops the key on another
+origin, but the other address's reply would still be taken and cached), whose timeouts apply per
+connect/read/write operation (no total deadline: encode/httpx#1450), and which reads a whole reply
+without a size limit; it would need the same wrapping, and is a dependency the rest does not need.
 """
 
 from __future__ import annotations
