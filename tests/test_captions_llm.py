@@ -95,6 +95,13 @@ class FakeOpenAI:
                 if mode in BAD_REPLIES:
                     content_type, payload = BAD_REPLIES[mode]
                     return self._send(200, payload, content_type)
+                if mode == "short-body":  # announces more than it sends, then closes (HTTP/1.0)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "500")
+                    self.end_headers()
+                    self.wfile.write(b'{"choices": [{"message": {"content": "half"}}]}')
+                    return None
                 if mode in ("trickle-body", "trickle-headers"):
                     return self._trickle(mode)
                 if mode in ("huge-announced", "huge-streamed", "huge-error"):
@@ -450,6 +457,7 @@ def test_oversized_reply_refused_without_reading_it_all(fake, tmp_path, mode, me
     ("refusal", "the model refused: 'I cannot help with that'"),
     ("cut-short", "cut short by the token limit"),
     ("empty", "not JSON"),
+    ("short-body", "reply cut short: 47 of 500 bytes"),
 ])
 def test_unusable_replies_give_one_readable_error_and_nothing_cached(fake, tmp_path, mode, message):
     fake.mode = mode

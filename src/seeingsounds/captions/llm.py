@@ -540,7 +540,6 @@ class _Deadline:
     """
 
     def __init__(self, seconds: float):
-        self.seconds = seconds
         self.expired = False
         self._finished = False
         self._watched: list[socket.socket] = []
@@ -643,8 +642,9 @@ def _read_capped(response: http.client.HTTPResponse, limit: int) -> bytes:
             raise _Retryable(f"reply larger than {limit} bytes refused after reading {size} bytes "
                              "(a caption reply is a few kB)")
         chunks.append(chunk)
-    if announced is not None and announced.strip().isdigit() and size < int(announced):
-        raise _Retryable(f"reply cut short: {size} of {int(announced)} bytes")  # http.client does not check
+    if (announced is not None and announced.strip().isdigit() and size < int(announced)
+            and not getattr(response, "chunked", False)):  # http.client returns a short body silently
+        raise _Retryable(f"reply cut short: {size} of {int(announced)} bytes")
     return b"".join(chunks)
 
 
