@@ -10,26 +10,50 @@ SHA-256 of the system prompt; one line per caption, so the I/O grows linearly wi
 a torn line from an interruption is dropped and the file compacted atomically), so a rerun answers
 from the file without any request and is reproducible offline.
 
-Failures (connection refused, timeout, HTTP 408/429/5xx, malformed JSON, no ``choices``/``content``,
-an empty or multi-line answer) are retried ``max_attempts`` times in all with exponential backoff,
-then raise :class:`CaptionEngineError` — or, only with ``fallback="template"``, log a warning,
-count it in :attr:`LLMEditor.fallback_count` and return the template engine's caption (not cached,
-so a later run asks the endpoint again). Configuration problems are never retried and never
-replaced by a fallback: HTTP 4xx other than 408/429 (bad key, unknown model) and TLS/SSL errors
-(certificate, http vs https) raise a permanent :class:`CaptionEngineError`; a base URL that is not
-a URL raises :class:`~seeingsounds.errors.ConfigError`.
+Failures (connection refused, timeout, HTTP 408/429/5xx, a reply too large, cut short, not JSON,
+without ``choices``/``content``, refused by the model, empty or multi-line) are retried
+``max_attempts`` times in all with exponential backoff, then raise :class:`CaptionEngineError` —
+or, only with ``fallback="template"``, log a warning, count it in :attr:`LLMEditor.fallback_count`
+and return the template engine's caption (not cached, so a later run asks the endpoint again).
+Configuration problems are never retried and never replaced by a fallback: HTTP 3xx (a redirect),
+4xx other than 408/429 (bad key, unknown model) and TLS/SSL errors (certificate, http vs https)
+raise a permanent :class:`CaptionEngineError`; a base URL that is not a URL (or carries
+``user:password@``) and an API key that cannot go in a header raise
+:class:`~seeingsounds.errors.ConfigError`, without repeating the secret.
+
+Every request is bounded, whatever the server does:
+
+* **No redirects.** A 3xx reply is a permanent error naming the ``Location``: the request (and its
+  ``Authorization: Bearer`` key) is never sent on to another URL, so a redirect to another origin
+  never receives the key and its reply is never cached. Point the base URL at the final address.
+* **One deadline per attempt.** ``timeout`` bounds the whole attempt (connection, TLS handshake,
+  headers, body), not only each socket read: when it passes, the connection is shut down, so a
+  server trickling a byte at a time is cut off. (Host-name resolution is outside it.)
+* **A size cap.** A reply larger than ``max_reply_bytes`` (announced by ``Content-Length`` or
+  found while reading in chunks) is refused without reading the rest; an error body is read only
+  up to 2 kB, for the message.
+
+A reply that fails any check is never written to the cache.
+
+The client is the standard library's ``urllib``, not the ``openai`` package: ``openai`` sends its
+requests through an ``httpx`` client that follows redirects (``httpx`` drops the key on another
+origin, but the other address's reply would still be taken and cached), whose timeouts apply per
+connect/read/write operation (no total deadline: encode/httpx#1450), and which reads a whole reply
+without a size limit; it would need the same wrapping, and is a dependency the rest does not need.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import json
 import logging
 import os
 import socket
-import time
 import ssl
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -51,6 +75,11 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o"
 #: HTTP codes worth another attempt besides 5xx: request timeout, rate limit
 RETRIED_HTTP_CODES = (408, 429)
+#: largest reply accepted (a one-line caption's reply is a few kB; more is refused unread)
+DEFAULT_MAX_REPLY_BYTES = 1 << 20
+#: bytes of an error reply read for the message
+ERROR_DETAIL_BYTES = 2000
+_READ_CHUNK = 64 * 1024
 CACHE_FORMAT = "seeingsounds-caption-cache/2"
 LEGACY_CACHE_FORMAT = "seeingsounds-caption-cache/1"
 _QUOTES = "\"'`“”‘’"
@@ -107,12 +136,13 @@ class _Cache:
             self._load()
 
     def _unreadable(self, exc: Exception) -> CaptionEngineError:
-        return CaptionEngineError(f"caption cache {self.path} is unreadable ({exc}): "
-                                  "fix or delete it (its captions will be requested again)")
+        return CaptionEngineError(f"caption cache {self.path} cannot be read ({exc}): "
+                                  "fix its permissions or choose another cache file")
 
     def _not_a_cache(self) -> CaptionEngineError:
+        # never "delete it": the file may be the user's captions, labels or prompts given by mistake
         return CaptionEngineError(
-            f"{self.path} is not a caption cache ({CACHE_FORMAT}): pass another --cache file or delete it")
+            f"{self.path} is not a caption cache ({CACHE_FORMAT}): choose another cache file, left as it is")
 
     def _load(self) -> None:
         assert self.path is not None
@@ -139,8 +169,8 @@ class _Cache:
     def _load_legacy(self, raw: bytes) -> None:
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise self._unreadable(exc) from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise self._not_a_cache() from None
         if not (isinstance(data, dict) and data.get("format") == LEGACY_CACHE_FORMAT
                 and isinstance(data.get("entries"), dict)):
             raise self._not_a_cache()
@@ -219,16 +249,25 @@ class _Cache:
         # inside a line another process appended at the same moment
 
 
-def _clean_reply(body: bytes, max_chars: int) -> str:
+def _clean_reply(body: bytes, max_chars: int, content_type: str = "") -> str:
     """The caption in a chat-completions reply, or :class:`_Retryable` saying what is wrong with it."""
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _Retryable(f"reply is not JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        kind = content_type.split(";")[0].strip() or "no Content-Type"
+        start = normalise_text(body[:120].decode("utf-8", "replace"))
+        raise _Retryable(f"reply is not JSON ({kind}; {type(exc).__name__}: {exc}); it starts {start!r}") from None
     try:
-        content = data["choices"][0]["message"]["content"]
+        choice = data["choices"][0]
+        message = choice["message"]
+        content = message["content"]
     except (KeyError, IndexError, TypeError):
         raise _Retryable(f"reply has no choices[0].message.content: {body[:200]!r}") from None
+    refusal = message.get("refusal") if isinstance(message, dict) else None
+    if content is None and isinstance(refusal, str) and refusal.strip():
+        raise _Retryable(f"the model refused: {normalise_text(refusal)[:200]!r}")
+    if isinstance(choice, dict) and choice.get("finish_reason") == "length":
+        raise _Retryable(f"reply was cut short by the token limit: {str(content)[:200]!r}")
     if not isinstance(content, str):
         raise _Retryable(f"reply content is {type(content).__name__}, not text")
     lines = [line.strip() for line in content.strip().splitlines() if line.strip()]
@@ -253,6 +292,7 @@ class LLMEditor(CaptionEditor):
     ``system_prompts`` overrides the shipped prompts per operation (``edit``, ``fuse``,
     ``class_caption``). ``cache``: the JSON cache file (``None``: in memory only).
     ``fallback="template"``: on failure use :class:`TemplateEditor` and warn (see module docstring).
+    ``timeout``: seconds for a whole attempt; ``max_reply_bytes``: the largest reply accepted.
     """
 
     name = "llm"
@@ -272,6 +312,7 @@ class LLMEditor(CaptionEditor):
         cache: str | os.PathLike[str] | None = None,
         fallback: str | None = None,
         max_chars: int = 300,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         cache_path: str | os.PathLike[str] | None = None,
     ):
         problems = []
@@ -285,12 +326,20 @@ class LLMEditor(CaptionEditor):
         url_problem = _url_problem(base_url)
         if url_problem:
             problems.append(url_problem)
+        if api_key is None:
+            api_key = os.environ.get("OPENAI_API_KEY")
+        api_key = api_key.strip() if isinstance(api_key, str) else api_key
+        key_problem = _api_key_problem(api_key)
+        if key_problem:
+            problems.append(key_problem)
         if not isinstance(model, str) or not model.strip():
             problems.append("model must name the chat model (e.g. gpt-4o)")
         if not 0 <= float(temperature) <= 2:
             problems.append(f"temperature {temperature} must be between 0 and 2")
         if not float(timeout) > 0:
             problems.append(f"timeout {timeout} must be a positive number of seconds")
+        if int(max_reply_bytes) < 1:
+            problems.append(f"max_reply_bytes {max_reply_bytes} must be at least 1")
         if int(max_attempts) < 1:
             problems.append(f"max_attempts {max_attempts} must be at least 1")
         if float(backoff) < 0 or float(max_backoff) < 0:
@@ -305,13 +354,14 @@ class LLMEditor(CaptionEditor):
         self.base_url = base_url.rstrip("/")
         self.endpoint = f"{self.base_url}/chat/completions"
         self.model = model
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.api_key = api_key
         self.temperature = float(temperature)
         self.timeout = float(timeout)
         self.max_attempts = int(max_attempts)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
         self.max_chars = int(max_chars)
+        self.max_reply_bytes = int(max_reply_bytes)
         self.fallback = fallback
         self.system_prompts = {op: (system_prompts or {}).get(op) or default_system_prompt(op) for op in OPERATIONS}
         self._cache = _Cache(cache)
@@ -424,36 +474,178 @@ class LLMEditor(CaptionEditor):
 
     def _attempt(self, request: urllib.request.Request, operation: str) -> str:
         self.request_count += 1
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - user URL
-                payload = response.read()
-        except urllib.error.HTTPError as exc:
+        with _Deadline(self.timeout) as deadline:
+            try:
+                with _opener(deadline).open(request, timeout=self.timeout) as response:
+                    payload = _read_capped(response, self.max_reply_bytes)
+                    content_type = response.headers.get("Content-Type", "")
+            except Exception as exc:  # noqa: BLE001 - every failure is classified below
+                if deadline.expired and not isinstance(exc, urllib.error.HTTPError):
+                    raise self._too_late() from None
+                raise self._failure(exc, operation) from None
+        if deadline.expired:  # http.client may take a reply cut off by the deadline for a short one
+            raise self._too_late()
+        return _clean_reply(payload, self.max_chars, content_type)
+
+    def _too_late(self) -> _Retryable:
+        return _Retryable(f"no complete reply within the timeout of {self.timeout:g} s "
+                          "(the whole request: connection, headers and body)")
+
+    def _failure(self, exc: Exception, operation: str) -> Exception:
+        """What a failed attempt raises: :class:`_Retryable`, a permanent error, or ``exc`` itself."""
+        if isinstance(exc, (_Retryable, CaptionEngineError, ConfigError)):
+            return exc
+        if isinstance(exc, urllib.error.HTTPError):
             detail = _error_detail(exc)
+            exc.close()  # the rest of its body is never read
+            if 300 <= exc.code < 400:
+                location = normalise_text(str(exc.headers.get("Location", "") if exc.headers else ""))[:300]
+                return CaptionEngineError(
+                    f"caption engine {self.endpoint} refused {operation}: HTTP {exc.code} redirect to "
+                    f"{location or '(no Location)'}; redirects are not followed (the API key is never sent "
+                    "on to another address): set the base URL to the final address", transient=False)
             if exc.code in RETRIED_HTTP_CODES or exc.code >= 500:
-                raise _Retryable(f"HTTP {exc.code}{detail}", wait=_retry_after(exc)) from None
-            hint = " (check the API key: --api-key or OPENAI_API_KEY)" if exc.code in (401, 403) else ""
+                return _Retryable(f"HTTP {exc.code}{detail}", wait=_retry_after(exc))
+            hint = " (check the API key in the OPENAI_API_KEY environment variable)" if exc.code in (401, 403) else ""
             if exc.code == 404:
-                hint = " (check --base-url, it usually ends in /v1, and --model)"
-            raise CaptionEngineError(
-                f"caption engine {self.endpoint} refused {operation}: HTTP {exc.code}{detail}{hint}", transient=False
-            ) from None
-        except urllib.error.URLError as exc:
+                hint = " (check the base URL, it usually ends in /v1, and the model name)"
+            return CaptionEngineError(
+                f"caption engine {self.endpoint} refused {operation}: HTTP {exc.code}{detail}{hint}", transient=False)
+        if isinstance(exc, urllib.error.URLError):
             if isinstance(exc.reason, ssl.SSLError):
-                raise _ssl_failure(self.endpoint, operation, exc.reason) from None
-            raise _Retryable(f"cannot connect: {exc.reason}") from None
-        except ssl.SSLError as exc:  # during the reply, after the connection was made
-            raise _ssl_failure(self.endpoint, operation, exc) from None
-        except http.client.InvalidURL as exc:
-            raise ConfigError(f"caption engine: {self.endpoint} is not a usable URL ({exc}); "
-                              "check --base-url (e.g. https://api.openai.com/v1)") from None
-        except ValueError as exc:  # urllib/http.client refusing the URL or a header (e.g. the API key)
-            raise ConfigError(f"caption engine: cannot send a request to {self.endpoint} ({exc}); "
-                              "check --base-url and the API key") from None
-        except (TimeoutError, socket.timeout):
-            raise _Retryable(f"no reply within the timeout of {self.timeout:g} s") from None
-        except (http.client.HTTPException, ConnectionError, OSError) as exc:
-            raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}") from None
-        return _clean_reply(payload, self.max_chars)
+                return _ssl_failure(self.endpoint, operation, exc.reason)
+            return _Retryable(f"cannot connect: {exc.reason}")
+        if isinstance(exc, ssl.SSLError):  # during the reply, after the connection was made
+            return _ssl_failure(self.endpoint, operation, exc)
+        if isinstance(exc, http.client.InvalidURL):
+            return ConfigError(f"caption engine: {self.endpoint} is not a usable URL ({exc}); "
+                               "check the base URL (e.g. https://api.openai.com/v1)")
+        if isinstance(exc, ValueError):  # urllib/http.client refusing the URL or a header (e.g. the API key)
+            reason = str(exc).replace(self.api_key, "***") if self.api_key else str(exc)
+            return ConfigError(f"caption engine: cannot send a request to {self.endpoint} ({reason}); "
+                               "check the base URL and the API key")
+        if isinstance(exc, (TimeoutError, socket.timeout)):
+            return _Retryable(f"no reply within the timeout of {self.timeout:g} s")
+        if isinstance(exc, (http.client.HTTPException, OSError)):
+            return _Retryable(f"connection failed: {type(exc).__name__}: {exc}")
+        return exc
+
+
+class _Deadline:
+    """Shuts down the sockets of one attempt when its time is up (a whole-request timeout).
+
+    Each socket is watched through a duplicate descriptor (``shutdown`` acts on the connection,
+    so this also ends a TLS handshake or read on the socket ``ssl`` wrapped); the duplicates are
+    closed when the attempt ends, so a late timer never touches a reused descriptor.
+    """
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._finished = False
+        self._watched: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._finished = True
+            for sock in self._watched:
+                sock.close()
+            self._watched.clear()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            watched = sock.dup()
+            self._watched.append(watched)
+            if self.expired:  # the connection took the whole time
+                _shutdown(watched)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self.expired = True
+            for sock in self._watched:
+                _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by the peer
+        pass
+
+
+def _watched_connection(http_class: Any, deadline: _Deadline, *args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+    """``http_class(*args, **kwargs)`` whose sockets (also a proxy's) ``deadline`` watches."""
+    connection = http_class(*args, **kwargs)
+    create = connection._create_connection  # the hook http.client itself offers for the socket
+
+    def create_watched(*a: Any, **kw: Any) -> socket.socket:
+        sock = create(*a, **kw)
+        deadline.watch(sock)
+        return sock
+
+    connection._create_connection = create_watched
+    return connection
+
+
+class _WatchedConnections:
+    """urllib handler mixin: open connections through :func:`_watched_connection`."""
+
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def do_open(self, http_class: Any, req: urllib.request.Request, **kwargs: Any) -> Any:
+        return super().do_open(functools.partial(_watched_connection, http_class, self.deadline), req, **kwargs)
+
+
+class _DeadlineHTTPHandler(_WatchedConnections, urllib.request.HTTPHandler):
+    pass
+
+
+class _DeadlineHTTPSHandler(_WatchedConnections, urllib.request.HTTPSHandler):
+    pass
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: the 3xx reply surfaces as an :class:`urllib.error.HTTPError`."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_RefuseRedirects(), _DeadlineHTTPHandler(deadline),
+                                       _DeadlineHTTPSHandler(deadline))
+
+
+def _read_capped(response: http.client.HTTPResponse, limit: int) -> bytes:
+    """The body of ``response``; :class:`_Retryable` as soon as it is known to exceed ``limit`` bytes."""
+    announced = response.headers.get("Content-Length")
+    if announced is not None and announced.strip().isdigit() and int(announced) > limit:
+        raise _Retryable(f"reply of {int(announced)} bytes refused unread (at most {limit} bytes: "
+                         "a caption reply is a few kB)")
+    chunks, size = [], 0
+    while chunk := response.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise _Retryable(f"reply larger than {limit} bytes refused after reading {size} bytes "
+                             "(a caption reply is a few kB)")
+        chunks.append(chunk)
+    if (announced is not None and announced.strip().isdigit() and size < int(announced)
+            and not getattr(response, "chunked", False)):  # http.client returns a short body silently
+        raise _Retryable(f"reply cut short: {size} of {int(announced)} bytes")
+    return b"".join(chunks)
 
 
 def _url_problem(base_url: Any) -> str | None:
@@ -469,6 +661,22 @@ def _url_problem(base_url: Any) -> str | None:
         return f"base_url {base_url!r} is not a valid URL ({exc})"
     if not parts.hostname:
         return f"base_url {base_url!r} names no host (e.g. https://api.openai.com/v1)"
+    if parts.username is not None or parts.password is not None:
+        shown = parts._replace(netloc=f"***@{parts.netloc.rpartition('@')[2]}").geturl()
+        return (f"base_url {shown} carries credentials (user:password@): remove them and give the key "
+                "in OPENAI_API_KEY")
+    return None
+
+
+def _api_key_problem(api_key: Any) -> str | None:
+    """What makes ``api_key`` unusable in an HTTP header, without repeating the key."""
+    if api_key is None or api_key == "":
+        return None
+    if not isinstance(api_key, str):
+        return f"the API key must be text, not {type(api_key).__name__}"
+    if any(c.isspace() or not c.isprintable() or ord(c) > 126 for c in api_key):
+        return ("the API key (api_key or OPENAI_API_KEY) contains spaces, control characters or non-ASCII "
+                "letters: copy it again")
     return None
 
 
@@ -483,7 +691,7 @@ def _ssl_failure(endpoint: str, operation: str, exc: BaseException) -> CaptionEn
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:
     try:
-        raw = exc.read()[:2000].decode("utf-8", "replace")
+        raw = exc.read(ERROR_DETAIL_BYTES).decode("utf-8", "replace")
     except Exception:  # noqa: BLE001 - the body is only decoration for the message
         return ""
     try:

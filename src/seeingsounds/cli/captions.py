@@ -17,11 +17,13 @@ HELP = "write class captions from labels (init) or show the edited/fused caption
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("caption engine")
     g.add_argument("--engine", choices=("template", "llm"), default="template",
-                   help="template: offline and deterministic (default); llm: an OpenAI-compatible endpoint")
+                   help="template: offline and deterministic (default); llm: an OpenAI-compatible endpoint "
+                        "(its API key in the OPENAI_API_KEY environment variable)")
     g.add_argument("--base-url", default=None, help="llm: endpoint base URL (default https://api.openai.com/v1)")
     g.add_argument("--model", default=None, help="llm: chat model (default gpt-4o, as in the paper)")
     g.add_argument("--temperature", type=float, default=None, help="llm: sampling temperature (default 0: reproducible edits)")
-    g.add_argument("--timeout", type=float, default=None, help="llm: seconds to wait for one reply (default 30)")
+    g.add_argument("--timeout", type=float, default=None,
+                   help="llm: seconds for one whole request, reply included (default 30)")
     g.add_argument("--attempts", type=int, default=None,
                    help="llm: tries per caption before giving up (default 3; retries back off 1 s, 2 s, ...)")
     g.add_argument("--cache", type=Path, default=None,
@@ -82,9 +84,12 @@ def read_labels(path: Path) -> list[str]:
     return list(labels)
 
 
-def _editor(args: argparse.Namespace, beside: Path):
+def _editor(args: argparse.Namespace, beside: Path, *, inputs: list[Path], output: Path | None):
+    """The caption engine of ``args``; with ``llm``, its cache is checked against ``inputs`` and
+    ``output`` (one file cannot be both: the cache is read and appended to) before it is opened."""
     from seeingsounds.captions.edit import get_editor
     from seeingsounds.errors import ConfigError
+    from seeingsounds.paths import check_output_file
 
     llm_only = {"--base-url": args.base_url, "--model": args.model, "--temperature": args.temperature,
                 "--timeout": args.timeout, "--attempts": args.attempts, "--cache": args.cache,
@@ -95,14 +100,19 @@ def _editor(args: argparse.Namespace, beside: Path):
             raise ConfigError(f"{', '.join(used)} only apply to --engine llm")
         return get_editor("template")
     options = {k: v for k, v in {"timeout": args.timeout, "max_attempts": args.attempts}.items() if v is not None}
+    prompt_files: list[Path] = []
     if args.prompts is not None:
         if not args.prompts.is_dir():
             raise ConfigError(f"--prompts {args.prompts} is not a folder")
         found = {op: args.prompts / f"{op}.txt" for op in ("edit", "fuse", "class_caption")}
+        prompt_files = [p for p in found.values() if p.is_file()]
         options["system_prompts"] = {op: p.read_text(encoding="utf-8") for op, p in found.items() if p.is_file()}
         if not options["system_prompts"]:
             raise ConfigError(f"--prompts {args.prompts} holds none of edit.txt, fuse.txt, class_caption.txt")
-    cache = args.cache or default_cache_path(beside)
+    cache = check_output_file(args.cache or default_cache_path(beside), inputs=[*inputs, *prompt_files],
+                              what="caption cache (--cache)")
+    if output is not None:
+        check_output_file(output, inputs=[cache], what="output file (-o)")
     return get_editor("llm", cache_path=cache, temperature=args.temperature, base_url=args.base_url,
                       model=args.model, fallback="template" if args.fallback else None, **options)
 
@@ -125,13 +135,15 @@ def _report_fallbacks(editor) -> None:
 def _init(args: argparse.Namespace) -> int:
     from seeingsounds.captions.store import save_captions
     from seeingsounds.errors import ConfigError
+    from seeingsounds.paths import check_output_file
 
     if args.output.suffix.lower() not in (".json", ".yaml", ".yml"):
         raise ConfigError(f"-o {args.output}: name the captions file *.json, *.yaml or *.yml")
     if args.output.exists() and not args.force:
         raise ConfigError(f"{args.output} exists: pass --force to overwrite it")
+    check_output_file(args.output, inputs=[args.labels], what="output file (-o)")
     labels = read_labels(args.labels)
-    editor = _editor(args, args.output)
+    editor = _editor(args, args.output, inputs=[args.labels], output=args.output)
     captions = {}
     for label in labels:
         captions[label] = editor.class_caption(label)
@@ -166,7 +178,10 @@ def _show(args: argparse.Namespace) -> int:
     from seeingsounds.captions.edit import all_pairs, augmented_captions
     from seeingsounds.captions.store import load_captions
     from seeingsounds.captions.templates import normalise_description, standard_descriptions
+    from seeingsounds.paths import check_output_file
 
+    if args.output is not None:
+        check_output_file(args.output, inputs=[args.captions], what="output file (-o)")
     class_captions = load_captions(args.captions)
     chains = parse_descriptions(args.descriptions)
     descriptions = standard_descriptions()  # effects registered after import are listed too
@@ -175,7 +190,7 @@ def _show(args: argparse.Namespace) -> int:
         if normalise_description(d) not in known:
             print(f"note: {d!r} is not one of the effects' descriptions ({', '.join(descriptions)})",
                   file=sys.stderr)
-    editor = _editor(args, args.output or args.captions)
+    editor = _editor(args, args.output or args.captions, inputs=[args.captions], output=args.output)
     pairs = all_pairs(list(class_captions)) if args.mix else []
     aug = augmented_captions(class_captions, chains, editor, mix_pairs=pairs)
     print(f"class captions ({len(aug.original)}):")

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--mix-ratio", type=float, default=0.5, help="share of the second clip in a mix")
     e.add_argument("--augment-weight", type=float, default=1.0, help="weight of the transformed-pairs term")
     e.add_argument("--mix-weight", type=float, default=1.0, help="weight of the mixed-pairs term")
-    e.add_argument("--caption-engine", default="template", choices=("template", "llm"), help="f and g: templates or an LLM")
+    e.add_argument("--caption-engine", default="template", choices=("template", "llm"), help="f and g: templates or an LLM "
+                   "(llm: its API key in the OPENAI_API_KEY environment variable)")
     e.add_argument("--llm-base-url", help="llm: endpoint base URL (default https://api.openai.com/v1)")
     e.add_argument("--llm-model", help="llm: chat model (default gpt-4o, as in the paper)")
     e.add_argument("--llm-temperature", type=float, default=0.0,
