@@ -508,7 +508,7 @@ class FeatureCache:
         data = {n: t.detach().to("cpu", self.dtype).contiguous() for n, t in tensors.items()}
         meta = {"key": key, "parts": json.dumps(parts, sort_keys=True, default=str), "sha256": tensor_digest(data),
                 "dtype": self.dtype_name, "writer_rank": str(int(writer))}
-        with atomic_path(path) as tmp:
+        with atomic_path(path, needed=sum(t.nbytes for t in data.values())) as tmp:  # a full disk: one line
             save_file(data, str(tmp), metadata=meta)
         self.stats.written += 1
         return data
