@@ -255,3 +255,23 @@ def test_a_checkpoint_cut_between_its_two_renames_is_still_the_run(tmp_path):
     run.replace_folder("last", lambda tmp: (tmp / "training_state.pt").write_bytes(b"new"))
     assert run.state_path == run.path / "last" / "training_state.pt" and run.state_path.read_bytes() == b"new"
     assert not (run.path / ".last.old").exists()
+
+
+def test_cache_claim_and_llm_caption_cache_on_a_full_disk_are_one_line(small_disk):
+    """The claim file of a shared cache entry (several processes) and the LLM's caption cache append
+    a line each: a full disk says so, and an empty claim is not left to block the entry."""
+    from seeingsounds.cache import _claim
+    from seeingsounds.captions.llm import _Cache
+
+    disk = small_disk(32)
+    llm_cache = _Cache(disk / "llm.jsonl")
+    llm_cache.put("k0", {"caption": "kept"})
+    fill(disk)
+    entry = disk / "ab" / "entry.safetensors"
+    with pytest.raises(DiskFullError, match=f"cannot write {entry}.claim: the disk holding {entry.parent} is full"):
+        _claim(entry, 0, 3600.0)
+    assert list(entry.parent.iterdir()) == []
+    with pytest.raises(DiskFullError, match=f"cannot write {disk / 'llm.jsonl'}: the disk holding {disk} is full"):
+        llm_cache.put("k1", {"caption": "x" * 5000})
+    small_disk.resize(disk, 64)  # a torn line is dropped when the cache is read (and compacted) again
+    assert {k: e["caption"] for k, e in _Cache(disk / "llm.jsonl").entries.items()} == {"k0": "kept"}
