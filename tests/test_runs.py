@@ -86,11 +86,15 @@ def test_check_new_or_run_refusals(tmp_path):
     (partial / "config.json").write_text(json.dumps({"train": {}}))
     (partial / ".lock").write_text("")
     RunFolder(partial).check_new_or_run(False)
+    RunFolder(partial).check_new_or_run(True)  # begun, no epoch saved: resumed from epoch 1
+    (partial / "best").mkdir()  # an epoch whose last/ was not saved (a full disk): still started afresh
+    RunFolder(partial).check_new_or_run(False)
     (partial / "last").mkdir()
+    (partial / "last" / "training_state.pt").write_bytes(b"")
     with pytest.raises(ConfigError, match="already holds a training run"):
         RunFolder(partial).check_new_or_run(False)
-    with pytest.raises(ConfigError, match="--resume: .*training_state.pt does not exist"):
-        RunFolder(partial).check_new_or_run(True)
+    with pytest.raises(ConfigError, match="--resume: .* holds no run to continue"):
+        RunFolder(tmp_path / "new").check_new_or_run(True)
     # a path that cannot be created (its parent is a file): one line, before anything else
     with pytest.raises(ConfigError, match="cannot be written"):
         RunFolder(data / "manifest.csv" / "run").check_new_or_run(False)

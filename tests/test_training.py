@@ -276,18 +276,19 @@ def test_live_encoder_matches_cached_features(data, tmp_path, tiny_encoder, tiny
 
 
 def test_resume_without_a_saved_epoch_says_what_to_do(data, tmp_path, tiny_encoder, tiny_backend):
-    """Stopped after best/ but before last/ of epoch 1: a fresh start is refused, so --resume must not
-    send the user back to it."""
+    """Stopped after best/ but before last/ of epoch 1 (e.g. a full disk, tests/test_disk_full.py):
+    nothing to continue, so a fresh start into the same folder works; a folder with no run at all
+    is not resumed."""
     from seeingsounds.errors import ConfigError
     from seeingsounds.training import train
 
+    with pytest.raises(ConfigError, match="holds no run to continue") as info:
+        train(config(data, tmp_path / "new", resume=True), encoder=tiny_encoder, backend=tiny_backend)
+    assert "start the run without --resume" in str(info.value)
     out = tmp_path / "run"
     (out / "best").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="already holds"):
-        train(config(data, out), encoder=tiny_encoder, backend=tiny_backend)
-    with pytest.raises(ConfigError, match="stopped before its first epoch") as info:
-        train(config(data, out, resume=True), encoder=tiny_encoder, backend=tiny_backend)
-    assert "without --resume in another --out" in str(info.value)
+    result = train(config(data, out, epochs=1), encoder=tiny_encoder, backend=tiny_backend)
+    assert result.epochs_completed == 1 and (out / "last" / "training_state.pt").is_file()
 
 
 def test_caption_set_scales_to_all_class_pairs():

@@ -67,9 +67,9 @@ from tqdm.auto import tqdm
 from seeingsounds.audio.render import render
 from seeingsounds.data.manifest import file_sha256
 from seeingsounds.devices import resolve_device, resolve_dtype
-from seeingsounds.errors import ConfigError, SeeingSoundsError
+from seeingsounds.errors import ConfigError, DiskFullError, SeeingSoundsError
 from seeingsounds.generators.base import release_memory
-from seeingsounds.paths import atomic_path, ensure_writable_dir, home
+from seeingsounds.paths import atomic_path, disk_full_as_error, ensure_writable_dir, home
 
 #: bump when the layout or the preprocessing changes: every old entry becomes a miss
 #: (2: audio rendered by audio.render, load -> mix -> effects -> crop; header-only start-up checks)
@@ -258,8 +258,12 @@ def _claim(entry: Path, rank: int, stale_after: float) -> bool:
                 return False
             grave.unlink(missing_ok=True)
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "rank": rank}, f)
+        try:
+            with disk_full_as_error(claim.parent, writing=claim), os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "rank": rank}, f)
+        except DiskFullError:
+            claim.unlink(missing_ok=True)  # an empty claim would hold the entry for a minute
+            raise
         if entry.exists():  # written by another process between our check and our claim
             claim.unlink(missing_ok=True)
             return False
@@ -508,7 +512,7 @@ class FeatureCache:
         data = {n: t.detach().to("cpu", self.dtype).contiguous() for n, t in tensors.items()}
         meta = {"key": key, "parts": json.dumps(parts, sort_keys=True, default=str), "sha256": tensor_digest(data),
                 "dtype": self.dtype_name, "writer_rank": str(int(writer))}
-        with atomic_path(path) as tmp:
+        with atomic_path(path, needed=sum(t.nbytes for t in data.values())) as tmp:  # a full disk: one line
             save_file(data, str(tmp), metadata=meta)
         self.stats.written += 1
         return data

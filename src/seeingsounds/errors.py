@@ -27,3 +27,8 @@ class DatasetError(SeeingSoundsError, ValueError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{header} ({len(self.problems)}):\n{lines}")
+
+
+class DiskFullError(SeeingSoundsError):
+    """A write failed because the disk (or the user's quota) is full. The message names the folder,
+    the free space and the space needed where known; nothing half-written is left behind."""

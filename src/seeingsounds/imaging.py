@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from seeingsounds import __version__
+from seeingsounds.paths import atomic_path
 
 #: the text chunk holding the full provenance as JSON
 PROVENANCE_KEY = "seeingsounds"
@@ -104,16 +104,8 @@ def save_png(image: Image.Image, path: str | os.PathLike, metadata: Mapping[str,
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: images are written as .png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=png_info(metadata or {}))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an image is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix=".png") as tmp:  # mode 0644: an image is meant to be shared
+        image.save(tmp, format="PNG", pnginfo=png_info(metadata or {}))
     return path
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from seeingsounds.errors import ConfigError
+from seeingsounds.errors import ConfigError, DiskFullError, SeeingSoundsError
 
 
 def home(*, writable: bool = False) -> Path:
@@ -28,6 +28,75 @@ def home(*, writable: bool = False) -> Path:
         ensure_writable_dir(root, "SEEINGSOUNDS_HOME folder" if env else
                             "SeeingSounds cache folder (set SEEINGSOUNDS_HOME to use another)")
     return root
+
+
+#: the errors of a write that found no space: the disk is full, or the user's quota is used up
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: how libraries that keep only the text of such an error (safetensors' SafetensorError) word it
+_DISK_FULL_TEXTS = (os.strerror(errno.ENOSPC).lower(), os.strerror(errno.EDQUOT).lower(),
+                    f"os error {errno.ENOSPC})", f"os error {errno.EDQUOT})")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that failed for lack of space: an ``OSError`` ENOSPC/EDQUOT, an
+    error raised from or while handling one (``torch.save`` to a file object raises a RuntimeError
+    whose context is the OSError), or one that quotes it (safetensors' SafetensorError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(current).lower() for text in _DISK_FULL_TEXTS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def format_bytes(size: float) -> str:
+    """``size`` bytes for people: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def free_space(path: str | os.PathLike[str]) -> int | None:
+    """Bytes free for this user on the file system of ``path`` (its nearest existing folder)."""
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+@contextmanager
+def disk_full_as_error(folder: str | os.PathLike[str], *, needed: int | None = None,
+                       writing: str | os.PathLike[str] | None = None) -> Iterator[None]:
+    """Turn a write in the block that fails for lack of space (:func:`is_disk_full`) into one
+    :class:`DiskFullError` line naming ``folder``, its free space and ``needed`` bytes (when known).
+
+    ``writing`` names what was being written. Every other error passes unchanged. Put it outside
+    the clean-up of the half-written file (as :func:`atomic_path` does), so the free space it
+    reports is what the user has once that file is gone.
+    """
+    try:
+        yield
+    except SeeingSoundsError:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        free = free_space(folder)
+        space = f"{format_bytes(free)} free" if free is not None else "no space left"
+        if needed is not None:
+            space += f", {format_bytes(needed)} needed"
+        raise DiskFullError(f"cannot write {writing if writing is not None else 'in ' + str(folder)}: the disk "
+                            f"holding {folder} is full ({space}); free some space there (or choose a folder on "
+                            "another disk) and run the command again") from exc
 
 
 def _reason(exc: OSError) -> str:
@@ -84,29 +153,32 @@ def check_output_file(path: str | os.PathLike[str], *, inputs: Iterable[str | os
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp", needed: int | None = None) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; on success it replaces ``path`` (mode 0644).
 
     An error or an interruption removes the temporary file and leaves the previous ``path`` (or
-    none), never a half-written one.
+    none), never a half-written one. A full disk is one :class:`DiskFullError` line
+    (:func:`disk_full_as_error`; ``needed``: the bytes the file takes, when known).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with disk_full_as_error(path.parent, needed=needed, writing=path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike[str], *, newline: str | None = None) -> Iterator[IO[str]]:
+def atomic_open(path: str | os.PathLike[str], *, newline: str | None = None,
+                needed: int | None = None) -> Iterator[IO[str]]:
     """``open(path, "w")`` that only replaces ``path`` once everything was written (UTF-8 text)."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline=newline) as f:
+    with atomic_path(path, needed=needed) as tmp, open(tmp, "w", encoding="utf-8", newline=newline) as f:
         yield f
         f.flush()
         os.fsync(f.fileno())
@@ -114,7 +186,7 @@ def atomic_open(path: str | os.PathLike[str], *, newline: str | None = None) -> 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
-    with atomic_open(path) as f:
+    with atomic_open(path, needed=len(text.encode("utf-8", errors="surrogateescape"))) as f:
         f.write(text)
     return Path(path)
 
@@ -134,22 +206,24 @@ def current_umask() -> int:
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Run ``build(tmp_dir)`` and move the result to ``target`` atomically, unless it exists.
 
-    A crash mid-build leaves only a temporary folder, never a half-written ``target``.
+    A crash mid-build leaves only a temporary folder, never a half-written ``target``; a full
+    disk removes that folder too and is one :class:`DiskFullError` line.
     """
     target = Path(target)
     if target.is_dir():
         return target
     ensure_writable_dir(target.parent, f"folder for {target.name}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        build(tmp)
-        os.chmod(tmp, 0o777 & ~current_umask())  # the umask's permissions, not mkdtemp's 0700
+    with disk_full_as_error(target.parent, writing=target):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            if not target.is_dir():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            build(tmp)
+            os.chmod(tmp, 0o777 & ~current_umask())  # the umask's permissions, not mkdtemp's 0700
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process finished first
+                if not target.is_dir():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return target

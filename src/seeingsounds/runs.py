@@ -34,7 +34,7 @@ import torch
 
 from seeingsounds.captions.caption_set import CaptionSet
 from seeingsounds.errors import ConfigError
-from seeingsounds.paths import atomic_path, atomic_write_text, current_umask, ensure_writable_dir
+from seeingsounds.paths import atomic_path, atomic_write_text, current_umask, disk_full_as_error, ensure_writable_dir
 
 CONFIG_FILE = "config.json"
 CAPTIONS_FILE = "captions.json"
@@ -183,7 +183,7 @@ def write_row_file(path: str | Path, shapes: Mapping[str, Sequence[int]], num_ro
     blob += b" " * (-len(blob) % 8)
     base = 8 + len(blob)
     written = torch.zeros(num_rows, dtype=torch.bool)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, needed=base + offset) as tmp:
         fd = os.open(tmp, os.O_WRONLY)
         try:
             os.pwrite(fd, struct.pack("<Q", len(blob)) + blob, 0)
@@ -230,13 +230,20 @@ class RunFolder:
     def path(self) -> Path:
         return self._path
 
+    def _saved(self, name: str) -> Path:
+        """``<run>/<name>``, or the previous one (``.<name>.old``) when a replacement was cut between
+        its two renames (:meth:`replace_folder`): a kill there loses no checkpoint."""
+        path = self._path / name
+        old = self._path / f".{name}.old"
+        return old if not path.exists() and old.is_dir() else path
+
     @property
     def best(self) -> Path:
-        return self._path / BEST
+        return self._saved(BEST)
 
     @property
     def last(self) -> Path:
-        return self._path / LAST
+        return self._saved(LAST)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -316,28 +323,31 @@ class RunFolder:
         return kept
 
     def append_metrics(self, record: Mapping[str, Any]) -> None:
-        with open(self._path / METRICS_FILE, "a", encoding="utf-8") as f:
+        """Append one line to ``metrics.jsonl`` (a line cut short by a full disk is skipped on reading)."""
+        path = self._path / METRICS_FILE
+        with disk_full_as_error(self._path, writing=path), open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(dict(record)) + "\n")
 
-    def replace_folder(self, name: str, build: Callable[[Path], None]) -> Path:
+    def replace_folder(self, name: str, build: Callable[[Path], None], *, needed: int | None = None) -> Path:
         """Write ``<run>/<name>/`` atomically: ``build(tmp)`` fills a temporary folder, which then
-        replaces the old one. The folder gets the permissions the umask gives (not mkdtemp's 0700)."""
+        replaces the old one. The folder gets the permissions the umask gives (not mkdtemp's 0700).
+        A full disk removes the temporary folder, keeps the old one and is one :class:`DiskFullError`
+        line (``needed``: the bytes the folder takes, when known)."""
         target = self._path / name
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self._path))
-        try:
-            build(tmp)
-            os.chmod(tmp, 0o777 & ~current_umask())
-            old = None
-            if target.exists():
-                old = self._path / f".{name}.old"
+        with disk_full_as_error(self._path, needed=needed, writing=target):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self._path))
+            try:
+                build(tmp)
+                os.chmod(tmp, 0o777 & ~current_umask())
+                old = self._path / f".{name}.old"  # also one a kill left between the two renames
+                if target.exists():
+                    shutil.rmtree(old, ignore_errors=True)
+                    os.replace(target, old)
+                os.replace(tmp, target)
                 shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-            os.replace(tmp, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
         return target
 
     # ---- safety ----
@@ -369,8 +379,10 @@ class RunFolder:
         return foreign
 
     def holds_run(self) -> bool:
-        """Whether a run has saved at least one checkpoint here."""
-        return self.best.exists() or self.last.exists()
+        """Whether a run has saved an epoch here (``last/training_state.pt``). A ``best/`` without it
+        is a first epoch whose saving did not finish (a full disk, a kill): the run starts again
+        from epoch 1 in this folder, and only the run's own files are replaced."""
+        return self.state_path.is_file()
 
     def check_new_or_run(self, resume: bool, *, reads: Sequence[str | Path] = ()) -> None:
         """Refuse, before any model loads, an output folder the run must not (or cannot) write to.
@@ -378,8 +390,10 @@ class RunFolder:
         ``reads``: the files and folders the run reads (manifest or data folder, captions file).
         Refused: ``--out`` naming a file; the folder of a file the run reads, or a data folder or
         a folder inside it; a non-empty folder that is not a run; without ``resume`` a folder
-        that already holds a run; with ``resume`` one that holds none; a folder that cannot be
-        created or written. Each with a one-line :class:`ConfigError`.
+        that already holds a saved epoch (:meth:`holds_run`); with ``resume`` one that holds no
+        run at all (no saved epoch and no run's ``config.json``: a run that began but saved no
+        epoch is resumed from epoch 1); a folder that cannot be created or written. Each with a
+        one-line :class:`ConfigError`.
         """
         path = self._path
         where = path.resolve()
@@ -401,11 +415,9 @@ class RunFolder:
         if not resume and self.holds_run():
             raise ConfigError(f"{path} already holds a training run: pass --resume to continue it, "
                               "or choose another --out")
-        if resume and not self.state_path.is_file():
-            if self.best.exists():  # stopped after best/ was written, before last/: nothing to resume
-                raise ConfigError(f"--resume: {self.state_path} does not exist (the run stopped before its first "
-                                  f"epoch was saved); start again without --resume in another --out, or delete {path}")
-            raise ConfigError(f"--resume: {self.state_path} does not exist; start the run without --resume")
+        if resume and not self.holds_run() and not self._is_run_config():
+            raise ConfigError(f"--resume: {path} holds no run to continue (no {STATE_FILE}, no {CONFIG_FILE}); "
+                              "start the run without --resume")
         self.check_writable()
 
     def check_writable(self) -> None:
@@ -432,8 +444,9 @@ class RunFolder:
             raise ConfigError(f"{self._path} is in use by another training process{holder}, which holds "
                               f"{lock_path}: wait for it to finish, or choose another --out") from None
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            with disk_full_as_error(self._path, writing=lock_path):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield self
         finally:
             with contextlib.suppress(OSError):

@@ -65,6 +65,7 @@ from typing import Any
 from seeingsounds.captions.edit import CaptionEditor
 from seeingsounds.captions.store import atomic_write_text, normalise_text
 from seeingsounds.errors import ConfigError, SeeingSoundsError
+from seeingsounds.paths import disk_full_as_error
 
 __all__ = ["LLMEditor", "CaptionEngineError", "default_system_prompt", "OPERATIONS", "DEFAULT_BASE_URL"]
 
@@ -239,12 +240,16 @@ class _Cache:
         self._refresh()
         self.entries[key] = record
         line = (json.dumps({"key": key, **record}, ensure_ascii=False) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, line)  # one write on an O_APPEND file: lines of several writers do not interleave
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with disk_full_as_error(self.path.parent, writing=self.path):
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                # one write on an O_APPEND file: lines of several writers do not interleave
+                written = os.write(fd, line)
+                if written < len(line):  # the disk filled up: the next write says so (a torn line is ignored)
+                    os.write(fd, line[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         # _offset stays: the next refresh re-reads this line too (harmless), and so never lands
         # inside a line another process appended at the same moment
 

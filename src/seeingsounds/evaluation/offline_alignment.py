@@ -36,6 +36,7 @@ from seeingsounds.data.debian_sounds import build_debian_manifest
 from seeingsounds.errors import DatasetError
 from seeingsounds.evaluation.metrics import retrieval_scores
 from seeingsounds.model import load_backend, load_encoder
+from seeingsounds.paths import atomic_open, atomic_write_text
 from seeingsounds.presets import get_preset
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.training import TrainConfig, train
@@ -84,14 +85,14 @@ def _write_training_data(folder: Path, split: Mapping[str, list[tuple[str, str]]
                          captions: Mapping[str, str]) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "manifest.csv"
-    with open(manifest, "w", newline="") as f:
+    with atomic_open(manifest, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "label", "split"])
         for name in ("train", "val"):
             writer.writerows((p, label, name) for p, label in split[name])
     seen = sorted({label for p, label in split["train"]})
     captions_path = folder / "captions.json"
-    captions_path.write_text(json.dumps({label: captions[label] for label in seen}, indent=1))
+    atomic_write_text(captions_path, json.dumps({label: captions[label] for label in seen}, indent=1))
     return manifest, captions_path
 
 

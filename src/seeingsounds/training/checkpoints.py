@@ -59,6 +59,17 @@ class MetricsLog:
             self.tb = None
 
 
+def tensor_bytes(value: Any) -> int:
+    """The bytes of every tensor in ``value`` (nested dicts, lists and tuples): about what saving it takes."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, Mapping):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
+
+
 def load_last(run: RunFolder, aligner: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer],
               branches: Sequence[str], state: Mapping[str, Any]) -> None:
     """Restore ``last/``'s weights into ``aligner`` and ``state``'s optimiser states (resume)."""
@@ -105,16 +116,20 @@ class Checkpoints:
         self.metrics, self.seed, self.lr = metrics, seed, dict(lr)
 
     def save(self, name: str, state: dict[str, Any] | None = None) -> None:
-        """Replace ``<run>/<name>/`` by the aligner's weights (and ``training_state.pt``)."""
+        """Replace ``<run>/<name>/`` by the aligner's weights (and ``training_state.pt``); a full
+        disk keeps the previous folder and is one line naming the space needed."""
         if not self.accelerator.is_main_process:
             return
+        model = self.accelerator.unwrap_model(self.model)
 
         def build(tmp: Path) -> None:
-            self.accelerator.unwrap_model(self.model).save_pretrained(tmp)
+            model.save_pretrained(tmp)
             if state is not None:
-                torch.save(state, tmp / STATE_FILE)
+                with open(tmp / STATE_FILE, "wb") as f:  # a file object: a full disk stays an OSError (ENOSPC)
+                    torch.save(state, f)
 
-        self.run.replace_folder(name, build)
+        needed = tensor_bytes(model.state_dict()) + tensor_bytes(state)
+        self.run.replace_folder(name, build, needed=needed)
 
     def training_state(self, loop: LoopState, epoch: int, step_in_epoch: int, finished: str | None,
                        rows: Sequence[Any]) -> dict[str, Any]:

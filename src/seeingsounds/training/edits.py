@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from seeingsounds.audio.effects import describe_effect
 from seeingsounds.captions.edit import CaptionEditor, get_editor
+from seeingsounds.paths import disk_full_as_error
 from seeingsounds.runs import EDITS_FILE, RunFolder
 from seeingsounds.training.config import TrainConfig
 from seeingsounds.training.pairs import RunCaptions
@@ -58,8 +59,12 @@ class RunCaptionEdits(CaptionEditor):
         self.answers: dict[tuple[str, ...], str] = {}
         #: edits and fusions asked of the engine (not found in the file)
         self.computed = 0
+        #: the file ends in a line cut short (a kill, a full disk): the next record starts a new line
+        self._cut_short = False
         if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            self._cut_short = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 try:
                     record = json.loads(line)
                     key = (str(record["op"]), *map(str, record["inputs"]))
@@ -82,12 +87,15 @@ class RunCaptionEdits(CaptionEditor):
         self.computed += 1
         self.answers[key] = out
         if self.write:
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "a", encoding="utf-8")
-            self._file.write(json.dumps({"op": op, "inputs": list(inputs), "output": out,
-                                         "engine": self.engine_name}, ensure_ascii=False) + "\n")
-            self._file.flush()
+            with disk_full_as_error(self.path.parent, writing=self.path):  # a line cut short is ignored
+                if self._file is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = open(self.path, "a", encoding="utf-8")
+                    if self._cut_short:
+                        self._file.write("\n")
+                self._file.write(json.dumps({"op": op, "inputs": list(inputs), "output": out,
+                                             "engine": self.engine_name}, ensure_ascii=False) + "\n")
+                self._file.flush()
         return out
 
     def edit(self, caption: str, description: str) -> str:
@@ -101,8 +109,9 @@ class RunCaptionEdits(CaptionEditor):
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with disk_full_as_error(self.path.parent, writing=self.path):  # what a full disk left unflushed
+                file.close()
 
 
 def build_run_captions(config: TrainConfig, run: RunFolder, dataset: Any, descriptions: Sequence[tuple[str, ...]],

@@ -228,12 +228,13 @@ def check_same_captions(captions: CaptionSet, run: RunFolder) -> None:
 
 
 def check_resume(config: TrainConfig, preset: Mapping[str, Any], data: Mapping[str, Any],
-                 run: RunFolder) -> tuple[dict[str, Any], dict[str, Any]]:
+                 run: RunFolder) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The saved ``config.json`` and ``training_state.pt`` of ``run``, after checking that
-    ``config`` and the dataset ``data`` (its fingerprint) continue it."""
+    ``config`` and the dataset ``data`` (its fingerprint) continue it. The state is None when the
+    run saved no epoch (it stopped during its first, e.g. on a full disk): it resumes from epoch 1."""
     saved = check_same_options(config, preset, run)
     check_same_data(data, saved.get("data") or {}, run)
-    return saved, load_state(run)
+    return saved, load_state(run) if run.holds_run() else None
 
 
 def load_state(run: RunFolder) -> dict[str, Any]:

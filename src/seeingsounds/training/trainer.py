@@ -132,6 +132,9 @@ class Trainer:
             self._held.enter_context(self.run.lock())
         if cfg.resume:
             self.saved, self.state = check_resume(cfg, self.preset.to_dict(), ds.fingerprint(), self.run)
+            if self.state is None:
+                self.log(f"{self.out} saved no epoch ({self.run.state_path} does not exist): "
+                         "training it again from epoch 1")
         elif main:
             (self.run / EDITS_FILE).unlink(missing_ok=True)  # a fresh run asks its engine afresh
         if cfg.use_cache:
@@ -150,7 +153,7 @@ class Trainer:
             self.caption_rows, edits = build_run_captions(self.config, self.run, self.dataset, self.descriptions,
                                                           label_pairs, write=self.accelerator.is_main_process)
         self.captions = self.caption_rows.captions
-        if self.config.resume:
+        if self.state is not None:  # a run that saved no epoch may also lack its captions.json
             check_same_captions(self.captions, self.run)
         self.counts = {**self.caption_rows.counts(), "mixes": len(pools.train) + len(pools.val),
                        "class_pairs_drawn": len(label_pairs), "edits_computed": edits}
