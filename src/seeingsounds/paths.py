@@ -62,6 +62,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def check_not_input(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None],
+                    *, what: str = "output file") -> Path:
+    """Refuse (one-line :class:`ConfigError`) an output ``path`` that is one of ``inputs``, whatever the
+    spelling: relative, ``..``, a symlink or a hard link to it. Returns ``path`` as a :class:`Path`."""
+    path = Path(path).expanduser()
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source).expanduser()):
+            raise ConfigError(f"the {what} {path} is also an input ({source}): choose another output "
+                              "(an input is never overwritten)")
+    return path
+
+
 def check_output_file(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None] = (),
                       what: str = "output file") -> Path:
     """Check, before any work, that ``path`` can be written as a new or replaced file.
@@ -70,11 +82,7 @@ def check_output_file(path: str | os.PathLike[str], *, inputs: Iterable[str | os
     symlink, a hard link or another spelling: the input is never overwritten), an existing folder,
     and a path whose folder cannot be created or written. Returns ``path`` as a :class:`Path`.
     """
-    path = Path(path).expanduser()
-    for source in inputs:
-        if source is not None and _same_file(path, Path(source).expanduser()):
-            raise ConfigError(f"the {what} {path} is also an input ({source}): choose another output file "
-                              "(an input is never overwritten)")
+    path = check_not_input(path, inputs, what=what)
     if path.is_dir():
         raise ConfigError(f"the {what} {path} is a folder: name a file inside it")
     ensure_writable_dir(path.parent, f"folder of the {what}")
