@@ -138,7 +138,22 @@ def test_edit_o_named_like_the_sheet_would_be_overwritten_by_it(setup, tmp_path,
     code = main(["edit", "--checkpoint", str(setup["ckpt"]), "--image", str(setup["image"]), str(setup["dog"]),
                  "-o", str(tmp_path / "contact_sheet.png")])
     err = one_error(capsys)
-    assert code == 2 and "two outputs of this run are both named" in err and "--no-sheet" in err
+    assert code == 2 and "is the name of this run's contact sheet" in err and "--no-sheet" in err
+
+
+def test_an_audio_file_and_a_caption_that_would_share_an_output_name(setup, tmp_path, capsys, no_model):
+    sound = Path(shutil.copy(setup["dog"], tmp_path / "caption00-dog.wav"))
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(sound), "--caption", "dog",
+                 "-o", str(tmp_path / "out")])
+    err = one_error(capsys)
+    assert code == 2 and "would both be written to" in err and "caption00-dog_s0.png" in err
+
+
+@pytest.mark.parametrize("name", ["out.jpg", "clip.webm", "sound.wav"])
+def test_o_in_a_format_we_do_not_write_is_not_made_a_folder(setup, tmp_path, capsys, no_model, name):
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "-o", str(tmp_path / name)])
+    assert code == 2 and "images are written as .png" in one_error(capsys)
+    assert not (tmp_path / name).exists()
 
 
 def test_our_own_outputs_are_replaced_on_a_rerun(setup, tmp_path):
@@ -167,6 +182,9 @@ def test_outputs_never_go_into_a_folder_of_sound_clips(setup, tmp_path, capsys, 
         assert main(argv) == 2, argv
         err = one_error(capsys)
         assert "holds sound files (bark.wav)" in err and "choose a folder of its own" in err, err
+    os.symlink(clips, tmp_path / "pictures")  # a folder that is a class folder under another name
+    assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "-o", "../pictures"]) == 2
+    assert "holds sound files (bark.wav)" in one_error(capsys)
     assert sorted(os.listdir(clips)) == ["bark.wav"]
 
 

@@ -37,6 +37,9 @@ from seeingsounds.pipeline import (
 from seeingsounds.video import read_mp4_provenance, write_mp4
 
 SHEET_NAME = "contact_sheet.png"
+#: ``-o`` names with these suffixes mean a file in a format we do not write, not a new folder
+OTHER_MEDIA_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mov", ".mkv", ".webm", ".avi",
+                        ".m4v", ".wav", ".mp3", ".flac", ".ogg")
 
 Effects = Sequence[tuple[str, Mapping[str, Any]]]
 
@@ -120,6 +123,9 @@ def plan_outputs(output: str | os.PathLike, n_files: int, *, suffix: str | None 
         return folder, out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o {out} exists and is not a folder")
+    if out.suffix.lower() in OTHER_MEDIA_SUFFIXES and not out.is_dir():
+        raise ConfigError(f"-o {out}: images are written as .png and videos as .mp4; give a .png (.mp4) name "
+                          "or a folder")
     check_writable(out)
     return out, None
 
@@ -179,8 +185,11 @@ def check_targets(targets: Sequence[Path], inputs: Sequence[str | os.PathLike | 
         check_not_input(target, inputs, what="output")
         key = Path(os.path.abspath(target))
         if key in seen:
-            raise ConfigError(f"two outputs of this run are both named {target}: choose another -o name"
-                              + (" or pass --no-sheet" if target.name == SHEET_NAME else ""))
+            if target.name == SHEET_NAME:
+                raise ConfigError(f"-o {target} is the name of this run's contact sheet: choose another name "
+                                  "or pass --no-sheet")
+            raise ConfigError(f"two outputs of this run would both be written to {target}: rename an input "
+                              "(or a --caption) so that their names differ")
         seen.add(key)
         if target.is_dir():
             raise ConfigError(f"the output {target} is an existing folder: choose another -o, or move the folder")
