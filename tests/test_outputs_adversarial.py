@@ -267,3 +267,14 @@ def test_o_naming_a_file_fails_before_the_generator_configs_are_read(setup, tmp_
     (tmp_path / "afile").write_text("keep")
     assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "-o", str(tmp_path / "afile")]) == 2
     assert "exists and is not a folder" in one_error(capsys) and (tmp_path / "afile").read_text() == "keep"
+
+
+@pytest.mark.parametrize("output", ["loop", "loop/one.png", "dangling", "dangling/sub"])
+def test_o_through_a_broken_symlink_fails_before_load(setup, tmp_path, capsys, no_model, monkeypatch, output):
+    monkeypatch.chdir(tmp_path)
+    os.symlink("loop", "loop")
+    os.symlink(tmp_path / "missing" / "x", "dangling")
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "-o", output])
+    err = one_error(capsys)
+    assert code == 2 and "is a symbolic link to nothing" in err, err
+    assert sorted(os.listdir(tmp_path)) == ["dangling", "loop"]

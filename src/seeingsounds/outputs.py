@@ -99,6 +99,9 @@ def check_writable(path: Path) -> None:
     """Refuse an output folder that cannot be created or written (the nearest existing parent decides)."""
     probe = path
     while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():
+            raise ConfigError(f"cannot write to {path}: {probe} is a symbolic link to nothing (its target is missing "
+                              "or a loop); choose another -o or fix the link")
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise ConfigError(f"cannot write to {path}: {probe} is a file, not a folder")

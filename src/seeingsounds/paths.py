@@ -59,7 +59,10 @@ def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)  # symlinks, hard links, "./x" vs "/abs/x"
     except OSError:  # one of them does not exist (yet)
-        return a.resolve() == b.resolve()
+        try:
+            return a.resolve() == b.resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13) is no input
+            return False
 
 
 def check_not_input(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None],
