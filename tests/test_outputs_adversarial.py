@@ -278,3 +278,18 @@ def test_o_through_a_broken_symlink_fails_before_load(setup, tmp_path, capsys, n
     err = one_error(capsys)
     assert code == 2 and "is a symbolic link to nothing" in err, err
     assert sorted(os.listdir(tmp_path)) == ["dangling", "loop"]
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_pngs_and_atomic_files_follow_the_umask_too(tmp_path, umask, mode):
+    from seeingsounds.imaging import save_png
+    from seeingsounds.paths import atomic_write_text, current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        save_png(Image.new("RGB", (4, 4)), tmp_path / "a.png", {})
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {"a.png": mode, "a.txt": mode}

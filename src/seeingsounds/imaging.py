@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 from seeingsounds import __version__
+from seeingsounds.paths import current_umask
 
 #: the text chunk holding the full provenance as JSON
 PROVENANCE_KEY = "seeingsounds"
@@ -109,7 +110,7 @@ def save_png(image: Image.Image, path: str | os.PathLike, metadata: Mapping[str,
     try:
         with os.fdopen(fd, "wb") as f:
             image.save(f, format="PNG", pnginfo=png_info(metadata or {}))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an image is meant to be shared
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; the umask decides, as for every file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -96,7 +96,8 @@ def check_output_file(path: str | os.PathLike[str], *, inputs: Iterable[str | os
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; on success it replaces ``path`` (mode 0644).
+    """A temporary path beside ``path`` to write to; on success it replaces ``path`` with the
+    permissions the umask gives (0644 under the usual 022; mkstemp alone would leave 0600).
 
     An error or an interruption removes the temporary file and leaves the previous ``path`` (or
     none), never a half-written one.
@@ -107,7 +108,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -136,7 +137,15 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
 
 
 def current_umask() -> int:
-    """The process umask (read by setting and restoring it)."""
+    """The process umask: from ``/proc/self/status`` on Linux (no change, so safe beside other threads),
+    elsewhere by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
