@@ -293,3 +293,16 @@ def test_pngs_and_atomic_files_follow_the_umask_too(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {"a.png": mode, "a.txt": mode}
+
+
+def test_a_video_rerun_replaces_its_own_mp4_but_not_a_users(setup, tmp_path, capsys):
+    from seeingsounds.video import read_mp4_provenance
+
+    args = ["generate", "--checkpoint", str(setup["wan"]), str(setup["dog"]), "--steps", "1", "--size", "16",
+            "--frames", "5", "-o", str(tmp_path / "v")]
+    assert main(args) == 0 and main(args) == 0, capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "v")) == ["dog_s0.mp4", "dog_s0.png"]
+    assert read_mp4_provenance(tmp_path / "v" / "dog_s0.mp4")["frames"] == 5
+    (tmp_path / "v" / "dog_s0.mp4").write_bytes(b"someone else's video")
+    assert main(args) == 2 and "dog_s0.mp4 exists and was not written by SeeingSounds" in capsys.readouterr().err
+    assert (tmp_path / "v" / "dog_s0.mp4").read_bytes() == b"someone else's video"
