@@ -27,8 +27,8 @@ def setup(tmp_path_factory):
     mask = np.zeros((32, 32), np.uint8)
     mask[8:24, 8:24] = 255
     Image.fromarray(mask).save(root / "mask.png")
-    return {"root": root, "ckpt": make_checkpoint(root / "ckpt", "tiny"), "wan": make_checkpoint(root / "wan", "tiny-wan"),
-            "dog": write_wav(root / "dog.wav", 330), "image": root / "in.png", "mask": root / "mask.png"}
+    return {"root": root, "ckpt": make_checkpoint(root / "ckpt", "tiny"),
+            "wan": make_checkpoint(root / "wan", "tiny-wan"), "dog": write_wav(root / "dog.wav", 330), "image": root / "in.png", "mask": root / "mask.png"}
 
 
 @pytest.fixture
@@ -60,7 +60,8 @@ def copy_inputs(setup, folder: Path) -> dict[str, Path]:
 # ---- item 2: an input is never an output ---------------------------------------------------------
 @pytest.mark.parametrize("spelling", ["same", "relative", "dotdot", "symlink", "hardlink"])
 @pytest.mark.parametrize("which", ["image", "mask"])
-def test_edit_o_never_overwrites_the_picture_or_the_mask(setup, tmp_path, capsys, monkeypatch, no_model, spelling, which):
+def test_edit_o_never_overwrites_the_picture_or_the_mask(setup, tmp_path, capsys, monkeypatch, no_model, spelling,
+                                                          which):
     files = copy_inputs(setup, tmp_path / "pics")
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # the user types paths from another working folder
@@ -79,11 +80,12 @@ def test_edit_o_never_overwrites_the_picture_or_the_mask(setup, tmp_path, capsys
     err = one_error(capsys)
     assert code == 2 and "is also an input" in err and output in err, err
     assert {k: sha(v) for k, v in files.items()} == before
-    assert sorted(os.listdir(tmp_path / "elsewhere")) == sorted({"symlink": ["link.png"], "hardlink": ["hard.png"]}.get(spelling, []))
+    links = {"symlink": ["link.png"], "hardlink": ["hard.png"]}.get(spelling, [])
+    assert sorted(os.listdir(tmp_path / "elsewhere")) == links  # nothing written beside them
 
 
 def test_generate_o_never_overwrites_an_input_in_its_folder(setup, tmp_path, capsys, no_model):
-    """A picture named like an output (dog_s0.png) that is also the --mix partner... or a hard link to the sound."""
+    """An output name (dog_s0.png) that is a hard link to the sound file itself."""
     out = tmp_path / "out"
     out.mkdir()
     sound = Path(shutil.copy(setup["dog"], tmp_path / "dog.wav"))
@@ -248,8 +250,10 @@ def test_model_safetensors_follows_the_umask(tmp_path, umask, mode):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["edit", "--image", "{image}", "--strength", "0.001", "--steps", "20"], "strength 0.001 x 20 steps runs no diffusion step"),
-    (["edit", "--image", "{image}", "--strength", "0.01"], "steps runs no diffusion step: raise the steps to at least 100"),
+    (["edit", "--image", "{image}", "--strength", "0.001", "--steps", "20"],
+     "strength 0.001 x 20 steps runs no diffusion step"),
+    (["edit", "--image", "{image}", "--strength", "0.01"],
+     "steps runs no diffusion step: raise the steps to at least 100"),
     (["generate", "--fps", "1000"], "--fps must be an integer in 1..240, got 1000"),
 ])
 def test_strength_and_fps_fail_before_load(setup, tmp_path, capsys, no_model, argv, message):

@@ -4,6 +4,9 @@
 limits *before* any model weights are loaded, then load the pipeline once, run it in chunks and
 write PNGs (or mp4 videos plus a poster PNG) with their provenance, and a labelled contact sheet.
 The CLI parses its options, calls one of them and prints the paths they return.
+
+What ``-o`` may write (:func:`check_targets`): never an input, never a file SeeingSounds did not
+write (recognised by its provenance), never among the sound clips of a data folder.
 """
 
 from __future__ import annotations
@@ -206,8 +209,9 @@ def check_targets(targets: Sequence[Path], inputs: Sequence[str | os.PathLike | 
         sounds = sound_files_in(folder)
         if sounds:
             more = f" and {len(sounds) - 1} more" if len(sounds) > 1 else ""
-            raise ConfigError(f"the output folder {folder} holds sound files ({sounds[0].name}{more}): outputs never go among the "
-                              "clips of a data folder (train would read a video as a clip); choose a folder of its own")
+            raise ConfigError(f"the output folder {folder} holds sound files ({sounds[0].name}{more}): outputs never "
+                              "go among the clips of a data folder (train would read a video as a clip); "
+                              "choose a folder of its own")
 
 
 def check_settings(settings: Settings, n_inputs: int) -> None:
