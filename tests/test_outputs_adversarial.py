@@ -310,3 +310,10 @@ def test_a_video_rerun_replaces_its_own_mp4_but_not_a_users(setup, tmp_path, cap
     (tmp_path / "v" / "dog_s0.mp4").write_bytes(b"someone else's video")
     assert main(args) == 2 and "dog_s0.mp4 exists and was not written by SeeingSounds" in capsys.readouterr().err
     assert (tmp_path / "v" / "dog_s0.mp4").read_bytes() == b"someone else's video"
+
+
+def test_a_huge_num_images_fails_at_once(setup, tmp_path, capsys, no_model):
+    """Its output names alone would fill the memory (2.6 GB and counting at 30 million)."""
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "--num-images", "30000000",
+                 "-o", str(tmp_path / "x")])
+    assert code == 2 and "would make 30000000 files, more than 10000 in one run" in one_error(capsys)

@@ -40,6 +40,8 @@ from seeingsounds.pipeline import (
 from seeingsounds.video import read_mp4_provenance, write_mp4
 
 SHEET_NAME = "contact_sheet.png"
+#: the most files one run writes (inputs x --num-images): more is a typo, and its names alone fill the memory
+MAX_OUTPUTS = 10_000
 #: ``-o`` names with these suffixes mean a file in a format we do not write, not a new folder
 OTHER_MEDIA_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mov", ".mkv", ".webm", ".avi",
                         ".m4v", ".wav", ".mp3", ".flac", ".ogg")
@@ -231,6 +233,9 @@ def check_settings(settings: Settings, n_inputs: int) -> None:
         raise ConfigError(f"--mix file {settings.mix[0]} does not exist")
     if n_inputs < 1:
         raise ConfigError("give at least one sound file")
+    if n_inputs * settings.num_images > MAX_OUTPUTS:
+        raise ConfigError(f"{n_inputs} inputs x --num-images {settings.num_images} would make "
+                          f"{n_inputs * settings.num_images} files, more than {MAX_OUTPUTS} in one run: run it in parts")
 
 
 def check_model_limits(load: LoadOptions, settings: Settings, sizes: Sequence[tuple[int | None, int | None]] = (),
