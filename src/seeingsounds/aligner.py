@@ -18,15 +18,18 @@ generator's own text encoders when targets are computed).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import PyTorchModelHubMixin, constants
 from torch import nn
 
 from seeingsounds.errors import ConfigError
+from seeingsounds.paths import current_umask
 
 ORDERS = ("adapter_first", "pool_first")
 POOLINGS = ("attention", "average")
@@ -191,9 +194,7 @@ class SeeingSoundsAligner(
                          local_files_only: bool, token: Any, map_location: str = "cpu", strict: bool = True,
                          **model_kwargs: Any) -> SeeingSoundsAligner:
         """Load ``model.safetensors`` from a folder or a hub repo, strictly: every weight must match."""
-        import os
-
-        from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub import hf_hub_download
 
         model = cls(**model_kwargs)
         if os.path.isdir(model_id):
@@ -205,6 +206,11 @@ class SeeingSoundsAligner(
         if not os.path.isfile(model_file):
             raise ConfigError(f"{model_id} has no {constants.SAFETENSORS_SINGLE_FILE}: not a SeeingSounds checkpoint")
         return cls._load_as_safetensor(model, model_file, map_location, True)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """The mixin's ``model.safetensors``, with the permissions the umask gives (safetensors writes 0600)."""
+        super()._save_pretrained(save_directory)
+        os.chmod(Path(save_directory) / constants.SAFETENSORS_SINGLE_FILE, 0o666 & ~current_umask())
 
     @property
     def conditioning_shapes(self) -> dict[str, tuple[int, ...]]:

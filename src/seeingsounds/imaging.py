@@ -104,7 +104,7 @@ def save_png(image: Image.Image, path: str | os.PathLike, metadata: Mapping[str,
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: images are written as .png")
-    with atomic_path(path, suffix=".png") as tmp:  # mode 0644: an image is meant to be shared
+    with atomic_path(path, suffix=".png") as tmp:  # the umask's permissions, like every file
         image.save(tmp, format="PNG", pnginfo=png_info(metadata or {}))
     return path
 

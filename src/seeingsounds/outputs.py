@@ -4,6 +4,9 @@
 limits *before* any model weights are loaded, then load the pipeline once, run it in chunks and
 write PNGs (or mp4 videos plus a poster PNG) with their provenance, and a labelled contact sheet.
 The CLI parses its options, calls one of them and prints the paths they return.
+
+What ``-o`` may write (:func:`check_targets`): never an input, never a file SeeingSounds did not
+write (recognised by its provenance), never among the sound clips of a data folder.
 """
 
 from __future__ import annotations
@@ -18,22 +21,30 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
-from seeingsounds.audio.io import audio_fingerprint
+from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_fingerprint
 from seeingsounds.audio.render import check_chain
 from seeingsounds.errors import ConfigError
-from seeingsounds.imaging import contact_sheet, file_sha256, provenance, save_png
+from seeingsounds.imaging import SOFTWARE_KEY, contact_sheet, file_sha256, provenance, read_provenance, save_png
 from seeingsounds.model import load_backend
+from seeingsounds.paths import check_not_input
 from seeingsounds.pipeline import (
     SeeingSoundsPipeline,
+    check_edit_steps,
+    check_fps,
     check_seed,
     check_size,
     check_strength,
     load_edit_inputs,
     read_checkpoint_preset,
 )
-from seeingsounds.video import write_mp4
+from seeingsounds.video import read_mp4_provenance, write_mp4
 
 SHEET_NAME = "contact_sheet.png"
+#: the most files one run writes (inputs x --num-images): more is a typo, and its names alone fill the memory
+MAX_OUTPUTS = 10_000
+#: ``-o`` names with these suffixes mean a file in a format we do not write, not a new folder
+OTHER_MEDIA_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mov", ".mkv", ".webm", ".avi",
+                        ".m4v", ".wav", ".mp3", ".flac", ".ogg")
 
 Effects = Sequence[tuple[str, Mapping[str, Any]]]
 
@@ -93,6 +104,9 @@ def check_writable(path: Path) -> None:
     """Refuse an output folder that cannot be created or written (the nearest existing parent decides)."""
     probe = path
     while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():
+            raise ConfigError(f"cannot write to {path}: {probe} is a symbolic link to nothing (its target is missing "
+                              "or a loop); choose another -o or fix the link")
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise ConfigError(f"cannot write to {path}: {probe} is a file, not a folder")
@@ -100,10 +114,12 @@ def check_writable(path: Path) -> None:
         raise ConfigError(f"cannot write to {path}: {probe} is not writable (permission denied); choose another -o")
 
 
-def plan_outputs(output: str | os.PathLike, n_files: int, *, suffix: str = ".png") -> tuple[Path, Path | None]:
-    """(folder, single file or None). An ``-o`` ending in ``suffix`` names exactly one output file."""
+def plan_outputs(output: str | os.PathLike, n_files: int, *, suffix: str | None = ".png") -> tuple[Path, Path | None]:
+    """(folder, single file or None). An ``-o`` ending in ``suffix`` names exactly one output file
+    (``suffix=None``: .png or .mp4, for the checks made before the generator's kind is known)."""
     out = Path(output).expanduser()
     if out.suffix.lower() in (".png", ".mp4"):
+        suffix = suffix or out.suffix.lower()
         if out.suffix.lower() != suffix:
             raise ConfigError(f"-o {out}: this run writes {suffix} files; give a folder or a {suffix} name")
         if n_files != 1:
@@ -115,8 +131,89 @@ def plan_outputs(output: str | os.PathLike, n_files: int, *, suffix: str = ".png
         return folder, out
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o {out} exists and is not a folder")
+    if out.suffix.lower() in OTHER_MEDIA_SUFFIXES and not out.is_dir():
+        raise ConfigError(f"-o {out}: images are written as .png and videos as .mp4; give a .png (.mp4) name "
+                          "or a folder")
     check_writable(out)
     return out, None
+
+
+def written_by_seeingsounds(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PNG or an mp4 that SeeingSounds wrote: its provenance names the program."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".png":
+            meta = read_provenance(path)
+        elif path.suffix.lower() == ".mp4":
+            meta = read_mp4_provenance(path)
+        else:
+            return False
+    except (OSError, ValueError, ConfigError, Image.DecompressionBombError):
+        return False
+    return str(meta.get(SOFTWARE_KEY, "")).startswith("seeingsounds ")
+
+
+def sound_files_in(folder: Path) -> list[Path]:
+    """The files directly in ``folder`` that a class-folder scan reads as clips (our own videos aside)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file() and not written_by_seeingsounds(p))
+
+
+def output_names(audio: Sequence[str], captions: Sequence[str], settings: Settings) -> list[str]:
+    """The file stems of every output, in the order they are made: per sound file (then per caption),
+    one per seed ``seed .. seed + num_images - 1``."""
+    seeds = range(settings.seed, settings.seed + settings.num_images)
+    return ([f"{name}_s{seed}" for name in stems(audio) for seed in seeds]
+            + [f"caption{c:02d}-{slug(text)}_s{seed}" for c, text in enumerate(captions) for seed in seeds])
+
+
+def output_targets(folder: Path, single: Path | None, names: Sequence[str], *, video: bool, sheet: bool) -> list[Path]:
+    """Every path a run writes: the images (or videos and their poster PNGs) and the contact sheet."""
+    files = [single] if single is not None else [folder / f"{name}{'.mp4' if video else '.png'}" for name in names]
+    if video:
+        files += [f.with_suffix(".png") for f in files]
+    return files + ([folder / SHEET_NAME] if sheet else [])
+
+
+def check_targets(targets: Sequence[Path], inputs: Sequence[str | os.PathLike | None], folder: Path, *,
+                  single: bool, video: bool) -> None:
+    """Refuse, before any model loads, outputs that would lose a file.
+
+    * an input is never an output (whatever the spelling: relative, ``..``, a symlink, a hard link);
+    * a file SeeingSounds did not write is never replaced (a PNG or mp4 of ours carries its
+      provenance: re-running a command replaces its own outputs, nothing else);
+    * outputs do not go among sound clips: an ``-o`` folder that holds sound files is a data (class)
+      folder, where ``train`` would read a video as a clip. A single ``-o NAME.png`` may sit beside
+      sounds (a PNG is never read as a clip); a video may not.
+    """
+    seen: set[Path] = set()
+    for target in targets:
+        check_not_input(target, inputs, what="output")
+        key = Path(os.path.abspath(target))
+        if key in seen:
+            if target.name == SHEET_NAME:
+                raise ConfigError(f"-o {target} is the name of this run's contact sheet: choose another name "
+                                  "or pass --no-sheet")
+            raise ConfigError(f"two outputs of this run would both be written to {target}: rename an input "
+                              "(or a --caption) so that their names differ")
+        seen.add(key)
+        if target.is_dir():
+            raise ConfigError(f"the output {target} is an existing folder: choose another -o, or move the folder")
+        if target.exists() or target.is_symlink():
+            if not written_by_seeingsounds(target):
+                raise ConfigError(f"{target} exists and was not written by SeeingSounds: choose another -o, "
+                                  "or delete that file if it may be replaced")
+            if not os.access(target, os.W_OK):
+                raise ConfigError(f"{target} exists and is read-only: choose another -o")
+    if not single or video:
+        sounds = sound_files_in(folder)
+        if sounds:
+            more = f" and {len(sounds) - 1} more" if len(sounds) > 1 else ""
+            raise ConfigError(f"the output folder {folder} holds sound files ({sounds[0].name}{more}): outputs never "
+                              "go among the clips of a data folder (train would read a video as a clip); "
+                              "choose a folder of its own")
 
 
 def check_settings(settings: Settings, n_inputs: int) -> None:
@@ -125,6 +222,8 @@ def check_settings(settings: Settings, n_inputs: int) -> None:
                          ("--steps", settings.steps), ("--frames", settings.num_frames), ("--fps", settings.fps)):
         if value is not None and value < 1:
             raise ConfigError(f"{label} must be >= 1, got {value}")
+    if settings.fps is not None:
+        check_fps(settings.fps, "--fps")
     check_seed(settings.seed, "--seed")
     check_seed(settings.seed + settings.num_images - 1, "--seed + --num-images - 1")
     if settings.guidance is not None and settings.guidance < 0:
@@ -134,16 +233,23 @@ def check_settings(settings: Settings, n_inputs: int) -> None:
         raise ConfigError(f"--mix file {settings.mix[0]} does not exist")
     if n_inputs < 1:
         raise ConfigError("give at least one sound file")
+    if n_inputs * settings.num_images > MAX_OUTPUTS:
+        raise ConfigError(f"{n_inputs} inputs x --num-images {settings.num_images} would make "
+                          f"{n_inputs * settings.num_images} files, more than {MAX_OUTPUTS} in one run: run it in parts")
 
 
-def check_model_limits(load: LoadOptions, settings: Settings, sizes: Sequence[tuple[int | None, int | None]] = ()) -> bool | None:
-    """Check sizes and video options against the generator's configs (no weights); returns whether it
-    makes videos, or ``None`` when the checkpoint is a hub id (its config arrives with the weights)."""
+def check_model_limits(load: LoadOptions, settings: Settings, sizes: Sequence[tuple[int | None, int | None]] = (),
+                       *, strength: float | None = None) -> bool | None:
+    """Check sizes, video options and an edit's ``strength`` x steps against the preset and the generator's
+    configs (no weights); returns whether it makes videos, or ``None`` when the checkpoint is a hub id
+    (its config arrives with the weights)."""
     preset = read_checkpoint_preset(load.checkpoint, load.preset)  # a missing local checkpoint fails here
     if preset is None:
         return None
     if load.generator_id is not None:
         preset = preset.replace(generator_id=str(load.generator_id))
+    if strength is not None:
+        check_edit_steps(strength, preset.num_inference_steps if settings.steps is None else settings.steps)
     backend = load_backend(preset)
     for width, height in [(settings.width, settings.height), *sizes]:
         check_size(width, height, backend, preset)
@@ -258,13 +364,21 @@ def generate_files(load: LoadOptions, audio: Sequence[str], output: str | os.Pat
         if not os.path.isfile(path):
             raise ConfigError(f"sound file {path} does not exist")
     check_settings(settings, len(audio) + len(captions))
+    names = output_names(audio, captions, settings)
+    plan_outputs(output, len(names), suffix=None)  # a wrong -o fails before the generator's configs are read
     video = check_model_limits(load, settings) if pipe is None else pipe.is_video
-    n_files = (len(audio) + len(captions)) * settings.num_images
-    folder, single = plan_outputs(output, n_files, suffix=".mp4" if video else ".png")
+    inputs = [*audio, settings.mix[0] if settings.mix else None]
 
+    def plan(video: bool) -> tuple[Path, Path | None]:
+        folder, single = plan_outputs(output, len(names), suffix=".mp4" if video else ".png")
+        check_targets(output_targets(folder, single, names, video=video, sheet=settings.sheet and len(names) > 1),
+                      inputs, folder, single=single is not None, video=video)
+        return folder, single
+
+    folder, single = plan(bool(video))
     pipe = pipe if pipe is not None else load.load()
     if video is None and pipe.is_video:  # a hub checkpoint: its kind is known now
-        folder, single = plan_outputs(output, n_files, suffix=".mp4")
+        folder, single = plan(True)
     call = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance, "height": settings.height,
             "width": settings.width, "batch_size": settings.batch_size}
     if pipe.is_video:
@@ -280,18 +394,18 @@ def generate_files(load: LoadOptions, audio: Sequence[str], output: str | os.Pat
         else:
             writer.image(out.images[k], name, label, meta)
 
-    names = stems(audio)
+    n = settings.num_images
     for start, paths in _chunks(audio, settings, progress):
-        out = pipe(paths, seed=settings.seed, num_images_per_audio=settings.num_images, effects=settings.effects,
+        out = pipe(paths, seed=settings.seed, num_images_per_audio=n, effects=settings.effects,
                    mix=settings.mix, **call)
         for k, seed in enumerate(out.seeds):
-            i = start + k // settings.num_images
-            emit(out, k, f"{names[i]}_s{seed}", f"{Path(audio[i]).name}\nseed {seed}",
+            i = start + k // n
+            emit(out, k, names[start * n + k], f"{Path(audio[i]).name}\nseed {seed}",
                  sound_meta.image(audio[i], seed, out.effects))
     for c, caption in enumerate(captions):
-        out = pipe.from_caption(caption, seed=settings.seed, num_images_per_caption=settings.num_images, **call)
+        out = pipe.from_caption(caption, seed=settings.seed, num_images_per_caption=n, **call)
         for k, seed in enumerate(out.seeds):
-            emit(out, k, f"caption{c:02d}-{slug(caption)}_s{seed}", f"text: {caption}\nseed {seed}",
+            emit(out, k, names[(len(audio) + c) * n + k], f"text: {caption}\nseed {seed}",
                  {"caption": caption, "seed": seed})
     writer.sheet(settings.sheet)
     return writer.outputs
@@ -314,11 +428,16 @@ def edit_files(load: LoadOptions, image: str | os.PathLike, audio: Sequence[str]
     picture, mask_image = load_edit_inputs(image, mask)
     if settings.num_frames is not None or settings.fps is not None:
         raise ConfigError("--frames and --fps are for video generation; edit makes images")
+    names = output_names(audio, [], settings)
+    folder, single = plan_outputs(output, len(names))
+    inputs = [*audio, image if isinstance(image, (str, os.PathLike)) else None,
+              mask if isinstance(mask, (str, os.PathLike)) else None, settings.mix[0] if settings.mix else None]
+    check_targets(output_targets(folder, single, names, video=False, sheet=settings.sheet), inputs, folder,
+                  single=single is not None, video=False)
     if pipe is None:
-        video = check_model_limits(load, settings, [picture.size])
+        video = check_model_limits(load, settings, [picture.size], strength=strength)
         if video:
             raise ConfigError(f"checkpoint {load.checkpoint} drives a video generator: edit needs an image checkpoint")
-    folder, single = plan_outputs(output, len(audio) * settings.num_images)
 
     pipe = pipe if pipe is not None else load.load()
     call = {"num_inference_steps": settings.steps, "guidance_scale": settings.guidance, "height": settings.height,
@@ -329,7 +448,6 @@ def edit_files(load: LoadOptions, image: str | os.PathLike, audio: Sequence[str]
                   "mask_sha256": file_sha256(mask) if isinstance(mask, (str, os.PathLike)) else None,
                   "strength": strength}
     writer: _Writer | None = None
-    names = stems(audio)
     for start, paths in _chunks(audio, settings, progress):
         out = pipe.edit(picture, paths, strength=strength, mask=mask_image, seed=settings.seed,
                         num_images_per_audio=settings.num_images, effects=settings.effects, mix=settings.mix, **call)
@@ -337,7 +455,7 @@ def edit_files(load: LoadOptions, image: str | os.PathLike, audio: Sequence[str]
             writer = _Writer(folder, single, {**common_provenance(pipe, load.checkpoint, out.settings), **image_meta})
         for k, seed in enumerate(out.seeds):
             i = start + k // settings.num_images
-            writer.image(out.images[k], f"{names[i]}_s{seed}",
+            writer.image(out.images[k], names[start * settings.num_images + k],
                          f"{Path(audio[i]).name}\nstrength {strength:g}, seed {seed}",
                          sound_meta.image(audio[i], seed, out.effects))
     assert writer is not None

@@ -128,7 +128,22 @@ def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)  # symlinks, hard links, "./x" vs "/abs/x"
     except OSError:  # one of them does not exist (yet)
-        return a.resolve() == b.resolve()
+        try:
+            return a.resolve() == b.resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13) is no input
+            return False
+
+
+def check_not_input(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None],
+                    *, what: str = "output file") -> Path:
+    """Refuse (one-line :class:`ConfigError`) an output ``path`` that is one of ``inputs``, whatever the
+    spelling: relative, ``..``, a symlink or a hard link to it. Returns ``path`` as a :class:`Path`."""
+    path = Path(path).expanduser()
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source).expanduser()):
+            raise ConfigError(f"the {what} {path} is also an input ({source}): choose another output "
+                              "(an input is never overwritten)")
+    return path
 
 
 def check_output_file(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None] = (),
@@ -139,11 +154,7 @@ def check_output_file(path: str | os.PathLike[str], *, inputs: Iterable[str | os
     symlink, a hard link or another spelling: the input is never overwritten), an existing folder,
     and a path whose folder cannot be created or written. Returns ``path`` as a :class:`Path`.
     """
-    path = Path(path).expanduser()
-    for source in inputs:
-        if source is not None and _same_file(path, Path(source).expanduser()):
-            raise ConfigError(f"the {what} {path} is also an input ({source}): choose another output file "
-                              "(an input is never overwritten)")
+    path = check_not_input(path, inputs, what=what)
     if path.is_dir():
         raise ConfigError(f"the {what} {path} is a folder: name a file inside it")
     ensure_writable_dir(path.parent, f"folder of the {what}")
@@ -154,7 +165,8 @@ def check_output_file(path: str | os.PathLike[str], *, inputs: Iterable[str | os
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp", needed: int | None = None) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; on success it replaces ``path`` (mode 0644).
+    """A temporary path beside ``path`` to write to; on success it replaces ``path`` with the
+    permissions the umask gives (0644 under the usual 022; mkstemp alone would leave 0600).
 
     An error or an interruption removes the temporary file and leaves the previous ``path`` (or
     none), never a half-written one. A full disk is one :class:`DiskFullError` line
@@ -167,7 +179,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp", needed: i
         os.close(fd)
         try:
             yield Path(tmp)
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o666 & ~current_umask())
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -197,7 +209,15 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
 
 
 def current_umask() -> int:
-    """The process umask (read by setting and restoring it)."""
+    """The process umask: from ``/proc/self/status`` on Linux (no change, so safe beside other threads),
+    elsewhere by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class SeeingSoundsOutput:
 SEED_MAX = 2**32 - 1
 #: sizes beyond this multiple of the generator's native resolution are refused (see :func:`size_limit`)
 SIZE_LIMIT_FACTOR = 2
+#: the highest mp4 frame rate accepted (players and the H.264 levels in common use stop well below)
+FPS_MAX = 240
 
 # Old names kept for modules that import them from here; devices.py is their one home.
 default_device = resolve_device
@@ -189,6 +192,20 @@ def check_strength(strength: Any) -> float:
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or not 0.0 < float(strength) <= 1.0:
         raise ConfigError(f"strength must be a number in (0, 1] (1 = ignore the input image), got {strength!r}")
     return float(strength)
+
+
+def check_edit_steps(strength: float, steps: int) -> None:
+    """Refuse an edit whose ``int(steps * strength)`` is 0: the img2img pipeline would run no diffusion step."""
+    if int(steps * strength) < 1:
+        raise ConfigError(f"strength {strength} x {steps} steps runs no diffusion step: "
+                          f"raise the steps to at least {math.ceil(1 / strength)} or the strength")
+
+
+def check_fps(fps: Any, label: str = "fps") -> int:
+    """A video's frame rate: an integer in ``1 .. FPS_MAX``."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or not 1 <= fps <= FPS_MAX:
+        raise ConfigError(f"{label} must be an integer in 1..{FPS_MAX}, got {fps!r}")
+    return int(fps)
 
 
 def _accepted(call: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -524,10 +541,7 @@ class SeeingSoundsPipeline:
             if fps is not None:
                 raise ConfigError(f"fps is for video generators; {self.preset.name} makes images")
             return None
-        fps = self.preset.fps if fps is None else fps
-        if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or not 1 <= fps <= 240:
-            raise ConfigError(f"fps must be an integer in 1..240, got {fps!r}")
-        return int(fps)
+        return check_fps(self.preset.fps if fps is None else fps)
 
     def _output(self, made: list[Any], cond: Mapping[str, torch.Tensor], seeds: list[int], sources: list[str],
                 descriptions: list[str], settings: Mapping[str, Any], fps: int | None) -> SeeingSoundsOutput:
@@ -590,9 +604,7 @@ class SeeingSoundsPipeline:
         width = width if width is not None else max(multiple, picture.width // multiple * multiple)
         height = height if height is not None else max(multiple, picture.height // multiple * multiple)
         settings = self.resolve_settings(num_inference_steps, guidance_scale, height, width, num_images_per_audio, batch_size)
-        if int(settings["num_inference_steps"] * strength) < 1:
-            raise ConfigError(f"strength {strength} x {settings['num_inference_steps']} steps runs no diffusion step: "
-                              f"raise the steps to at least {int(np.ceil(1 / strength))} or the strength")
+        check_edit_steps(strength, settings["num_inference_steps"])
         size = (settings["width"], settings["height"])
         picture = picture.resize(size, Image.LANCZOS) if picture.size != size else picture
         if mask_image is not None and mask_image.size != size:

@@ -71,10 +71,21 @@ def read_mp4(path: str | os.PathLike) -> tuple[np.ndarray, float, dict[str, Any]
             text = container.metadata.get(PROVENANCE_TAG)
     except av.FFmpegError as exc:
         raise ConfigError(f"{path} is not a readable video ({exc})") from exc
-    provenance = {}
-    if text:
-        try:
-            provenance = json.loads(text)
-        except ValueError:
-            provenance = {}
-    return frames, fps, provenance
+    return frames, fps, _provenance(text)
+
+
+def read_mp4_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance :func:`write_mp4` stored in ``path`` (``{}`` when none), read without decoding frames."""
+    try:
+        with av.open(str(path)) as container:
+            return _provenance(container.metadata.get(PROVENANCE_TAG))
+    except av.FFmpegError as exc:
+        raise ConfigError(f"{path} is not a readable video ({exc})") from exc
+
+
+def _provenance(text: str | None) -> dict[str, Any]:
+    try:
+        provenance = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return provenance if isinstance(provenance, dict) else {}

@@ -59,10 +59,29 @@ class WanBackend(GeneratorBackend):
         """Frame counts are ``1 + k * frame_step`` (the VAE compresses time by this factor)."""
         return int(self.load_config("vae").get("scale_factor_temporal") or 4)
 
+    @property
+    def max_num_frames(self) -> tuple[int, str]:
+        """The most frames one video may have, and why (from the configs, no weights).
+
+        The transformer's rotary position table covers ``rope_max_seq_len`` positions along time; a
+        video has ``(frames - 1) / frame_step + 1`` latent frames, patched ``patch_size[0]`` at a time.
+        Beyond the table the transformer cannot place the frames (diffusers fails in a reshape).
+        """
+        config = self.load_config("transformer")
+        positions = int(config.get("rope_max_seq_len") or 1024)
+        patch = config.get("patch_size") or [1]
+        time_patch = int(patch[0] if isinstance(patch, (list, tuple)) else patch)
+        limit = 1 + self.frame_step * (positions * time_patch - 1)
+        return limit, (f"its rotary position table covers {positions} latent frames (rope_max_seq_len "
+                        f"{positions}, {self.frame_step} video frames each)")
+
     def check_num_frames(self, num_frames: Any) -> int:
         step = self.frame_step
         if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
             raise ConfigError(f"num_frames must be a positive integer, got {num_frames!r}")
+        limit, reason = self.max_num_frames
+        if num_frames > limit:
+            raise ConfigError(f"num_frames {num_frames} is more than this video model's limit of {limit}: {reason}")
         if (int(num_frames) - 1) % step:
             lower = (int(num_frames) - 1) // step * step + 1
             raise ConfigError(f"num_frames must be 1 + a multiple of {step} for this video model (its VAE compresses "
