@@ -75,6 +75,7 @@ def test_tiny_shapes_are_recorded(tiny_run):
         assert split == pytest.approx(r["step_s"]) and r["steps_per_s"] == pytest.approx(1 / r["step_s"])
         assert r["bound_by"] in ("reading features", "compute")
     assert train["rows"][0]["params_m"] > train["rows"][1]["params_m"]  # pooling first is the smaller aligner
+    assert train["read_features_8_threads_s"] > 0
     live = parts["live"]["rows"]
     assert [(r["generator"], r["steps"], r["height"]) for r in live] == [("sd-turbo", 1, 64), ("flux-schnell", 4, 64)]
     assert live[0]["conditioning"] == {"prompt_embeds": [77, 24]}
