@@ -18,76 +18,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
-import time
-from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import Stopwatch, machine_name, random_flux_pipeline, timed_vae_decode
 
 PAPER_SECONDS_PER_IMAGE = 3.10  # paper 4.1: FLUX + LoRA, 10 steps, mixed precision, one H100
 STAGES = ("audio loading", "audio encoder", "aligner", "diffusion", "VAE decoding")
-
-
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads (torch {torch.__version__})"
-
-
-class Timer:
-    """Wall-clock seconds per stage, synchronising the accelerator around each measurement."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.times: dict[str, list[float]] = {s: [] for s in STAGES}
-
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    @contextmanager
-    def stage(self, name: str):
-        self.sync()
-        start = time.perf_counter()
-        yield
-        self.sync()
-        self.times[name].append(time.perf_counter() - start)
-
-
-def _timed_vae_decode(vae: Any, timer: Timer) -> Callable[[], None]:
-    """Wrap ``vae.decode`` so its time is recorded; returns a function that restores it."""
-    original = vae.decode
-
-    def decode(*args: Any, **kwargs: Any) -> Any:
-        timer.sync()
-        start = time.perf_counter()
-        out = original(*args, **kwargs)
-        timer.sync()
-        timer.times["VAE decoding"].append(time.perf_counter() - start)
-        return out
-
-    vae.decode = decode
-    return lambda: setattr(vae, "decode", original)
 
 
 def measure(pipe: Any, audio: str, *, images: int, warmup: int, steps: int, height: int, width: int,
             guidance: float | None = None) -> dict[str, float]:
     """Mean seconds per image for each stage (one image per call, batch 1)."""
     settings = pipe.resolve_settings(steps, guidance, height, width, 1, 1)
-    timer = Timer(pipe.device)
-    restore = _timed_vae_decode(pipe.generator.vae, timer)
+    timer = Stopwatch(pipe.device, STAGES)
+    restore = timed_vae_decode(pipe.generator.vae, timer)
     try:
         for i in range(warmup + images):
             with timer.stage("audio loading"):
@@ -152,68 +101,6 @@ def preset_pipeline(args: argparse.Namespace, folder: Path) -> Any:
                                                 cpu_offload=args.cpu_offload)
 
 
-# ---- full-size FLUX.1-dev with random weights ----------------------------------------------------
-#: the FLUX.1 VAE (``black-forest-labs/FLUX.1-dev``, ``vae/config.json``)
-FLUX_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
-                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                layers_per_block=2, norm_num_groups=32, sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159,
-                use_quant_conv=False, use_post_quant_conv=False, mid_block_add_attention=True)
-#: the FLUX.1-dev scheduler config
-FLUX_SCHEDULER = dict(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15,
-                      num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True)
-#: ``--smoke``: the same code path at toy widths, to check the script on a CPU
-SMOKE_TRANSFORMER = dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-                         joint_attention_dim=64, pooled_projection_dim=32, axes_dims_rope=(4, 4, 8))
-SMOKE_VAE = dict(block_out_channels=(8, 8, 8, 8), norm_num_groups=4)
-SMOKE_AST = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
-
-
-def _random_init_(module: torch.nn.Module, std: float = 0.02) -> None:
-    """Weights ~ N(0, std); norm scales 1, biases 0 (memory from ``to_empty`` holds garbage)."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim >= 2:
-                p.normal_(0.0, std)
-            elif "norm" in name and name.endswith("weight"):
-                p.fill_(1.0)
-            else:
-                p.zero_()
-
-
-def full_flux_pipeline(device: torch.device, dtype: torch.dtype, smoke: bool = False) -> Any:
-    """A SeeingSoundsPipeline around a random-weight FLUX.1-dev built directly on ``device``."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTModel
-
-    from seeingsounds.encoders.ast import ASTAudioEncoder
-    from seeingsounds.generators.flux import FluxBackend, flux_conditioning_spec
-    from seeingsounds.model import create_aligner
-    from seeingsounds.pipeline import SeeingSoundsPipeline
-    from seeingsounds.presets import get_preset
-
-    torch.manual_seed(0)
-    with torch.device("meta"):  # no full-precision copy of 11.9 B parameters on the host
-        transformer = FluxTransformer2DModel(guidance_embeds=True, **(SMOKE_TRANSFORMER if smoke else {}))
-    transformer = transformer.to(dtype=dtype).to_empty(device=device)
-    _random_init_(transformer)
-    transformer.eval()
-    vae = AutoencoderKL(**{**FLUX_VAE, **(SMOKE_VAE if smoke else {})}).to(device=device, dtype=dtype).eval()
-    generator = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_SCHEDULER), vae=vae, transformer=transformer,
-                             text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None)
-    generator.set_progress_bar_config(disable=True)
-
-    ast_config = ASTConfig(**(SMOKE_AST if smoke else {}))  # defaults = MIT/ast-finetuned-audioset-10-10-0.4593
-    encoder = ASTAudioEncoder(ASTModel(ast_config), ASTFeatureExtractor(), "random-ast").to(device=device, dtype=dtype)
-    preset = get_preset("flux-dev")
-    spec = flux_conditioning_spec(transformer.config, preset.max_sequence_length)
-    aligner = create_aligner(preset, encoder.hidden_size, spec).to(device=device, dtype=dtype).eval()
-    backend = FluxBackend("random-flux-dev", max_sequence_length=preset.max_sequence_length)
-    n_params = sum(p.numel() for p in transformer.parameters())
-    print(f"random FLUX.1-dev transformer: {n_params / 1e9:.2f} B parameters in {dtype} on {device}", file=sys.stderr)
-    return SeeingSoundsPipeline(aligner=aligner, encoder=encoder, backend=backend, generator=generator, preset=preset,
-                                device=device, dtype=dtype, checkpoint=None)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="tiny", help="preset to time with an untrained aligner (default tiny)")
@@ -241,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             if device.type != "cuda" and not args.smoke:
                 print("--full-flux needs a CUDA GPU (about 30 GB); use --smoke to check the script here", file=sys.stderr)
                 return 2
-            pipe = full_flux_pipeline(device, dtype, smoke=args.smoke)
+            pipe = random_flux_pipeline(device, dtype, folder / "flux-dev", tiny=args.smoke)
+            n_params = sum(p.numel() for p in pipe.generator.transformer.parameters())
+            print(f"random FLUX.1-dev transformer: {n_params / 1e9:.2f} B parameters in {dtype} on {device}", file=sys.stderr)
             sizes = args.sizes or ([64] if args.smoke else [512, 1024])
             steps = args.steps or 10
             title = f"SeeingSounds latency: FLUX.1-dev architecture, random {str(dtype).replace('torch.', '')} weights" + (
