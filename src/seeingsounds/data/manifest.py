@@ -172,8 +172,9 @@ def _scan_folder(root: Path, problems: list[str]) -> list[dict[str, Any]]:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
             problems.append(f"class {folder.name!r}: folder {folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
-        for p in files:
-            rows.append({"path": str(p), "label": folder.name, "_where": str(p.relative_to(root))})
+        for p in files:  # relative to ``root``, as a manifest's rows are to its folder (joined once, in load_dataset)
+            where = str(p.relative_to(root))
+            rows.append({"path": where, "label": folder.name, "_where": where})
     return rows
 
 
