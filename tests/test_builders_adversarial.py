@@ -260,3 +260,22 @@ def test_one_file_reached_twice_is_one_clip(tmp_path):
     assert report.repeated == 1 and report.matched == 2
     assert out.read_text() == "path,label\nland/forest/2.wav,forest\nland/forest/more/3.wav,forest\n"
     assert len(load_dataset(out, {"forest": "a forest"}).clips) == 2
+
+
+def test_manifest_headers_and_json_values_that_would_be_misread(tmp_path):
+    tiny_wav(tmp_path / "a.wav")
+    tiny_wav(tmp_path / "b.wav")
+    caps = {"dog": "a dog"}
+    (tmp_path / "twice.csv").write_text("path,label,path\na.wav,dog,b.wav\n")  # which path?
+    with pytest.raises(DatasetError, match=r"twice.csv: the header names column\(s\) \['path'\] more than once"):
+        load_dataset(tmp_path / "twice.csv", caps)
+    (tmp_path / "semi.csv").write_text("path;label\na.wav;dog\n")  # a spreadsheet's regional CSV
+    with pytest.raises(DatasetError, match=r"separated by ';'\? write commas"):
+        load_dataset(tmp_path / "semi.csv", caps)
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"path": "a.wav", "label": ["dog"]}, {"path": None, "label": "dog"}, {"path": "b.wav", "label": True})))
+    for read in (lambda p: load_dataset(p, caps), lambda p: get_protocol("landscape").load(p)):
+        with pytest.raises(DatasetError) as info:
+            read(tmp_path / "m.jsonl")
+        wrong = [p for p in info.value.problems if "path and label must be text" in p]
+        assert [p.split(":")[1] for p in wrong] == ["1", "2", "3"]

@@ -209,8 +209,14 @@ def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
         columns = [c.strip() for c in records[0][1]]
         missing = [c for c in ("path", "label") if c not in columns]
         if missing:
-            problems.append(f"{path}: missing column(s) {missing}; the header has {columns or 'nothing'} "
+            other = next((f" (separated by {sep!r}? write commas)" for sep in (";", "\t", "|")
+                          if any(sep in c for c in columns)), "")
+            problems.append(f"{path}: missing column(s) {missing}; the header has {columns or 'nothing'}{other} "
                             "(need path and label[, split])")
+            return []
+        twice = sorted({c for c in columns if c and columns.count(c) > 1})
+        if twice:
+            problems.append(f"{path}: the header names column(s) {twice} more than once")
             return []
         for line, fields in records[1:]:
             if not fields:  # a blank line
@@ -241,6 +247,9 @@ def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
         missing = [c for c in ("path", "label") if c not in row]
         if missing:
             problems.append(f"{where}: missing field(s) {missing}")
+            continue
+        if not all(isinstance(row[c], (str, int, float)) and not isinstance(row[c], bool) for c in ("path", "label")):
+            problems.append(f"{where}: path and label must be text, got {row['path']!r} and {row['label']!r}")
             continue
         row = {k: v.strip() if isinstance(v, str) else v for k, v in row.items()}
         row["_where"] = where
