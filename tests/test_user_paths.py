@@ -155,3 +155,15 @@ def test_describe_and_generate_read_relative_inputs(proj, run, monkeypatch, caps
     assert main(["generate", "--checkpoint", "../proj/run/best", "../proj/data/beta/clip1.wav", "--steps", "1",
                  "--size", "32x32", "-o", "imgs"]) == 0
     assert (proj.parent / "other" / "imgs" / "clip1_s0.png").is_file()
+
+
+def test_captions_files_spelled_relative(proj, run, monkeypatch, capsys):
+    other = proj.parent / "other"
+    monkeypatch.chdir(other)
+    (other / "labels.txt").write_text("alpha\nbeta\n")
+    assert main(["captions", "init", "--labels", "./labels.txt", "-o", "../proj/lists/../caps-init.json"]) == 0
+    assert set(json.loads((proj / "caps-init.json").read_text())) == {"alpha", "beta"}
+    assert main(["captions", "show", "../proj/caps-init.json"]) == 0
+    capsys.readouterr()
+    assert main(train_args("../proj/linkdata", "../proj/lists/../caps-init.json", "run-caps", proj.parent / "cache")) == 0
+    assert saved_data(other / "run-caps")["clips"] == CLIPS

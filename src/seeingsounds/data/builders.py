@@ -354,7 +354,8 @@ def build_vggsound(annotations: str | os.PathLike[str], media: str | os.PathLike
     annotations, output = Path(annotations).expanduser(), Path(output).expanduser()
     roots = [media] if isinstance(media, (str, os.PathLike)) else list(media)
     if not annotations.is_file():
-        raise DatasetError([f"the annotations file {annotations} does not exist (the official vggsound.csv)"],
+        raise DatasetError([f"the annotations file {annotations} does not exist or is not a file "
+                            "(the official vggsound.csv)"],
                            header="cannot build the manifest")
     _check_output(output, [annotations])
     subset = resolve_classes(classes)
