@@ -62,7 +62,7 @@ def test_train_reads_relative_folders_and_manifests(proj, spelling, monkeypatch,
     assert code == 0, err
     data = saved_data(proj / out)
     assert data["clips"] == CLIPS
-    assert Path(data["data"]).resolve() == (proj / spelling).resolve()
+    assert data["data"] == str((proj / spelling).resolve())  # absolute: a resume may run elsewhere
 
 
 @pytest.mark.parametrize("spelling", ["../proj/data", "../proj/linkdata/", "../proj/lists/rel.csv"])
@@ -167,3 +167,18 @@ def test_captions_files_spelled_relative(proj, run, monkeypatch, capsys):
     capsys.readouterr()
     assert main(train_args("../proj/linkdata", "../proj/lists/../caps-init.json", "run-caps", proj.parent / "cache")) == 0
     assert saved_data(other / "run-caps")["clips"] == CLIPS
+
+
+@pytest.mark.parametrize("first,then", [("./data", "../proj/linkdata"), ("lists/rel.csv", "../proj/lists/rel.csv")])
+def test_resume_from_another_directory_with_another_spelling(proj, first, then, monkeypatch, capsys):
+    """config.json records the data and captions files absolute, so the resumed run finds them the same."""
+    monkeypatch.chdir(proj)
+    out = f"run-resume-{first[:3]}"
+    args = train_args(first, "caps.json", out, proj.parent / "cache")
+    args[args.index("--epochs") + 1] = "2"
+    assert main([*args, "--max-steps", "1"]) == 0
+    monkeypatch.chdir(proj.parent / "other")
+    moved = {first: then, "caps.json": "../proj/caps.json", out: f"../proj/{out}"}
+    capsys.readouterr()
+    assert main([moved.get(a, a) for a in args] + ["--resume"]) == 0, capsys.readouterr().err
+    assert "finished after 2 epochs" in capsys.readouterr().out

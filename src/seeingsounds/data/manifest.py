@@ -90,15 +90,16 @@ class Dataset:
                 + (f" ({counts['test']} test clips left untouched)" if counts["test"] else ""))
 
     def fingerprint(self) -> dict[str, Any]:
-        """Content hashes of the manifest (or the tree's listing) and of the captions file."""
-        out: dict[str, Any] = {"data": str(self.source)}
+        """Content hashes of the manifest (or the tree's listing) and of the captions file, with their
+        absolute paths (a run resumed from another working directory names the same files)."""
+        out: dict[str, Any] = {"data": str(self.source.resolve())}
         if self.source.is_file():
             out["data_sha256"] = file_sha256(self.source)
         else:
             listing = "\n".join(f"{c.path.relative_to(self.source)}\t{c.label}" for c in self.clips)
             out["data_listing_sha256"] = hashlib.sha256(listing.encode()).hexdigest()
         if self.captions_path is not None:
-            out["captions"] = str(self.captions_path)
+            out["captions"] = str(self.captions_path.resolve())
             out["captions_sha256"] = file_sha256(self.captions_path)
         out["clips"] = {s: len(self.split(s)) for s in SPLITS}
         return out
