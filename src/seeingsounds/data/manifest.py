@@ -1,7 +1,10 @@
 """Labelled audio datasets: a manifest (CSV / JSONL) or a class-per-folder tree, plus class captions.
 
 Manifest columns: ``path`` (absolute, or relative to the manifest's folder), ``label``, and an
-optional ``split`` in ``{train, val, test}``. A class-per-folder tree is ``ROOT/<label>/<clip>``.
+optional ``split`` in ``{train, val, test}``; the file is UTF-8 (a byte-order mark is fine) or UTF-16
+with a byte-order mark. A class-per-folder tree is ``ROOT/<label>/<clip>`` (the clips' paths count
+from ``ROOT``, however it is spelled). :func:`read_manifest` and :func:`write_manifest` are the one
+reader and writer of manifests (training, the protocols, the dataset builders).
 Without a split column the clips are split per class with a seeded shuffle (default 90/10
 train/val, at least one train clip per class). Training uses ``train`` and ``val`` and never
 reads ``test``.
