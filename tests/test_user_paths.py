@@ -105,6 +105,10 @@ def test_evaluate_reads_a_relative_manifest_with_relative_rows(proj, run, monkey
     assert code == 0, capsys.readouterr().err
     report = json.loads((proj.parent / "other" / "eval" / "report.json").read_text())
     assert report["counts"]["clips"] == 2  # the seeded 90/10 split: 1 test clip per class
+    capsys.readouterr()
+    code = main(["evaluate", "--checkpoint", "../proj/run", "--protocol", "landscape", "--data", "../proj/data",
+                 "--out", "eval2", "--no-images", "--device", "cpu"])  # a class folder: evaluate needs a manifest
+    assert code == 2 and "../proj/data is a folder, not a manifest file" in capsys.readouterr().err
 
 
 def test_data_builder_relative_media_and_output_then_train(proj, run, monkeypatch, capsys):

@@ -195,6 +195,10 @@ def csv_records(path: Path, text: str, problems: list[str]) -> list[tuple[int, l
 def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     """Rows of a CSV / JSONL manifest as dicts (keys and string values stripped) with a ``_where``
     (file:line) entry; every problem of the file goes to ``problems``."""
+    if path.is_dir():
+        problems.append(f"{path} is a folder, not a manifest file (write one with `seeingsounds data`, "
+                        "or list path,label in a .csv)")
+        return []
     if not path.is_file():
         problems.append(f"manifest {path} does not exist")
         return []
