@@ -119,6 +119,74 @@ def test_corrupt_entries_are_deleted_and_recomputed(tmp_path, clips, tiny_encode
     assert FeatureCache(tmp_path / "c").read(path, cache.audio_path(tiny_encoder, items_of(clips[:1])[0])[1]) is not None
 
 
+@pytest.mark.parametrize("call", ["audio_tokens", "load_tokens", "read_tokens"])
+def test_an_empty_folder_in_place_of_an_entry_is_a_miss(tmp_path, clips, tiny_encoder, call):
+    from seeingsounds.cache import CorruptEntryError, FeatureCache, read_tokens
+
+    cache = FeatureCache(tmp_path / "c")
+    good = cache.audio_tokens(tiny_encoder, items_of(clips), progress=False)
+    path = cache.audio_path(tiny_encoder, items_of(clips[:1])[0])[0]
+    path.unlink()
+    path.mkdir()
+    fresh = FeatureCache(tmp_path / "c")
+    if call == "read_tokens":  # a path given by the user: named, and the empty folder is gone
+        with pytest.raises(CorruptEntryError, match="missing or corrupt"):
+            read_tokens(path)
+        assert not path.exists()
+        return
+    if call == "audio_tokens":
+        again = fresh.audio_tokens(tiny_encoder, items_of(clips), progress=False)
+        assert torch.equal(again, good) and (fresh.stats.corrupt, fresh.stats.misses, fresh.stats.hits) == (1, 1, 2)
+    else:  # the training dataset's read: recomputed and rewritten
+        assert torch.equal(fresh.load_tokens(tiny_encoder, items_of(clips[:1])[0]), good[0].half())
+        assert fresh.stats.corrupt == 1
+    assert fresh.stats.corrupt_files == [str(path)] and path.is_file()
+
+
+@pytest.mark.parametrize("call", ["audio_tokens", "load_tokens", "read_tokens", "cache-command"])
+def test_a_folder_of_files_in_place_of_an_entry_is_named_and_kept(tmp_path, clips, tiny_encoder, capsys, call):
+    from seeingsounds.cache import CorruptEntryError, FeatureCache, read_tokens
+    from seeingsounds.cli.main import main
+
+    cache = FeatureCache(tmp_path / "c")
+    cache.audio_tokens(tiny_encoder, items_of(clips), progress=False)
+    path = cache.audio_path(tiny_encoder, items_of(clips[:1])[0])[0]
+    path.unlink()
+    path.mkdir()
+    (path / "notes.txt").write_text("mine")
+    if call == "cache-command":
+        (tmp_path / "m.csv").write_text("path,label\n" + "".join(f"{p.name},tone\n" for p in clips))
+        (tmp_path / "caps.json").write_text(json.dumps({"tone": "a tone"}))
+        assert main(["cache", "--preset", "tiny", "--data", str(tmp_path / "m.csv"), "--captions",
+                     str(tmp_path / "caps.json"), "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        last = err.rstrip().split("\n")[-1]  # after the encoder's loading bar
+        assert last.startswith(f"error: the cache entry {path} is a folder holding files") and "Traceback" not in err
+    else:
+        with pytest.raises(CorruptEntryError, match="is a folder holding files, not an entry: move it out"):
+            fresh = FeatureCache(tmp_path / "c")
+            if call == "audio_tokens":
+                fresh.audio_tokens(tiny_encoder, items_of(clips), progress=False)
+            elif call == "load_tokens":
+                fresh.load_tokens(tiny_encoder, items_of(clips[:1])[0])
+            else:
+                read_tokens(path)
+    assert (path / "notes.txt").read_text() == "mine"  # nothing of the user's is deleted
+
+
+def test_a_file_in_place_of_an_entry_folder_is_named(tmp_path, clips, tiny_encoder):
+    from seeingsounds.cache import CorruptEntryError, FeatureCache
+
+    cache = FeatureCache(tmp_path / "c")
+    cache.audio_tokens(tiny_encoder, items_of(clips), progress=False)
+    fan_out = cache.audio_path(tiny_encoder, items_of(clips[:1])[0])[0].parent
+    shutil.rmtree(fan_out)
+    fan_out.write_text("in the way")
+    with pytest.raises(CorruptEntryError, match=f"^{fan_out} is a file where the feature cache keeps a folder"):
+        FeatureCache(tmp_path / "c").audio_tokens(tiny_encoder, items_of(clips), progress=False)
+    assert fan_out.read_text() == "in the way"
+
+
 def test_caption_targets_cache(tmp_path, tiny_preset, tiny_backend):
     from seeingsounds.cache import FeatureCache
     from seeingsounds.model import load_backend

@@ -50,6 +50,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -448,20 +449,20 @@ class FeatureCache:
         with self._lock:  # header checks run on threads
             self.stats.corrupt += 1
             self.stats.corrupt_files.append(str(path))
-        path.unlink(missing_ok=True)
+        _remove_entry(path)
 
     def check_entry(self, path: Path, key: str, shapes: Mapping[str, Sequence[int]]) -> bool:
         """The cheap start-up check, from the header only: the entry exists, is not truncated,
         is ``key`` in the cache dtype and holds exactly ``shapes``. A failing entry is deleted
         (and counted as corrupt); a missing one is just ``False``."""
         try:
-            size = path.stat().st_size
+            st = path.stat()
         except (FileNotFoundError, NotADirectoryError):  # missing (a file in the way of its folder too)
             return False
         code = _SAFETENSORS_DTYPE[self.dtype_name]
-        try:
-            tensors, meta, expected = read_header(path)
-            ok = (size == expected and meta.get("key") == key and meta.get("dtype") == self.dtype_name
+        try:  # not a regular file (a folder, a pipe): never opened, rejected below
+            tensors, meta, expected = read_header(path) if stat.S_ISREG(st.st_mode) else ({}, {}, -1)
+            ok = (st.st_size == expected and meta.get("key") == key and meta.get("dtype") == self.dtype_name
                   and "sha256" in meta and set(tensors) == set(shapes)
                   and all(tensors[n]["dtype"] == code and tuple(tensors[n]["shape"]) == tuple(s)
                           for n, s in shapes.items()))
@@ -477,12 +478,16 @@ class FeatureCache:
         Contract: returns ``None`` when the entry is missing or fails any check — a failing entry
         is deleted and counted in :attr:`stats` (``corrupt``), so the caller recomputes it (as
         :meth:`load_tokens` does). It never returns unverified tensors and never raises for bad
-        contents (only for OS errors other than a missing file).
+        contents (only for OS errors other than a missing file, and a :class:`CorruptEntryError`
+        naming a folder of files found where the entry belongs: an empty folder is removed, a miss).
         """
         path = Path(path)
         try:
             data = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
+            return None
+        except IsADirectoryError:  # a folder where the entry belongs: removed if empty, else named
+            self._reject(path)
             return None
         try:
             _, meta, expected = read_header(data)
@@ -512,8 +517,13 @@ class FeatureCache:
         data = {n: t.detach().to("cpu", self.dtype).contiguous() for n, t in tensors.items()}
         meta = {"key": key, "parts": json.dumps(parts, sort_keys=True, default=str), "sha256": tensor_digest(data),
                 "dtype": self.dtype_name, "writer_rank": str(int(writer))}
-        with atomic_path(path, needed=sum(t.nbytes for t in data.values())) as tmp:  # a full disk: one line
-            save_file(data, str(tmp), metadata=meta)
+        try:
+            with atomic_path(path, needed=sum(t.nbytes for t in data.values())) as tmp:  # a full disk: one line
+                save_file(data, str(tmp), metadata=meta)
+        except (FileExistsError, NotADirectoryError):  # a file where the layout has a folder
+            blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+            raise CorruptEntryError(f"{blocker} is a file where the feature cache keeps a folder of entries: move "
+                                    "it out of the feature cache (--cache-dir), then rerun") from None
         self.stats.written += 1
         return data
 
@@ -703,6 +713,19 @@ class _TextEncoding:
         self.bar.close()
         self.pipe = None
         release_memory()
+
+
+def _remove_entry(path: Path) -> None:
+    """Delete a failed entry. A folder in its place is not ours to delete: an empty one is removed (a miss,
+    recomputed), one holding files is a :class:`CorruptEntryError` naming it."""
+    if path.is_dir() and not path.is_symlink():
+        try:
+            path.rmdir()
+        except OSError:
+            raise CorruptEntryError(f"the cache entry {path} is a folder holding files, not an entry: move it out "
+                                    "of the feature cache (--cache-dir), then rerun to recompute the entry") from None
+        return
+    path.unlink(missing_ok=True)
 
 
 def read_tokens(path: str | Path) -> torch.Tensor:

@@ -22,16 +22,20 @@ landscape      class folders (one or more roots)               ``ROOT/<class>/..
 =============  ==============================================  =================================================
 
 Several files for one clip (a video and its extracted audio): the extracted audio is listed (wav, then flac,
-then other audio, then video). No split column is written unless asked (``official_split=True`` for
+then other audio, then video). One file is one clip, however it is reached (a symlink, a folder given twice):
+annotated again with the same label it is written once (``repeated``); annotated with two different labels
+(or, with ``official_split``, two splits) it is ambiguous and left out, listed under ``conflict`` in the
+report. Annotation and class files are UTF-8 (a byte-order mark is fine) or UTF-16 with a byte-order mark;
+every problem in them (encoding, malformed rows, non-finite or fractional start times, a label holding a
+line break or NUL) and every file or folder name a manifest cannot hold (not UTF-8) is listed at once in one
+:class:`~seeingsounds.errors.DatasetError`, and nothing is written. No split column is written unless asked (``official_split=True`` for
 VGGSound): the protocols and the trainer then apply their own seeded splits. Paths are written relative to the
 manifest's folder when the media lie below it, absolute otherwise.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import math
 import os
 import re
 from collections import Counter, defaultdict
@@ -40,9 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seeingsounds.audio.io import AUDIO_SUFFIXES, CONTAINER_SUFFIXES, audio_info
+from seeingsounds.data.manifest import csv_records, read_data_text, shown, text_problem, write_manifest
 from seeingsounds.data.protocols import get_protocol, normalise_label
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
-from seeingsounds.paths import atomic_write_text, check_output_file
+from seeingsounds.paths import check_output_file
 
 DATASETS = ("vggsound", "vegas", "esc50", "ravdess", "landscape")
 #: examples listed per category in a report
@@ -80,6 +85,8 @@ class BuildReport:
     unmatched: list[Path] = field(default_factory=list)  # media files no annotation names
     excluded: int = 0  # annotated clips outside the chosen classes
     duplicates: list[Path] = field(default_factory=list)  # other formats of a listed clip
+    conflicting: list[str] = field(default_factory=list)  # clips annotated with different labels (left out)
+    repeated: int = 0  # further annotations of a listed clip with its label (one row written)
     unreadable: list[str] = field(default_factory=list)  # files refused by the audio check (path: reason)
     skipped: dict[str, int] = field(default_factory=dict)  # other reasons a file was left out -> count
     per_class: dict[str, int] = field(default_factory=dict)
@@ -100,15 +107,20 @@ class BuildReport:
             lines.append(f"  excluded  {self.excluded} annotated clip(s) outside the chosen classes")
         if self.duplicates:
             lines.append(f"  duplicate {len(self.duplicates)} other-format file(s) of listed clips (not listed)")
+        if self.repeated:
+            lines.append(f"  repeated  {self.repeated} further annotation(s) of listed clips with the same label "
+                         "(one row each)")
+        if self.conflicting:
+            lines.append(f"  conflict  {len(self.conflicting)} clip(s) annotated with different labels (left out)")
         if self.unreadable:
             lines.append(f"  unreadable {len(self.unreadable)} file(s) refused by the audio check (not listed)")
         for why, n in sorted(self.skipped.items()):
             lines.append(f"  skipped   {n} file(s): {why}")
         for title, items in (("missing", self.missing), ("unmatched", self.unmatched),
-                             ("unreadable", self.unreadable)):
+                             ("unreadable", self.unreadable), ("conflict", self.conflicting)):
             if items:
                 more = f" (and {len(items) - examples} more)" if len(items) > examples else ""
-                lines.append(f"  e.g. {title}{more}: " + "; ".join(str(x) for x in items[:examples]))
+                lines.append(f"  e.g. {title}{more}: " + "; ".join(shown(x) for x in items[:examples]))
         if self.empty_classes:
             lines.append(f"  warning: {len(self.empty_classes)} class(es) have no clip: {', '.join(self.empty_classes)}")
         return "\n".join(lines)
@@ -117,6 +129,7 @@ class BuildReport:
         return {"dataset": self.dataset, "manifest": str(self.manifest), "annotated": self.annotated,
                 "matched": self.matched, "missing": len(self.missing), "unmatched": len(self.unmatched),
                 "excluded": self.excluded, "duplicates": len(self.duplicates), "unreadable": len(self.unreadable),
+                "conflicting": len(self.conflicting), "repeated": self.repeated,
                 "skipped": dict(self.skipped), "per_class": dict(self.per_class),
                 "empty_classes": list(self.empty_classes)}
 
@@ -134,17 +147,25 @@ def media_files(roots: Iterable[str | os.PathLike[str]]) -> list[Path]:
     root by root in the order given, sorted within a root; hidden files and folders are skipped."""
     found: list[Path] = []
     problems = []
+    seen: set[Path] = set()
     for root in roots:
         root = Path(root).expanduser()
         if not root.is_dir():
             problems.append(f"the media folder {root} does not exist or is not a folder")
             continue
         below: list[Path] = []
-        for folder, dirs, files in os.walk(root):
+        visited: set[str] = set()  # symlinked folders are followed, each real folder once (no cycles)
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in visited:
+                dirs[:] = []
+                continue
+            visited.add(real)
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             below.extend(Path(folder) / f for f in files
                          if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_SUFFIXES)
-        found.extend(sorted(below))
+        found.extend(p for p in sorted(below) if p not in seen)  # a root given twice, or inside another
+        seen.update(below)
     if problems:
         raise DatasetError(problems, header="cannot build the manifest")
     return found
@@ -182,8 +203,13 @@ def resolve_classes(classes: str | os.PathLike[str] | Sequence[str] | None) -> l
     if isinstance(classes, (str, os.PathLike)):
         path = Path(classes).expanduser()
         if path.is_file():
-            names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+            problems: list[str] = []
+            text = read_data_text(path, problems)
+            names = [line.strip() for line in (text or "").replace("\r\n", "\n").split("\n")]
             names = [n for n in names if n and not n.startswith("#")]
+            problems += [f"{path.name}: {why}" for why in map(lambda n: text_problem(n, "label"), names) if why]
+            if problems:
+                raise DatasetError(problems, header=f"cannot read the classes file {path}")
             if not names:
                 raise ConfigError(f"the classes file {path} lists no class")
             return names
@@ -209,32 +235,33 @@ def _check_output(output: Path, inputs: Sequence[Path | None]) -> None:
                               "choose another output file")
 
 
-def _manifest_path_text(path: Path, manifest_dir: Path) -> str:
-    path = Path(os.path.abspath(path))
-    try:
-        return path.relative_to(Path(os.path.abspath(manifest_dir))).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def write_manifest(entries: Sequence[_Entry], output: Path) -> Path:
-    """Write ``entries`` as a CSV (``path,label[,split]``) or JSONL manifest, atomically."""
-    with_split = any(e.split for e in entries)
-    base = output.parent
-    if output.suffix.lower() == ".jsonl":
-        lines = [json.dumps({"path": _manifest_path_text(e.path, base), "label": e.label,
-                             **({"split": e.split} if with_split else {})}, ensure_ascii=False) for e in entries]
-        return atomic_write_text(output, "\n".join(lines) + ("\n" if lines else ""))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "label", "split"] if with_split else ["path", "label"])
+def _one_row_per_clip(entries: list[_Entry], report: BuildReport) -> list[_Entry]:
+    """One entry per file (the same real file, also through a symlink or a repeated root, is one clip):
+    repeats with the same label (and split) are written once and counted; a clip annotated with
+    different labels (or splits) is left out and listed in ``report.conflicting`` (the rule in the
+    module docstring)."""
+    by_file: dict[str, list[_Entry]] = defaultdict(list)
     for e in entries:
-        writer.writerow([_manifest_path_text(e.path, base), e.label] + ([e.split] if with_split else []))
-    return atomic_write_text(output, buffer.getvalue())
+        by_file[os.path.realpath(e.path)].append(e)
+    kept = []
+    for group in by_file.values():
+        labels = sorted({(e.label, e.split) for e in group})
+        if len(labels) > 1:
+            names = ", ".join(f"{label} ({split})" if split else label for label, split in labels)
+            report.conflicting.append(f"{shown(group[0].path)}: {names}")
+            continue
+        kept.append(group[0])
+        report.repeated += len(group) - 1
+    return kept
 
 
 def _finish(report: BuildReport, entries: list[_Entry], classes: Sequence[str] | None, output: Path,
             check_audio: bool) -> BuildReport:
+    problems = [f"{shown(e.path)}: {why}" for e in entries
+                for why in (text_problem(str(e.path), "path"), text_problem(e.label, "label")) if why]
+    if problems:  # names a manifest cannot hold, all listed before any file is opened
+        raise DatasetError(problems, header=f"cannot write these {report.dataset} clips to {output}: nothing written")
+    entries = _one_row_per_clip(entries, report)
     if check_audio:
         kept = []
         for e in entries:
@@ -253,7 +280,7 @@ def _finish(report: BuildReport, entries: list[_Entry], classes: Sequence[str] |
         report.empty_classes = [c for c in classes if counts[c] == 0]
     if not entries:
         raise DatasetError([report.summary()], header=f"no {report.dataset} clip was found: nothing written")
-    write_manifest(entries, output)
+    write_manifest(output, [(e.path, e.label, e.split) for e in entries])
     return report
 
 
@@ -277,28 +304,37 @@ class _Labels:
 
 # ---- VGGSound -------------------------------------------------------------------------------
 def _vggsound_rows(annotations: Path) -> tuple[list[tuple[str, int, str, str]], list[str]]:
-    rows, problems = [], []
-    with open(annotations, newline="", encoding="utf-8-sig") as f:
-        for line, fields in enumerate(csv.reader(f), start=1):
-            if not fields or not "".join(fields).strip():
-                continue
-            if line == 1 and [x.strip().lower() for x in fields[:2]] in (["ytid", "start_seconds"], ["youtube_id", "start_seconds"],
-                                                                         ["# ytid", "start_seconds"]):
-                continue  # a header some copies add
-            if len(fields) < 3:
-                problems.append(f"{annotations.name}:{line}: expected ytid,start_seconds,label,split, got {fields}")
-                continue
-            ytid, start_text, label = fields[0].strip(), fields[1].strip(), fields[2].strip()
-            try:
-                start = float(start_text)
-            except ValueError:
-                problems.append(f"{annotations.name}:{line}: start_seconds {start_text!r} is not a number")
-                continue
-            if start != int(start) or start < 0:
-                problems.append(f"{annotations.name}:{line}: start_seconds {start_text!r} is not a whole number of seconds")
-                continue
-            split = fields[3].strip().lower() if len(fields) > 3 else ""
-            rows.append((ytid, int(start), label, split))
+    problems: list[str] = []
+    text = read_data_text(annotations, problems)
+    if text is None:
+        return [], problems
+    rows = []
+    for line, fields in csv_records(annotations, text, problems):
+        where = f"{annotations.name}:{line}"
+        if not fields or not "".join(fields).strip():
+            continue
+        if line == 1 and [x.strip().lower() for x in fields[:2]] in (["ytid", "start_seconds"], ["youtube_id", "start_seconds"],
+                                                                 ["# ytid", "start_seconds"]):
+            continue  # a header some copies add
+        if len(fields) < 3:
+            problems.append(f"{where}: expected ytid,start_seconds,label,split, got {fields}")
+            continue
+        ytid, start_text, label = fields[0].strip(), fields[1].strip(), fields[2].strip()
+        bad = [f"{where}: {why}" for why in (text_problem(ytid, "ytid"), text_problem(label, "label")) if why]
+        bad += [f"{where}: empty {name}" for name, value in (("ytid", ytid), ("label", label)) if not value]
+        if bad:
+            problems.extend(bad)
+            continue
+        try:
+            start = float(start_text)
+        except ValueError:
+            problems.append(f"{where}: start_seconds {start_text!r} is not a number")
+            continue
+        if not math.isfinite(start) or start != int(start) or start < 0:
+            problems.append(f"{where}: start_seconds {start_text!r} is not a whole number of seconds")
+            continue
+        split = fields[3].strip().lower() if len(fields) > 3 else ""
+        rows.append((ytid, int(start), label, split))
     return rows, problems
 
 
@@ -318,14 +354,15 @@ def build_vggsound(annotations: str | os.PathLike[str], media: str | os.PathLike
     annotations, output = Path(annotations).expanduser(), Path(output).expanduser()
     roots = [media] if isinstance(media, (str, os.PathLike)) else list(media)
     if not annotations.is_file():
-        raise DatasetError([f"the annotations file {annotations} does not exist (the official vggsound.csv)"],
+        raise DatasetError([f"the annotations file {annotations} does not exist or is not a file "
+                            "(the official vggsound.csv)"],
                            header="cannot build the manifest")
     _check_output(output, [annotations])
     subset = resolve_classes(classes)
     labels = _Labels(subset)
     rows, problems = _vggsound_rows(annotations)
     if problems:
-        raise DatasetError(problems, header=f"{annotations} is not a VGGSound annotation file")
+        raise DatasetError(problems, header=f"cannot use the annotations file {annotations}")
     files = media_files(roots)
     index = _by_stem(files)
     times_annotated = Counter(ytid for ytid, _, _, _ in rows)
@@ -462,21 +499,29 @@ def build_esc50(media: str | os.PathLike[str], output: str | os.PathLike[str], *
     labels = _Labels(_protocol_classes("esc50"))
     problems: list[str] = []
     rows = []
-    with open(annotations, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if not {"filename", "category"} <= set(columns):
-            raise DatasetError([f"{annotations}: the header must have {','.join(ESC50_COLUMNS)} (got {columns})"],
-                               header="not an ESC-50 annotation file")
-        for line, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str) or v is None}
-            label = labels.match(row.get("category", ""))
-            if label is None:
-                problems.append(f"{annotations.name}:{line}: category {row.get('category')!r} is not an ESC-50 class")
-                continue
-            rows.append((row["filename"], label, row.get("esc10", "").lower() == "true"))
+    text = read_data_text(annotations, problems)
+    records = csv_records(annotations, text, problems) if text is not None else []
+    columns = [c.strip() for c in records[0][1]] if records else []
+    if text is not None and not {"filename", "category"} <= set(columns):
+        problems.append(f"{annotations}: the header must have {','.join(ESC50_COLUMNS)} (got {columns})")
+        records = []
+    for line, fields in records[1:]:
+        if not "".join(fields).strip():
+            continue
+        where = f"{annotations.name}:{line}"
+        row = dict(zip(columns, (f.strip() for f in fields)))
+        filename, category = row.get("filename", ""), row.get("category", "")
+        bad = [f"{where}: {why}" for why in (text_problem(filename, "filename"),) if why]
+        bad += [] if filename else [f"{where}: empty filename"]
+        label = labels.match(category)
+        if label is None:
+            bad.append(f"{where}: category {category!r} is not an ESC-50 class")
+        if bad:
+            problems.extend(bad)
+            continue
+        rows.append((filename, label, row.get("esc10", "").lower() == "true"))
     if problems:
-        raise DatasetError(problems, header=f"{annotations} is not an ESC-50 annotation file")
+        raise DatasetError(problems, header=f"cannot use the annotations file {annotations}")
     files = media_files(roots)
     index = _by_stem(files)
     report = BuildReport("esc50", output, annotated=len(rows))

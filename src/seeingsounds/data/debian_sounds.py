@@ -16,7 +16,6 @@ made by :func:`caption_for`.
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import re
 from collections import defaultdict
@@ -24,8 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from seeingsounds.data.manifest import read_manifest, write_manifest
 from seeingsounds.errors import DatasetError
-from seeingsounds.paths import atomic_open, atomic_write_json
+from seeingsounds.paths import atomic_write_json
 
 #: where each Debian package puts its sounds
 SOURCES: dict[str, Path] = {
@@ -176,19 +176,10 @@ def build_debian_manifest(out_dir: str | Path, *, min_per_class: int = 3, max_pe
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [(str(p), label) for label, paths in kept.items() for p in paths]
-    manifest = out / "manifest.csv"
-    with atomic_open(manifest, newline="") as f:
-        _write_csv(f, rows)
+    manifest = write_manifest(out / "manifest.csv", [(p, label) for label, paths in kept.items() for p in paths])
     captions = {label: caption_for(label) for label in kept}
     captions_path = atomic_write_json(out / "captions.json", captions)
     return manifest, captions_path
-
-
-def _write_csv(f, rows: list[tuple[str, str]]) -> None:
-    writer = csv.writer(f)
-    writer.writerow(["path", "label"])
-    writer.writerows(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,8 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     manifest, captions = build_debian_manifest(args.out_dir, min_per_class=args.min_per_class,
                                                max_per_class=args.max_per_class, seed=args.seed)
-    with open(manifest, encoding="utf-8") as f:
-        labels = [row["label"] for row in csv.DictReader(f)]
+    labels = [str(row["label"]) for row in read_manifest(manifest, [])]
     print(f"{len(labels)} clips in {len(set(labels))} classes -> {manifest}, {captions}")
     return 0
 

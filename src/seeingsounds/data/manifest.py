@@ -1,7 +1,10 @@
 """Labelled audio datasets: a manifest (CSV / JSONL) or a class-per-folder tree, plus class captions.
 
 Manifest columns: ``path`` (absolute, or relative to the manifest's folder), ``label``, and an
-optional ``split`` in ``{train, val, test}``. A class-per-folder tree is ``ROOT/<label>/<clip>``.
+optional ``split`` in ``{train, val, test}``; the file is UTF-8 (a byte-order mark is fine) or UTF-16
+with a byte-order mark. A class-per-folder tree is ``ROOT/<label>/<clip>`` (the clips' paths count
+from ``ROOT``, however it is spelled). :func:`read_manifest` and :func:`write_manifest` are the one
+reader and writer of manifests (training, the protocols, the dataset builders).
 Without a split column the clips are split per class with a seeded shuffle (default 90/10
 train/val, at least one train clip per class). Training uses ``train`` and ``val`` and never
 reads ``test``.
@@ -13,9 +16,13 @@ into a printed summary instead of an error; nothing else is ever dropped silentl
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import json
+import os
+import re
 import sys
 import zlib
 from collections import Counter, defaultdict
@@ -29,6 +36,7 @@ import numpy as np
 from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_info  # AUDIO_SUFFIXES: what a class folder scan picks up
 from seeingsounds.captions.store import load_captions
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
+from seeingsounds.paths import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -85,15 +93,16 @@ class Dataset:
                 + (f" ({counts['test']} test clips left untouched)" if counts["test"] else ""))
 
     def fingerprint(self) -> dict[str, Any]:
-        """Content hashes of the manifest (or the tree's listing) and of the captions file."""
-        out: dict[str, Any] = {"data": str(self.source)}
+        """Content hashes of the manifest (or the tree's listing) and of the captions file, with their
+        absolute paths (a run resumed from another working directory names the same files)."""
+        out: dict[str, Any] = {"data": str(self.source.resolve())}
         if self.source.is_file():
             out["data_sha256"] = file_sha256(self.source)
         else:
             listing = "\n".join(f"{c.path.relative_to(self.source)}\t{c.label}" for c in self.clips)
             out["data_listing_sha256"] = hashlib.sha256(listing.encode()).hexdigest()
         if self.captions_path is not None:
-            out["captions"] = str(self.captions_path)
+            out["captions"] = str(self.captions_path.resolve())
             out["captions_sha256"] = file_sha256(self.captions_path)
         out["clips"] = {s: len(self.split(s)) for s in SPLITS}
         return out
@@ -113,53 +122,146 @@ def read_captions(path: str | Path) -> dict[str, list[str]]:
     return {str(k): [str(c) for c in v] for k, v in load_captions(path).items()}
 
 
-# ---- rows -----------------------------------------------------------------------------------
-def _read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
-    """Rows of a CSV / JSONL manifest as dicts with a ``_where`` (file:line) entry."""
+# ---- text files and rows --------------------------------------------------------------------
+#: characters a label may not hold (a line break or a NUL would change the manifest's rows)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """``path`` as printable text: bytes of a file name that are not UTF-8 appear as ``\\xNN``."""
+    return os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def text_problem(text: str, what: str) -> str | None:
+    """Why ``text`` (a label, a path) cannot go into a manifest row, or None: not UTF-8 (a file name's
+    bytes), a NUL, or (labels) a line break or another control character."""
     try:
-        return _read_manifest_rows(path, problems)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"the {what} '{shown(text)}' is not UTF-8 text (a file or folder name in another encoding): rename it"
+    if "\x00" in text:
+        return f"the {what} {text!r} holds a NUL character"
+    if what == "label" and _CONTROL.search(text):
+        return f"the label {text!r} holds a line break or another control character"
+    return None
+
+
+def read_data_text(path: Path, problems: list[str]) -> str | None:
+    """The text of a manifest or annotation file: UTF-8 (a byte-order mark is skipped) or UTF-16 with a
+    byte-order mark. Otherwise None, with one problem naming the file, the encoding issue and the fix."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problems.append(f"{path}: cannot be read ({exc.strerror or exc})")
+        return None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # spreadsheets' "Unicode text"
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{path}: broken UTF-16 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
+            return None
+    head = raw[:4096]
+    if head.count(0) * 4 >= len(head) > 0:
+        problems.append(f"{path}: not a text file (binary data, or UTF-16 without a byte-order mark); "
+                        "save it as UTF-8 text")
+        return None
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        problems.append(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the manifest as UTF-8")
+        line = raw.count(b"\n", 0, exc.start) + 1
+        problems.append(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}: {exc.reason}; "
+                        "Latin-1 or Windows-1252?); save the file as UTF-8")
+        return None
+
+
+def csv_records(path: Path, text: str, problems: list[str]) -> list[tuple[int, list[str]]]:
+    """``(line, fields)`` of each CSV record of ``text`` (``line``: the record's last line, right across
+    quoted line breaks). A record the csv module refuses (a field over its size limit: an unclosed quote)
+    ends the file with one problem naming the line where the record began."""
+    records: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        began = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            problems.append(f"{path.name}:{began}: {exc} (an unclosed quote?); the rest of the file was not read")
+            return records
+        records.append((reader.line_num, fields))
+
+
+def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """Rows of a CSV / JSONL manifest as dicts (keys and string values stripped) with a ``_where``
+    (file:line) entry; every problem of the file goes to ``problems``."""
+    if path.is_dir():
+        problems.append(f"{path} is a folder, not a manifest file (write one with `seeingsounds data`, "
+                        "or list path,label in a .csv)")
         return []
-
-
-def _read_manifest_rows(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        problems.append(f"manifest {path} does not exist")
+        return []
+    if path.suffix.lower() not in MANIFEST_SUFFIXES:
+        problems.append(f"{path}: a manifest must be .csv or .jsonl")
+        return []
+    text = read_data_text(path, problems)
+    if text is None:
+        return []
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() == ".csv":
-        # utf-8-sig: spreadsheet programs write "CSV UTF-8" with a byte-order mark
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            missing = [c for c in ("path", "label") if c not in columns]
-            if missing:
-                problems.append(f"{path}: missing column(s) {missing}; the header has {columns or 'nothing'} "
-                                "(need path,label[,split])")
-                return []
-            for row in reader:  # line_num: the row's last line, right across blank lines and quoted newlines
-                clean = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else v for k, v in row.items()}
-                clean["_where"] = f"{path.name}:{reader.line_num}"
-                rows.append(clean)
-    else:
-        with open(path, encoding="utf-8-sig") as f:
-            for line, text in enumerate(f, start=1):
-                if not text.strip():
-                    continue
-                where = f"{path.name}:{line}"
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    problems.append(f"{where}: not valid JSON ({exc.msg})")
-                    continue
-                if not isinstance(row, dict):
-                    problems.append(f"{where}: expected a JSON object with path and label")
-                    continue
-                missing = [c for c in ("path", "label") if c not in row]
-                if missing:
-                    problems.append(f"{where}: missing field(s) {missing}")
-                    continue
-                row = {k: v.strip() if isinstance(v, str) else v for k, v in row.items()}
-                row["_where"] = where
-                rows.append(row)
+        records = csv_records(path, text, problems)
+        if not records:
+            problems.append(f"{path}: missing column(s) ['path', 'label']; the file is empty (need path and label[, split])")
+            return []
+        columns = [c.strip() for c in records[0][1]]
+        missing = [c for c in ("path", "label") if c not in columns]
+        if missing:
+            other = next((f" (separated by {sep!r}? write commas)" for sep in (";", "\t", "|")
+                          if any(sep in c for c in columns)), "")
+            problems.append(f"{path}: missing column(s) {missing}; the header has {columns or 'nothing'}{other} "
+                            "(need path and label[, split])")
+            return []
+        twice = sorted({c for c in columns if c and columns.count(c) > 1})
+        if twice:
+            problems.append(f"{path}: the header names column(s) {twice} more than once")
+            return []
+        for line, fields in records[1:]:
+            if not fields:  # a blank line
+                continue
+            where = f"{path.name}:{line}"
+            extra = [f for f in fields[len(columns):] if f.strip()]
+            if extra:
+                problems.append(f"{where}: {len(fields)} fields, the header has {len(columns)} "
+                                "(quote a path or label holding a comma)")
+                continue
+            row: dict[str, Any] = {c: f.strip() for c, f in zip(columns, fields)}
+            row.update({c: "" for c in columns[len(fields):]})
+            row["_where"] = where
+            rows.append(row)
+        return rows
+    for line, line_text in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+        if not line_text.strip():
+            continue
+        where = f"{path.name}:{line}"
+        try:
+            row = json.loads(line_text)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{where}: not valid JSON ({exc.msg})")
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"{where}: expected a JSON object with path and label")
+            continue
+        missing = [c for c in ("path", "label") if c not in row]
+        if missing:
+            problems.append(f"{where}: missing field(s) {missing}")
+            continue
+        if not all(isinstance(row[c], (str, int, float)) and not isinstance(row[c], bool) for c in ("path", "label")):
+            problems.append(f"{where}: path and label must be text, got {row['path']!r} and {row['label']!r}")
+            continue
+        row = {k: v.strip() if isinstance(v, str) else v for k, v in row.items()}
+        row["_where"] = where
+        rows.append(row)
     return rows
 
 
@@ -172,8 +274,9 @@ def _scan_folder(root: Path, problems: list[str]) -> list[dict[str, Any]]:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
             problems.append(f"class {folder.name!r}: folder {folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
-        for p in files:
-            rows.append({"path": str(p), "label": folder.name, "_where": str(p.relative_to(root))})
+        for p in files:  # relative to ``root``, as a manifest's rows are to its folder (joined once, in load_dataset)
+            rel = str(p.relative_to(root))
+            rows.append({"path": rel, "label": folder.name, "_where": shown(rel)})
     return rows
 
 
@@ -234,7 +337,7 @@ def load_dataset(
         if data.suffix.lower() not in MANIFEST_SUFFIXES:
             raise DatasetError([f"{data}: a manifest must be .csv or .jsonl (or pass a class-per-folder directory)"],
                                header="cannot read the dataset")
-        rows = _read_manifest(data, problems)
+        rows = read_manifest(data, problems)
         base = data.parent
     else:
         raise DatasetError([f"{data} does not exist"], header="cannot read the dataset")
@@ -258,7 +361,11 @@ def load_dataset(
             problems.append(f"{where}: empty path")
             continue
         if not label:
-            problems.append(f"{where}: empty label for {raw_path}")
+            problems.append(f"{where}: empty label for {shown(raw_path)}")
+            continue
+        bad = [why for why in (text_problem(raw_path, "path"), text_problem(label, "label")) if why]
+        if bad:
+            problems.extend(f"{where}: {why}" for why in bad)
             continue
         path = Path(raw_path).expanduser()
         path = path if path.is_absolute() else base / path
@@ -332,21 +439,40 @@ def _labels_of(rows: Iterable[Mapping[str, Any]]) -> set[str]:
     return {str(r.get("label") or "").strip() for r in rows if str(r.get("label") or "").strip()}
 
 
-def write_manifest(path: str | Path, clips: Iterable[Clip | tuple[str | Path, str] | tuple[str | Path, str, str]]) -> Path:
-    """Write a CSV manifest atomically (paths relative to the manifest when they are inside its folder)."""
-    from seeingsounds.paths import atomic_open
+def _path_text(path: Path, base: Path) -> str:
+    """``path`` as a manifest row writes it: relative to ``base`` (the manifest's folder) when below it
+    (compared without resolving links, so a symlinked tree stays relative), else absolute."""
+    path = Path(os.path.abspath(path))
+    try:
+        return path.relative_to(os.path.abspath(base)).as_posix()
+    except ValueError:
+        return str(path)
 
+
+def write_manifest(path: str | os.PathLike[str],
+                   clips: Iterable[Clip | tuple[str | os.PathLike[str], str] | tuple[str | os.PathLike[str], str, str]]) -> Path:
+    """Write a CSV (``path,label[,split]``) or JSONL manifest (by ``path``'s suffix), atomically; paths are
+    relative to the manifest's folder when they lie below it, absolute otherwise (what
+    :func:`load_dataset` and the protocols read back). A row that cannot be written as UTF-8 text or
+    read back as one row (:func:`text_problem`) is a :class:`DatasetError` listing them all; nothing
+    is written then."""
     path = Path(path)
-    with atomic_open(path, newline="") as f:
-        writer = csv.writer(f)
-        items = [c if isinstance(c, Clip) else Clip(Path(c[0]), c[1], c[2] if len(c) > 2 else "") for c in clips]
-        with_split = any(c.split for c in items)
+    if path.suffix.lower() not in MANIFEST_SUFFIXES:
+        raise ConfigError(f"the manifest {path} must end in .csv or .jsonl")
+    items = [c if isinstance(c, Clip) else Clip(Path(c[0]), c[1], c[2] if len(c) > 2 else "") for c in clips]
+    problems = [f"{shown(c.path)}: {why}" for c in items
+                for why in (text_problem(str(c.path), "path"), text_problem(c.label, "label")) if why]
+    if problems:
+        raise DatasetError(problems, header=f"cannot write the manifest {path}")
+    with_split = any(c.split for c in items)
+    rows = [[_path_text(c.path, path.parent), c.label] + ([c.split] if with_split else []) for c in items]
+    if path.suffix.lower() == ".jsonl":
+        columns = ["path", "label", "split"][: 3 if with_split else 2]
+        text = "".join(json.dumps(dict(zip(columns, r)), ensure_ascii=False) + "\n" for r in rows)
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["path", "label", "split"] if with_split else ["path", "label"])
-        for c in items:
-            p = Path(c.path)
-            try:
-                p = p.resolve().relative_to(path.parent.resolve())
-            except ValueError:
-                pass
-            writer.writerow([str(p), c.label, c.split] if with_split else [str(p), c.label])
-    return path
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    return atomic_write_text(path, text)

@@ -45,7 +45,6 @@ the VEGAS paper (Zhou et al., CVPR 2018) in lower case.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections import Counter, defaultdict
@@ -57,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from seeingsounds.data.manifest import read_manifest, text_problem, write_manifest
 from seeingsounds.errors import ConfigError, DatasetError
 from seeingsounds.paths import atomic_write_text
 
@@ -153,6 +153,8 @@ class Protocol:
         manifest = Path(manifest)
         problems: list[str] = []
         raw = read_manifest(manifest, problems)
+        if problems and not raw:  # the file could not be read: its problems, not the empty manifest's
+            raise DatasetError(problems, header=f"{manifest} does not match the {self.name} protocol")
         rows, classes = self._validate(raw, manifest, problems, check_files)
         if problems:
             raise DatasetError(problems, header=f"{manifest} does not match the {self.name} protocol")
@@ -173,6 +175,10 @@ class Protocol:
             path_text = str(r.get("path", "")).strip()
             if not label or not path_text:
                 problems.append(f"{where}: empty path or label")
+                continue
+            bad = [why for why in (text_problem(path_text, "path"), text_problem(label, "label")) if why]
+            if bad:
+                problems.extend(f"{where}: {why}" for why in bad)
                 continue
             if known:
                 if normalise_label(label) not in known:
@@ -319,55 +325,13 @@ class ProtocolData:
         return out
 
     def write_manifest(self, path: str | os.PathLike[str]) -> Path:
-        """The split as a manifest CSV (path,label,split) the trainer can read (``val`` comes from train)."""
-        lines = ["path,label,split"]
-        for r in self.rows:
-            lines.append(",".join(_csv_field(x) for x in (str(r.path), r.label, r.split)))
-        return atomic_write_text(Path(path), "\n".join(lines) + "\n")
-
-
-def _csv_field(text: str) -> str:
-    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(ch in text for ch in ',"\n') else text
+        """The split as a manifest (path,label,split) the trainer can read (``val`` comes from train)."""
+        return write_manifest(path, [(r.path, r.label, r.split) for r in self.rows])
 
 
 def _resolve(manifest: Path, text: str) -> Path:
     p = Path(text).expanduser()
     return p if p.is_absolute() else (manifest.parent / p)
-
-
-def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
-    """Rows of a CSV (header ``path,label[,split][,frame]``) or JSONL manifest, each with ``_where``."""
-    if not path.is_file():
-        problems.append(f"manifest {path} does not exist")
-        return []
-    rows: list[dict[str, Any]] = []
-    if path.suffix.lower() == ".jsonl":
-        for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                problems.append(f"{path.name}:{line}: not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(row, dict) or not {"path", "label"} <= set(row):
-                problems.append(f"{path.name}:{line}: expected an object with path and label")
-                continue
-            rows.append({**row, "_where": f"{path.name}:{line}"})
-        return rows
-    if path.suffix.lower() != ".csv":
-        problems.append(f"{path}: a manifest must be .csv or .jsonl")
-        return []
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (spreadsheet export) is no header
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if not {"path", "label"} <= set(columns):
-            problems.append(f"{path}: the header must name path and label (got {columns or 'nothing'})")
-            return []
-        for line, row in enumerate(reader, start=2):
-            rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str) or v is None}
-                        | {"_where": f"{path.name}:{line}"})
-    return rows
 
 
 # ---- registry -------------------------------------------------------------------------------

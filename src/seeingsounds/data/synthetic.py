@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seeingsounds.data.manifest import read_manifest, write_manifest
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_write_text
 
@@ -73,11 +74,13 @@ def make_synthetic_dataset(root: str | Path, *, train: int = 8, val: int = 2, te
             same = json.loads(stamp.read_text(encoding="utf-8")) == params
         except ValueError:
             same = False
-        if same and all((root / line.split(",")[0]).is_file() for line in manifest.read_text().splitlines()[1:]):
+        problems: list[str] = []
+        rows = read_manifest(manifest, problems)
+        if same and not problems and all((root / str(r["path"])).is_file() for r in rows):
             return manifest, captions
     stamp.unlink(missing_ok=True)  # written last: a dataset interrupted half-way is never taken as complete
     rng = np.random.default_rng(seed)
-    rows = ["path,label,split"]
+    clips: list[tuple[Path, str, str]] = []
     for label in classes:
         folder = root / "audio" / label.replace(" ", "_")
         folder.mkdir(parents=True, exist_ok=True)
@@ -85,9 +88,9 @@ def make_synthetic_dataset(root: str | Path, *, train: int = 8, val: int = 2, te
             for k in range(count):
                 path = folder / f"{split}_{k}.wav"
                 sf.write(path, synthesize(label, rng, seconds=seconds, sample_rate=sample_rate, amp=amp), sample_rate)
-                rows.append(f"{path.relative_to(root).as_posix()},{label},{split}")
+                clips.append((path, label, split))
     # atomic: an interrupted run never leaves a manifest that lists clips it did not finish
-    manifest = atomic_write_text(root / "manifest.csv", "\n".join(rows) + "\n")
+    manifest = write_manifest(root / "manifest.csv", clips)
     captions = atomic_write_text(root / "captions.json", json.dumps(dict(classes), indent=1))
     atomic_write_text(stamp, json.dumps(params, indent=1) + "\n")
     return manifest, captions
