@@ -150,7 +150,7 @@ def _to_mode(image: Image.Image, what: str, name: str, mode: str, max_pixels: in
     """``image`` in ``mode``, high-bit-depth greyscale scaled (not clamped) to 8 bits first."""
     _check_pixels(image, what, name, max_pixels)
     if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
-        values = np.asarray(image).astype(np.float64)
+        values = np.asarray(image).astype(np.float32)  # exact for 16-bit values
         low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
         full_scale = 1.0 if image.mode == "F" else 65535.0
         if not (np.isfinite(low) and np.isfinite(high) and low >= 0 and high <= full_scale):
@@ -158,7 +158,14 @@ def _to_mode(image: Image.Image, what: str, name: str, mode: str, max_pixels: in
             raise ConfigError(f"{_named(what, name)} is a {kind} picture with values {low:g}..{high:g}, outside "
                               f"0..{full_scale:g}: save it as an 8- or 16-bit PNG")
         image = Image.fromarray(np.round(values * (255.0 / full_scale)).astype(np.uint8))
-    return image.convert(mode)
+    try:
+        return image.convert(mode)
+    except ValueError:  # a mode Pillow converts to RGB(A) only (LAB -> L) or not at all (La)
+        try:
+            return image.convert("RGBA").convert(mode)
+        except ValueError:
+            raise ConfigError(f"{_named(what, name)} is a Pillow '{image.mode}' picture, which cannot be converted "
+                              f"to {mode}: save it as an 8-bit RGB PNG") from None
 
 
 def provenance(**fields: Any) -> dict[str, Any]:
