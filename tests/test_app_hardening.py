@@ -160,6 +160,9 @@ def test_the_edit_tab_refuses_bad_pictures_by_their_name_and_scales_16_bits(app,
     never the server's folders; the 16-bit picture arrives with its grey levels."""
     import gradio as gr
 
+    import seeingsounds.app
+
+    assert not Path(seeingsounds.app.__file__).with_suffix(".pyi").exists()  # gradio writes one for a subclass
     editor = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "edit-picture")
     svg = tmp_path / "upload-1"
     svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')

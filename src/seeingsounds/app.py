@@ -28,14 +28,13 @@ Every file's provenance is built with :func:`seeingsounds.imaging.provenance` (t
 Every error a user can cause (a broken file, a too long clip, a bad setting) becomes a ``gr.Error``
 shown in the page; anything unexpected is logged with its traceback on the server and shown as a
 short message. The app keeps serving either way. The page's controls check what the HTTP API may send
-instead (text or NaN for a number: :func:`checked_number_components`; a picture that is no picture or
+instead (text or NaN for a number: :func:`checked_number`; a picture that is no picture or
 too large: :func:`picture_editor`) before gradio's own conversion, and the server never shows an
 exception's text that is not a ``gr.Error`` (it could name the server's folders).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -220,39 +219,39 @@ def picture_editor(**kwargs: Any) -> Any:
     Gradio's own editor decodes whatever arrives before the app sees it, and clamps 16-bit greyscale to white;
     this one checks the pixel count from the header first, scales high bit depths, and refuses a non-picture,
     a truncated file or one over :data:`~seeingsounds.imaging.MAX_PICTURE_PIXELS` with a message naming the
-    uploaded file (never the server's folders).
+    uploaded file (never the server's folders). The editor's reading method is replaced on the instance: a
+    subclass of a gradio component makes gradio write a ``.pyi`` file beside the module defining it.
     """
     import gradio as gr  # deferred on purpose: a heavy optional dependency, only the web app needs it
 
-    class PictureEditor(gr.ImageEditor):
-        is_template = True  # gradio's mark of a subclass (as gr.Sketchpad): the page uses ImageEditor's frontend
+    editor = gr.ImageEditor(type="pil", image_mode="RGBA", **kwargs)
 
-        def convert_and_format_image(self, file: Any, flatten_on_white: bool = False) -> Image.Image | None:
-            if file is None:
-                return None
-            if isinstance(file, (bytes, bytearray, memoryview)):
-                source, name = bytes(file), "(uploaded)"
-            else:
-                source, name = file.path, display_name(file.orig_name or file.path)
-            try:
-                return load_picture(source, what="picture", name=name, mode="RGBA")
-            except ConfigError as exc:
-                raise _user_error(_sentence(str(exc))) from None
+    def read_upload(file: Any, flatten_on_white: bool = False) -> Image.Image | None:
+        if file is None:
+            return None
+        if isinstance(file, (bytes, bytearray, memoryview)):
+            source, name = bytes(file), "(uploaded)"
+        else:
+            source, name = file.path, display_name(file.orig_name or file.path)
+        try:
+            return load_picture(source, what="picture", name=name, mode=editor.image_mode)
+        except ConfigError as exc:
+            raise _user_error(_sentence(str(exc))) from None
 
-    return PictureEditor(type="pil", image_mode="RGBA", **kwargs)
+    editor.convert_and_format_image = read_upload
+    return editor
 
 
-@functools.cache
-def checked_number_components() -> tuple[type, type]:
-    """``gr.Slider`` and ``gr.Number`` that refuse what the page's API may be sent instead of a number (text,
-    ``None`` for a slider, NaN, infinity, a value outside the control's range) with a ``gr.Error`` naming the
-    control, before gradio's own conversion fails with its internals."""
-    import gradio as gr  # deferred on purpose: a heavy optional dependency, only the web app needs it
+def checked_number(control: Any, *, allow_none: bool = False) -> Any:
+    """``control`` (a ``gr.Slider`` or ``gr.Number``) refusing what the page's API may be sent instead of a
+    number (text, ``None`` unless ``allow_none``, NaN, infinity, a value outside its range) with a ``gr.Error``
+    naming the control, before gradio's own conversion fails with its internals."""
+    convert = control.preprocess
 
-    def check(control: Any, payload: Any, allow_none: bool) -> None:
+    def preprocess(payload: Any) -> Any:
         what = control.label or "every number"
         if payload is None and allow_none:
-            return
+            return convert(payload)
         if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
             raise _user_error(_sentence(f"{what} must be a finite number, got {str(payload)[:40]!r}"))
         low, high = control.minimum, control.maximum
@@ -260,22 +259,10 @@ def checked_number_components() -> tuple[type, type]:
             span = f"{low:g}..{high:g}" if low is not None and high is not None else (
                 f"at least {low:g}" if low is not None else f"at most {high:g}")
             raise _user_error(_sentence(f"{what} must be {span}, got {payload:g}"))
+        return convert(payload)
 
-    class Slider(gr.Slider):
-        is_template = True  # gradio's mark of a subclass: the page uses the Slider's frontend
-
-        def preprocess(self, payload: Any) -> float:
-            check(self, payload, allow_none=False)
-            return super().preprocess(payload)
-
-    class Number(gr.Number):
-        is_template = True
-
-        def preprocess(self, payload: Any) -> float | int | None:
-            check(self, payload, allow_none=True)
-            return super().preprocess(payload)
-
-    return Slider, Number
+    control.preprocess = preprocess
+    return control
 
 
 def checkpoint_label(checkpoint: str | os.PathLike) -> str:
@@ -596,7 +583,13 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
     if concurrency_limit < 1 or max_queue < 1:
         raise ConfigError(f"concurrency_limit and max_queue must be >= 1, got {concurrency_limit}, {max_queue}")
     limits = Limits(float(max_upload_mb), float(max_seconds))
-    Slider, Number = checked_number_components()
+
+    def slider(*args: Any, **kwargs: Any) -> Any:
+        return checked_number(gr.Slider(*args, **kwargs))
+
+    def number(*args: Any, **kwargs: Any) -> Any:
+        return checked_number(gr.Number(*args, **kwargs), allow_none=True)
+
     own_engine = engine is None
     engine = engine or DemoEngine(checkpoint, device=device, dtype=dtype, top_k=top_k, limits=limits, lora=lora,
                                   cpu_offload=cpu_offload)
@@ -675,7 +668,7 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                               elem_id=f"{prefix}example")
         with gr.Accordion("Effects (what you do to the sound)", open=not prefix):
             effect_sliders = [
-                Slider(e.slider[0], e.slider[1], value=e.neutral if e.neutral is not None else e.slider[0],
+                slider(e.slider[0], e.slider[1], value=e.neutral if e.neutral is not None else e.slider[0],
                           step=e.slider[2], label=e.label, elem_id=prefix + e.name.replace("_", "-"))
                 for e in sliders
             ]
@@ -684,7 +677,7 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                                  elem_id=f"{prefix}mix-sound")
             mix_example = gr.Dropdown(choices=list(examples), value=None, label="…or pick an example",
                                       elem_id=f"{prefix}mix-example")
-            mix_ratio = Slider(0.0, 1.0, value=0.5, step=0.05, label="Share of the second sound",
+            mix_ratio = slider(0.0, 1.0, value=0.5, step=0.05, label="Share of the second sound",
                                   elem_id=f"{prefix}mix-ratio")
         example.change(pick_example, example, sound, api_name=False, queue=False)
         mix_example.change(pick_example, mix_example, mix_sound, api_name=False, queue=False)
@@ -706,16 +699,16 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                     with gr.Column():
                         sound, _, effect_sliders, mix_sound, _, mix_ratio = sound_controls("")
                         with gr.Accordion("Generation", open=False):
-                            seed = Number(value=0, precision=0, label="Seed", elem_id="seed")
-                            steps = Slider(1, 50, value=engine.default_steps, step=1, label="Steps", elem_id="steps")
-                            size = Slider(size_step, size_max, value=engine.default_size, step=size_step,
+                            seed = number(value=0, precision=0, label="Seed", elem_id="seed")
+                            steps = slider(1, 50, value=engine.default_steps, step=1, label="Steps", elem_id="steps")
+                            size = slider(size_step, size_max, value=engine.default_size, step=size_step,
                                              label="Image size, px", elem_id="size")
-                            num_images = Slider(1, MAX_IMAGES, value=1, step=1,
+                            num_images = slider(1, MAX_IMAGES, value=1, step=1,
                                                    label="Videos" if engine.is_video else "Images",
                                                    elem_id="num-images")
                             default_frames = int(getattr(engine.pipe.preset, "num_frames", 1) or 1)
                             frame_step = int(getattr(engine.pipe.backend, "frame_step", 4) or 4)
-                            frames = Slider(1, max(MAX_FRAMES, default_frames), value=default_frames, step=frame_step,
+                            frames = slider(1, max(MAX_FRAMES, default_frames), value=default_frames, step=frame_step,
                                                label=f"Frames (1 + a multiple of {frame_step})", visible=engine.is_video,
                                                elem_id="frames")
                         button = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -743,13 +736,13 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                                     "Picture: upload it, then (optionally) paint where the sound may change it"),
                                 brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"), layers=False,
                                 transforms=(), elem_id="edit-picture")
-                            strength = Slider(*STRENGTH_RANGE[:2], value=DEFAULT_STRENGTH, step=STRENGTH_RANGE[2],
+                            strength = slider(*STRENGTH_RANGE[:2], value=DEFAULT_STRENGTH, step=STRENGTH_RANGE[2],
                                                  label="Strength (low keeps the picture, 1 ignores it)",
                                                  elem_id="edit-strength")
                             edit_sound, _, edit_sliders, edit_mix, _, edit_ratio = sound_controls("edit-")
                             with gr.Accordion("Generation", open=False):
-                                edit_seed = Number(value=0, precision=0, label="Seed", elem_id="edit-seed")
-                                edit_steps = Slider(1, 50, value=max(engine.default_steps, 10), step=1,
+                                edit_seed = number(value=0, precision=0, label="Seed", elem_id="edit-seed")
+                                edit_steps = slider(1, 50, value=max(engine.default_steps, 10), step=1,
                                                        label="Steps (strength x steps of them run)",
                                                        elem_id="edit-steps")
                             edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
