@@ -282,6 +282,19 @@ def test_a_long_mkv_without_duration_is_not_decoded_whole(tmp_path, monkeypatch)
 # ---- serve: SIGTERM cleans up as Ctrl+C does -----------------------------------------------------------
 
 
+def test_sigterm_is_an_interrupt_inside_the_block_only():
+    """``seeingsounds serve`` runs within it: a SIGTERM while the demo trains or the model loads unwinds like
+    Ctrl+C (build_once removes its temporary folder), and the previous handler comes back after."""
+    from seeingsounds.app import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        with sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal arrives at once; never reached
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_sigterm_removes_the_upload_and_output_folder(tmp_path):
     from seeingsounds.app import demo_checkpoint
     from seeingsounds.assets import example_sounds

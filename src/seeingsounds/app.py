@@ -35,6 +35,7 @@ exception's text that is not a ``gr.Error`` (it could name the server's folders)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -44,7 +45,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -804,21 +805,31 @@ def launch_app(app: Any, *, host: str = "127.0.0.1", port: int | None = 7860, sh
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     limits: Limits = getattr(app, "seeingsounds_limits", Limits())
-    previous_sigterm = None
-    if block and threading.current_thread() is threading.main_thread():
-        previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                               max_file_size=int(limits.max_upload_mb * 1_000_000), quiet=quiet, show_error=False,
-                               footer_links=["api"])
-    finally:
-        if block:  # Ctrl+C or SIGTERM ended the server: remove its uploads and outputs too
-            app.close()
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+    with sigterm_as_interrupt() if block else contextlib.nullcontext():
+        try:
+            _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                                   max_file_size=int(limits.max_upload_mb * 1_000_000), quiet=quiet,
+                                   show_error=False, footer_links=["api"])
+        finally:
+            if block:  # Ctrl+C or SIGTERM ended the server: remove its uploads and outputs too
+                app.close()
     return app, url
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM as Ctrl+C: gradio's blocking loop then stops the server and :func:`launch_app` cleans up."""
-    raise KeyboardInterrupt(f"signal {signum}")
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, ``systemctl stop``, ``docker stop``) raises ``KeyboardInterrupt``
+    as Ctrl+C does, so the same clean-up runs; the previous handler is restored after. A no-op outside the
+    main thread (Python delivers signals there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
