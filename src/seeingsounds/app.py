@@ -27,18 +27,25 @@ Every file's provenance is built with :func:`seeingsounds.imaging.provenance` (t
 
 Every error a user can cause (a broken file, a too long clip, a bad setting) becomes a ``gr.Error``
 shown in the page; anything unexpected is logged with its traceback on the server and shown as a
-short message. The app keeps serving either way.
+short message. The app keeps serving either way. The page's controls check what the HTTP API may send
+instead (text or NaN for a number: :func:`checked_number`; a picture that is no picture or
+too large: :func:`picture_editor`) before gradio's own conversion, and the server never shows an
+exception's text that is not a ``gr.Error`` (it could name the server's folders).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +61,7 @@ from seeingsounds.captions.edit import get_editor
 from seeingsounds.conditioner import AudioConditioner
 from seeingsounds.describe import Describer
 from seeingsounds.errors import AudioLoadError, ConfigError, SeeingSoundsError
-from seeingsounds.imaging import file_sha256, provenance, save_png
+from seeingsounds.imaging import file_sha256, load_picture, provenance, save_png
 from seeingsounds.outputs import common_provenance
 from seeingsounds.paths import build_once, home
 from seeingsounds.pipeline import SeeingSoundsPipeline, check_strength
@@ -156,17 +163,19 @@ def read_checked(path: str | os.PathLike, limits: Limits, role: str = "sound") -
         raise AudioLoadError(name, exc.reason) from None
     if header_seconds is not None and header_seconds > limits.max_seconds:
         raise AudioLoadError(name, _too_long(role, header_seconds, limits))
-    try:
-        wave, sr = read_audio(path)
+    try:  # decoding stops just past the limit: a file without a length in its header is never decoded whole
+        wave, sr = read_audio(path, max_seconds=limits.max_seconds)
     except AudioLoadError as exc:
         raise AudioLoadError(name, exc.reason) from None
-    seconds = len(wave) / sr
-    if seconds > limits.max_seconds:
-        raise AudioLoadError(name, _too_long(role, seconds, limits))
+    if len(wave) > limits.max_seconds * sr:
+        raise AudioLoadError(name, _too_long(role, None, limits))
     return wave, sr
 
 
-def _too_long(role: str, seconds: float, limits: Limits) -> str:
+def _too_long(role: str, seconds: float | None, limits: Limits) -> str:
+    """The refusal of a too long sound; ``seconds`` is ``None`` when decoding stopped at the limit."""
+    if seconds is None:
+        return f"the {role} is longer than {limits.max_seconds:g} s, the most this demo takes: trim it and try again"
     return f"the {role} is {seconds:.1f} s long; this demo takes at most {limits.max_seconds:g} s: trim it and try again"
 
 
@@ -189,24 +198,12 @@ def implied_caption(caption: str, descriptions: Sequence[str], other_caption: st
     return editor.edit_many(caption, list(descriptions)) if descriptions else caption
 
 
-def load_picture(value: Any, what: str, mode: str = "RGB") -> Image.Image:
-    """A PIL image in ``mode`` from a PIL image or a ``uint8`` array (what the page sends)."""
-    if isinstance(value, Image.Image):
-        return value.convert(mode)
-    array = np.asarray(value)
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
-    if array.dtype != np.uint8 or array.ndim not in (2, 3):
-        raise ConfigError(f"the {what} must be an image (uint8 [H, W] or [H, W, C]), got {array.dtype} {list(array.shape)}")
-    return Image.fromarray(array).convert(mode)
-
-
 def editor_picture(value: Any) -> tuple[Image.Image | None, np.ndarray | None]:
     """(picture, mask) from a ``gr.ImageEditor`` value: the background as RGB, and the drawn layer's
     painted pixels (alpha > 0) as a ``uint8`` mask of 255, or ``None`` when nothing was drawn."""
     if not value or value.get("background") is None:
         return None, None
-    picture = load_picture(value["background"], "picture")
+    picture = load_picture(value["background"], what="picture")
     layers = [layer for layer in value.get("layers") or [] if layer is not None]
     if not layers:
         return picture, None
@@ -215,6 +212,58 @@ def editor_picture(value: Any) -> tuple[Image.Image | None, np.ndarray | None]:
         return picture, None
     mask = (layer[..., 3] > 0).astype(np.uint8) * 255
     return picture, (mask if mask.any() else None)
+
+
+def picture_editor(**kwargs: Any) -> Any:
+    """A ``gr.ImageEditor`` (PIL images in RGBA) whose uploads are read by :func:`seeingsounds.imaging.load_picture`.
+
+    Gradio's own editor decodes whatever arrives before the app sees it, and clamps 16-bit greyscale to white;
+    this one checks the pixel count from the header first, scales high bit depths, and refuses a non-picture,
+    a truncated file or one over :data:`~seeingsounds.imaging.MAX_PICTURE_PIXELS` with a message naming the
+    uploaded file (never the server's folders). The editor's reading method is replaced on the instance: a
+    subclass of a gradio component makes gradio write a ``.pyi`` file beside the module defining it.
+    """
+    import gradio as gr  # deferred on purpose: a heavy optional dependency, only the web app needs it
+
+    editor = gr.ImageEditor(type="pil", image_mode="RGBA", **kwargs)
+
+    def read_upload(file: Any, flatten_on_white: bool = False) -> Image.Image | None:
+        if file is None:
+            return None
+        if isinstance(file, (bytes, bytearray, memoryview)):
+            source, name = bytes(file), "(uploaded)"
+        else:
+            source, name = file.path, display_name(file.orig_name or file.path)
+        try:
+            return load_picture(source, what="picture", name=name, mode=editor.image_mode)
+        except ConfigError as exc:
+            raise _user_error(_sentence(str(exc))) from None
+
+    editor.convert_and_format_image = read_upload
+    return editor
+
+
+def checked_number(control: Any, *, allow_none: bool = False) -> Any:
+    """``control`` (a ``gr.Slider`` or ``gr.Number``) refusing what the page's API may be sent instead of a
+    number (text, ``None`` unless ``allow_none``, NaN, infinity, a value outside its range) with a ``gr.Error``
+    naming the control, before gradio's own conversion fails with its internals."""
+    convert = control.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        what = control.label or "every number"
+        if payload is None and allow_none:
+            return convert(payload)
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
+            raise _user_error(_sentence(f"{what} must be a finite number, got {str(payload)[:40]!r}"))
+        low, high = control.minimum, control.maximum
+        if (low is not None and payload < low) or (high is not None and payload > high):
+            span = f"{low:g}..{high:g}" if low is not None and high is not None else (
+                f"at least {low:g}" if low is not None else f"at most {high:g}")
+            raise _user_error(_sentence(f"{what} must be {span}, got {payload:g}"))
+        return convert(payload)
+
+    control.preprocess = preprocess
+    return control
 
 
 def checkpoint_label(checkpoint: str | os.PathLike) -> str:
@@ -399,8 +448,8 @@ class DemoEngine:
             raise ConfigError("upload or record a sound, or pick an example, first")
         strength = check_strength(strength)
         steps = self._check_steps(steps)
-        picture = load_picture(picture, "picture")
-        mask_image = None if mask is None else load_picture(mask, "mask", mode="L")
+        picture = load_picture(picture, what="picture")
+        mask_image = None if mask is None else load_picture(mask, what="mask", mode="L")
         if mask_image is not None and mask_image.size != picture.size:
             raise ConfigError(f"the mask is {mask_image.width}x{mask_image.height} but the picture is "
                               f"{picture.width}x{picture.height}: draw the mask on the picture itself")
@@ -535,6 +584,13 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
     if concurrency_limit < 1 or max_queue < 1:
         raise ConfigError(f"concurrency_limit and max_queue must be >= 1, got {concurrency_limit}, {max_queue}")
     limits = Limits(float(max_upload_mb), float(max_seconds))
+
+    def slider(*args: Any, **kwargs: Any) -> Any:
+        return checked_number(gr.Slider(*args, **kwargs))
+
+    def number(*args: Any, **kwargs: Any) -> Any:
+        return checked_number(gr.Number(*args, **kwargs), allow_none=True)
+
     own_engine = engine is None
     engine = engine or DemoEngine(checkpoint, device=device, dtype=dtype, top_k=top_k, limits=limits, lora=lora,
                                   cpu_offload=cpu_offload)
@@ -613,7 +669,7 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                               elem_id=f"{prefix}example")
         with gr.Accordion("Effects (what you do to the sound)", open=not prefix):
             effect_sliders = [
-                gr.Slider(e.slider[0], e.slider[1], value=e.neutral if e.neutral is not None else e.slider[0],
+                slider(e.slider[0], e.slider[1], value=e.neutral if e.neutral is not None else e.slider[0],
                           step=e.slider[2], label=e.label, elem_id=prefix + e.name.replace("_", "-"))
                 for e in sliders
             ]
@@ -622,7 +678,7 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                                  elem_id=f"{prefix}mix-sound")
             mix_example = gr.Dropdown(choices=list(examples), value=None, label="…or pick an example",
                                       elem_id=f"{prefix}mix-example")
-            mix_ratio = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Share of the second sound",
+            mix_ratio = slider(0.0, 1.0, value=0.5, step=0.05, label="Share of the second sound",
                                   elem_id=f"{prefix}mix-ratio")
         example.change(pick_example, example, sound, api_name=False, queue=False)
         mix_example.change(pick_example, mix_example, mix_sound, api_name=False, queue=False)
@@ -644,16 +700,16 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                     with gr.Column():
                         sound, _, effect_sliders, mix_sound, _, mix_ratio = sound_controls("")
                         with gr.Accordion("Generation", open=False):
-                            seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
-                            steps = gr.Slider(1, 50, value=engine.default_steps, step=1, label="Steps", elem_id="steps")
-                            size = gr.Slider(size_step, size_max, value=engine.default_size, step=size_step,
+                            seed = number(value=0, precision=0, label="Seed", elem_id="seed")
+                            steps = slider(1, 50, value=engine.default_steps, step=1, label="Steps", elem_id="steps")
+                            size = slider(size_step, size_max, value=engine.default_size, step=size_step,
                                              label="Image size, px", elem_id="size")
-                            num_images = gr.Slider(1, MAX_IMAGES, value=1, step=1,
+                            num_images = slider(1, MAX_IMAGES, value=1, step=1,
                                                    label="Videos" if engine.is_video else "Images",
                                                    elem_id="num-images")
                             default_frames = int(getattr(engine.pipe.preset, "num_frames", 1) or 1)
                             frame_step = int(getattr(engine.pipe.backend, "frame_step", 4) or 4)
-                            frames = gr.Slider(1, max(MAX_FRAMES, default_frames), value=default_frames, step=frame_step,
+                            frames = slider(1, max(MAX_FRAMES, default_frames), value=default_frames, step=frame_step,
                                                label=f"Frames (1 + a multiple of {frame_step})", visible=engine.is_video,
                                                elem_id="frames")
                         button = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -676,18 +732,18 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                 else:
                     with gr.Row():
                         with gr.Column():
-                            picture = gr.ImageEditor(
-                                type="pil", image_mode="RGBA", sources=["upload"], label=(
+                            picture = picture_editor(
+                                sources=["upload"], label=(
                                     "Picture: upload it, then (optionally) paint where the sound may change it"),
                                 brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed"), layers=False,
                                 transforms=(), elem_id="edit-picture")
-                            strength = gr.Slider(*STRENGTH_RANGE[:2], value=DEFAULT_STRENGTH, step=STRENGTH_RANGE[2],
+                            strength = slider(*STRENGTH_RANGE[:2], value=DEFAULT_STRENGTH, step=STRENGTH_RANGE[2],
                                                  label="Strength (low keeps the picture, 1 ignores it)",
                                                  elem_id="edit-strength")
                             edit_sound, _, edit_sliders, edit_mix, _, edit_ratio = sound_controls("edit-")
                             with gr.Accordion("Generation", open=False):
-                                edit_seed = gr.Number(value=0, precision=0, label="Seed", elem_id="edit-seed")
-                                edit_steps = gr.Slider(1, 50, value=max(engine.default_steps, 10), step=1,
+                                edit_seed = number(value=0, precision=0, label="Seed", elem_id="edit-seed")
+                                edit_steps = slider(1, 50, value=max(engine.default_steps, 10), step=1,
                                                        label="Steps (strength x steps of them run)",
                                                        elem_id="edit-steps")
                             edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
@@ -743,16 +799,37 @@ def launch_app(app: Any, *, host: str = "127.0.0.1", port: int | None = 7860, sh
     """Serve ``app`` on ``host:port`` (local only by default); the server refuses uploads over the limit.
 
     With ``block=False`` it returns at once (the server runs in a thread; ``app.close()`` stops it and removes
-    the uploads and outputs); with ``block=True`` that happens when the server stops (Ctrl+C).
+    the uploads and outputs); with ``block=True`` that happens when the server stops: Ctrl+C, or SIGTERM
+    (``kill``, ``systemctl stop``, ``docker stop``), which is handled as Ctrl+C while the server runs.
     Returns ``(app, local_url)``.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     limits: Limits = getattr(app, "seeingsounds_limits", Limits())
-    try:
-        _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                               max_file_size=int(limits.max_upload_mb * 1_000_000), quiet=quiet, show_error=True,
-                               footer_links=["api"])
-    finally:
-        if block:  # Ctrl+C ended the server: remove its uploads and outputs too
-            app.close()
+    with sigterm_as_interrupt() if block else contextlib.nullcontext():
+        try:
+            _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                                   max_file_size=int(limits.max_upload_mb * 1_000_000), quiet=quiet,
+                                   show_error=False, footer_links=["api"])
+        finally:
+            if block:  # Ctrl+C or SIGTERM ended the server: remove its uploads and outputs too
+                app.close()
     return app, url
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, ``systemctl stop``, ``docker stop``) raises ``KeyboardInterrupt``
+    as Ctrl+C does, so the same clean-up runs; the previous handler is restored after. A no-op outside the
+    main thread (Python delivers signals there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,4 +1,10 @@
-"""Images out: PNGs that carry their provenance in text chunks, and labelled contact sheets.
+"""Pictures in and images out: the one loader of pictures (:func:`load_picture`), PNGs that carry their
+provenance in text chunks, and labelled contact sheets.
+
+:func:`load_picture` is how ``seeingsounds edit``, the pipeline's ``edit`` and the web demo read a picture:
+its size is checked against :data:`MAX_PICTURE_PIXELS` from the header, before any pixel is decoded (a
+17 KB PNG can hold 144 megapixels); 16-bit and float greyscale are scaled to 8 bits (Pillow's own
+conversion clamps them, so a mid-grey turns white); anything else gives a :class:`ConfigError` naming the file.
 
 This module is the one home of the provenance key names: the CLI (``generate``, ``edit``), the
 web demo and the mp4 writer all build their metadata with :func:`provenance`, so a key is spelled
@@ -11,6 +17,7 @@ the same image and metadata give the same bytes. Writes are atomic (temp file + 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -18,10 +25,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from seeingsounds import __version__
+from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_path
 
 #: the text chunk holding the full provenance as JSON
@@ -59,6 +68,104 @@ PROVENANCE_FIELDS: dict[str, str] = {
     "poster_of": "the video a poster PNG shows",
     "images": "the files a contact sheet shows",
 }
+
+
+#: the most pixels a picture to edit may have (checked from its header, before decoding): 50 megapixels
+MAX_PICTURE_PIXELS = 50_000_000
+#: Pillow's modes of 16-bit greyscale (scaled by 255/65535 to 8 bits)
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+#: what a picture may be, for error messages
+PICTURE_FORMATS_TEXT = "a PNG, JPEG, WebP, BMP, GIF or TIFF file"
+
+
+def load_picture(source: Any, *, what: str = "image", mode: str = "RGB", name: str | None = None,
+                 max_pixels: int = MAX_PICTURE_PIXELS) -> Image.Image:
+    """A decoded PIL image in ``mode`` from a path, the bytes of a file, a PIL image or an array.
+
+    Arrays: ``uint8`` or ``bool`` (``True`` = 255) ``[H, W]`` / ``[H, W, C]``, or ``uint16`` ``[H, W]``
+    (16-bit grey). A file's size is checked against ``max_pixels`` before it is decoded. High-bit-depth
+    greyscale is scaled to 8 bits: 16-bit (and 32-bit integer pictures holding 0..65535) by 255/65535,
+    float pictures holding 0..1 by 255; other ranges are refused. Errors are :class:`ConfigError`s that
+    name the picture as ``what`` and ``name`` (default: the path as given, ``"<bytes>"`` or nothing).
+    """
+    if isinstance(source, Image.Image):
+        return _to_mode(source, what, name or "", mode, max_pixels)
+    if isinstance(source, np.ndarray):
+        return _to_mode(_from_array(source, what), what, name or "", mode, max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        opened_from: Any = io.BytesIO(bytes(source))
+        name = name or "<bytes>"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        name = name or os.fspath(source)
+        if not path.is_file():
+            raise ConfigError(f"{what} {name} does not exist" if not path.exists() else f"{what} {name} is not a file")
+        opened_from = path
+    else:
+        raise ConfigError(f"the {what} must be a file path, a PIL image or a uint8 array, got {type(source).__name__}")
+    try:
+        with Image.open(opened_from) as opened:  # lazy: reads the header only
+            _check_pixels(opened, what, name, max_pixels)
+            opened.load()
+            return _to_mode(opened, what, name, mode, max_pixels)
+    except ConfigError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ConfigError(f"{what} {name} has over {max_pixels / 1e6:g} megapixels ({exc}): "
+                          "scale it down and try again") from None
+    except UnidentifiedImageError:
+        raise ConfigError(f"{what} {name} is not a readable image (not a picture format Pillow reads; SVG and "
+                          f"other vector or text files are not pictures): give {PICTURE_FORMATS_TEXT}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
+        reason = str(exc).replace(os.fspath(source), name) if isinstance(source, (str, os.PathLike)) else str(exc)
+        raise ConfigError(f"{what} {name} is not a readable image (truncated or corrupt: "
+                          f"{reason or type(exc).__name__}): give {PICTURE_FORMATS_TEXT}") from None
+
+
+def _named(what: str, name: str) -> str:
+    return f"{what} {name}" if name else f"the {what}"
+
+
+def _check_pixels(image: Image.Image, what: str, name: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ConfigError(f"{_named(what, name)} is {width}x{height} ({width * height / 1e6:.1f} megapixels); "
+                          f"pictures may have at most {max_pixels / 1e6:g} megapixels: scale it down and try again")
+    if width == 0 or height == 0:
+        raise ConfigError(f"{_named(what, name)} is empty ({width}x{height} pixels)")
+
+
+def _from_array(array: np.ndarray, what: str) -> Image.Image:
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    if array.dtype == np.uint16 and array.ndim == 2:
+        return Image.fromarray(array)  # I;16, scaled by _to_mode
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+        raise ConfigError(f"the {what} array must be uint8 [H, W] or [H, W, C] with C in 1, 3, 4, or uint16 [H, W], "
+                          f"got {array.dtype} {list(array.shape)}")
+    return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
+
+
+def _to_mode(image: Image.Image, what: str, name: str, mode: str, max_pixels: int) -> Image.Image:
+    """``image`` in ``mode``, high-bit-depth greyscale scaled (not clamped) to 8 bits first."""
+    _check_pixels(image, what, name, max_pixels)
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
+        values = np.asarray(image).astype(np.float32)  # exact for 16-bit values
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        full_scale = 1.0 if image.mode == "F" else 65535.0
+        if not (np.isfinite(low) and np.isfinite(high) and low >= 0 and high <= full_scale):
+            kind = "floating-point" if image.mode == "F" else "32-bit integer"
+            raise ConfigError(f"{_named(what, name)} is a {kind} picture with values {low:g}..{high:g}, outside "
+                              f"0..{full_scale:g}: save it as an 8- or 16-bit PNG")
+        image = Image.fromarray(np.round(values * (255.0 / full_scale)).astype(np.uint8))
+    try:
+        return image.convert(mode)
+    except ValueError:  # a mode Pillow converts to RGB(A) only (LAB -> L) or not at all (La)
+        try:
+            return image.convert("RGBA").convert(mode)
+        except ValueError:
+            raise ConfigError(f"{_named(what, name)} is a Pillow '{image.mode}' picture, which cannot be converted "
+                              f"to {mode}: save it as an 8-bit RGB PNG") from None
 
 
 def provenance(**fields: Any) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from seeingsounds.checkpoint import resolve_checkpoint
 from seeingsounds.conditioner import AudioConditioner, as_sources, display_name
 from seeingsounds.devices import DTYPES, resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError
+from seeingsounds.imaging import load_picture
 from seeingsounds.model import load_backend, load_encoder
 from seeingsounds.presets import get_preset
 
@@ -154,31 +155,10 @@ def read_checkpoint_preset(checkpoint: str | os.PathLike, preset: str | Any = No
     return get_preset(recorded)
 
 
-def load_image(image: Any, *, what: str = "image", mode: str = "RGB") -> Image.Image:
-    """A PIL image from a path, a PIL image or a ``uint8`` array ``[H, W(, C)]``; a clear error otherwise."""
-    if isinstance(image, Image.Image):
-        return image.convert(mode)
-    if isinstance(image, np.ndarray):
-        if image.ndim not in (2, 3) or image.dtype != np.uint8:
-            raise ConfigError(f"the {what} array must be uint8 [H, W] or [H, W, C], got {image.dtype} {list(image.shape)}")
-        return Image.fromarray(image).convert(mode)
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"{what} {path} does not exist")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                return opened.convert(mode)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise ConfigError(f"{what} {path} is not a readable image ({exc}): give a PNG, JPEG or WebP file") from exc
-    raise ConfigError(f"the {what} must be a file path, a PIL image or a uint8 array, got {type(image).__name__}")
-
-
 def load_edit_inputs(image: Any, mask: Any = None) -> tuple[Image.Image, Image.Image | None]:
     """The picture (RGB) and optional mask (L) of an edit, checked to be readable and of one size."""
-    picture = load_image(image, what="image")
-    mask_image = load_image(mask, what="mask", mode="L") if mask is not None else None
+    picture = load_picture(image, what="image")
+    mask_image = load_picture(mask, what="mask", mode="L") if mask is not None else None
     if mask_image is not None and mask_image.size != picture.size:
         named = isinstance(image, (str, os.PathLike)) and isinstance(mask, (str, os.PathLike))
         raise ConfigError(f"the mask{f' {mask}' if named else ''} is {mask_image.width}x{mask_image.height} but "

@@ -390,9 +390,17 @@ def _decode(
     return wave, sr, name
 
 
-def read_audio(source: AudioSource, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """Mono float32 waveform at the source's own rate, and that rate (validated like :func:`load_audio`)."""
-    wave, sr, _ = _decode(source, sample_rate)
+def read_audio(source: AudioSource, sample_rate: int | None = None, *,
+               max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 waveform at the source's own rate, and that rate (validated like :func:`load_audio`).
+
+    With ``max_seconds``, decoding stops a little past that length (:data:`_RESAMPLE_MARGIN` frames), so a
+    longer source comes back longer than ``max_seconds`` — enough to refuse it — without being decoded whole
+    (a file whose header gives no length cannot be refused from the header).
+    """
+    if max_seconds is not None and not max_seconds > 0:
+        raise ConfigError(f"max_seconds must be positive or None, got {max_seconds!r}")
+    wave, sr, _ = _decode(source, sample_rate, max_seconds)
     return wave, sr
 
 

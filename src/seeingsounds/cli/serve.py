@@ -41,15 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    from seeingsounds.app import build_app, demo_checkpoint, launch_app  # deferred on purpose: gradio, torch
+    # deferred on purpose: gradio, torch
+    from seeingsounds.app import build_app, demo_checkpoint, launch_app, sigterm_as_interrupt
 
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        print("no --checkpoint: using the tiny demo checkpoint (noise pictures; the first start trains it, ~20 s)")
-        checkpoint = str(demo_checkpoint() / "best")
-    app = build_app(checkpoint, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-                    concurrency_limit=args.concurrency, max_queue=args.max_queue, top_k=args.top_k,
-                    device=args.device, dtype=args.dtype, lora=args.lora, cpu_offload=args.cpu_offload)
-    print(f"serving {checkpoint} on http://{args.host}:{args.port} (Ctrl+C stops)")
-    launch_app(app, host=args.host, port=args.port, share=args.share, block=True)
+    with sigterm_as_interrupt():  # a SIGTERM while the demo trains or the model loads cleans up as Ctrl+C
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            print("no --checkpoint: using the tiny demo checkpoint (noise pictures; the first start trains it, ~20 s)")
+            checkpoint = str(demo_checkpoint() / "best")
+        app = build_app(checkpoint, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
+                        concurrency_limit=args.concurrency, max_queue=args.max_queue, top_k=args.top_k,
+                        device=args.device, dtype=args.dtype, lora=args.lora, cpu_offload=args.cpu_offload)
+        print(f"serving {checkpoint} on http://{args.host}:{args.port} (Ctrl+C or SIGTERM stops)")
+        launch_app(app, host=args.host, port=args.port, share=args.share, block=True)
     return 0
