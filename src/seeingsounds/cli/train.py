@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--augment", action="append", default=[], metavar="EFFECT[:k=v,...][+EFFECT...]",
                    help="one transformation T_j per option, e.g. --augment volume:alpha=0.1 --augment reverb "
                    "--augment volume:alpha=0.35+reverb:room_size=0.8 (a chain)")
-    e.add_argument("--mix-pairs", type=int, default=0, help="mixed pairs (a_i + a_j, fused caption) per epoch")
+    e.add_argument("--mix-pairs", type=int, default=0, help="mixed pairs (a_i + a_j, fused caption): one seeded pool, reused every epoch")
     e.add_argument("--mix-ratio", type=float, default=0.5, help="share of the second clip in a mix")
     e.add_argument("--augment-weight", type=float, default=1.0, help="weight of the transformed-pairs term")
     e.add_argument("--mix-weight", type=float, default=1.0, help="weight of the mixed-pairs term")

@@ -58,7 +58,7 @@ class TrainConfig:
     # ---- extended training (paper Eq. 7) ----
     #: effect chains T_j, each ``[(name, params), ...]``; one transformed pair per clip and chain
     augment: list[list[Any]] = field(default_factory=list)
-    #: mixed pairs (a_i + a_j, g(t_u, t_v)) sampled per epoch
+    #: mixed pairs (a_i + a_j, g(t_u, t_v)): one seeded pool of this many, drawn once and reused every epoch
     mix_pairs: int = 0
     mix_ratio: float = 0.5
     augment_weight: float = 1.0
