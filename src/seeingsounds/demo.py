@@ -246,7 +246,8 @@ def _dataset(out: Path, per_class: int, seed: int, sample_rate: int, say: Callab
                                                  sample_rate=sample_rate)
     except DatasetError as exc:
         packages = " ".join(debian_sounds.PACKAGES.values())
-        say(f"\n[2] NO REAL SOUNDS ({'; '.join(exc.problems)}): the demo trains on {len(SYNTHETIC_CLASSES)} synthetic"
+        why = [p for p in exc.problems if p.startswith("not installed")] or exc.problems  # the cause, not its effects
+        say(f"\n[2] NO REAL SOUNDS ({'; '.join(why)}): the demo trains on {len(SYNTHETIC_CLASSES)} synthetic"
             f" sound classes instead. For real recordings: sudo apt-get install {packages}"
             " (`make demo` does it when run as root)")
         manifest, captions = make_synthetic_dataset(out / "data" / "synthetic", train=per_class, val=2, test=3,
@@ -431,7 +432,8 @@ def _heldout(describer: Any, test: Sequence[tuple[Path, str]], sources: Mapping[
         heldout.append({"clip": _clip_name(p), "class": label, "source": sources.get(str(p), ""),
                         "heard": [{"caption": entries[i].text, "label": entries[i].labels[0],
                                    "similarity": round(float(row[i]), 4)} for i in ranked]})
-        say(f"    {_clip_name(p):28s} -> {row[ranked[0]]:+.3f} \"{entries[ranked[0]].text}\"")
+        top = heldout[-1]["heard"][0]
+        say(f"    {_clip_name(p):28s} -> {top['similarity']:+.3f} \"{top['caption']}\"")
     results["heldout_top1"] = hits / len(test)
     results["labels"], results["confusion"] = labels, confusion
     results["heldout"] = heldout
