@@ -54,8 +54,9 @@ PATIENCE = 10
 #: the demo's sound classes: picture concepts (ids of :data:`seeingsounds.data.pictures.CONCEPTS`)
 #: of which the Debian sound packages hold several real recordings (their labels mapped through
 #: :data:`seeingsounds.data.debian_sounds.PICTURE_CONCEPTS`): bell 7 clips, telephone 7, robot 9,
-#: bird 19, speaking 24, long_drum (tabla) 26, drum (kick, snare, tom) 37. The farm animals have
-#: 3 to 5 clips each (too few to hold two out) and no dog barks in these packages.
+#: bird 19, speaking 24, long_drum (tabla) 26, drum (kick, snare, tom) 37, before the clicks under
+#: MIN_CLIP_SECONDS are left out. The farm animals have 3 to 5 clips each (too few to hold two out
+#: and train on the rest) and no dog barks in these packages.
 DEMO_CONCEPTS = ("bell", "bird", "drum", "long_drum", "robot", "speaking", "telephone")
 #: clips of each class held out for the report (test) and for early stopping (val); at most
 #: PER_CLASS more train
