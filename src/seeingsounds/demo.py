@@ -222,10 +222,12 @@ def real_sounds_dataset(root: str | Path, *, per_class: int = PER_CLASS, seed: i
             return manifest, captions
     stamp.unlink(missing_ok=True)  # written last: a dataset interrupted half-way is never taken as complete
     rows: list[tuple[Path, str, str]] = []
-    for path, concept, split in plan:
+    for k, (path, concept, split) in enumerate(plan):
         wave = load_audio(path, target_sr=sample_rate, num_samples=int(round(seconds * sample_rate)), pad=False)
-        name = path.stem if not any(r[0].stem == path.stem and r[1] == concept for r in rows) else f"{path.stem}-{len(rows)}"
-        rows.append((save_audio(root / "audio" / concept / f"{name}.wav", wave, sample_rate), concept, split))
+        dest = root / "audio" / concept / f"{path.stem}.wav"
+        if any(dest == written for written, _, _ in rows):  # two packages' files of one name ("bell")
+            dest = dest.with_name(f"{path.stem}-{k}.wav")
+        rows.append((save_audio(dest, wave, sample_rate), concept, split))
     manifest = write_manifest(manifest, rows)
     captions = atomic_write_text(captions, json.dumps({c: class_caption(c) for c in DEMO_CONCEPTS}, indent=1) + "\n")
     atomic_write_text(stamp, json.dumps(params, indent=1) + "\n")
