@@ -13,12 +13,14 @@ A ``--mix`` is applied before the effects.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from seeingsounds.audio.effects import effects_in_order
 from seeingsounds.errors import ConfigError
+from seeingsounds.training.config import option_type, train_options
 
 DEFAULT_MIX_RATIO = 0.5
 
@@ -49,6 +51,35 @@ def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help=f"share of the --mix clip in [0, 1] (default {DEFAULT_MIX_RATIO})",
     )
+
+
+def add_train_option(parser: Any, name: str, **override: Any) -> argparse.Action:
+    """Add the flag of the :class:`~seeingsounds.training.config.TrainConfig` field ``name`` to ``parser`` (a
+    parser or argument group), as its :class:`~seeingsounds.training.config.Option` declares it; the value
+    lands under the field's name. ``override`` replaces argparse keywords (e.g. another ``help``)."""
+    f, option = dict((f.name, (f, o)) for f, o in train_options())[name]
+    kwargs: dict[str, Any] = {"dest": f.name, "help": option.help or None}
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        kwargs["required"] = True
+    if option_type(f) is bool:
+        kwargs["action"] = "store_false" if f.default else "store_true"
+    elif option.repeat:
+        kwargs.update(action="append", default=[], metavar=option.metavar)
+    else:
+        kwargs.update(type=option_type(f), default=None if f.default is dataclasses.MISSING else f.default,
+                      choices=option.choices, metavar=option.metavar)
+    return parser.add_argument(option.flag or "--" + f.name.replace("_", "-"), **{**kwargs, **override})
+
+
+def train_values_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~seeingsounds.training.config.TrainConfig` fields present in ``args``, converted as their
+    options declare (``--weight NAME=W`` -> ``{name: w}``, ``--augment SPEC`` -> chains, ...)."""
+    values = {}
+    for f, option in train_options():
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            values[f.name] = option.from_cli(value) if option.from_cli is not None else value
+    return values
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
