@@ -1,7 +1,7 @@
 """Command-line options shared by commands: effects T_j and mixing (paper 3.1), device and dtype.
 
-``add_effect_arguments(parser)`` adds one option per registered effect that has a primary parameter
-(:func:`seeingsounds.audio.effects.register_effect`: ``--volume ALPHA --reverb ROOM_SIZE --pitch SEMITONES
+``add_effect_arguments(parser)`` adds one option per effect control
+(:func:`seeingsounds.controls.register_control`: ``--volume ALPHA --reverb ROOM_SIZE --pitch SEMITONES
 --lowpass HZ --echo SECONDS --speed FACTOR`` for the built-ins) and ``--mix OTHER.wav --mix-ratio R``.
 
 Effects always run in the registry's application order (:data:`EFFECT_ORDER`: speed, pitch, lowpass,
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from seeingsounds.audio.effects import effects_in_order
+from seeingsounds.controls import controls_for_display, controls_in_order
 from seeingsounds.errors import ConfigError
 from seeingsounds.training.config import option_type, train_options
 
@@ -27,7 +27,7 @@ DEFAULT_MIX_RATIO = 0.5
 
 def effect_order() -> tuple[tuple[str, str, str], ...]:
     """``(option dest, effect name, effect parameter)`` of every flag, in the order effects are applied."""
-    return tuple((e.dest, e.name, str(e.primary)) for e in effects_in_order())
+    return tuple((c.dest, c.effect, c.parameter) for c in controls_in_order())
 
 
 #: the built-in effects' :func:`effect_order` (effects registered later appear in :func:`effect_order`)
@@ -36,14 +36,13 @@ EFFECT_ORDER: tuple[tuple[str, str, str], ...] = effect_order()
 
 def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the effect and mixing options to ``parser`` (in their own argument group)."""
-    effects = sorted(effects_in_order(), key=lambda e: (e.display, e.name))
     group = parser.add_argument_group(
         "audio effects", "transform the input before the model hears it (applied as: mix, then "
-        + ", ".join(e.name for e in effects_in_order()) + ")"
+        + ", ".join(c.effect for c in controls_in_order()) + ")"
     )
-    for effect in effects:
-        group.add_argument(effect.flag, dest=effect.dest, type=float, metavar=effect.metavar,
-                           help=effect.help or f"{effect.name} ({effect.primary})")
+    for control in controls_for_display():
+        group.add_argument(control.flag, dest=control.dest, type=float, metavar=control.metavar,
+                           help=control.help or f"{control.effect} ({control.parameter})")
     group.add_argument("--mix", metavar="OTHER", help="mix in another audio file (level-matched)")
     group.add_argument(
         "--mix-ratio",
