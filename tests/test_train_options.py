@@ -140,3 +140,19 @@ def test_cache_shares_the_train_options_it_has():
     assert (args.progress, args.augment, args.dtype, args.batch_size) == (False, ["reverb"], "auto", 16)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["cache", *REQUIRED[:6], "--dtype", "fp8"])
+
+
+def test_on_epoch_gets_each_metrics_record_instead_of_a_log_line(tmp_path, tiny_encoder, tiny_backend):
+    from seeingsounds.data.synthetic import make_synthetic_dataset
+    from seeingsounds.training.trainer import Trainer
+
+    manifest, captions = make_synthetic_dataset(tmp_path / "data", train=2, val=1, test=0, seconds=0.5)
+    cfg = TrainConfig(preset="tiny", data=manifest, captions=captions, out=tmp_path / "run", epochs=2, batch_size=8,
+                      cache_dir=tmp_path / "cache", progress=False)
+    lines: list[str] = []
+    records: list[dict] = []
+    Trainer(cfg, encoder=tiny_encoder, backend=tiny_backend, log=lines.append, on_epoch=records.append).fit()
+    saved = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and records == saved
+    assert records[0]["best"] is True and records[1]["val_loss"] > 0
+    assert not [line for line in lines if line.startswith("epoch ")]
