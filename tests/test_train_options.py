@@ -156,3 +156,13 @@ def test_on_epoch_gets_each_metrics_record_instead_of_a_log_line(tmp_path, tiny_
     assert [r["epoch"] for r in records] == [1, 2] and records == saved
     assert records[0]["best"] is True and records[1]["val_loss"] > 0
     assert not [line for line in lines if line.startswith("epoch ")]
+
+
+def test_the_parser_reads_the_options_without_loading_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from seeingsounds.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'seeingsounds.training.trainer') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
