@@ -1,23 +1,30 @@
-"""One registry entry per effect: CLI flags, app sliders, caption descriptions and the README table derive from it."""
+"""One registry entry per effect and one control per effect: CLI flags, app sliders, caption descriptions and
+the README table derive from them."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from seeingsounds import controls as C
 from seeingsounds.audio import effects as E
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture
 def underwater():
-    """A new effect, registered for one test: one entry is all it takes."""
+    """A new effect, registered for one test: the effect in one place, its flag and slider in one more."""
     effect = E.register_effect(
         "underwater", lambda wave, sr, depth: wave * (1.0 - 0.5 * depth), lambda depth: "underwater", {"depth": 0.5},
-        ranges={"depth": (0.0, 1.0)}, descriptions=("underwater",), primary="depth", metavar="DEPTH",
-        help="how deep under water, in [0, 1]", order=55, neutral=0.0, slider=(0.0, 1.0, 0.1),
-        label="Under water (0 = off)", display=45,
+        ranges={"depth": (0.0, 1.0)}, descriptions=("underwater",), order=55, display=45,
     )
+    C.register_control("underwater", "depth", metavar="DEPTH", help="how deep under water, in [0, 1]", neutral=0.0,
+                       slider=(0.0, 1.0, 0.1), label="Under water (0 = off)")
     yield effect
+    C.unregister_control("underwater")
     E.unregister_effect("underwater")
 
 
@@ -38,10 +45,10 @@ def test_a_new_effect_appears_in_help_app_and_captions(underwater, capsys):
     assert controls_to_effects(underwater=0.0) == []  # its neutral value applies nothing
     assert controls_to_effects(underwater=0.4, reverb=0.5) == [("reverb", {"room_size": 0.5}),
                                                                ("underwater", {"depth": 0.4})]
-    assert [e.name for e in E.slider_effects()] == ["volume", "reverb", "pitch", "lowpass", "underwater", "echo"]
+    assert [c.effect for c in C.slider_controls()] == ["volume", "reverb", "pitch", "lowpass", "underwater", "echo"]
     assert "underwater" in standard_descriptions()
     assert TemplateEditor().edit("a dog barking", "underwater") == "a dog barking, underwater"
-    assert "| `underwater` | `--underwater DEPTH` | `depth` 0.5 in [0, 1] | `underwater` |" in E.effects_table()
+    assert "| `underwater` | `--underwater DEPTH` | `depth` 0.5 in [0, 1] | `underwater` |" in C.effects_table()
     out, descriptions = E.apply_effects(np.ones(8, dtype=np.float32), 16000, effects_from_args(args))
     assert descriptions == ["underwater", "high-volume"] and np.allclose(out, 0.85 * 0.5, atol=1e-3)
 
@@ -73,17 +80,48 @@ def test_builtin_entries_match_the_former_hand_copies():
                             ("reverb", "reverb", "room_size"), ("volume", "volume", "alpha"))
     assert standard_descriptions() == ("low-volume", "medium-volume", "high-volume", "reverberant", "higher-pitched",
                                      "lower-pitched", "muffled", "echoing", "faster", "slower")
-    assert {e.name: e.neutral for e in E.slider_effects()} == {"volume": 1.0, "reverb": 0.0, "pitch": 0.0,
-                                                               "lowpass": 0.0, "echo": 0.0}
+    assert {c.effect: c.neutral for c in C.slider_controls()} == {"volume": 1.0, "reverb": 0.0, "pitch": 0.0,
+                                                                  "lowpass": 0.0, "echo": 0.0}
 
 
-def test_registry_refuses_inconsistent_entries():
+def test_an_effect_without_a_control_has_no_flag_and_no_slider(capsys):
+    from seeingsounds.cli.main import build_parser
+
+    E.register_effect("hum", lambda wave, sr, hz: wave, lambda hz: "humming", {"hz": 50.0}, descriptions=("humming",))
+    try:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["generate", "--help"])
+        assert "--hum" not in capsys.readouterr().out
+        assert "hum" not in [c.effect for c in C.controls_in_order()]
+        assert "| `hum` | — | `hz` 50 | `humming` | — |" in C.effects_table()
+        assert E.apply_effects(np.ones(4, dtype=np.float32), 16000, [("hum", {})])[1] == ["humming"]
+    finally:
+        E.unregister_effect("hum")
+
+
+def test_the_readme_table_is_the_registry_table():
+    assert C.effects_table() in README.read_text(encoding="utf-8")
+
+
+def test_registry_refuses_inconsistent_controls():
     from seeingsounds.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="primary parameter"):
-        E.register_effect("bad", lambda w, sr, x: w, lambda x: "bad", {"x": 1.0}, primary="y")
-    with pytest.raises(ConfigError, match="belongs to another effect"):
-        E.register_effect("bad", lambda w, sr, x: w, lambda x: "bad", {"x": 1.0}, primary="x", flag="--volume")
-    with pytest.raises(ConfigError, match="slider"):
-        E.register_effect("bad", lambda w, sr, x: w, lambda x: "bad", {"x": 1.0}, primary="x", slider=(1, 0, 0.1))
+    with pytest.raises(ConfigError, match="unknown effect 'nothing'"):
+        C.register_control("nothing", "x")
+    with pytest.raises(ConfigError, match="parameter 'y' is not one of"):
+        C.register_control("volume", "y", replace=True)
+    with pytest.raises(ConfigError, match="already has a control"):
+        C.register_control("volume", "alpha")
+    E.register_effect("bad", lambda w, sr, x: w, lambda x: "bad", {"x": 1.0})
+    try:
+        with pytest.raises(ConfigError, match="belongs to another effect"):
+            C.register_control("bad", "x", flag="--volume")
+        with pytest.raises(ConfigError, match="slider"):
+            C.register_control("bad", "x", slider=(1, 0, 0.1))
+        assert "bad" not in [c.effect for c in C.controls_in_order()]
+    finally:
+        E.unregister_effect("bad")
     assert "bad" not in E.available_effects()
+    assert C.controls_in_order()[-1] == C.EffectControl("volume", "alpha", "--volume", "ALPHA",
+                                                        "gain factor, e.g. 0.15 (low-volume)", 1.0,
+                                                        (0.05, 1.0, 0.05), "Volume (gain; 1 = unchanged)")

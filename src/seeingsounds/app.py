@@ -9,7 +9,7 @@ One request (the *Generate* button) runs, with a progress indicator:
    files over ``max_upload_mb`` or longer than ``max_seconds`` with a message in the page;
 2. *what it hears* for the clean sound(s): the class captions nearest to the aligner's prediction;
 3. mix (if a second sound is given), then the effects in the effect registry's application order
-   (:func:`seeingsounds.audio.effects.effects_in_order`) — exactly what ``seeingsounds generate`` does;
+   (:func:`seeingsounds.controls.controls_in_order`) — exactly what ``seeingsounds generate`` does;
 4. the caption those controls imply: the template editor's ``fuse`` of the two nearest captions for
    a mix, then ``edit_many`` with the effect descriptions;
 5. the images from the frozen generator, from one prediction of the transformed sound, saved as PNG
@@ -54,11 +54,12 @@ import numpy as np
 from PIL import Image
 
 from seeingsounds.assets import example_sounds
-from seeingsounds.audio.effects import describe_effect, effects_from_controls, slider_effects
+from seeingsounds.audio.effects import describe_effect
 from seeingsounds.audio.io import audio_fingerprint, audio_info, read_audio, resample, save_audio
 from seeingsounds.audio.render import render
 from seeingsounds.captions.edit import get_editor
 from seeingsounds.conditioner import AudioConditioner
+from seeingsounds.controls import effects_from_controls, slider_controls
 from seeingsounds.describe import Describer
 from seeingsounds.errors import AudioLoadError, ConfigError, SeeingSoundsError
 from seeingsounds.imaging import file_sha256, load_picture, provenance, save_png
@@ -594,7 +595,7 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
     own_engine = engine is None
     engine = engine or DemoEngine(checkpoint, device=device, dtype=dtype, top_k=top_k, limits=limits, lora=lora,
                                   cpu_offload=cpu_offload)
-    sliders = slider_effects()
+    sliders = slider_controls()
     # gradio keeps uploads under GRADIO_TEMP_DIR (default /tmp/gradio, never emptied): unless the user chose a
     # folder, they go under the engine's output folder, removed with it when the app closes
     uploads_env = None
@@ -629,7 +630,7 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
     def generate(sound, *values, progress=gr.Progress()):
         # inputs: the sound, one value per slider effect (display order), mix sound, mix ratio, seed, steps,
         # size, number of images, frames (ignored for an image checkpoint)
-        controls = {e.name: v for e, v in zip(sliders, values)}
+        controls = {c.effect: v for c, v in zip(sliders, values)}
         mix_sound, mix_ratio, seed, steps, size, num_images, frames = values[len(sliders):]
 
         def say(fraction: float, text: str) -> None:
@@ -647,7 +648,7 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
     def edit(picture, sound, *values, progress=gr.Progress()):
         # inputs: the image editor's value, the sound, one value per slider effect, mix sound, mix ratio,
         # strength, seed, steps
-        controls = {e.name: v for e, v in zip(sliders, values)}
+        controls = {c.effect: v for c, v in zip(sliders, values)}
         mix_sound, mix_ratio, strength, seed, steps = values[len(sliders):]
 
         def say(fraction: float, text: str) -> None:
@@ -669,9 +670,9 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
                               elem_id=f"{prefix}example")
         with gr.Accordion("Effects (what you do to the sound)", open=not prefix):
             effect_sliders = [
-                slider(e.slider[0], e.slider[1], value=e.neutral if e.neutral is not None else e.slider[0],
-                          step=e.slider[2], label=e.label, elem_id=prefix + e.name.replace("_", "-"))
-                for e in sliders
+                slider(c.slider[0], c.slider[1], value=c.neutral if c.neutral is not None else c.slider[0],
+                       step=c.slider[2], label=c.label, elem_id=prefix + c.effect.replace("_", "-"))
+                for c in sliders
             ]
         with gr.Accordion("Mix with a second sound", open=False):
             mix_sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Second sound",

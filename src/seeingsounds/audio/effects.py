@@ -2,7 +2,9 @@
 
 Every effect is a registry entry: ``transform(wave, sr, **params) -> wave`` on a mono float32 waveform,
 ``describe(**params) -> str`` (the d_j that caption templates key on), its parameters with defaults
-(``None`` marks a required parameter) and the valid range of each numeric parameter.
+(``None`` marks a required parameter), the valid range of each numeric parameter and its place in the
+application order. How users set an effect (a CLI flag, an app slider) is its control, registered
+apart in :mod:`seeingsounds.controls`.
 
 Built-in effects (all DSP is pedalboard's, resampling soxr's):
 
@@ -56,11 +58,10 @@ MIX_PEAK = 0.99
 
 @dataclass(frozen=True)
 class Effect:
-    """One registered transformation T_j, its description d_j and how users set it.
+    """One registered transformation T_j and its description d_j.
 
-    The CLI flags (:func:`seeingsounds.cli.common.add_effect_arguments`), the web app's sliders, the caption
-    templates' :func:`~seeingsounds.captions.templates.standard_descriptions` and the README table
-    (:func:`effects_table`) all derive from these entries: adding an effect is one :func:`register_effect`.
+    The caption templates' :func:`~seeingsounds.captions.templates.standard_descriptions` derive from these
+    entries; the front ends' flags and sliders from an effect's control (:mod:`seeingsounds.controls`).
     """
 
     name: str
@@ -73,27 +74,10 @@ class Effect:
     stretch: Callable[..., float] | None = None
     #: every description d_j ``describe`` can return (what the caption templates key on)
     descriptions: tuple[str, ...] = ()
-    #: the parameter a CLI flag / slider sets (the others keep their defaults); None: no flag, no slider
-    primary: str | None = None
-    #: the CLI option (default ``--<name>`` when ``primary`` is set) and its metavar / help text
-    flag: str | None = None
-    metavar: str | None = None
-    help: str = ""
-    #: application order when several are asked for at once (lower first; the CLI and the app share it)
+    #: application order when several are asked for at once (lower first; every front end shares it)
     order: int = 100
-    #: the control value that applies nothing (an app slider at rest); None: every value applies the effect
-    neutral: float | None = None
-    #: the app's slider ``(minimum, maximum, step)``; None: not shown in the app
-    slider: tuple[float, float, float] | None = None
-    #: the app's slider label
-    label: str = ""
-    #: display order (app sliders, README table, descriptions)
+    #: display order (descriptions, app sliders, README table)
     display: int = 100
-
-    @property
-    def dest(self) -> str:
-        """The argparse destination of :attr:`flag` (``--my-effect`` -> ``my_effect``)."""
-        return (self.flag or f"--{self.name}").lstrip("-").replace("-", "_")
 
     def input_ratio(self, params: Mapping[str, Any]) -> float:
         """Input samples this effect consumes per output sample with ``params`` (1 for most effects)."""
@@ -141,14 +125,7 @@ def register_effect(
     ranges: Mapping[str, tuple[float, float]] | None = None,
     stretch: Callable[..., float] | None = None,
     descriptions: Sequence[str] = (),
-    primary: str | None = None,
-    flag: str | None = None,
-    metavar: str | None = None,
-    help: str = "",
     order: int = 100,
-    neutral: float | None = None,
-    slider: tuple[float, float, float] | None = None,
-    label: str = "",
     display: int = 100,
     replace: bool = False,
 ) -> Effect:
@@ -156,9 +133,9 @@ def register_effect(
 
     ``defaults`` names every parameter (``None`` = required); ``ranges`` gives ``(low, high)`` inclusive
     bounds for numeric parameters; ``stretch(**params)`` the input samples it consumes per output sample
-    (default 1); ``descriptions`` every d_j it can produce. With ``primary`` (the parameter users set) the
-    effect gets a CLI flag (``flag``, default ``--<name>``) and, with ``slider``, an app slider; see
-    :class:`Effect` for the other fields. Registering an existing name needs ``replace=True``.
+    (default 1); ``descriptions`` every d_j it can produce; ``order`` its place when several are applied
+    at once, ``display`` its place in listings. Registering an existing name needs ``replace=True``.
+    Its CLI flag and app slider are a control: :func:`seeingsounds.controls.register_control`.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ConfigError(f"effect name must be an identifier like 'my_effect', got {name!r}")
@@ -170,19 +147,8 @@ def register_effect(
     stray = sorted(set(ranges) - set(defaults))
     if stray:
         raise ConfigError(f"effect {name!r}: ranges name unknown parameters {stray}")
-    if primary is not None and primary not in defaults:
-        raise ConfigError(f"effect {name!r}: primary parameter {primary!r} is not one of {sorted(defaults)}")
-    if slider is not None and (primary is None or len(slider) != 3 or not slider[0] < slider[1] or slider[2] <= 0):
-        raise ConfigError(f"effect {name!r}: a slider needs a primary parameter and (min < max, step > 0), got {slider}")
-    if primary is not None and flag is None:
-        flag = "--" + name.replace("_", "-")
-    taken = {e.flag for e in _EFFECTS.values() if e.name != name and e.flag}
-    if flag is not None and flag in taken:
-        raise ConfigError(f"effect {name!r}: the option {flag} belongs to another effect")
-    effect = Effect(name, transform, describe, dict(defaults), ranges, stretch, tuple(descriptions), primary, flag,
-                    metavar or (primary.upper() if primary else None), help, int(order),
-                    None if neutral is None else float(neutral),
-                    None if slider is None else tuple(float(v) for v in slider), label or name, int(display))
+    effect = Effect(name, transform, describe, dict(defaults), ranges, stretch, tuple(descriptions), int(order),
+                    int(display))
     _EFFECTS[name] = effect
     return effect
 
@@ -193,55 +159,18 @@ def unregister_effect(name: str) -> None:
 
 
 def effects_in_order() -> list[Effect]:
-    """The effects users set by a flag or slider, in application order (the CLI and the app share it)."""
-    return sorted((e for e in _EFFECTS.values() if e.primary is not None), key=lambda e: (e.order, e.name))
+    """Every registered effect in application order (every front end applies several in this order)."""
+    return sorted(_EFFECTS.values(), key=lambda e: (e.order, e.name))
 
 
 def effects_for_display() -> list[Effect]:
-    """Every registered effect in display order (app sliders, README table, descriptions)."""
+    """Every registered effect in display order (descriptions, app sliders, README table)."""
     return sorted(_EFFECTS.values(), key=lambda e: (e.display, e.name))
-
-
-def slider_effects() -> list[Effect]:
-    """The effects the web app shows as sliders, in display order."""
-    return [e for e in effects_for_display() if e.slider is not None]
 
 
 def all_descriptions() -> tuple[str, ...]:
     """Every description d_j the registered effects can produce, in display order, without repeats."""
     return tuple(dict.fromkeys(d for e in effects_for_display() for d in e.descriptions))
-
-
-def effects_from_controls(values: Mapping[str, Any], *, skip_neutral: bool = False) -> list[tuple[str, dict[str, Any]]]:
-    """``(name, {primary: value})`` for every effect named in ``values`` (``None`` = not asked), in
-    application order; with ``skip_neutral`` a value equal to the effect's neutral value applies nothing."""
-    unknown = sorted(set(values) - {e.name for e in effects_in_order()})
-    if unknown:
-        raise ConfigError(f"no control for effect(s) {unknown}; controls: {[e.name for e in effects_in_order()]}")
-    chosen = []
-    for effect in effects_in_order():
-        value = values.get(effect.name)
-        if value is None or (skip_neutral and effect.neutral is not None and float(value) == effect.neutral):
-            continue
-        chosen.append((effect.name, {effect.primary: value}))
-    return chosen
-
-
-def effects_table() -> str:
-    """The README's table of effects (Markdown): flag, parameters, description d_j, app slider."""
-    rows = ["| effect | CLI option | parameters (default) and range | description d_j | app slider (neutral) |",
-            "|---|---|---|---|---|"]
-    for e in effects_for_display():
-        params = ", ".join(
-            f"`{k}`" + (" (required)" if v is None else f" {v:g}" if isinstance(v, float) else f" {v}")
-            + (f" in [{e.ranges[k][0]:g}, {e.ranges[k][1]:g}]" if k in e.ranges else "")
-            for k, v in e.defaults.items()
-        )
-        flag = f"`{e.flag} {e.metavar}`" if e.flag else "—"
-        slider = "—" if e.slider is None else f"{e.slider[0]:g} .. {e.slider[1]:g} step {e.slider[2]:g}" + (
-            f" ({e.neutral:g} = off)" if e.neutral is not None else "")
-        rows.append(f"| `{e.name}` | {flag} | {params} | {', '.join(f'`{d}`' for d in e.descriptions)} | {slider} |")
-    return "\n".join(rows) + "\n"
 
 
 def available_effects() -> list[str]:
@@ -422,36 +351,28 @@ def _describe_speed(factor: float) -> str:
 
 register_effect(
     "volume", _volume, _describe_volume, {"alpha": None}, ranges={"alpha": (1e-4, 16.0)},
-    descriptions=("low-volume", "medium-volume", "high-volume"), primary="alpha", metavar="ALPHA",
-    help="gain factor, e.g. 0.15 (low-volume)", order=60, neutral=1.0, slider=(0.05, 1.0, 0.05),
-    label="Volume (gain; 1 = unchanged)", display=10,
+    descriptions=("low-volume", "medium-volume", "high-volume"), order=60, display=10,
 )
 register_effect(
     "reverb", _reverb, lambda room_size, wet_level: "reverberant", {"room_size": 0.6, "wet_level": 0.5},
-    ranges={"room_size": (0.0, 1.0), "wet_level": (0.0, 1.0)}, descriptions=("reverberant",), primary="room_size",
-    help="reverb room size in [0, 1], e.g. 0.6", order=50, neutral=0.0, slider=(0.0, 1.0, 0.05),
-    label="Reverb room size (0 = off)", display=20,
+    ranges={"room_size": (0.0, 1.0), "wet_level": (0.0, 1.0)}, descriptions=("reverberant",), order=50, display=20,
 )
 register_effect(
     "pitch", _pitch, _describe_pitch, {"semitones": None}, ranges={"semitones": (-24.0, 24.0)},
-    descriptions=("higher-pitched", "lower-pitched"), primary="semitones", help="pitch shift, e.g. 12 or -5",
-    order=20, neutral=0.0, slider=(-12.0, 12.0, 1.0), label="Pitch shift, semitones (0 = off)", display=30,
+    descriptions=("higher-pitched", "lower-pitched"), order=20, display=30,
 )
 register_effect(
     "lowpass", _lowpass, lambda cutoff_hz: "muffled", {"cutoff_hz": 800.0}, ranges={"cutoff_hz": (20.0, 384_000.0)},
-    descriptions=("muffled",), primary="cutoff_hz", metavar="HZ", help="low-pass cutoff (muffled), e.g. 800",
-    order=30, neutral=0.0, slider=(0.0, 8000.0, 100.0), label="Low-pass cutoff, Hz (0 = off)", display=40,
+    descriptions=("muffled",), order=30, display=40,
 )
 register_effect(
     "echo", _echo, lambda delay_seconds, feedback, mix: "echoing", {"delay_seconds": 0.25, "feedback": 0.4, "mix": 0.5},
     ranges={"delay_seconds": (0.01, 5.0), "feedback": (0.0, 0.95), "mix": (0.0, 1.0)}, descriptions=("echoing",),
-    primary="delay_seconds", metavar="SECONDS", help="echo delay, e.g. 0.25", order=40, neutral=0.0,
-    slider=(0.0, 1.0, 0.05), label="Echo delay, s (0 = off)", display=50,
+    order=40, display=50,
 )
 register_effect(
     "speed", _speed, _describe_speed, {"factor": None}, ranges={"factor": (0.25, 4.0)}, stretch=lambda factor: factor,
-    descriptions=("faster", "slower"), primary="factor", help="tape speed: 2 = twice as fast and an octave up",
-    order=10, neutral=1.0, label="Speed factor (1 = unchanged)", display=60,
+    descriptions=("faster", "slower"), order=10, display=60,
 )
 
 

@@ -7,28 +7,26 @@ from __future__ import annotations
 
 import argparse
 
+from seeingsounds.cli.common import add_train_option
+
 COMMAND = "cache"
 HELP = "precompute encoder features and caption targets of a dataset into the feature cache"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", required=True, help="preset name (see `seeingsounds presets`)")
-    parser.add_argument("--data", required=True, help="manifest (.csv/.jsonl) or class-per-folder directory")
-    parser.add_argument("--captions", required=True, help="class captions file")
-    parser.add_argument("--cache-dir", help="feature cache folder (default: $SEEINGSOUNDS_HOME/features)")
-    parser.add_argument("--cache-dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    # the options `train` shares come from TrainConfig's fields (seeingsounds.training.config)
+    for name in ("preset", "data", "captions", "cache_dir", "cache_dtype"):
+        add_train_option(parser, name)
     parser.add_argument("--include-test", action="store_true", help="also encode the test split (for evaluation)")
-    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable audio files (listed)")
+    add_train_option(parser, "skip_bad")
     parser.add_argument("--seed", type=int, default=0, help="split seed when the manifest has no split column")
     parser.add_argument("--batch-size", type=int, default=16, help="clips (and captions) per encoder batch")
     parser.add_argument("--device", default="auto",
                         help="where the encoders run: auto (the accelerator when there is one), cpu, cuda[:N], mps")
-    parser.add_argument("--dtype", default="auto",
-                        help="precision of the text encoders: auto (bf16 where supported, else fp16; fp32 on "
-                             "the CPU), fp32, fp16, bf16 (the audio encoder stays fp32, as in `train`)")
-    parser.add_argument("--augment", action="append", default=[], metavar="EFFECT[:k=v,...][+...]",
-                        help="also cache the clips transformed by this chain (same syntax as `train --augment`)")
-    parser.add_argument("--no-progress", action="store_true")
+    add_train_option(parser, "dtype")
+    add_train_option(parser, "augment", help="also cache the clips transformed by this chain (same syntax as "
+                                             "`train --augment`)")
+    add_train_option(parser, "progress")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,14 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from seeingsounds.cache import FeatureCache
     from seeingsounds.data.manifest import load_dataset
     from seeingsounds.precompute import precompute_dataset
-    from seeingsounds.training.config import parse_augment
+    from seeingsounds.training.config import parse_augments
 
-    chains = [check_chain(parse_augment(s)) for s in args.augment]
+    chains = [check_chain(chain) for chain in parse_augments(args.augment)]
     dataset = load_dataset(args.data, args.captions, seed=args.seed, skip_bad=args.skip_bad)
     cache = FeatureCache(args.cache_dir, dtype=args.cache_dtype)
     result = precompute_dataset(dataset, args.preset, cache, chains=chains, include_test=args.include_test,
                                 device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                                progress=not args.no_progress)
+                                progress=args.progress)
     if result.rank == 0:  # one report under torchrun / accelerate launch
         print(f"{dataset.summary()}; {result.encoder_inputs} encoder inputs")
         print(f"{result.root}\n  audio features: {result.audio}\n  caption targets: {result.targets}")

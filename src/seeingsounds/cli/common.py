@@ -1,7 +1,7 @@
 """Command-line options shared by commands: effects T_j and mixing (paper 3.1), device and dtype.
 
-``add_effect_arguments(parser)`` adds one option per registered effect that has a primary parameter
-(:func:`seeingsounds.audio.effects.register_effect`: ``--volume ALPHA --reverb ROOM_SIZE --pitch SEMITONES
+``add_effect_arguments(parser)`` adds one option per effect control
+(:func:`seeingsounds.controls.register_control`: ``--volume ALPHA --reverb ROOM_SIZE --pitch SEMITONES
 --lowpass HZ --echo SECONDS --speed FACTOR`` for the built-ins) and ``--mix OTHER.wav --mix-ratio R``.
 
 Effects always run in the registry's application order (:data:`EFFECT_ORDER`: speed, pitch, lowpass,
@@ -13,19 +13,21 @@ A ``--mix`` is applied before the effects.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 import numpy as np
 
-from seeingsounds.audio.effects import effects_in_order
+from seeingsounds.controls import controls_for_display, controls_in_order
 from seeingsounds.errors import ConfigError
+from seeingsounds.training.config import option_type, train_options
 
 DEFAULT_MIX_RATIO = 0.5
 
 
 def effect_order() -> tuple[tuple[str, str, str], ...]:
     """``(option dest, effect name, effect parameter)`` of every flag, in the order effects are applied."""
-    return tuple((e.dest, e.name, str(e.primary)) for e in effects_in_order())
+    return tuple((c.dest, c.effect, c.parameter) for c in controls_in_order())
 
 
 #: the built-in effects' :func:`effect_order` (effects registered later appear in :func:`effect_order`)
@@ -34,14 +36,13 @@ EFFECT_ORDER: tuple[tuple[str, str, str], ...] = effect_order()
 
 def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the effect and mixing options to ``parser`` (in their own argument group)."""
-    effects = sorted(effects_in_order(), key=lambda e: (e.display, e.name))
     group = parser.add_argument_group(
         "audio effects", "transform the input before the model hears it (applied as: mix, then "
-        + ", ".join(e.name for e in effects_in_order()) + ")"
+        + ", ".join(c.effect for c in controls_in_order()) + ")"
     )
-    for effect in effects:
-        group.add_argument(effect.flag, dest=effect.dest, type=float, metavar=effect.metavar,
-                           help=effect.help or f"{effect.name} ({effect.primary})")
+    for control in controls_for_display():
+        group.add_argument(control.flag, dest=control.dest, type=float, metavar=control.metavar,
+                           help=control.help or f"{control.effect} ({control.parameter})")
     group.add_argument("--mix", metavar="OTHER", help="mix in another audio file (level-matched)")
     group.add_argument(
         "--mix-ratio",
@@ -49,6 +50,35 @@ def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help=f"share of the --mix clip in [0, 1] (default {DEFAULT_MIX_RATIO})",
     )
+
+
+def add_train_option(parser: Any, name: str, **override: Any) -> argparse.Action:
+    """Add the flag of the :class:`~seeingsounds.training.config.TrainConfig` field ``name`` to ``parser`` (a
+    parser or argument group), as its :class:`~seeingsounds.training.config.Option` declares it; the value
+    lands under the field's name. ``override`` replaces argparse keywords (e.g. another ``help``)."""
+    f, option = dict((f.name, (f, o)) for f, o in train_options())[name]
+    kwargs: dict[str, Any] = {"dest": f.name, "help": option.help or None}
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        kwargs["required"] = True
+    if option_type(f) is bool:
+        kwargs["action"] = "store_false" if f.default else "store_true"
+    elif option.repeat:
+        kwargs.update(action="append", default=[], metavar=option.metavar)
+    else:
+        kwargs.update(type=option_type(f), default=None if f.default is dataclasses.MISSING else f.default,
+                      choices=option.choices, metavar=option.metavar)
+    return parser.add_argument(option.flag or "--" + f.name.replace("_", "-"), **{**kwargs, **override})
+
+
+def train_values_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~seeingsounds.training.config.TrainConfig` fields present in ``args``, converted as their
+    options declare (``--weight NAME=W`` -> ``{name: w}``, ``--augment SPEC`` -> chains, ...)."""
+    values = {}
+    for f, option in train_options():
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            values[f.name] = option.from_cli(value) if option.from_cli is not None else value
+    return values
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,16 +1,80 @@
-"""Every hyper-parameter of a training run, recorded in ``<out>/config.json``."""
+"""Every hyper-parameter of a training run, recorded in ``<out>/config.json``.
+
+Each option is declared once, as a :class:`TrainConfig` field made by :func:`option`: its default, help
+text, command-line flag and whether it may change when a run is resumed. ``seeingsounds train``'s
+options (:func:`seeingsounds.cli.train.add_arguments`), the construction of the config from them and
+the resume check (:func:`seeingsounds.training.state.option_differences`) all derive from these fields.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from seeingsounds.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CAPTION_ENGINES = ("template", "llm")
+#: the choices of the fields whose values are checked against the constants of modules that load torch
+#: (``seeingsounds.devices``, ``.cache``, ``.model``, ``.aligner``); tests/test_train_options.py keeps them equal
+COMPUTE_DTYPES = ("auto", "fp32", "fp16", "bf16")
+CACHE_DTYPES = ("float16", "bfloat16", "float32")
+ALIGN_CHOICES = ("all", "sequence", "pooled")
+POOLINGS = ("attention", "average")
+ORDERS = ("adapter_first", "pool_first")
+
+#: the ``train --help`` groups, in the order they are listed (``None``: the required options, listed first)
+TRAINING, FEATURE_CACHE, ABLATIONS, EXTENDED = (
+    "training", "feature cache", "ablations (paper Table 4)", "extended training (paper Eq. 7)")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one :class:`TrainConfig` field is set and checked, apart from its default and type."""
+
+    help: str = ""
+    #: the command-line flag (default ``--<name-with-dashes>``); for a bool field the flag flips its default
+    flag: str | None = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    #: the ``train --help`` group (None: the required options at the top)
+    group: str | None = TRAINING
+    #: the value may differ when the run is resumed (it does not change the result)
+    resumable: bool = False
+    #: a path: compared resolved, so a resume may spell it relative or absolute
+    path: bool = False
+    #: the flag may be given several times; the parsed list goes through ``from_cli``
+    repeat: bool = False
+    #: turns the parsed command-line value into the field's value (may raise ConfigError)
+    from_cli: Callable[[Any], Any] | None = None
+
+
+def option(default: Any = MISSING, *, default_factory: Any = MISSING, **how: Any) -> Any:
+    """A :class:`TrainConfig` field with its :class:`Option` (keywords: the fields of :class:`Option`)."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={"option": Option(**how)})
+
+
+def parse_weights(items: list[str]) -> dict[str, float]:
+    """``--weight NAME=W`` options as ``{name: weight}``."""
+    weights = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq:
+            raise ConfigError(f"--weight {item!r}: write NAME=W, e.g. pooled_prompt_embeds=0.5")
+    return weights
+
+
+def parse_augments(specs: list[str]) -> list[list[list[Any]]]:
+    """``--augment`` options, one chain each (:func:`parse_augment`)."""
+    return [parse_augment(s) for s in specs]
 
 
 @dataclass
@@ -18,66 +82,101 @@ class TrainConfig:
     """A training run (paper Eq. 6, or Eq. 7 when ``augment`` / ``mix_pairs`` are set).
 
     ``None`` for ``lr_sequence``, ``lr_pooled``, ``order``, ``pooling`` and ``hidden_dim`` means
-    the preset's value.
+    the preset's value. Each field's help text is its :class:`Option` (``train --help``).
     """
 
-    preset: str | dict[str, Any]
-    data: str
-    captions: str
-    out: str
-    epochs: int = 50
-    batch_size: int = 32
-    lr_sequence: float | None = None
-    lr_pooled: float | None = None
-    weight_decay: float = 0.01
-    patience: int = 5
-    min_delta: float = 0.0
-    seed: int = 0
-    val_fraction: float = 0.1
-    skip_bad: bool = False
-    use_cache: bool = True
-    cache_dir: str | None = None
-    cache_dtype: str = "float16"
-    resume: bool = False
-    align: str = "all"
-    pooling: str | None = None
-    order: str | None = None
-    hidden_dim: int | None = None
-    dropout: float = 0.0
+    preset: str | dict[str, Any] = option(help="preset name (see `seeingsounds presets`)", group=None)
+    data: str = option(help="manifest (.csv/.jsonl: path,label[,split]) or class-per-folder directory",
+                       group=None, path=True)
+    captions: str = option(help="class captions file (.json/.yaml: label -> caption(s))", group=None, path=True)
+    out: str = option(help="run folder (best/, last/, config.json, metrics.jsonl)", group=None, path=True)
+    epochs: int = option(50, resumable=True)
+    batch_size: int = option(32)
+    lr_sequence: float | None = option(None, help="learning rate of the sequence head(s) (default: the preset's)")
+    lr_pooled: float | None = option(None, help="learning rate of the pooled head(s) (default: the preset's)")
+    weight_decay: float = option(0.01)
+    patience: int = option(5, help="early stopping: epochs without val-loss improvement", resumable=True)
+    min_delta: float = option(0.0, help="early stopping: the least val-loss decrease that counts as an improvement")
+    seed: int = option(0)
+    val_fraction: float = option(0.1, help="val share per class when the manifest has no split")
+    skip_bad: bool = option(False, help="skip unreadable audio files (listed) instead of failing")
+    use_cache: bool = option(True, flag="--no-cache", help="run the frozen encoder live every step",
+                             group=FEATURE_CACHE)
+    cache_dir: str | None = option(None, help="feature cache folder (default: $SEEINGSOUNDS_HOME/features)",
+                                   group=FEATURE_CACHE, resumable=True, path=True)
+    cache_dtype: str = option("float16", choices=CACHE_DTYPES, group=FEATURE_CACHE)
+    resume: bool = option(False, help="continue the interrupted run in --out", resumable=True)
+    align: str = option("all", choices=ALIGN_CHOICES, group=ABLATIONS,
+                        help="train both heads, only the sequence (T5) or only the pooled (CLIP) head")
+    pooling: str | None = option(None, choices=POOLINGS, group=ABLATIONS,
+                                 help="attention pooling (paper) or average pooling")
+    order: str | None = option(None, choices=ORDERS, group=ABLATIONS,
+                               help="adapter before pooling (paper) or after")
+    hidden_dim: int | None = option(None, help="adapter width", group=ABLATIONS)
+    dropout: float = option(0.0, help="dropout in the adapters, in [0, 1)", group=ABLATIONS)
     #: per-tensor loss weights, ``{name: weight}`` (default 1 each)
-    target_weights: dict[str, float] = field(default_factory=dict)
-    device: str = "auto"
+    target_weights: dict[str, float] = option(
+        default_factory=dict, flag="--weight", metavar="NAME=W", group=ABLATIONS, repeat=True,
+        from_cli=parse_weights,
+        help="loss weight of one conditioning tensor, e.g. pooled_prompt_embeds=0.5 (default 1)")
+    device: str = option("auto", choices=DEVICES, resumable=True,
+                         help="where the aligner trains and the text encoders compute the caption targets "
+                              "(auto: the accelerator when there is one)")
     #: the text encoders' dtype while computing caption targets (``auto``: bf16 on an accelerator
     #: that supports it, fp16 on other accelerators, fp32 on the CPU; :mod:`seeingsounds.devices`)
-    dtype: str = "auto"
-    num_workers: int = 0
-    encode_batch_size: int = 16
+    dtype: str = option("auto", choices=COMPUTE_DTYPES, resumable=True,
+                        help="the text encoders' dtype for caption targets (auto: bf16 where supported, fp16 on "
+                             "other accelerators, fp32 on the CPU)")
+    num_workers: int = option(0, help="data-loader worker processes", resumable=True)
+    encode_batch_size: int = option(16, help="clips (and captions) per encoder batch while filling the feature "
+                                             "cache and computing caption targets", resumable=True)
     #: stop after this many optimiser steps in this call (the run can be resumed later)
-    max_steps: int | None = None
-    progress: bool = True
+    max_steps: int | None = option(None, help="stop after this many steps (continue later with --resume)",
+                                   resumable=True)
+    progress: bool = option(True, flag="--no-progress", help="no progress bars", resumable=True)
     # ---- extended training (paper Eq. 7) ----
     #: effect chains T_j, each ``[(name, params), ...]``; one transformed pair per clip and chain
-    augment: list[list[Any]] = field(default_factory=list)
+    augment: list[list[Any]] = option(
+        default_factory=list, metavar="EFFECT[:k=v,...][+EFFECT...]", group=EXTENDED, repeat=True,
+        from_cli=parse_augments,
+        help="one transformation T_j per option, e.g. --augment volume:alpha=0.1 --augment reverb "
+             "--augment volume:alpha=0.35+reverb:room_size=0.8 (a chain)")
     #: mixed pairs (a_i + a_j, g(t_u, t_v)): one seeded pool of this many, drawn once and reused every epoch
-    mix_pairs: int = 0
-    mix_ratio: float = 0.5
-    augment_weight: float = 1.0
-    mix_weight: float = 1.0
-    caption_engine: str = "template"
+    mix_pairs: int = option(0, group=EXTENDED,
+                            help="mixed pairs (a_i + a_j, fused caption): one seeded pool, reused every epoch")
+    mix_ratio: float = option(0.5, help="share of the second clip in a mix", group=EXTENDED)
+    augment_weight: float = option(1.0, help="weight of the transformed-pairs term", group=EXTENDED)
+    mix_weight: float = option(1.0, help="weight of the mixed-pairs term", group=EXTENDED)
+    caption_engine: str = option("template", choices=CAPTION_ENGINES, group=EXTENDED,
+                                 help="f and g: templates or an LLM (llm: its API key in the OPENAI_API_KEY "
+                                      "environment variable)")
     #: ``llm`` engine: endpoint base URL (None: the engine's default), chat model, sampling
     #: temperature (0: reproducible), and an extra JSON cache shared across runs (the run's own
-    #: edits are always kept in ``<out>/caption_edits.jsonl``)
-    llm_base_url: str | None = None
-    llm_model: str | None = None
-    llm_temperature: float = 0.0
-    llm_cache: str | None = None
+    #: edits are always kept in ``<out>/caption_edits.jsonl``); the endpoint and cache may move on a
+    #: resume (the run's edits come from ``<out>/caption_edits.jsonl``)
+    llm_base_url: str | None = option(None, help="llm: endpoint base URL (default https://api.openai.com/v1)",
+                                      group=EXTENDED, resumable=True)
+    llm_model: str | None = option(None, help="llm: chat model (default gpt-4o, as in the paper)", group=EXTENDED)
+    llm_temperature: float = option(0.0, help="llm: sampling temperature (default 0: the same captions every run)",
+                                    group=EXTENDED)
+    llm_cache: str | None = option(None, group=EXTENDED, resumable=True, path=True,
+                                   help="llm: JSON cache of produced captions shared across runs (the run's own "
+                                        "edits are always kept in <out>/caption_edits.jsonl and reused by --resume)")
     #: encode transformed/mixed audio through the feature cache (True) or live every epoch (False,
     #: ``--augment-live``: the cache then holds the unmodified clips only)
-    cache_augmented: bool = True
+    cache_augmented: bool = option(True, flag="--augment-live", group=EXTENDED,
+                                   help="encode transformed/mixed audio live every epoch instead of caching it")
     #: on an accelerator, the class and edited caption targets are kept on the device (in the
     #: training dtype) when they fit in this many GiB (None: a quarter of the device's memory);
     #: otherwise, and always on the CPU, every batch reads its rows from the run's target file
-    target_memory_gb: float | None = None
+    target_memory_gb: float | None = option(
+        None, resumable=True, help="accelerator memory for class/edited caption targets (default: a quarter of "
+                                   "the device's); what does not fit is read per batch")
+
+    #: the fields that may differ when a run is resumed (they do not change the result), and the fields
+    #: holding paths (compared resolved); both derived from the fields' options, below the class
+    RESUMABLE_CHANGES: ClassVar[tuple[str, ...]]
+    PATH_FIELDS: ClassVar[tuple[str, ...]]
 
     def __post_init__(self) -> None:
         self.data, self.captions, self.out = str(self.data), str(self.captions), str(self.out)
@@ -94,10 +193,10 @@ class TrainConfig:
                 problems.append(f"{name} must be positive, got {value}")
         if self.device not in DEVICES:
             problems.append(f"device must be one of {DEVICES}, got {self.device!r}")
-        from seeingsounds.devices import DTYPES as COMPUTE_DTYPES
+        from seeingsounds.devices import DTYPES as DTYPE_SPELLINGS  # deferred on purpose: it loads torch
 
-        if self.dtype != "auto" and str(self.dtype).lower() not in COMPUTE_DTYPES:
-            problems.append(f"dtype must be auto or one of {sorted(COMPUTE_DTYPES)}, got {self.dtype!r}")
+        if self.dtype != "auto" and str(self.dtype).lower() not in DTYPE_SPELLINGS:
+            problems.append(f"dtype must be auto or one of {sorted(DTYPE_SPELLINGS)}, got {self.dtype!r}")
         if self.num_workers < 0:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -121,12 +220,8 @@ class TrainConfig:
         if self.caption_engine not in CAPTION_ENGINES:
             problems.append(f"caption_engine must be one of {CAPTION_ENGINES}, got {self.caption_engine!r}")
         # choices checked here, so a typo fails before any model is loaded
-        from seeingsounds.aligner import ORDERS, POOLINGS
-        from seeingsounds.cache import DTYPES
-        from seeingsounds.model import ALIGN_CHOICES
-
         for name, value, choices in (("align", self.align, ALIGN_CHOICES), ("pooling", self.pooling, POOLINGS),
-                                     ("order", self.order, ORDERS), ("cache_dtype", self.cache_dtype, tuple(DTYPES))):
+                                     ("order", self.order, ORDERS), ("cache_dtype", self.cache_dtype, CACHE_DTYPES)):
             if value is not None and value not in choices:
                 problems.append(f"{name} must be one of {choices}, got {value!r}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -159,14 +254,6 @@ class TrainConfig:
             raise ConfigError(f"training config has unknown fields {sorted(unknown)}")
         return cls(**data)
 
-    #: fields that may differ when a run is resumed (they do not change the result; the LLM's
-    #: endpoint and cache may move: the run's edits come from ``<out>/caption_edits.jsonl``)
-    RESUMABLE_CHANGES = ("resume", "epochs", "max_steps", "progress", "num_workers", "device",
-                         "cache_dir", "patience", "encode_batch_size", "llm_base_url", "llm_cache",
-                         "target_memory_gb", "dtype")
-    #: fields holding paths: compared resolved, so a resume may spell them relative or absolute
-    PATH_FIELDS = ("data", "captions", "out", "cache_dir", "llm_cache")
-
     def resolved_paths(self) -> dict[str, Any]:
         """:meth:`to_dict` with the path fields made absolute (what ``config.json`` records)."""
         out = self.to_dict()
@@ -174,6 +261,24 @@ class TrainConfig:
             if out[name] is not None:
                 out[name] = str(Path(out[name]).expanduser().resolve())
         return out
+
+
+def train_options() -> tuple[tuple[dataclasses.Field[Any], Option], ...]:
+    """Every :class:`TrainConfig` field with its :class:`Option`, in declaration order."""
+    return tuple((f, f.metadata["option"]) for f in dataclasses.fields(TrainConfig))
+
+
+def option_type(f: dataclasses.Field[Any]) -> type:
+    """The scalar type a field's flag parses (``float | None`` -> float, ``str | dict`` -> str)."""
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    for candidate in typing.get_args(hint) or (hint,):
+        if candidate in (bool, int, float, str):
+            return candidate
+    return str
+
+
+TrainConfig.RESUMABLE_CHANGES = tuple(f.name for f, o in train_options() if o.resumable)
+TrainConfig.PATH_FIELDS = tuple(f.name for f, o in train_options() if o.path)
 
 
 def parse_augment(spec: str) -> list[list[Any]]:

@@ -102,11 +102,12 @@ def preset_differences(preset: Mapping[str, Any], saved: Mapping[str, Any] | Non
     return changes
 
 
-def check_same_options(config: TrainConfig, preset: Mapping[str, Any], run: RunFolder) -> dict[str, Any]:
-    """The saved ``config.json`` of ``run``, after checking that ``config`` continues it (paths are
-    compared resolved, so ``--out run`` and ``--out /abs/run`` are the same run). An option the saved
-    config lacks (added to :class:`TrainConfig` since the run was made) counts as its default."""
-    saved = run.config()
+def option_differences(config: TrainConfig, preset: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
+    """``key=now (run: saved)`` for every option of ``config`` and field of ``preset`` that differs from a
+    run's ``config.json`` (``saved``), the options that may change on a resume aside (declared with
+    ``resumable=True`` in :class:`TrainConfig`). Path options are compared resolved; an option the saved
+    config lacks (added to :class:`TrainConfig` since the run was made) counts as its default.
+    Empty: these options train the same run."""
     mine = config.to_dict()
     theirs = {**field_defaults(TrainConfig), **(saved.get("train") or {})}
     diff = []
@@ -119,6 +120,20 @@ def check_same_options(config: TrainConfig, preset: Mapping[str, Any], run: RunF
     preset_changes = preset_differences(dict(preset), saved.get("preset"))
     if preset_changes:
         diff.append(f"preset {mine.get('preset')!r}: " + ", ".join(preset_changes))
+    return diff
+
+
+def trains_same_run(config: TrainConfig, preset: Mapping[str, Any], saved: Mapping[str, Any]) -> bool:
+    """Whether ``config`` and ``preset`` would train the run whose ``config.json`` is ``saved`` (so that
+    ``config`` with ``resume=True`` continues it); :func:`option_differences` says what differs."""
+    return not option_differences(config, preset, saved)
+
+
+def check_same_options(config: TrainConfig, preset: Mapping[str, Any], run: RunFolder) -> dict[str, Any]:
+    """The saved ``config.json`` of ``run``, after checking that ``config`` continues it
+    (:func:`option_differences`; ``--out run`` and ``--out /abs/run`` are the same run)."""
+    saved = run.config()
+    diff = option_differences(config, preset, saved)
     if diff:
         raise ConfigError("--resume: these options differ from the interrupted run's "
                           f"({run / CONFIG_FILE}): " + "; ".join(diff))

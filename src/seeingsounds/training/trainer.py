@@ -51,11 +51,17 @@ def make_accelerator(device: str) -> Any:
 
 class Trainer:
     """Trains one run. ``encoder`` / ``backend`` may be passed in (already loaded) to save time.
-    Call :meth:`fit` (it calls :meth:`setup` first when needed)."""
+    Call :meth:`fit` (it calls :meth:`setup` first when needed).
+
+    ``log`` receives the progress lines (default: stderr); ``on_epoch``, when given, receives each
+    completed epoch's ``metrics.jsonl`` record (``epoch``, ``train_loss``, ``val_loss``, ``best``, ...)
+    instead of its ``epoch N: ...`` line, on the main process."""
 
     def __init__(self, config: TrainConfig, *, encoder: Any = None, backend: Any = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None,
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None):
         self.config = config
+        self.on_epoch = on_epoch
         self.run = RunFolder(config.out_dir)
         self._given = (encoder, backend)
         self._log_fn = log or (lambda m: print(m, file=sys.stderr))
@@ -302,9 +308,7 @@ class Trainer:
                 improved, finished = self.checkpoints.end_epoch(
                     self.loop, epoch, train_loss, val, rows, epochs=cfg.epochs, patience=cfg.patience,
                     min_delta=cfg.min_delta, seconds=time.time() - t0)
-                self.log(f"epoch {epoch + 1}: train {train_loss:.5g}" + "".join(
-                    f", {k} {v:.4g}" for k, v in val.items() if k in ("val_loss", "val_top1"))
-                    + (" *" if improved else ""))
+                self._epoch_done(epoch, train_loss, val, improved)
                 if budget is not None and steps >= budget and finished is None:
                     return self._stop_at_max_steps(epoch + 1, steps_this_call)
                 if finished == "early_stopping":
@@ -316,6 +320,14 @@ class Trainer:
             self.log("interrupted: the last completed epoch is in last/; continue with --resume")
             raise
         return self._result(epoch + 1, stopped)
+
+    def _epoch_done(self, epoch: int, train_loss: float, val: Mapping[str, float], improved: bool) -> None:
+        """Report a completed epoch: its metrics record to ``on_epoch``, else one log line."""
+        if self.on_epoch is None:
+            self.log(f"epoch {epoch + 1}: train {train_loss:.5g}" + "".join(
+                f", {k} {v:.4g}" for k, v in val.items() if k in ("val_loss", "val_top1")) + (" *" if improved else ""))
+        elif self.accelerator is None or self.accelerator.is_main_process:
+            self.on_epoch(dict(self.metrics.history[-1]))
 
     def _begin(self, state: Mapping[str, Any]) -> None:
         """Check the audio is the run's (resume), write ``config.json`` and ``captions.json``, open
