@@ -33,7 +33,6 @@ import importlib.util
 import itertools
 import json
 import random
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -75,7 +74,6 @@ SWEEP = (1.0, 0.5, 0.35, 0.2, 0.1, 0.05)
 EDIT_STRENGTH = 0.6
 #: marks a folder as the demo's own, so a second run may reuse what it holds
 MARKER = ".seeingsounds-demo"
-EPOCH_LINE = re.compile(r"^epoch (\d+):")
 
 
 def default_preset() -> str:
@@ -273,34 +271,6 @@ def _dataset(out: Path, per_class: int, seed: int, sample_rate: int, say: Callab
     return manifest, captions
 
 
-def _same_training(saved: Mapping[str, Any], config: Any, preset: Any) -> bool:
-    """Whether the run folder's ``config.json`` trained with these options (resumable ones aside).
-
-    An option the saved config lacks (added to :class:`TrainConfig` since) counts as its default.
-    """
-    import dataclasses
-
-    from seeingsounds.training import TrainConfig
-
-    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else
-                (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
-                for f in dataclasses.fields(TrainConfig)}
-    theirs, mine = saved.get("train") or {}, config.to_dict()
-    saved_preset = saved.get("preset") or {}
-    if any(saved_preset.get(k, v) != v for k, v in preset.to_dict().items()):
-        return False
-    for key, value in mine.items():
-        if key in TrainConfig.RESUMABLE_CHANGES:
-            continue
-        other = theirs.get(key, defaults.get(key))
-        if key in ("data", "captions", "out") and value is not None and other is not None:
-            if Path(value).expanduser().resolve() != Path(other).expanduser().resolve():
-                return False
-        elif value != other:
-            return False
-    return True
-
-
 def _run_folder(out: Path, make_config: Callable[[Path, bool], Any], preset: Any,
                 skip: Sequence[Path] = ()) -> tuple[Any, bool]:
     """The run to train into: ``out/run`` (or ``run-2``, ...), reusing one trained with the same options.
@@ -309,6 +279,7 @@ def _run_folder(out: Path, make_config: Callable[[Path, bool], Any], preset: Any
     Folders in ``skip`` are passed over.
     """
     from seeingsounds.runs import RunFolder
+    from seeingsounds.training.state import trains_same_run
 
     for k in itertools.count(1):
         folder = out / ("run" if k == 1 else f"run-{k}")
@@ -321,7 +292,7 @@ def _run_folder(out: Path, make_config: Callable[[Path, bool], Any], preset: Any
             saved = run.config()
         except ConfigError:
             continue
-        if run.state_path.is_file() and _same_training(saved, make_config(folder, True), preset):
+        if run.state_path.is_file() and trains_same_run(make_config(folder, True), preset.to_dict(), saved):
             return make_config(folder, True), True
     raise AssertionError("unreachable")
 
@@ -352,21 +323,24 @@ def _train(out: Path, preset: Any, manifest: Path, captions: Path, epochs: int, 
     bar = tqdm(total=epochs, desc="    training", unit="epoch", disable=not progress, leave=False)
     epochs_seen: list[int] = []
 
-    def log(message: str) -> None:  # per-epoch lines feed the bar; the rest is printed
-        match = EPOCH_LINE.match(message)
-        if match:
-            epochs_seen.append(int(match.group(1)))
-            bar.update(int(match.group(1)) - bar.n)
-            bar.set_postfix_str(message.split(":", 1)[1].strip())
-        elif "already finished" not in message:
-            if progress:
-                tqdm.write(f"    {message}", file=stream)
-            else:
-                say(f"    {message}")
+    def epoch_done(record: dict[str, Any]) -> None:  # each finished epoch's metrics feed the bar
+        epochs_seen.append(int(record["epoch"]))
+        bar.update(int(record["epoch"]) - bar.n)
+        shown = {"train_loss": record.get("train_loss"), "val_loss": record.get("val_loss"),
+                 "val_top1": record.get("val_top1")}
+        bar.set_postfix_str(", ".join(f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, (int, float))))
+
+    def log(message: str) -> None:
+        if "already finished" in message:
+            return
+        if progress:
+            tqdm.write(f"    {message}", file=stream)
+        else:
+            say(f"    {message}")
 
     t0 = time.time()
     try:
-        result = Trainer(config, encoder=encoder, backend=backend, log=log).fit()
+        result = Trainer(config, encoder=encoder, backend=backend, log=log, on_epoch=epoch_done).fit()
     except ConfigError as exc:
         if not reused:
             raise
@@ -374,7 +348,7 @@ def _train(out: Path, preset: Any, manifest: Path, captions: Path, epochs: int, 
         config, reused = _run_folder(out, make_config, preset, skip=[run])
         run = Path(config.out)
         say(f"    cannot reuse it ({exc}); training a new run in {run}")
-        result = Trainer(config, encoder=encoder, backend=backend, log=log).fit()
+        result = Trainer(config, encoder=encoder, backend=backend, log=log, on_epoch=epoch_done).fit()
     bar.close()
     seconds = time.time() - t0
     if epochs_seen:
