@@ -2,8 +2,9 @@
 # Debian packages the test suite uses: real sound files and a headless browser.
 #   sound-theme-freedesktop, sonic-pi-samples, tuxpaint-stamps-default  real labelled sounds
 #   chromium                                                            web demo browser test
+#   fonts-noto-color-emoji                                              captioned pictures (noto style)
 set -euo pipefail
-PKGS=(sound-theme-freedesktop sonic-pi-samples tuxpaint-stamps-default chromium)
+PKGS=(sound-theme-freedesktop sonic-pi-samples tuxpaint-stamps-default chromium fonts-noto-color-emoji)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
