@@ -162,6 +162,12 @@ def test_evaluate_on_the_offline_preset_uses_and_records_the_offline_judge(offli
                  "--out", str(tmp_path / "ais"), "--seeds", "0", "--metrics", "AIS"]) == 2
     assert "AIS needs an image judge in Wav2CLIP's space" in capsys.readouterr().err
     assert not (tmp_path / "ais" / "images").exists()
+    # AIS from the protocol's defaults (landscape: AIC, AIS) is left out, and the report says why
+    assert main(["evaluate", "--checkpoint", str(run), "--protocol", "landscape", "--data", str(manifest),
+                 "--out", str(tmp_path / "defaults"), "--seeds", "0"]) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "defaults" / "report.json").read_text())
+    assert set(report["metrics"]) == {"AIC"} and "wav2clip" not in report["judges"]
+    assert any(n.startswith("AIS left out: the image judge 'offline-judge'") for n in report["notes"])
 
 
 def test_a_run_saved_before_the_judge_fields_resumes_without_a_preset_change():

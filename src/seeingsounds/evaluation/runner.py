@@ -280,12 +280,17 @@ class Evaluation:
             return get_judge("wav2clip", self.s.judge_wav2clip, sample_rate=self.s.wav2clip_sr, device=device)
         return get_judge(kind, self.judge_id(kind), device=device)
 
-    def check_judges(self) -> None:
-        """AIS compares the R@k image judge with Wav2CLIP audio: refuse, before anything loads, an image judge
-        that lives in another space (the offline judge's is MiniLM's)."""
+    def check_judges(self) -> list[str]:
+        """AIS compares the R@k image judge with Wav2CLIP audio, so an image judge in another space (the offline
+        judge's is MiniLM's) cannot score it: AIS asked for with ``--metrics`` is refused before anything loads;
+        AIS from the protocol's defaults is left out. Returns the report notes saying so."""
         clip = self.judge_id("clip")
-        if "AIS" in self.metric_names and clip is not None and is_offline_judge(clip):
-            raise ConfigError(f"AIS needs an image judge in Wav2CLIP's space (CLIP ViT-B/32), but the R@k judge is "
+        if "AIS" not in self.metric_names or clip is None or not is_offline_judge(clip):
+            return []
+        if not self.s.metrics:
+            self.metric_names = [m for m in self.metric_names if m != "AIS"]
+            return [f"AIS left out: the image judge {clip!r} lives in MiniLM's caption space, not Wav2CLIP's"]
+        raise ConfigError(f"AIS needs an image judge in Wav2CLIP's space (CLIP ViT-B/32), but the R@k judge is "
                               f"{clip!r} (MiniLM's caption space): leave AIS out (--metrics AIC R@k) or pass "
                               "--judge-clip openai/clip-vit-base-patch32")
 
@@ -423,8 +428,7 @@ class Evaluation:
         home(writable=True)
         if self.s.no_images and not self.state.is_main_process:
             return None  # caption retrieval is cheap: the main process does it alone
-        if not self.s.no_images:
-            self.check_judges()
+        judge_notes = [] if self.s.no_images else self.check_judges()
         report: dict[str, Any] = {
             "protocol": self.protocol.describe(),
             "checkpoint": self.s.checkpoint,
@@ -434,7 +438,7 @@ class Evaluation:
             "seeds": self.seeds,
             "split_seed": self.s.split_seed,
             "reference": self.protocol.reference,
-            "notes": list(self.protocol.notes),
+            "notes": [*self.protocol.notes, *judge_notes],
             "lora": self.s.lora,
         }
         if self.s.no_images:
