@@ -58,9 +58,9 @@ class JudgeTrainConfig:
     #: pictures are rendered at this size and augmented down to ``image_size``
     render_size: int = 64
     widths: Sequence[int] = (16, 32, 64, 128)
-    steps: int = 3000
-    batch_size: int = 256
-    lr: float = 2e-3
+    steps: int = 600
+    batch_size: int = 128
+    lr: float = 3e-3
     weight_decay: float = 0.05
     seed: int = 0
     threads: int = 2
@@ -71,9 +71,9 @@ class JudgeTrainConfig:
     concept_share: float = 0.5
     #: MixStyle (Zhou et al., ICLR 2021) after the stem and the first stage: probability per batch
     #: (0: off); it mixes per-picture feature statistics between pictures, a style shift the content survives
-    mixstyle: float = 0.5
+    mixstyle: float = 0.0
     #: probability of posterising a picture (few flat colours, as in flatter emoji styles)
-    posterise: float = 0.4
+    posterise: float = 0.25
     eval_every: int = 500
 
 
