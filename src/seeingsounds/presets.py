@@ -12,6 +12,11 @@ _PRESETS: dict[str, Preset] = {}
 
 #: prefix of ``encoder_id`` / ``generator_id`` values that name a locally built tiny component
 TINY_PREFIX = "tiny:"
+#: the paper's judges (METRICS.md): AIC with CLIP ViT-L/14, R@k and AIS images with CLIP ViT-B/32
+CLIP_L14 = "openai/clip-vit-large-patch14"
+CLIP_B32 = "openai/clip-vit-base-patch32"
+#: the judge trained in MiniLM's caption space that ships with the package (``seeingsounds.evaluation.offline_judge``)
+OFFLINE_JUDGE = "offline-judge"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,10 @@ class Preset:
     lora: str = ""
     #: keyword options of the encoder's ``from_pretrained`` (e.g. aisfx ``peak_normalize``)
     encoder_options: dict[str, Any] = field(default_factory=dict)
+    #: the judges ``evaluate`` uses for this setup's images (model ids, ``--judge-aic`` / ``--judge-clip`` override):
+    #: AIC, and R@k (also the image side of AIS, which must then live in Wav2CLIP's space)
+    judge_aic: str = CLIP_L14
+    judge_clip: str = CLIP_B32
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -139,6 +148,7 @@ register_preset(Preset(
     generator="minilm", generator_id="tiny:minilm-flux", max_sequence_length=32,
     order="pool_first", hidden_dim=512, attention_heads=8, lr_sequence=1e-3, lr_pooled=1e-3,
     num_inference_steps=2, guidance_scale=3.5, height=32, width=32,
+    judge_aic=OFFLINE_JUDGE, judge_clip=OFFLINE_JUDGE,
 ))
 
 # ---- Stable Diffusion family (issue 4: generation backends) ------------------------------------

@@ -1,4 +1,5 @@
-"""Files shipped with the package: short CC0 example sounds (see ``sounds/README.md`` for sources)."""
+"""Files shipped with the package: short CC0 example sounds (see ``sounds/README.md`` for sources) and the
+offline judge's weights (``offline_judge/``, with its model card; loaded by ``seeingsounds.evaluation.offline_judge``)."""
 
 from __future__ import annotations
 

@@ -24,9 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="caption retrieval only: no generator, no judges (uses the run's caption targets)")
     parser.add_argument("--metrics", nargs="+", default=None, choices=["AIC", "AIS", "R@5"],
                         help="metrics to compute (default: the protocol's)")
-    parser.add_argument("--judge-aic", default=None, metavar="ID", help="AIC judge (default openai/clip-vit-large-patch14)")
+    parser.add_argument("--judge-aic", default=None, metavar="ID", help="AIC judge (default: the preset's; "
+                        "openai/clip-vit-large-patch14, offline-judge for the offline preset)")
     parser.add_argument("--judge-clip", default=None, metavar="ID",
-                        help="R@k / AIS image judge (default openai/clip-vit-base-patch32)")
+                        help="R@k / AIS image judge (default: the preset's; "
+                        "openai/clip-vit-base-patch32, offline-judge for the offline preset)")
     parser.add_argument("--judge-wav2clip", default=None, metavar="ID",
                         help="AIS audio judge: Wav2CLIP checkpoint file, folder or URL (default: the release URL)")
     parser.add_argument("--wav2clip-sr", type=int, default=16000, choices=[16000, 44100],

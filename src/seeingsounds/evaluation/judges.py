@@ -11,7 +11,10 @@ kind       default model                                   used for
 ``model_id`` may be a hub id, a local folder, or ``tiny:<name>`` (a tiny random judge built
 locally, e.g. ``tiny:clip-judge`` / ``tiny:wav2clip``, for tests). CLIP judges go through
 transformers' ``CLIPModel`` + tokenizer + ``CLIPImageProcessor`` ``from_pretrained``, so real
-and tiny judges share one loading path.
+and tiny judges share one loading path. ``offline-judge`` (or a folder holding one) is the packaged
+offline judge (:mod:`seeingsounds.evaluation.offline_judge`, MiniLM's caption space) for ``aic`` and
+``clip``. Which model each kind uses in ``evaluate`` is the preset's choice (``Preset.judge_aic`` /
+``Preset.judge_clip``). :func:`judge_pictures` judges pictures against captions with any of them.
 """
 
 from __future__ import annotations
@@ -22,15 +25,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from seeingsounds.devices import resolve_device
 from seeingsounds.errors import ConfigError
-from seeingsounds.evaluation.metrics import l2_normalize
+from seeingsounds.evaluation.metrics import cosine_matrix, l2_normalize, retrieval_scores
+from seeingsounds.evaluation.offline_judge import OfflineJudge, is_offline_judge
 from seeingsounds.evaluation.wav2clip import Wav2CLIPJudge
-from seeingsounds.presets import resolve_component
+from seeingsounds.presets import CLIP_B32, CLIP_L14, OFFLINE_JUDGE, resolve_component
 
-CLIP_L14 = "openai/clip-vit-large-patch14"
-CLIP_B32 = "openai/clip-vit-base-patch32"
 
 
 def _resolve(model_id: str) -> str:
@@ -150,9 +153,51 @@ def _wav2clip_factory(model_id: str, **options: Any) -> Any:
     return Wav2CLIPJudge(model_id, **options)
 
 
-register_judge(JudgeSpec("aic", CLIP_L14, lambda mid, **o: CLIPJudge(mid, kind="aic", **o),
-                         "AIC: zero-shot classification of generated images (CLIP ViT-L/14)"))
-register_judge(JudgeSpec("clip", CLIP_B32, lambda mid, **o: CLIPJudge(mid, kind="clip", **o),
-                         "R@k and the image side of AIS (CLIP ViT-B/32, Wav2CLIP's space)"))
+def _image_text_factory(kind: str) -> Callable[..., Any]:
+    """A CLIP model, or the offline judge when ``model_id`` names it (:data:`OFFLINE_JUDGE` or its folder)."""
+
+    def make(model_id: str, **options: Any) -> Any:
+        if is_offline_judge(model_id):
+            return OfflineJudge(model_id, kind=kind, **options)
+        return CLIPJudge(model_id, kind=kind, **options)
+
+    return make
+
+
+register_judge(JudgeSpec("aic", CLIP_L14, _image_text_factory("aic"),
+                         "AIC: zero-shot classification of generated images (CLIP ViT-L/14; "
+                         f"{OFFLINE_JUDGE!r} for the offline judge)"))
+register_judge(JudgeSpec("clip", CLIP_B32, _image_text_factory("clip"),
+                         "R@k and the image side of AIS (CLIP ViT-B/32, Wav2CLIP's space; "
+                         f"{OFFLINE_JUDGE!r} for the offline judge, R@k only)"))
 register_judge(JudgeSpec("wav2clip", "wav2clip", _wav2clip_factory,
                          "the audio side of AIS (Wav2CLIP release checkpoint)"))
+
+
+@dataclass(frozen=True)
+class PictureJudgement:
+    """What a judge says of pictures against captions: ``similarity [pictures, captions]`` (cosines), and
+    when labels were given, :func:`~seeingsounds.evaluation.metrics.retrieval_scores` (top-1 / top-k in percent)."""
+
+    similarity: np.ndarray
+    scores: dict[str, float] | None = None
+
+    @property
+    def best(self) -> np.ndarray:
+        """The most similar caption of each picture (its column)."""
+        return self.similarity.argmax(axis=1)
+
+
+def judge_pictures(judge: Any, images: Sequence[Any], captions: Sequence[str], labels: Sequence[int] | None = None,
+                   *, k: int = 5) -> PictureJudgement:
+    """Judge ``images`` (PIL images or RGB ``uint8`` arrays) against ``captions`` with any judge
+    (``embed_images`` / ``embed_texts``); ``labels[i]`` is the column of picture i's right caption.
+
+    Ties count against the picture (as in every metric of :mod:`seeingsounds.evaluation.metrics`).
+    """
+    if labels is not None and len(labels) != len(images):
+        raise ConfigError(f"{len(labels)} labels for {len(images)} pictures")
+    pictures = [Image.fromarray(np.asarray(im, dtype=np.uint8)) if isinstance(im, np.ndarray) else im for im in images]
+    similarity = cosine_matrix(judge.embed_images(pictures), judge.embed_texts(list(captions)))
+    scores = retrieval_scores(similarity, labels, k=min(k, max(1, len(captions)))) if labels is not None else None
+    return PictureJudgement(similarity, scores)

@@ -77,7 +77,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     if "R@5" in metrics or "R@1" in metrics:
         lines.append(f"- R@k gallery: {report.get('gallery')}")
     for kind, desc in judges.items():
-        lines.append(f"- judge {kind}: `{desc.get('model_id')}`" + (f" at {desc['sample_rate']} Hz" if "sample_rate" in desc else ""))
+        lines.append(f"- judge {kind}: `{desc.get('model_id')}`" + (f" ({desc['model']})" if "model" in desc else "")
+                     + (f" at {desc['sample_rate']} Hz" if "sample_rate" in desc else ""))
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
     per_class = report.get("per_class", {})

@@ -45,10 +45,11 @@ from seeingsounds.devices import resolve_device
 from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation import metrics as M
 from seeingsounds.evaluation.judges import get_judge
+from seeingsounds.evaluation.offline_judge import is_offline_judge
 from seeingsounds.evaluation.report import slug, write_grids, write_json, write_markdown
 from seeingsounds.imaging import save_png
 from seeingsounds.paths import atomic_write_text, ensure_writable_dir, home
-from seeingsounds.pipeline import SeeingSoundsPipeline
+from seeingsounds.pipeline import SeeingSoundsPipeline, read_checkpoint_preset
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import RunFolder, library_versions
 
@@ -263,14 +264,35 @@ class Evaluation:
         return paths
 
     # ---- metrics --------------------------------------------------------------------------
+    def judge_id(self, kind: str) -> str | None:
+        """The model of judge ``kind``: ``--judge-<kind>`` when given, else the one the checkpoint's preset
+        names (``aic`` / ``clip``; a hub checkpoint, whose preset is not read here: the registry's default)."""
+        given = {"aic": self.s.judge_aic, "clip": self.s.judge_clip, "wav2clip": self.s.judge_wav2clip}[kind]
+        if given or kind == "wav2clip":
+            return given
+        preset = read_checkpoint_preset(self.s.checkpoint)
+        return None if preset is None else getattr(preset, f"judge_{kind}")
+
     def judge(self, kind: str) -> Any:
         """A judge on this process's device (``--device auto``: the accelerator when there is one)."""
         device = resolve_device(self.device or "auto")
-        if kind == "aic":
-            return get_judge("aic", self.s.judge_aic, device=device)
-        if kind == "clip":
-            return get_judge("clip", self.s.judge_clip, device=device)
-        return get_judge("wav2clip", self.s.judge_wav2clip, sample_rate=self.s.wav2clip_sr, device=device)
+        if kind == "wav2clip":
+            return get_judge("wav2clip", self.s.judge_wav2clip, sample_rate=self.s.wav2clip_sr, device=device)
+        return get_judge(kind, self.judge_id(kind), device=device)
+
+    def check_judges(self) -> list[str]:
+        """AIS compares the R@k image judge with Wav2CLIP audio, so an image judge in another space (the offline
+        judge's is MiniLM's) cannot score it: AIS asked for with ``--metrics`` is refused before anything loads;
+        AIS from the protocol's defaults is left out. Returns the report notes saying so."""
+        clip = self.judge_id("clip")
+        if "AIS" not in self.metric_names or clip is None or not is_offline_judge(clip):
+            return []
+        if not self.s.metrics:
+            self.metric_names = [m for m in self.metric_names if m != "AIS"]
+            return [f"AIS left out: the image judge {clip!r} lives in MiniLM's caption space, not Wav2CLIP's"]
+        raise ConfigError(f"AIS needs an image judge in Wav2CLIP's space (CLIP ViT-B/32), but the R@k judge is "
+                              f"{clip!r} (MiniLM's caption space): leave AIS out (--metrics AIC R@k) or pass "
+                              "--judge-clip openai/clip-vit-base-patch32")
 
     def _embed_shared(self, count: int, embed: Any) -> np.ndarray:
         """``embed(indices) -> [len(indices), D]`` over ``range(count)``, each launched process embedding its
@@ -406,6 +428,7 @@ class Evaluation:
         home(writable=True)
         if self.s.no_images and not self.state.is_main_process:
             return None  # caption retrieval is cheap: the main process does it alone
+        judge_notes = [] if self.s.no_images else self.check_judges()
         report: dict[str, Any] = {
             "protocol": self.protocol.describe(),
             "checkpoint": self.s.checkpoint,
@@ -415,7 +438,7 @@ class Evaluation:
             "seeds": self.seeds,
             "split_seed": self.s.split_seed,
             "reference": self.protocol.reference,
-            "notes": list(self.protocol.notes),
+            "notes": [*self.protocol.notes, *judge_notes],
             "lora": self.s.lora,
         }
         if self.s.no_images:

@@ -79,8 +79,9 @@ def field_defaults(cls: type) -> dict[str, Any]:
     return defaults
 
 
-#: preset fields that do not change a run's result (a reworded description does not refuse a resume)
-PRESET_NOTES = ("description",)
+#: preset fields that do not change a run's result (a reworded description, or the judges ``evaluate``
+#: uses, do not refuse a resume)
+PRESET_NOTES = ("description", "judge_aic", "judge_clip")
 
 
 def preset_differences(preset: Mapping[str, Any], saved: Mapping[str, Any] | None) -> list[str]:
