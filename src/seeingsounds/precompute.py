@@ -46,7 +46,8 @@ def precompute_dataset(dataset: Any, preset: Preset | str, cache: FeatureCache, 
     ``home()`` (where tiny models are built) are checked writable before any model loads.
     """
     preset = get_preset(preset)
-    cache.check_writable()  # a wrong --cache-dir or SEEINGSOUNDS_HOME fails here, before any model loads
+    cache.check_writable(outside=[("data folder (--data)", dataset.source)])  # a wrong --cache-dir or SEEINGSOUNDS_HOME fails here,
+    # before any model loads
     home(writable=True)
     target = resolve_device(device)
     clips = [c for c in dataset.clips if include_test or c.split != "test"]
