@@ -87,3 +87,72 @@ def test_a_cache_folder_that_is_another_run_is_refused(proj, monkeypatch, capsys
     assert main(train_args(str(tmp_path / "run"), str(other))) == 2
     assert "not a feature cache (it holds best, config.json)" in one_error_line(capsys)
     assert sorted(p.name for p in other.iterdir()) == ["best", "config.json"]
+
+
+def cache_args(*extra: str) -> list[str]:
+    return ["cache", "--preset", "tiny", "--data", "data", "--captions", "caps.json", "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--batch-size", "0"], "batch size must be an integer >= 1, got 0"),  # was range()'s ValueError
+    (["--batch-size", "-1"], "batch size must be an integer >= 1, got -1"),  # was: encoded nothing, rc 0
+    (["--dtype", "fp8"], "dtype must be one of auto"),  # was refused only after the audio encoder ran
+    (["--seed", "-1"], "the split seed must be an integer >= 0, got -1"),  # was numpy's ValueError
+])
+def test_cache_options_fail_in_one_line_before_any_model(proj, extra, message, monkeypatch, capsys, no_models,
+                                                         tmp_path):
+    monkeypatch.chdir(proj)
+    assert main(cache_args("--cache-dir", str(tmp_path / "c"), *extra)) == 2
+    assert message in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--seed", "-1"], "seed must be in 0..4294967295"),  # numpy's ValueError in the split
+    (["--seed", str(2**32)], "seed must be in 0..4294967295"),  # numpy's ValueError in accelerate's set_seed
+    (["--lr-sequence", "inf"], "lr_sequence must be a positive number, got inf"),
+    (["--lr-pooled", "inf"], "lr_pooled must be a positive number, got inf"),
+    (["--weight-decay", "nan"], "weight_decay must be a number >= 0, got nan"),
+    (["--weight-decay", "-1"], "weight_decay must be a number >= 0, got -1.0"),
+])
+def test_train_options_fail_in_one_line_before_any_model(proj, extra, message, monkeypatch, capsys, no_models,
+                                                         tmp_path):
+    monkeypatch.chdir(proj)
+    assert main(train_args(str(tmp_path / "run"), str(tmp_path / "c"), *extra)) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from test_pipeline import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt", "tiny")
+
+
+@pytest.fixture
+def no_pipeline(monkeypatch):
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(SeeingSoundsPipeline, "from_pretrained", forbidden)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308", "101"])
+def test_guidance_nan_inf_or_huge_fails_before_load(proj, checkpoint, value, capsys, no_pipeline, tmp_path):
+    """NaN/inf made black images with rc 0; 1e308 a traceback inside the generator after it loaded."""
+    clip = proj / "data" / "alpha" / "clip0.wav"
+    assert main(["generate", "--checkpoint", str(checkpoint), str(clip), "-o", str(tmp_path / "out"),
+                 f"--guidance={value}"]) == 2
+    assert "--guidance must be a number in 0..100" in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_api_refuses_a_nan_guidance_too():
+    from seeingsounds.errors import ConfigError
+    from seeingsounds.pipeline import check_guidance
+
+    with pytest.raises(ConfigError, match="guidance_scale must be a number in 0..100"):
+        check_guidance(float("nan"))
+    assert check_guidance(3) == 3.0

@@ -31,6 +31,7 @@ from seeingsounds.pipeline import (
     SeeingSoundsPipeline,
     check_edit_steps,
     check_fps,
+    check_guidance,
     check_seed,
     check_size,
     check_strength,
@@ -226,8 +227,8 @@ def check_settings(settings: Settings, n_inputs: int) -> None:
         check_fps(settings.fps, "--fps")
     check_seed(settings.seed, "--seed")
     check_seed(settings.seed + settings.num_images - 1, "--seed + --num-images - 1")
-    if settings.guidance is not None and settings.guidance < 0:
-        raise ConfigError(f"--guidance must be >= 0, got {settings.guidance}")
+    if settings.guidance is not None:
+        check_guidance(settings.guidance, "--guidance")
     check_chain(settings.effects)  # a bad value fails now, not after the generator has loaded
     if settings.mix is not None and not os.path.isfile(settings.mix[0]):
         raise ConfigError(f"--mix file {settings.mix[0]} does not exist")

@@ -84,6 +84,19 @@ FPS_MAX = 240
 default_device = resolve_device
 
 
+#: the largest guidance scale accepted: far above any useful one (1-20), larger only saturates or overflows
+GUIDANCE_MAX = 100.0
+
+
+def check_guidance(value: Any, label: str = "guidance_scale") -> float:
+    """``value`` as a float in ``0 .. GUIDANCE_MAX``; NaN, infinite or out-of-range values are refused
+    (NaN made black images, 1e308 a traceback inside the generator)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 <= value <= GUIDANCE_MAX:
+        raise ConfigError(f"{label} must be a number in 0..{GUIDANCE_MAX:g}, got {value!r}")
+    return float(value)
+
+
 def check_seed(seed: Any, label: str = "seed") -> int:
     """``seed`` as an int in ``0 .. SEED_MAX``; a negative or larger one is refused (torch would wrap it)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -389,8 +402,7 @@ class SeeingSoundsPipeline:
                              ("num_images_per_audio", num_images), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or guidance < 0:
-            raise ConfigError(f"guidance_scale must be a number >= 0, got {guidance!r}")
+        check_guidance(guidance)
         multiple = self.size_multiple
         if height % multiple or width % multiple:
             raise ConfigError(
