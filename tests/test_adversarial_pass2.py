@@ -156,3 +156,16 @@ def test_the_api_refuses_a_nan_guidance_too():
     with pytest.raises(ConfigError, match="guidance_scale must be a number in 0..100"):
         check_guidance(float("nan"))
     assert check_guidance(3) == 3.0
+
+
+@pytest.mark.parametrize("lora,message", [
+    ("nope.safetensors", "LoRA weights nope.safetensors do not exist"),  # was diffusers' "offline mode" ValueError
+    ("data/alpha/clip0.wav", "LoRA weights data/alpha/clip0.wav is not a .safetensors or .bin file"),  # OSError
+    ("data", "the LoRA folder data holds no .safetensors or .bin file"),
+])
+def test_a_lora_that_is_no_weights_fails_before_load(proj, checkpoint, lora, message, monkeypatch, capsys, no_pipeline,
+                                                     tmp_path):
+    monkeypatch.chdir(proj)
+    assert main(["generate", "--checkpoint", str(checkpoint), "data/alpha/clip0.wav", "-o", str(tmp_path / "out"),
+                 "--lora", lora]) == 2
+    assert message in one_error_line(capsys)

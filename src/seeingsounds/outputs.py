@@ -32,6 +32,7 @@ from seeingsounds.pipeline import (
     check_edit_steps,
     check_fps,
     check_guidance,
+    check_lora,
     check_seed,
     check_size,
     check_strength,
@@ -244,6 +245,7 @@ def check_model_limits(load: LoadOptions, settings: Settings, sizes: Sequence[tu
     """Check sizes, video options and an edit's ``strength`` x steps against the preset and the generator's
     configs (no weights); returns whether it makes videos, or ``None`` when the checkpoint is a hub id
     (its config arrives with the weights)."""
+    check_lora(load.lora)
     preset = read_checkpoint_preset(load.checkpoint, load.preset)  # a missing local checkpoint fails here
     if preset is None:
         return None

@@ -302,7 +302,7 @@ class SeeingSoundsPipeline:
             raise ConfigError(f"checkpoint {checkpoint} records no preset: pass preset=<name> (see `seeingsounds presets`)")
         if generator_id is not None:
             chosen = chosen.replace(generator_id=str(generator_id))
-        lora = _check_lora(chosen.lora if lora is None else lora)
+        lora = check_lora(chosen.lora if lora is None else lora)
         backend = load_backend(chosen)
         backend.check_aligner(aligner.conditioning_shapes)  # configs only: no weights loaded yet
         encoder = load_encoder(chosen, device=device, dtype=dtype)
@@ -704,13 +704,27 @@ class SeeingSoundsPipeline:
         return self._output(made, cond, all_seeds, sources, [], settings, frame_rate)
 
 
-def _check_lora(lora: str | os.PathLike | None) -> str | None:
-    """A LoRA argument as a string (``~`` expanded), ``None`` for none; a missing local path is refused."""
+#: the files diffusers' ``load_lora_weights`` reads
+LORA_SUFFIXES = (".safetensors", ".bin")
+
+
+def check_lora(lora: str | os.PathLike | None) -> str | None:
+    """A LoRA argument as a string (``~`` expanded), ``None`` for none. Refused before any model loads:
+    a missing local path (one that starts with ``.``, ``/`` or ``~``, or names a weights file), a file
+    that is not a ``.safetensors``/``.bin`` file and a folder without one (diffusers failed on them with
+    a traceback once the generator had loaded)."""
     if lora is None or str(lora) == "":
         return None
     lora = str(lora)
     if lora.startswith("~"):
         lora = os.path.expanduser(lora)  # not a hub id; neither diffusers nor a quoted shell argument expands it
-    if not os.path.exists(lora) and lora.startswith((".", "/", "~")):
+    path = Path(lora)
+    if path.is_file() and path.suffix.lower() not in LORA_SUFFIXES:
+        raise ConfigError(f"LoRA weights {lora} is not a {' or '.join(LORA_SUFFIXES)} file: give LoRA weights "
+                          "(a .safetensors file, its folder or a hub id)")
+    if path.is_dir() and not any(p.suffix.lower() in LORA_SUFFIXES for p in path.iterdir() if p.is_file()):
+        raise ConfigError(f"the LoRA folder {lora} holds no {' or '.join(LORA_SUFFIXES)} file: give LoRA weights "
+                          "(a .safetensors file, its folder or a hub id)")
+    if not path.exists() and (lora.startswith((".", "/", "~")) or path.suffix.lower() in LORA_SUFFIXES):
         raise ConfigError(f"LoRA weights {lora} do not exist: give a .safetensors file, its folder or a hub id")
     return lora
