@@ -4,6 +4,7 @@ first pass's. Each test names a case that lost a file, broke a resume or printed
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -168,4 +169,52 @@ def test_a_lora_that_is_no_weights_fails_before_load(proj, checkpoint, lora, mes
     monkeypatch.chdir(proj)
     assert main(["generate", "--checkpoint", str(checkpoint), "data/alpha/clip0.wav", "-o", str(tmp_path / "out"),
                  "--lora", lora]) == 2
+    assert message in one_error_line(capsys)
+
+
+@pytest.fixture(scope="module")
+def run(proj, tmp_path_factory) -> Path:
+    """A 1-epoch tiny run of ``proj/data`` at ``proj/run`` and the manifest ``proj/list.csv`` of the same clips."""
+    rows = "".join(f"data/{label}/clip{i}.wav,{label}\n" for label in CAPTIONS for i in range(3))
+    (proj / "list.csv").write_text("path,label\n" + rows)
+    cwd = Path.cwd()
+    os.chdir(proj)
+    try:
+        assert main(train_args("run", str(tmp_path_factory.mktemp("cache")))) == 0
+    finally:
+        os.chdir(cwd)
+    return proj / "run"
+
+
+def evaluate_args(*extra: str) -> list[str]:
+    return ["evaluate", "--checkpoint", "run", "--protocol", "landscape", "--data", "list.csv", "--no-images",
+            "--device", "cpu", *extra]
+
+
+def test_a_run_evaluated_with_the_default_out_can_still_be_resumed(proj, run, monkeypatch, capsys, tmp_path):
+    """evaluate's default --out is <run>/eval-<protocol>: `train --resume` then refused the run as
+    'not empty and not a training run (it holds eval-landscape)'."""
+    monkeypatch.chdir(proj)
+    assert main(evaluate_args()) == 0
+    assert (run / "eval-landscape" / "report.json").is_file()
+    capsys.readouterr()
+    assert main(train_args("run", str(tmp_path / "c"), "--resume", "--epochs", "2")) == 0, capsys.readouterr().err
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()
+            if "epoch" in json.loads(line)][-1] == 2
+    assert (run / "eval-landscape" / "report.json").is_file()
+
+
+def test_evaluate_out_naming_a_run_is_refused(proj, run, monkeypatch, capsys):
+    monkeypatch.chdir(proj)
+    before = sorted(p.name for p in run.iterdir())
+    assert main(evaluate_args("--out", "./run")) == 2
+    assert "--out run is a training run: choose a folder of its own" in one_error_line(capsys)
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+@pytest.mark.parametrize("extra,message", [(["--split-seed", "-1"], "--split-seed must be >= 0, got -1"),
+                                           (["--batch-size", "0"], "--batch-size must be >= 1, got 0")])
+def test_evaluate_options_fail_in_one_line(proj, run, extra, message, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(proj)
+    assert main(evaluate_args("--out", str(tmp_path / "ev"), *extra)) == 2
     assert message in one_error_line(capsys)
