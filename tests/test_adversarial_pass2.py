@@ -218,3 +218,13 @@ def test_evaluate_options_fail_in_one_line(proj, run, extra, message, monkeypatc
     monkeypatch.chdir(proj)
     assert main(evaluate_args("--out", str(tmp_path / "ev"), *extra)) == 2
     assert message in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("output", ["run", "./run/", "run/best", "run/pictures", "run/one.png"])
+def test_generate_o_into_a_run_is_refused(proj, run, output, monkeypatch, capsys, no_pipeline):
+    """`generate -o run` wrote its PNGs among the run's files: `train --resume` then refused the run."""
+    monkeypatch.chdir(proj)
+    before = tree(run)
+    assert main(["generate", "--checkpoint", "run", "data/alpha/clip0.wav", "-o", output]) == 2
+    assert "the training run" in one_error_line(capsys)
+    assert tree(run) == before

@@ -39,6 +39,7 @@ from seeingsounds.pipeline import (
     load_edit_inputs,
     read_checkpoint_preset,
 )
+from seeingsounds.runs import RunFolder
 from seeingsounds.video import read_mp4_provenance, write_mp4
 
 SHEET_NAME = "contact_sheet.png"
@@ -188,8 +189,14 @@ def check_targets(targets: Sequence[Path], inputs: Sequence[str | os.PathLike | 
       provenance: re-running a command replaces its own outputs, nothing else);
     * outputs do not go among sound clips: an ``-o`` folder that holds sound files is a data (class)
       folder, where ``train`` would read a video as a clip. A single ``-o NAME.png`` may sit beside
-      sounds (a PNG is never read as a clip); a video may not.
+      sounds (a PNG is never read as a clip); a video may not;
+    * outputs do not go into a training run (nor its ``best/``, ``last/``): ``train --resume`` refuses
+      a run folder holding other files, and a checkpoint folder is what gets shared.
     """
+    run = next((f for f in (folder, *folder.absolute().parents) if RunFolder(f).is_run()), None)
+    if run is not None:
+        raise ConfigError(f"-o {folder} is {'' if run == folder else 'inside '}the training run {run}: outputs "
+                          "never go into a run (train --resume would refuse it); choose a folder of its own")
     seen: set[Path] = set()
     for target in targets:
         check_not_input(target, inputs, what="output")
