@@ -6,7 +6,8 @@ write PNGs (or mp4 videos plus a poster PNG) with their provenance, and a labell
 The CLI parses its options, calls one of them and prints the paths they return.
 
 What ``-o`` may write (:func:`check_targets`): never an input, never a file SeeingSounds did not
-write (recognised by its provenance), never among the sound clips of a data folder.
+write (recognised by its provenance), never among the sound clips of a data folder, never into a
+training run.
 """
 
 from __future__ import annotations
