@@ -228,3 +228,11 @@ def test_generate_o_into_a_run_is_refused(proj, run, output, monkeypatch, capsys
     assert main(["generate", "--checkpoint", "run", "data/alpha/clip0.wav", "-o", output]) == 2
     assert "the training run" in one_error_line(capsys)
     assert tree(run) == before
+
+
+def test_augment_to_a_non_utf8_name_is_one_line(proj, tmp_path, capsys):
+    """libsndfile's path encoding raised UnicodeEncodeError (a traceback) for a name in another encoding."""
+    output = os.fsdecode(bytes(tmp_path) + b"/out\xff.wav")
+    assert main(["augment", str(proj / "data" / "alpha" / "clip0.wav"), "-o", output, "--volume", "0.5"]) == 2
+    assert "out\\xff.wav is not UTF-8 text" in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
