@@ -236,3 +236,24 @@ def test_augment_to_a_non_utf8_name_is_one_line(proj, tmp_path, capsys):
     assert main(["augment", str(proj / "data" / "alpha" / "clip0.wav"), "-o", output, "--volume", "0.5"]) == 2
     assert "out\\xff.wav is not UTF-8 text" in one_error_line(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_alignment_training_data_from_a_relative_manifest(tmp_path, monkeypatch):
+    """The offline benchmark rewrote its split by hand: rows of a manifest given relative to the working
+    directory were written relative to *it*, so train (which counts from the manifest's folder) found no clip."""
+    from seeingsounds.data.manifest import load_dataset
+    from seeingsounds.evaluation.offline_alignment import _write_training_data, split_protocol
+
+    labels = ["a", "b", "c", "d", "e"]
+    for i, label in enumerate(labels):
+        (tmp_path / "src" / label).mkdir(parents=True)
+        write_sines(tmp_path / "src" / label, (200.0 + 100 * i,) * 4, seconds=0.2)
+    rows = "".join(f"{label}/clip{j}.wav,{label}\n" for label in labels for j in range(4))
+    (tmp_path / "src" / "m.csv").write_text("path,label\n" + rows)
+    monkeypatch.chdir(tmp_path)
+    split = split_protocol("src/m.csv", seed=0, unseen_fraction=0.4)
+    manifest, captions = _write_training_data(Path("out/data"), split, {label: f"sound {label}" for label in labels})
+    dataset = load_dataset(manifest, captions)
+    assert sorted(str(c.path.resolve()) for c in dataset.clips) == sorted(
+        str((tmp_path / p).resolve()) for name in ("train", "val") for p, _ in split[name])
+    assert {c.split for c in dataset.clips} == {"train", "val"}
