@@ -257,3 +257,13 @@ def test_offline_alignment_training_data_from_a_relative_manifest(tmp_path, monk
     assert sorted(str(c.path.resolve()) for c in dataset.clips) == sorted(
         str((tmp_path / p).resolve()) for name in ("train", "val") for p, _ in split[name])
     assert {c.split for c in dataset.clips} == {"train", "val"}
+
+
+def test_a_negative_synthetic_seed_is_one_line(tmp_path):
+    """`demo --seed -1` ended in numpy's 'expected non-negative integer' traceback."""
+    from seeingsounds.data.synthetic import make_synthetic_dataset
+    from seeingsounds.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0, got -1"):
+        make_synthetic_dataset(tmp_path / "d", seed=-1)
+    assert not (tmp_path / "d").exists()
