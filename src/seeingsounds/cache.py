@@ -80,6 +80,8 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch
 _SAFETENSORS_DTYPE = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 #: memo of audio files' sha256 by (path, size, mtime), inside the cache root
 HASHES_FILE = "audio-sha256.jsonl"
+#: what a cache root holds (besides hidden temporary files): any other entry means it is someone else's folder
+CACHE_ENTRIES = frozenset({"audio", "targets", HASHES_FILE})
 #: threads for the header checks at start-up (I/O-bound: they wait on the disk, not the CPU)
 CHECK_THREADS = 8
 #: a header larger than this is not one of ours (a corrupt length field would allocate gigabytes)
@@ -349,14 +351,39 @@ class FeatureCache:
         self._hash_index: dict[str, tuple[int, int, str]] | None = None
         self._writable = False
 
-    def check_writable(self) -> Path:
+    def check_writable(self, *, outside: Sequence[tuple[str, str | Path]] = ()) -> Path:
         """Create the cache folder if needed and check an entry can be written there (once per cache):
         a one-line :class:`ConfigError` naming the folder if not. Called before anything is encoded,
-        not at construction, so a read-only cache that already holds every entry still serves reads."""
+        not at construction, so a read-only cache that already holds every entry still serves reads.
+
+        The folder must be new, empty or a feature cache: a data folder (whose sub-folders are
+        classes), a training run or any other folder of the user's is refused, never written into;
+        so is a folder inside one of ``outside`` (``(what, folder)`` pairs, e.g. the run's ``--out`` or
+        a class-per-folder ``--data``; a file there, such as a manifest, is ignored).
+        """
         if not self._writable:
+            where = self.root.resolve()
+            for what, folder in outside:
+                folder = Path(folder).expanduser().resolve()
+                if folder.is_dir() and (where == folder or folder in where.parents):
+                    raise ConfigError(f"the {self.WHAT} {self.root} is inside the {what} {folder}: choose a "
+                                      "folder outside it")
+            foreign = self.foreign_entries()
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                raise ConfigError(f"the {self.WHAT} {self.root} is not empty and not a feature cache (it holds "
+                                  f"{shown}): choose a new or empty folder")
             ensure_writable_dir(self.root, self.WHAT)
             self._writable = True
         return self.root
+
+    def foreign_entries(self) -> list[str]:
+        """Names in the cache folder that a feature cache does not hold (hidden files aside), sorted."""
+        try:
+            names = os.listdir(self.root)
+        except OSError:  # missing, or not a folder: ensure_writable_dir names the problem
+            return []
+        return sorted(n for n in names if not n.startswith(".") and n not in CACHE_ENTRIES)
 
     # ---- keys -------------------------------------------------------------------------------
     def file_hash(self, path: str | Path) -> str:

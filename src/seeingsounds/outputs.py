@@ -6,7 +6,8 @@ write PNGs (or mp4 videos plus a poster PNG) with their provenance, and a labell
 The CLI parses its options, calls one of them and prints the paths they return.
 
 What ``-o`` may write (:func:`check_targets`): never an input, never a file SeeingSounds did not
-write (recognised by its provenance), never among the sound clips of a data folder.
+write (recognised by its provenance), never among the sound clips of a data folder, never into a
+training run.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ from seeingsounds.pipeline import (
     SeeingSoundsPipeline,
     check_edit_steps,
     check_fps,
+    check_guidance,
+    check_lora,
     check_seed,
     check_size,
     check_strength,
     load_edit_inputs,
     read_checkpoint_preset,
 )
+from seeingsounds.runs import RunFolder
 from seeingsounds.video import read_mp4_provenance, write_mp4
 
 SHEET_NAME = "contact_sheet.png"
@@ -186,8 +190,14 @@ def check_targets(targets: Sequence[Path], inputs: Sequence[str | os.PathLike | 
       provenance: re-running a command replaces its own outputs, nothing else);
     * outputs do not go among sound clips: an ``-o`` folder that holds sound files is a data (class)
       folder, where ``train`` would read a video as a clip. A single ``-o NAME.png`` may sit beside
-      sounds (a PNG is never read as a clip); a video may not.
+      sounds (a PNG is never read as a clip); a video may not;
+    * outputs do not go into a training run (nor its ``best/``, ``last/``): ``train --resume`` refuses
+      a run folder holding other files, and a checkpoint folder is what gets shared.
     """
+    run = next((f for f in (folder, *folder.absolute().parents) if RunFolder(f).is_run()), None)
+    if run is not None:
+        raise ConfigError(f"-o {folder} is {'' if run == folder else 'inside '}the training run {run}: outputs "
+                          "never go into a run (train --resume would refuse it); choose a folder of its own")
     seen: set[Path] = set()
     for target in targets:
         check_not_input(target, inputs, what="output")
@@ -226,8 +236,8 @@ def check_settings(settings: Settings, n_inputs: int) -> None:
         check_fps(settings.fps, "--fps")
     check_seed(settings.seed, "--seed")
     check_seed(settings.seed + settings.num_images - 1, "--seed + --num-images - 1")
-    if settings.guidance is not None and settings.guidance < 0:
-        raise ConfigError(f"--guidance must be >= 0, got {settings.guidance}")
+    if settings.guidance is not None:
+        check_guidance(settings.guidance, "--guidance")
     check_chain(settings.effects)  # a bad value fails now, not after the generator has loaded
     if settings.mix is not None and not os.path.isfile(settings.mix[0]):
         raise ConfigError(f"--mix file {settings.mix[0]} does not exist")
@@ -243,6 +253,7 @@ def check_model_limits(load: LoadOptions, settings: Settings, sizes: Sequence[tu
     """Check sizes, video options and an edit's ``strength`` x steps against the preset and the generator's
     configs (no weights); returns whether it makes videos, or ``None`` when the checkpoint is a hub id
     (its config arrives with the weights)."""
+    check_lora(load.lora)
     preset = read_checkpoint_preset(load.checkpoint, load.preset)  # a missing local checkpoint fails here
     if preset is None:
         return None

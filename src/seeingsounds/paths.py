@@ -155,6 +155,12 @@ def check_output_file(path: str | os.PathLike[str], *, inputs: Iterable[str | os
     and a path whose folder cannot be created or written. Returns ``path`` as a :class:`Path`.
     """
     path = check_not_input(path, inputs, what=what)
+    try:
+        os.fspath(path.absolute()).encode("utf-8")
+    except UnicodeEncodeError:  # bytes of another encoding: the libraries that write files (libsndfile) refuse them
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise ConfigError(f"the {what} {shown} is not UTF-8 text (a name in another encoding): "
+                          "choose a UTF-8 name") from None
     if path.is_dir():
         raise ConfigError(f"the {what} {path} is a folder: name a file inside it")
     ensure_writable_dir(path.parent, f"folder of the {what}")

@@ -85,6 +85,19 @@ FPS_MAX = 240
 default_device = resolve_device
 
 
+#: the largest guidance scale accepted: far above any useful one (1-20), larger only saturates or overflows
+GUIDANCE_MAX = 100.0
+
+
+def check_guidance(value: Any, label: str = "guidance_scale") -> float:
+    """``value`` as a float in ``0 .. GUIDANCE_MAX``; NaN, infinite or out-of-range values are refused
+    (NaN made black images, 1e308 a traceback inside the generator)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 <= value <= GUIDANCE_MAX:
+        raise ConfigError(f"{label} must be a number in 0..{GUIDANCE_MAX:g}, got {value!r}")
+    return float(value)
+
+
 def check_seed(seed: Any, label: str = "seed") -> int:
     """``seed`` as an int in ``0 .. SEED_MAX``; a negative or larger one is refused (torch would wrap it)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -269,7 +282,7 @@ class SeeingSoundsPipeline:
             raise ConfigError(f"checkpoint {checkpoint} records no preset: pass preset=<name> (see `seeingsounds presets`)")
         if generator_id is not None:
             chosen = chosen.replace(generator_id=str(generator_id))
-        lora = _check_lora(chosen.lora if lora is None else lora)
+        lora = check_lora(chosen.lora if lora is None else lora)
         backend = load_backend(chosen)
         backend.check_aligner(aligner.conditioning_shapes)  # configs only: no weights loaded yet
         encoder = load_encoder(chosen, device=device, dtype=dtype)
@@ -369,8 +382,7 @@ class SeeingSoundsPipeline:
                              ("num_images_per_audio", num_images), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or guidance < 0:
-            raise ConfigError(f"guidance_scale must be a number >= 0, got {guidance!r}")
+        check_guidance(guidance)
         multiple = self.size_multiple
         if height % multiple or width % multiple:
             raise ConfigError(
@@ -672,13 +684,27 @@ class SeeingSoundsPipeline:
         return self._output(made, cond, all_seeds, sources, [], settings, frame_rate)
 
 
-def _check_lora(lora: str | os.PathLike | None) -> str | None:
-    """A LoRA argument as a string (``~`` expanded), ``None`` for none; a missing local path is refused."""
+#: the files diffusers' ``load_lora_weights`` reads
+LORA_SUFFIXES = (".safetensors", ".bin")
+
+
+def check_lora(lora: str | os.PathLike | None) -> str | None:
+    """A LoRA argument as a string (``~`` expanded), ``None`` for none. Refused before any model loads:
+    a missing local path (one that starts with ``.``, ``/`` or ``~``, or names a weights file), a file
+    that is not a ``.safetensors``/``.bin`` file and a folder without one (diffusers failed on them with
+    a traceback once the generator had loaded)."""
     if lora is None or str(lora) == "":
         return None
     lora = str(lora)
     if lora.startswith("~"):
         lora = os.path.expanduser(lora)  # not a hub id; neither diffusers nor a quoted shell argument expands it
-    if not os.path.exists(lora) and lora.startswith((".", "/", "~")):
+    path = Path(lora)
+    if path.is_file() and path.suffix.lower() not in LORA_SUFFIXES:
+        raise ConfigError(f"LoRA weights {lora} is not a {' or '.join(LORA_SUFFIXES)} file: give LoRA weights "
+                          "(a .safetensors file, its folder or a hub id)")
+    if path.is_dir() and not any(p.suffix.lower() in LORA_SUFFIXES for p in path.iterdir() if p.is_file()):
+        raise ConfigError(f"the LoRA folder {lora} holds no {' or '.join(LORA_SUFFIXES)} file: give LoRA weights "
+                          "(a .safetensors file, its folder or a hub id)")
+    if not path.exists() and (lora.startswith((".", "/", "~")) or path.suffix.lower() in LORA_SUFFIXES):
         raise ConfigError(f"LoRA weights {lora} do not exist: give a .safetensors file, its folder or a hub id")
     return lora

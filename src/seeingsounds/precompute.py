@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from seeingsounds.cache import AudioItem, CacheStats, FeatureCache, launch_rank
-from seeingsounds.devices import resolve_device
+from seeingsounds.devices import resolve_device, resolve_dtype
+from seeingsounds.errors import ConfigError
 from seeingsounds.generators.base import release_memory
 from seeingsounds.model import load_backend, load_encoder
 from seeingsounds.paths import home
@@ -46,9 +47,13 @@ def precompute_dataset(dataset: Any, preset: Preset | str, cache: FeatureCache, 
     ``home()`` (where tiny models are built) are checked writable before any model loads.
     """
     preset = get_preset(preset)
-    cache.check_writable()  # a wrong --cache-dir or SEEINGSOUNDS_HOME fails here, before any model loads
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be an integer >= 1, got {batch_size!r}")
+    # a wrong --cache-dir, SEEINGSOUNDS_HOME, device or dtype fails here, before any model loads
+    cache.check_writable(outside=[("data folder (--data)", dataset.source)])
     home(writable=True)
     target = resolve_device(device)
+    resolve_dtype(dtype, target)
     clips = [c for c in dataset.clips if include_test or c.split != "test"]
     items = [AudioItem.of(c.path, effects=chain) for chain in [[], *chains] for c in clips]
     encoder = load_encoder(preset, device=target)

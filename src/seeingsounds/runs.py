@@ -48,6 +48,8 @@ BEST, LAST = "best", "last"
 #: what a run folder may hold (hidden names — the lock, temporary folders — are the run's too)
 RUN_ENTRIES = frozenset({CONFIG_FILE, CAPTIONS_FILE, TARGETS_FILE, EDITS_FILE, METRICS_FILE, BEST, LAST,
                          "tensorboard"})
+#: the start of the report folders ``seeingsounds evaluate`` writes into a run by default (``eval-<protocol>``)
+EVAL_PREFIX = "eval-"
 
 _ST_DTYPES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
 _TORCH_DTYPES = {v: k for k, v in _ST_DTYPES.items()}
@@ -351,6 +353,10 @@ class RunFolder:
         return target
 
     # ---- safety ----
+    def is_run(self) -> bool:
+        """Whether this folder holds a training run (a saved epoch, or a run's ``config.json``)."""
+        return self.holds_run() or self._is_run_config()
+
     def _is_run_config(self) -> bool:
         try:
             data = json.loads((self._path / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -373,6 +379,8 @@ class RunFolder:
         for entry in sorted(os.listdir(self._path)):
             if entry.startswith("."):
                 continue
+            if entry.startswith(EVAL_PREFIX) and (self._path / entry).is_dir():
+                continue  # an evaluation of this run (evaluate's default --out): a resume leaves it alone
             if entry not in RUN_ENTRIES or (entry == CONFIG_FILE and not self._is_run_config()) \
                     or (entry == CAPTIONS_FILE and not self._is_run_captions()):
                 foreign.append(entry)

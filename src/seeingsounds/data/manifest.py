@@ -295,6 +295,8 @@ def assign_splits(labels: Sequence[str], *, seed: int, val_fraction: float) -> l
     change the others' split."""
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"the split seed must be an integer >= 0, got {seed!r}")
     by_label: dict[str, list[int]] = defaultdict(list)
     for i, label in enumerate(labels):
         by_label[label].append(i)

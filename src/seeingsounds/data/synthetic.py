@@ -65,6 +65,8 @@ def make_synthetic_dataset(root: str | Path, *, train: int = 8, val: int = 2, te
     """
     import soundfile as sf
 
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"the synthetic dataset's seed must be an integer >= 0, got {seed!r}")
     root = Path(root)
     params = {"train": train, "val": val, "test": test, "seed": seed, "classes": dict(classes), "seconds": seconds,
               "sample_rate": sample_rate, "amp": list(amp)}

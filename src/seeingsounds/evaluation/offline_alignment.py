@@ -19,8 +19,8 @@ once per clip and seed; each variant's aligner runs on those tokens) and ranked 
 
 from __future__ import annotations
 
-import csv
 import json
+import os
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -33,10 +33,11 @@ import torch
 from seeingsounds.aligner import SeeingSoundsAligner
 from seeingsounds.conditioner import AudioConditioner
 from seeingsounds.data.debian_sounds import build_debian_manifest
+from seeingsounds.data.manifest import read_manifest, write_manifest
 from seeingsounds.errors import DatasetError
 from seeingsounds.evaluation.metrics import retrieval_scores
 from seeingsounds.model import load_backend, load_encoder
-from seeingsounds.paths import atomic_open, atomic_write_text
+from seeingsounds.paths import atomic_write_text
 from seeingsounds.presets import get_preset
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.training import TrainConfig, train
@@ -54,11 +55,14 @@ def split_protocol(manifest: str | Path, *, seed: int = 0, unseen_fraction: floa
                    test_fraction: float = 0.25, val_fraction: float = 0.15) -> dict[str, list[tuple[str, str]]]:
     """``{"train", "val", "test", "unseen"}`` -> ``[(path, label)]``, seeded and stratified per class."""
     manifest = Path(manifest)
+    problems: list[str] = []
+    rows = read_manifest(manifest, problems)
+    if problems:
+        raise DatasetError(problems, header=f"cannot read {manifest}")
     by_label: dict[str, list[str]] = defaultdict(list)
-    with open(manifest, newline="") as f:
-        for row in csv.DictReader(f):
-            path = Path(row["path"])
-            by_label[row["label"]].append(str(path if path.is_absolute() else manifest.parent / path))
+    for row in rows:
+        path = Path(row["path"]).expanduser()
+        by_label[row["label"]].append(os.path.abspath(path if path.is_absolute() else manifest.parent / path))
     labels = sorted(by_label)
     if len(labels) < 4:
         raise DatasetError([f"{manifest} has {len(labels)} classes; the protocol needs at least 4"])
@@ -84,12 +88,8 @@ def split_protocol(manifest: str | Path, *, seed: int = 0, unseen_fraction: floa
 def _write_training_data(folder: Path, split: Mapping[str, list[tuple[str, str]]],
                          captions: Mapping[str, str]) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = folder / "manifest.csv"
-    with atomic_open(manifest, newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label", "split"])
-        for name in ("train", "val"):
-            writer.writerows((p, label, name) for p, label in split[name])
+    manifest = write_manifest(folder / "manifest.csv",
+                              [(p, label, name) for name in ("train", "val") for p, label in split[name]])
     seen = sorted({label for p, label in split["train"]})
     captions_path = folder / "captions.json"
     atomic_write_text(captions_path, json.dumps({label: captions[label] for label in seen}, indent=1))

@@ -51,7 +51,7 @@ from seeingsounds.imaging import save_png
 from seeingsounds.paths import atomic_write_text, ensure_writable_dir, home
 from seeingsounds.pipeline import SeeingSoundsPipeline, read_checkpoint_preset
 from seeingsounds.retrieval import CaptionIndex
-from seeingsounds.runs import RunFolder, library_versions
+from seeingsounds.runs import EVAL_PREFIX, RunFolder, library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,10 @@ class Evaluation:
             raise ConfigError(f"--wav2clip-sr must be 16000 or 44100, got {settings.wav2clip_sr}")
         if settings.limit is not None and settings.limit < 1:
             raise ConfigError(f"--limit must be >= 1, got {settings.limit}")
+        if settings.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {settings.batch_size}")
+        if settings.split_seed < 0:
+            raise ConfigError(f"--split-seed must be >= 0, got {settings.split_seed}")
         chosen = list(settings.metrics or self.protocol.metrics)
         names = [str(m).upper().replace("R@K", "R@5") for m in chosen]  # "R@k" means R@1/5/10 too
         unknown = [m for m, n in zip(chosen, names) if n not in METRIC_CHOICES]
@@ -424,6 +428,9 @@ class Evaluation:
         started = time.time()
         data, rows = self.load_data()
         # before any model loads: a wrong --out or SEEINGSOUNDS_HOME is one line, not a traceback later
+        if RunFolder(self.out).is_run():  # its reports would make it a folder `train --resume` refuses
+            raise ConfigError(f"--out {self.out} is a training run: choose a folder of its own (the default is "
+                              f"<run>/{EVAL_PREFIX}<protocol>)")
         ensure_writable_dir(self.out, "evaluation report folder (--out)")
         home(writable=True)
         if self.s.no_images and not self.state.is_main_process:

@@ -9,6 +9,7 @@ the resume check (:func:`seeingsounds.training.state.option_differences`) all de
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from seeingsounds.errors import ConfigError
+
+#: the largest seed numpy's legacy seeding (which accelerate's set_seed calls) accepts
+SEED_MAX = 2**32 - 1
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CAPTION_ENGINES = ("template", "llm")
@@ -189,8 +193,12 @@ class TrainConfig:
             problems.append(f"patience must be >= 1 epoch, got {self.patience}")
         for name in ("lr_sequence", "lr_pooled"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                problems.append(f"{name} must be positive, got {value}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                problems.append(f"{name} must be a positive number, got {value}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            problems.append(f"weight_decay must be a number >= 0, got {self.weight_decay}")
+        if not 0 <= self.seed <= SEED_MAX:
+            problems.append(f"seed must be in 0..{SEED_MAX} (2**32-1), got {self.seed}")
         if self.device not in DEVICES:
             problems.append(f"device must be one of {DEVICES}, got {self.device!r}")
         from seeingsounds.devices import DTYPES as DTYPE_SPELLINGS  # deferred on purpose: it loads torch

@@ -145,7 +145,7 @@ class Trainer:
             (self.run / EDITS_FILE).unlink(missing_ok=True)  # a fresh run asks its engine afresh
         if cfg.use_cache:
             self.cache = FeatureCache(cfg.cache_dir, dtype=cfg.cache_dtype)
-            self.cache.check_writable()
+            self.cache.check_writable(outside=[("run folder (--out)", self.out), ("data folder (--data)", ds.source)])
         if not ds.val:
             self.log(f"warning: no validation clips in {cfg.data} ({len(ds.train)} train clips, val_fraction "
                      f"{cfg.val_fraction}): best/ is chosen on the training loss; add clips per class or val rows")
