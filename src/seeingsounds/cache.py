@@ -66,12 +66,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from seeingsounds.audio.render import render
-from seeingsounds.data.manifest import file_sha256
+from seeingsounds.audio.render import EffectChain, render
 from seeingsounds.devices import SAFETENSORS_DTYPE_CODES, resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError, DiskFullError, SeeingSoundsError
 from seeingsounds.generators.base import release_memory
-from seeingsounds.paths import atomic_path, disk_full_as_error, ensure_writable_dir, home
+from seeingsounds.paths import atomic_path, disk_full_as_error, ensure_writable_dir, file_sha256, home
 
 #: bump when the layout or the preprocessing changes: every old entry becomes a miss
 #: (2: audio rendered by audio.render, load -> mix -> effects -> crop; header-only start-up checks)
@@ -82,14 +81,15 @@ HASHES_FILE = "audio-sha256.jsonl"
 #: threads for the header checks at start-up (I/O-bound: they wait on the disk, not the CPU)
 CHECK_THREADS = 8
 
-Effects = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+#: an effect chain as a hashable, order-preserving tuple (:func:`canonical_effects`)
+FrozenEffectChain = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
 
 
 class CorruptEntryError(SeeingSoundsError, ValueError):
     """A cache entry failed its integrity check (raised by :func:`read_tokens` only)."""
 
 
-def canonical_effects(effects: Sequence[tuple[str, Mapping[str, Any]]] | None) -> Effects:
+def canonical_effects(effects: EffectChain | None) -> FrozenEffectChain:
     """An effect chain ``[(name, params)]`` as a hashable, order-preserving tuple."""
     out = []
     for item in effects or ():
@@ -117,11 +117,11 @@ class AudioItem:
     mixed with another file at ``ratio`` (paper Eq. 7: ``T_j(a)`` and ``a_i + a_j``)."""
 
     path: Path
-    effects: Effects = ()
+    effects: FrozenEffectChain = ()
     mix: tuple[Path, float] | None = None
 
     @classmethod
-    def of(cls, path: str | Path, effects: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
+    def of(cls, path: str | Path, effects: EffectChain | None = None,
            mix: tuple[str | Path, float] | None = None) -> AudioItem:
         return cls(Path(path), canonical_effects(effects),
                    None if mix is None else (Path(mix[0]), float(mix[1])))

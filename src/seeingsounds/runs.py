@@ -473,11 +473,6 @@ def save_caption_set(folder: str | Path, captions: CaptionSet, targets: Mapping[
     atomic_write_text(folder / CAPTIONS_FILE, captions.to_json())
 
 
-def find_run_folder(checkpoint: str | Path) -> Path:
-    """The folder holding ``captions.json`` for a run folder or one of its checkpoints."""
-    return RunFolder.find(checkpoint).path
-
-
 def load_caption_set(folder: str | Path) -> tuple[CaptionSet, dict[str, torch.Tensor]]:
     """The captions and their float32 targets (all rows) of a run (see :meth:`RunFolder.find`)."""
     run = RunFolder.find(folder)

@@ -45,9 +45,9 @@ from seeingsounds.devices import resolve_device
 from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation import metrics as M
 from seeingsounds.evaluation.judges import get_judge
-from seeingsounds.evaluation.report import slug, write_grids, write_json, write_markdown
+from seeingsounds.evaluation.report import write_grids, write_json, write_markdown
 from seeingsounds.imaging import save_png
-from seeingsounds.paths import atomic_write_text, ensure_writable_dir, home
+from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, slug
 from seeingsounds.pipeline import SeeingSoundsPipeline
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import RunFolder, library_versions
@@ -111,7 +111,8 @@ def resolve_seeds(protocol_seeds: Sequence[int], seeds: Sequence[int] | None, im
 def image_path(out: Path, row: Row, seed: int) -> Path:
     """Deterministic PNG path of one clip x seed."""
     digest = hashlib.sha1(str(row.path.resolve()).encode()).hexdigest()[:8]
-    return Path(out) / IMAGES_DIR / slug(row.label) / f"{slug(row.path.stem)}-{digest}_seed{seed}.png"
+    name = f"{slug(row.path.stem, empty='class')}-{digest}_seed{seed}.png"
+    return Path(out) / IMAGES_DIR / slug(row.label, empty="class") / name
 
 
 def stream_similarity(conditioner: AudioConditioner, index: CaptionIndex, sources: Iterable[Any], *,
@@ -136,11 +137,7 @@ def _checkpoint_identity(checkpoint: str) -> dict[str, Any]:
     for key, name in (("weights_sha256", "model.safetensors"), ("config_sha256", "config.json")):
         file = Path(folder) / name
         if file.is_file():
-            digest = hashlib.sha256()
-            with open(file, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            out[key] = digest.hexdigest()
+            out[key] = file_sha256(file)
     return out
 
 
