@@ -193,7 +193,8 @@ def test_aic_judge_sees_raw_class_names_and_metric_names_are_normalised(tmp_path
     """METRICS.md: AIC's text side is sorted(set(labels)), raw, tokenised as is ('sea_waves' stays)."""
     from PIL import Image
 
-    from seeingsounds.data.protocols import ProtocolData, Row, get_protocol
+    from seeingsounds.data.manifest import Clip
+    from seeingsounds.data.protocols import ProtocolData, get_protocol
     from seeingsounds.evaluation.runner import Evaluation, EvaluationSettings
 
     def settings(**kw):
@@ -222,7 +223,7 @@ def test_aic_judge_sees_raw_class_names_and_metric_names_are_normalised(tmp_path
     for i, label in enumerate(["sea_waves", "dog"]):
         png = tmp_path / f"{i}.png"
         Image.new("RGB", (8, 8)).save(png)
-        rows.append(Row(tmp_path / f"{i}.wav", label, "test"))
+        rows.append(Clip(tmp_path / f"{i}.wav", label, "test"))
         paths.append([png])
     data = ProtocolData(get_protocol("landscape"), ["dog", "sea_waves"], rows, tmp_path / "m.csv")
     result = ev.image_metrics(data, rows, paths)

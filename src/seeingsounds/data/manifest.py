@@ -44,11 +44,13 @@ MANIFEST_SUFFIXES = (".csv", ".jsonl")
 
 @dataclass(frozen=True)
 class Clip:
-    """One labelled audio file."""
+    """One manifest row: a labelled audio file, its split (``""`` where none is given) and, for the
+    protocols that have one, its video frame. The row type of datasets, protocols and builders."""
 
     path: Path
     label: str
-    split: str
+    split: str = ""
+    frame: Path | None = None
 
 
 @dataclass

@@ -40,7 +40,8 @@ from PIL import Image
 from seeingsounds.audio.render import render
 from seeingsounds.checkpoint import resolve_checkpoint
 from seeingsounds.conditioner import AudioConditioner
-from seeingsounds.data.protocols import ProtocolData, Row, class_text, get_protocol, normalise_label
+from seeingsounds.data.manifest import Clip
+from seeingsounds.data.protocols import ProtocolData, class_text, get_protocol, normalise_label
 from seeingsounds.devices import resolve_device
 from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation import metrics as M
@@ -108,7 +109,7 @@ def resolve_seeds(protocol_seeds: Sequence[int], seeds: Sequence[int] | None, im
     return list(protocol_seeds)
 
 
-def image_path(out: Path, row: Row, seed: int) -> Path:
+def image_path(out: Path, row: Clip, seed: int) -> Path:
     """Deterministic PNG path of one clip x seed."""
     digest = hashlib.sha1(str(row.path.resolve()).encode()).hexdigest()[:8]
     name = f"{slug(row.path.stem, empty='class')}-{digest}_seed{seed}.png"
@@ -181,7 +182,7 @@ class Evaluation:
         self.generated_by_process: list[int] = []
 
     # ---- data -----------------------------------------------------------------------------
-    def load_data(self) -> tuple[ProtocolData, list[Row]]:
+    def load_data(self) -> tuple[ProtocolData, list[Clip]]:
         data = self.protocol.load(self.s.data, seed=self.s.split_seed)
         rows = data.evaluation_rows(self.s.limit)
         if not rows:
@@ -232,7 +233,7 @@ class Evaluation:
         if self.state.is_main_process:
             atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
-    def ensure_images(self, rows: Sequence[Row]) -> list[list[Path]]:
+    def ensure_images(self, rows: Sequence[Clip]) -> list[list[Path]]:
         """Paths of every clip's images (one per seed), generating the missing ones.
 
         The missing clip x seed pairs are dealt round-robin to the launched processes; each generates its
@@ -284,7 +285,7 @@ class Evaluation:
                 out[ids] = rows
         return out
 
-    def image_metrics(self, data: ProtocolData, rows: Sequence[Row], paths: Sequence[Sequence[Path]]) -> dict[str, Any]:
+    def image_metrics(self, data: ProtocolData, rows: Sequence[Clip], paths: Sequence[Sequence[Path]]) -> dict[str, Any]:
         classes = sorted(data.classes)  # METRICS.md: sorted(set(labels)), raw names
         flat = [(r, p) for r, ps in zip(rows, paths) for p in ps]
         labels = np.array([classes.index(r.label) for r, _ in flat])
@@ -338,7 +339,7 @@ class Evaluation:
             judges["wav2clip"] = w2c.describe()
         return {"metrics": results, "judges": judges, "per_class": dict(per_class)}
 
-    def caption_metrics(self, rows: Sequence[Row]) -> dict[str, Any]:
+    def caption_metrics(self, rows: Sequence[Clip]) -> dict[str, Any]:
         """Caption retrieval against the run's class-caption targets (no generator, no judge).
 
         The clips stream through the conditioner ``batch_size`` at a time; only the [clips, classes]
