@@ -130,7 +130,7 @@ def test_no_images_caption_retrieval_matches_direct_computation(run_folder, mani
     from seeingsounds.data.protocols import get_protocol
     from seeingsounds.evaluation.metrics import caption_retrieval
     from seeingsounds.pipeline import SeeingSoundsPipeline
-    from seeingsounds.runs import load_caption_set
+    from seeingsounds.runs import RunFolder
 
     out = tmp_path / "captions"
     assert main(["evaluate", "--checkpoint", str(run_folder), "--protocol", "landscape", "--data", str(manifest),
@@ -141,7 +141,8 @@ def test_no_images_caption_retrieval_matches_direct_computation(run_folder, mani
     rows = get_protocol("landscape").load(manifest).evaluation_rows()
     pipe = SeeingSoundsPipeline.from_pretrained(run_folder, device="cpu")
     pred = pipe.predict_conditioning([str(r.path) for r in rows])
-    captions, targets = load_caption_set(run_folder)
+    saved = RunFolder.find(run_folder)
+    captions, targets = saved.caption_set(), saved.caption_targets(dtype=torch.float32)
     labels = [captions.texts.index(f"a photo of a {r.label}") for r in rows]
     expected = caption_retrieval({k: v.numpy() for k, v in pred.items()}, {k: v.numpy() for k, v in targets.items()},
                                  labels, k=5)

@@ -252,15 +252,6 @@ class RunFolder:
         return self._saved(LAST)
 
     @property
-    def checkpoint_dir(self) -> Path:
-        """``best/`` when it exists, else ``last/``."""
-        for folder in (self.best, self.last):
-            if (folder / MODEL_FILE).is_file():
-                return folder
-        raise ConfigError(f"{self._path} holds no checkpoint ({BEST}/ or {LAST}/ with {MODEL_FILE}); "
-                          "train it first or point to another run")
-
-    @property
     def state_path(self) -> Path:
         return self.last / STATE_FILE
 
@@ -471,14 +462,3 @@ def save_caption_set(folder: str | Path, captions: CaptionSet, targets: Mapping[
     shapes = {n: tuple(t.shape[1:]) for n, t in targets.items()}
     write_row_file(folder / TARGETS_FILE, shapes, len(captions), iter([(0, dict(targets))]), dtype=dtype)
     atomic_write_text(folder / CAPTIONS_FILE, captions.to_json())
-
-
-def load_caption_set(folder: str | Path) -> tuple[CaptionSet, dict[str, torch.Tensor]]:
-    """The captions and their float32 targets (all rows) of a run (see :meth:`RunFolder.find`)."""
-    run = RunFolder.find(folder)
-    captions = run.caption_set()
-    targets = run.caption_targets(dtype=torch.float32)
-    bad = [n for n, t in targets.items() if len(t) != len(captions)]
-    if bad:
-        raise ConfigError(f"{run.path}: targets {bad} do not match the {len(captions)} captions; retrain")
-    return captions, targets

@@ -278,7 +278,7 @@ def _clean_reply(body: bytes, max_chars: int, content_type: str = "") -> str:
 
 
 class LLMEditor(CaptionEditor):
-    """f, g and class captions written by an OpenAI-compatible chat model, cached to a JSON file.
+    """f, g and class captions written by an OpenAI-compatible chat model, cached to a JSON Lines file.
 
     ``system_prompts`` overrides the shipped prompts per operation (``edit``, ``fuse``,
     ``class_caption``). ``cache``: the JSON cache file (``None``: in memory only).

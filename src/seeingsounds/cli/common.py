@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
 
 from seeingsounds.audio.effects import effects_in_order
 from seeingsounds.errors import ConfigError
@@ -77,16 +76,3 @@ def mix_from_args(args: argparse.Namespace) -> tuple[str, float] | None:
     if not 0.0 <= ratio <= 1.0:
         raise ConfigError(f"--mix-ratio must be in [0, 1] (share of the --mix clip), got {ratio}")
     return str(other), ratio
-
-
-def apply_args(wave: np.ndarray, sr: int, args: argparse.Namespace) -> tuple[np.ndarray, list[str]]:
-    """Mix (if asked) then apply the effects (:func:`seeingsounds.audio.render.render`, no window);
-    returns the audio and the descriptions d_j applied."""
-    from seeingsounds.audio.effects import describe_effect  # deferred on purpose: `--help` stays light
-    from seeingsounds.audio.render import render
-
-    effects = effects_from_args(args)
-    descriptions = [describe_effect(name, **params) for name, params in effects]  # checked before reading --mix
-    out = render(np.asarray(wave, dtype=np.float32), sample_rate=int(sr), source_rate=int(sr), effects=effects,
-                 mix=mix_from_args(args))
-    return out, descriptions

@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -380,5 +380,3 @@ register_protocol(Protocol(
 ))
 
 
-def reference_table(protocol: str | Protocol) -> Mapping[str, float]:
-    return get_protocol(protocol).reference
