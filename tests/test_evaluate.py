@@ -23,7 +23,7 @@ def run_folder(tmp_path_factory, tiny_preset, tiny_backend) -> Path:
     from seeingsounds.model import create_aligner
     from seeingsounds.tiny.audio_encoder import TINY_AST
     from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
-    from seeingsounds.runs import save_caption_set
+    from run_fixtures import save_caption_set
 
     run = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)

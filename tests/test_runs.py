@@ -11,10 +11,11 @@ import time
 
 import pytest
 import torch
+from run_fixtures import save_caption_set
 
 from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
 from seeingsounds.errors import ConfigError
-from seeingsounds.runs import RowFile, RunFolder, save_caption_set, write_row_file
+from seeingsounds.runs import RowFile, RunFolder, write_row_file
 
 
 def test_row_file_is_safetensors_and_reads_only_the_rows_asked(tmp_path):

@@ -449,16 +449,3 @@ class RunFolder:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-
-
-# ---- the caption set + targets (used by describe / evaluate) ----------------------------------
-def save_caption_set(folder: str | Path, captions: CaptionSet, targets: Mapping[str, torch.Tensor],
-                     dtype: torch.dtype = torch.float16) -> None:
-    """Write ``captions.json`` and ``caption_targets.safetensors`` (row-aligned) atomically."""
-    folder = Path(folder)
-    for name, t in targets.items():
-        if len(t) != len(captions):
-            raise ConfigError(f"{len(t)} targets of {name} for {len(captions)} captions")
-    shapes = {n: tuple(t.shape[1:]) for n, t in targets.items()}
-    write_row_file(folder / TARGETS_FILE, shapes, len(captions), iter([(0, dict(targets))]), dtype=dtype)
-    atomic_write_text(folder / CAPTIONS_FILE, captions.to_json())
