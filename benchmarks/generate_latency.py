@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from seeingsounds.cli.main import quiet_libraries
-    from seeingsounds.pipeline import default_device, resolve_dtype
+    from seeingsounds.devices import resolve_device, resolve_dtype
 
     quiet_libraries()
-    device = torch.device(args.device) if args.device else default_device()
+    device = torch.device(args.device) if args.device else resolve_device()
     dtype = resolve_dtype(args.dtype, device)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

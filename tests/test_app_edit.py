@@ -11,7 +11,8 @@ from PIL import Image
 
 from seeingsounds.app import Limits, editor_picture
 from seeingsounds.errors import ConfigError
-from seeingsounds.imaging import PROVENANCE_FIELDS, SOFTWARE_KEY, file_sha256, read_provenance
+from seeingsounds.imaging import PROVENANCE_FIELDS, SOFTWARE_KEY, read_provenance
+from seeingsounds.paths import file_sha256
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),

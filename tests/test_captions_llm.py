@@ -346,20 +346,12 @@ def test_cache_is_appended_per_caption_not_rewritten(fake, tmp_path):
     assert path.read_text().splitlines() == lines and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_cache_shared_by_two_editors_and_legacy_file_converted(fake, tmp_path):
+def test_cache_shared_by_two_editors(fake, tmp_path):
     path = tmp_path / "shared.jsonl"
     a = editor(fake, tmp_path, cache=path)
     b = editor(fake, tmp_path, cache=path)
     a.fuse("a train", "an owl")
     assert b.fuse("a train", "an owl") == "LLM<Caption 1: a train | Caption 2: an owl>" and b.request_count == 0
-    legacy = tmp_path / "old.llm-cache.json"
-    key = a.cache_key("class_caption", ("dog",))
-    legacy.write_text(json.dumps({"format": "seeingsounds-caption-cache/1",
-                                  "entries": {key: {"operation": "class_caption", "caption": "an old dog"}}}, indent=1))
-    old = editor(fake, tmp_path, cache=legacy)
-    assert old.class_caption("dog") == "an old dog" and old.request_count == 0
-    lines = [json.loads(x) for x in legacy.read_text().splitlines()]
-    assert lines[0] == {"format": "seeingsounds-caption-cache/2"} and lines[1]["key"] == key
 
 
 @pytest.mark.parametrize("url", ["http://exa mple.com/v1", "http://[::1/v1", "http://127.0.0.1:99999/v1", "https:///v1"])
@@ -559,6 +551,8 @@ def test_api_key_and_url_credentials_checked_without_repeating_them(fake, tmp_pa
     ("captions.yaml", "dog: a dog barking\n"),
     ("captions.json", '{"dog": ["a dog barking"]}'),
     ("edit.txt", "Rewrite the caption.\n"),
+    ("old.llm-cache.json", '{"format": "seeingsounds-caption-cache/1", "entries": {}}'),  # the 0.x format before
+    ("deep.jsonl", "[" * 100_000),  # too deep for json: not a cache either
 ])
 def test_a_file_that_is_not_a_cache_is_refused_and_never_called_deletable(tmp_path, name, text):
     path = tmp_path / name  # e.g. the captions file given as the cache by mistake

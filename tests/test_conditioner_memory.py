@@ -68,7 +68,7 @@ def run(tmp_path_factory):
     import torch
 
     from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
-    from seeingsounds.runs import save_caption_set
+    from run_fixtures import save_caption_set
 
     folder = tmp_path_factory.mktemp("run")
     captions = CaptionSet()

@@ -23,7 +23,7 @@ def run_folder(tmp_path_factory, tiny_preset, tiny_backend) -> Path:
     from seeingsounds.model import create_aligner
     from seeingsounds.tiny.audio_encoder import TINY_AST
     from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
-    from seeingsounds.runs import save_caption_set
+    from run_fixtures import save_caption_set
 
     run = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
@@ -130,7 +130,7 @@ def test_no_images_caption_retrieval_matches_direct_computation(run_folder, mani
     from seeingsounds.data.protocols import get_protocol
     from seeingsounds.evaluation.metrics import caption_retrieval
     from seeingsounds.pipeline import SeeingSoundsPipeline
-    from seeingsounds.runs import load_caption_set
+    from seeingsounds.runs import RunFolder
 
     out = tmp_path / "captions"
     assert main(["evaluate", "--checkpoint", str(run_folder), "--protocol", "landscape", "--data", str(manifest),
@@ -141,7 +141,8 @@ def test_no_images_caption_retrieval_matches_direct_computation(run_folder, mani
     rows = get_protocol("landscape").load(manifest).evaluation_rows()
     pipe = SeeingSoundsPipeline.from_pretrained(run_folder, device="cpu")
     pred = pipe.predict_conditioning([str(r.path) for r in rows])
-    captions, targets = load_caption_set(run_folder)
+    saved = RunFolder.find(run_folder)
+    captions, targets = saved.caption_set(), saved.caption_targets(dtype=torch.float32)
     labels = [captions.texts.index(f"a photo of a {r.label}") for r in rows]
     expected = caption_retrieval({k: v.numpy() for k, v in pred.items()}, {k: v.numpy() for k, v in targets.items()},
                                  labels, k=5)
@@ -193,7 +194,8 @@ def test_aic_judge_sees_raw_class_names_and_metric_names_are_normalised(tmp_path
     """METRICS.md: AIC's text side is sorted(set(labels)), raw, tokenised as is ('sea_waves' stays)."""
     from PIL import Image
 
-    from seeingsounds.data.protocols import ProtocolData, Row, get_protocol
+    from seeingsounds.data.manifest import Clip
+    from seeingsounds.data.protocols import ProtocolData, get_protocol
     from seeingsounds.evaluation.runner import Evaluation, EvaluationSettings
 
     def settings(**kw):
@@ -222,7 +224,7 @@ def test_aic_judge_sees_raw_class_names_and_metric_names_are_normalised(tmp_path
     for i, label in enumerate(["sea_waves", "dog"]):
         png = tmp_path / f"{i}.png"
         Image.new("RGB", (8, 8)).save(png)
-        rows.append(Row(tmp_path / f"{i}.wav", label, "test"))
+        rows.append(Clip(tmp_path / f"{i}.wav", label, "test"))
         paths.append([png])
     data = ProtocolData(get_protocol("landscape"), ["dog", "sea_waves"], rows, tmp_path / "m.csv")
     result = ev.image_metrics(data, rows, paths)

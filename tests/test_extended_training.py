@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from test_training import make_dataset
 
 #: short class captions, so that edits and fusions fit the tiny text encoders' lengths
@@ -59,10 +60,11 @@ def row(entries, kind, labels, descriptions=()):
 
 
 def test_run_holds_the_extended_caption_set(ext):
-    from seeingsounds.runs import load_caption_set
+    from seeingsounds.runs import RunFolder
 
     out, result, _, _ = ext
-    captions, targets = load_caption_set(out)
+    saved = RunFolder.find(out)
+    captions, targets = saved.caption_set(), saved.caption_targets(dtype=torch.float32)
     kinds = [e.kind for e in captions.entries]
     # 5 class captions; alphas 0.1/0.15 -> "low-volume", 0.25/0.35/0.45 -> "medium-volume": 10 edited; 10 fused
     assert (kinds.count("class"), kinds.count("edited"), kinds.count("fused")) == (5, 10, 10)

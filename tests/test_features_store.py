@@ -38,7 +38,7 @@ def test_start_up_reads_headers_only(tmp_path, clips, tiny_encoder, tiny_backend
         raise AssertionError("tensor bytes were read or hashed at start-up")
 
     with monkeypatch.context() as m:
-        m.setattr(cache_module, "load_safetensors_bytes", forbidden)
+        m.setattr(cache_module, "_read_verified", forbidden)
         m.setattr(cache_module, "tensor_digest", forbidden)
         m.setattr(type(tiny_backend), "load_text_pipeline", forbidden)
         warm = FeatureCache(tmp_path / "c")

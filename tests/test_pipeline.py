@@ -256,11 +256,11 @@ def test_lora_with_text_encoder_layers_loads_from_a_home_path(flux_checkpoint, f
 
 
 def test_dtype_and_offload_options_are_checked(flux_checkpoint, monkeypatch):
-    """bf16 only where the device supports it (devices.py is the one resolution; the old names still import)."""
+    """bf16 only where the device supports it (devices.py is the one resolution)."""
     import seeingsounds.devices as devices
-    from seeingsounds.pipeline import SeeingSoundsPipeline, default_device, resolve_dtype
+    from seeingsounds.devices import resolve_dtype
+    from seeingsounds.pipeline import SeeingSoundsPipeline
 
-    assert resolve_dtype is devices.resolve_dtype and default_device is devices.resolve_device
     monkeypatch.setattr(devices, "bf16_supported", lambda device: True)
     assert resolve_dtype(None, torch.device("cuda")) == torch.bfloat16
     monkeypatch.setattr(devices, "bf16_supported", lambda device: False)

@@ -11,10 +11,11 @@ import time
 
 import pytest
 import torch
+from run_fixtures import save_caption_set
 
 from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
 from seeingsounds.errors import ConfigError
-from seeingsounds.runs import RowFile, RunFolder, load_caption_set, save_caption_set, write_row_file
+from seeingsounds.runs import RowFile, RunFolder, write_row_file
 
 
 def test_row_file_is_safetensors_and_reads_only_the_rows_asked(tmp_path):
@@ -55,12 +56,7 @@ def test_caption_targets_of_selected_rows(tmp_path):
     assert run.caption_set().texts == captions.texts
     got = run.caption_targets([3, 0], dtype=torch.float32)
     assert got["p"].tolist() == [[12, 13, 14, 15], [0, 1, 2, 3]]
-    assert load_caption_set(tmp_path)[1]["p"].dtype == torch.float32
-    with pytest.raises(ConfigError, match="holds no checkpoint"):
-        run.checkpoint_dir
-    (tmp_path / "last").mkdir()
-    (tmp_path / "last" / "model.safetensors").write_bytes(b"")
-    assert run.checkpoint_dir == tmp_path / "last"
+    assert run.caption_targets(dtype=torch.float32)["p"].dtype == torch.float32
     (run / "metrics.jsonl").write_text('{"epoch": 1, "loss": 2}\n{"epoch": 2, "lo')
     assert run.metrics() == [{"epoch": 1, "loss": 2}]
 

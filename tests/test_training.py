@@ -39,13 +39,14 @@ def heldout_top1(run: Path, data, encoder) -> float:
     from seeingsounds.cache import AudioItem, FeatureCache
     from seeingsounds.data.manifest import load_dataset
     from seeingsounds.evaluation.metrics import caption_similarity
-    from seeingsounds.runs import load_caption_set
+    from seeingsounds.runs import RunFolder
 
     root, manifest, captions = data
     test = load_dataset(manifest, captions).test
     tokens = FeatureCache(root / "cache").audio_tokens(encoder, [AudioItem.of(c.path) for c in test], progress=False)
     aligner = SeeingSoundsAligner.from_pretrained(run / "best").eval()
-    caption_set, targets = load_caption_set(run)
+    saved = RunFolder.find(run)
+    caption_set, targets = saved.caption_set(), saved.caption_targets(dtype=torch.float32)
     with torch.no_grad():
         pred = aligner(tokens)
     names = aligner.aligned_names

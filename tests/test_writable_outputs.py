@@ -134,7 +134,7 @@ def run_folder(tmp_path, tiny_preset, tiny_backend):
 
     from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
     from seeingsounds.model import create_aligner
-    from seeingsounds.runs import save_caption_set
+    from run_fixtures import save_caption_set
     from seeingsounds.tiny.audio_encoder import TINY_AST
 
     run = tmp_path / "run"

@@ -62,9 +62,9 @@ from seeingsounds.conditioner import AudioConditioner
 from seeingsounds.controls import effects_from_controls, slider_controls
 from seeingsounds.describe import Describer
 from seeingsounds.errors import AudioLoadError, ConfigError, SeeingSoundsError
-from seeingsounds.imaging import file_sha256, load_picture, provenance, save_png
+from seeingsounds.imaging import load_picture, provenance, save_png
 from seeingsounds.outputs import common_provenance
-from seeingsounds.paths import build_once, home
+from seeingsounds.paths import build_once, file_sha256, home
 from seeingsounds.pipeline import SeeingSoundsPipeline, check_strength
 from seeingsounds.runs import RunFolder
 from seeingsounds.training import TrainConfig, train
@@ -143,7 +143,7 @@ def controls_to_effects(**values: float | None) -> list[tuple[str, dict[str, Any
             for name, params in effects_from_controls(values, skip_neutral=True)]
 
 
-def display_name(path: str | os.PathLike) -> str:
+def upload_name(path: str | os.PathLike) -> str:
     """A file's name as the user knows it (gradio keeps uploads under a hashed folder)."""
     return Path(path).name
 
@@ -151,7 +151,7 @@ def display_name(path: str | os.PathLike) -> str:
 def read_checked(path: str | os.PathLike, limits: Limits, role: str = "sound") -> tuple[np.ndarray, int]:
     """Read a mono waveform, refusing files over the size or duration limit with a readable message."""
     path = Path(path)
-    name = display_name(path)
+    name = upload_name(path)
     if not path.is_file():
         raise AudioLoadError(name, "the file is gone; upload it again")
     size_mb = path.stat().st_size / 1e6
@@ -234,7 +234,7 @@ def picture_editor(**kwargs: Any) -> Any:
         if isinstance(file, (bytes, bytearray, memoryview)):
             source, name = bytes(file), "(uploaded)"
         else:
-            source, name = file.path, display_name(file.orig_name or file.path)
+            source, name = file.path, upload_name(file.orig_name or file.path)
         try:
             return load_picture(source, what="picture", name=name, mode=editor.image_mode)
         except ConfigError as exc:
@@ -512,9 +512,9 @@ class DemoEngine:
         """The keys of ``seeingsounds generate``: the files by their names (never the server's folders) and hashes."""
         mix = None
         if mix_sound:
-            mix = {"path": display_name(mix_sound), "sha256": audio_fingerprint(mix_sound), "ratio": float(mix_ratio)}
+            mix = {"path": upload_name(mix_sound), "sha256": audio_fingerprint(mix_sound), "ratio": float(mix_ratio)}
         return {**common_provenance(self.pipe, checkpoint_label(self.checkpoint), settings), "lora": self.lora,
-                **provenance(source=display_name(sound), source_sha256=audio_fingerprint(sound),
+                **provenance(source=upload_name(sound), source_sha256=audio_fingerprint(sound),
                              effects=[[n, dict(p)] for n, p in effects] or None,
                              effect_descriptions=list(descriptions) or None, mix=mix)}
 

@@ -17,7 +17,8 @@ Change any part and the key changes (a miss). Writes are atomic (temp file + ``o
 Checks are split by cost, so a store of 10^5-10^6 entries starts in seconds:
 
 * **start-up** (:meth:`FeatureCache.ensure_audio`, :meth:`FeatureCache.ensure_targets`) reads the
-  safetensors *header only*: the file exists, its size is what the header says (not truncated),
+  safetensors *header only* (``safe_open``, which maps the file and reads no tensor byte): the file
+  exists, its size is what the header says (not truncated),
   the key in the metadata is the one asked for, tensor names, shapes and dtype are right; an
   audio file's sha256 (part of its key) is remembered by path, size and mtime in
   ``<root>/audio-sha256.jsonl``, so a start stats each clip instead of reading it;
@@ -61,40 +62,36 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load as load_safetensors_bytes
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from seeingsounds.audio.render import render
-from seeingsounds.data.manifest import file_sha256
-from seeingsounds.devices import resolve_device, resolve_dtype
+from seeingsounds.audio.render import EffectChain, render
+from seeingsounds.devices import SAFETENSORS_DTYPE_CODES, resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError, DiskFullError, SeeingSoundsError
 from seeingsounds.generators.base import release_memory
-from seeingsounds.paths import atomic_path, disk_full_as_error, ensure_writable_dir, home
+from seeingsounds.paths import atomic_path, disk_full_as_error, ensure_writable_dir, file_sha256, home
 
 #: bump when the layout or the preprocessing changes: every old entry becomes a miss
 #: (2: audio rendered by audio.render, load -> mix -> effects -> crop; header-only start-up checks)
 CACHE_VERSION = 2
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-#: safetensors' dtype codes of the storage dtypes (checked from the header alone)
-_SAFETENSORS_DTYPE = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 #: memo of audio files' sha256 by (path, size, mtime), inside the cache root
 HASHES_FILE = "audio-sha256.jsonl"
 #: what a cache root holds (besides hidden temporary files): any other entry means it is someone else's folder
 CACHE_ENTRIES = frozenset({"audio", "targets", HASHES_FILE})
 #: threads for the header checks at start-up (I/O-bound: they wait on the disk, not the CPU)
 CHECK_THREADS = 8
-#: a header larger than this is not one of ours (a corrupt length field would allocate gigabytes)
-_MAX_HEADER_BYTES = 1 << 24
 
-Effects = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+#: an effect chain as a hashable, order-preserving tuple (:func:`canonical_effects`)
+FrozenEffectChain = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
 
 
 class CorruptEntryError(SeeingSoundsError, ValueError):
     """A cache entry failed its integrity check (raised by :func:`read_tokens` only)."""
 
 
-def canonical_effects(effects: Sequence[tuple[str, Mapping[str, Any]]] | None) -> Effects:
+def canonical_effects(effects: EffectChain | None) -> FrozenEffectChain:
     """An effect chain ``[(name, params)]`` as a hashable, order-preserving tuple."""
     out = []
     for item in effects or ():
@@ -122,11 +119,11 @@ class AudioItem:
     mixed with another file at ``ratio`` (paper Eq. 7: ``T_j(a)`` and ``a_i + a_j``)."""
 
     path: Path
-    effects: Effects = ()
+    effects: FrozenEffectChain = ()
     mix: tuple[Path, float] | None = None
 
     @classmethod
-    def of(cls, path: str | Path, effects: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
+    def of(cls, path: str | Path, effects: EffectChain | None = None,
            mix: tuple[str | Path, float] | None = None) -> AudioItem:
         return cls(Path(path), canonical_effects(effects),
                    None if mix is None else (Path(mix[0]), float(mix[1])))
@@ -158,34 +155,29 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def read_header(source: str | Path | bytes) -> tuple[dict[str, dict[str, Any]], dict[str, str], int]:
-    """A safetensors file's header without its tensor bytes: ``(tensors, metadata, file size it implies)``.
+def _header_matches(path: Path, key: str, dtype_name: str, code: str, shapes: Mapping[str, Sequence[int]]) -> bool:
+    """Whether the entry at ``path`` is ``key`` in ``dtype_name`` (safetensors code ``code``) holding exactly
+    ``shapes``, from its header alone. ``safe_open`` parses and checks the header, and that the file's
+    size is the one it implies (a truncated entry fails here); it maps the file but reads no tensor byte."""
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        if not (meta.get("key") == key and meta.get("dtype") == dtype_name and "sha256" in meta
+                and set(f.keys()) == set(shapes)):
+            return False
+        slices = {n: f.get_slice(n) for n in shapes}
+        return all(s.get_dtype() == code and tuple(s.get_shape()) == tuple(shapes[n]) for n, s in slices.items())
 
-    ``tensors`` maps each name to ``{"dtype", "shape", "data_offsets"}``. Raises ``ValueError``
-    when the header is truncated or not a safetensors header.
-    """
-    if isinstance(source, bytes):
-        head, raw = source[:8], None
-    else:
-        with open(source, "rb") as f:
-            head = f.read(8)
-            n = int.from_bytes(head, "little") if len(head) == 8 else 0
-            raw = f.read(n) if 0 < n <= _MAX_HEADER_BYTES else b""
-    if len(head) < 8:
-        raise ValueError("shorter than a safetensors header")
-    n = int.from_bytes(head, "little")
-    if not 0 < n <= _MAX_HEADER_BYTES:
-        raise ValueError(f"header length {n} is not plausible")
-    if raw is None:
-        raw = source[8 : 8 + n]  # type: ignore[index]
-    if len(raw) < n:
-        raise ValueError("truncated header")
-    header = json.loads(raw)
-    if not isinstance(header, dict):
-        raise ValueError("header is not a JSON object")
-    meta = header.pop("__metadata__", None) or {}
-    end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
-    return header, meta, 8 + n + end
+
+def _read_verified(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """An entry's metadata and tensors (copied out of the file, so nothing stays mapped), after its
+    checksum; raises ``ValueError`` when the tensors are not the ones the checksum in the metadata names,
+    ``SafetensorError`` when the file is not a whole safetensors file."""
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {n: f.get_tensor(n).clone() for n in f.keys()}
+    if meta.get("sha256") != tensor_digest(tensors):
+        raise ValueError(f"{path}: checksum mismatch")
+    return meta, tensors
 
 
 def _process_group(distributed: bool | None) -> tuple[int, int, torch.device | None]:
@@ -486,14 +478,10 @@ class FeatureCache:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError):  # missing (a file in the way of its folder too)
             return False
-        code = _SAFETENSORS_DTYPE[self.dtype_name]
+        code = SAFETENSORS_DTYPE_CODES[self.dtype]
         try:  # not a regular file (a folder, a pipe): never opened, rejected below
-            tensors, meta, expected = read_header(path) if stat.S_ISREG(st.st_mode) else ({}, {}, -1)
-            ok = (st.st_size == expected and meta.get("key") == key and meta.get("dtype") == self.dtype_name
-                  and "sha256" in meta and set(tensors) == set(shapes)
-                  and all(tensors[n]["dtype"] == code and tuple(tensors[n]["shape"]) == tuple(s)
-                          for n, s in shapes.items()))
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            ok = stat.S_ISREG(st.st_mode) and _header_matches(path, key, self.dtype_name, code, shapes)
+        except (OSError, SafetensorError):
             ok = False
         if not ok:
             self._reject(path)
@@ -510,18 +498,18 @@ class FeatureCache:
         """
         path = Path(path)
         try:
-            data = path.read_bytes()
+            st = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except IsADirectoryError:  # a folder where the entry belongs: removed if empty, else named
+        if not stat.S_ISREG(st.st_mode):  # a folder where the entry belongs (removed if empty, else named), a pipe
             self._reject(path)
             return None
         try:
-            _, meta, expected = read_header(data)
-            tensors = load_safetensors_bytes(data) if len(data) == expected else None
-            ok = (tensors is not None and meta.get("key") == path.stem and meta.get("dtype") == self.dtype_name
-                  and meta.get("sha256") == tensor_digest(tensors))
-        except Exception:  # truncated header, short data, garbage: all mean "not trustworthy"  # noqa: BLE001
+            meta, tensors = _read_verified(path)
+            ok = meta.get("key") == path.stem and meta.get("dtype") == self.dtype_name
+        except FileNotFoundError:  # deleted by another process since the stat: a miss
+            return None
+        except (SafetensorError, ValueError):  # truncated, garbage, checksum mismatch: never trusted
             ok = False
         if not ok:
             self._reject(path)
@@ -769,7 +757,8 @@ def read_tokens(path: str | Path) -> torch.Tensor:
 
 def _entry_dtype(path: Path) -> str:
     try:
-        name = str(read_header(path)[1].get("dtype", "float16"))
+        with safe_open(path, framework="pt") as f:
+            name = str((f.metadata() or {}).get("dtype", "float16"))
         return name if name in DTYPES else "float16"
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, SafetensorError):
         return "float16"

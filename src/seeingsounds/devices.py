@@ -25,6 +25,9 @@ DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16, "float16": torch.float16,
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
 }
+#: the safetensors header's code of each of those dtypes (files are checked from their header alone)
+SAFETENSORS_DTYPE_CODES: dict[torch.dtype, str] = {torch.float16: "F16", torch.bfloat16: "BF16",
+                                                   torch.float32: "F32"}
 
 
 def mps_available() -> bool:

@@ -179,17 +179,6 @@ def provenance(**fields: Any) -> dict[str, Any]:
     return {SOFTWARE_KEY: f"seeingsounds {__version__}", "seeingsounds_version": __version__, **fields}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (read in blocks)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value

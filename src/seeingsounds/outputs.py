@@ -13,7 +13,6 @@ training run.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_fingerprint
-from seeingsounds.audio.render import check_chain
+from seeingsounds.audio.render import EffectChain, check_chain
 from seeingsounds.errors import ConfigError
-from seeingsounds.imaging import SOFTWARE_KEY, contact_sheet, file_sha256, provenance, read_provenance, save_png
+from seeingsounds.imaging import SOFTWARE_KEY, contact_sheet, provenance, read_provenance, save_png
 from seeingsounds.model import load_backend
-from seeingsounds.paths import check_not_input
+from seeingsounds.paths import check_not_input, file_sha256, slug
 from seeingsounds.pipeline import (
     SeeingSoundsPipeline,
     check_edit_steps,
@@ -50,7 +49,6 @@ MAX_OUTPUTS = 10_000
 OTHER_MEDIA_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mov", ".mkv", ".webm", ".avi",
                         ".m4v", ".wav", ".mp3", ".flac", ".ogg")
 
-Effects = Sequence[tuple[str, Mapping[str, Any]]]
 
 
 @dataclass
@@ -82,7 +80,7 @@ class Settings:
     width: int | None = None
     height: int | None = None
     batch_size: int = 4
-    effects: Effects = field(default_factory=list)
+    effects: EffectChain = field(default_factory=list)
     mix: tuple[str, float] | None = None
     num_frames: int | None = None
     fps: int | None = None
@@ -90,15 +88,9 @@ class Settings:
 
 
 # ---- checks that run before any model is loaded ------------------------------------------------
-def slug(text: str, limit: int = 40) -> str:
-    """``text`` as a lower-case file-name fragment (``caption`` when nothing is left)."""
-    result = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-    return result[:limit].rstrip("-") or "caption"
-
-
 def stems(paths: Sequence[str]) -> list[str]:
     """File stems, prefixed with the input's index where two inputs share one."""
-    names = [slug(Path(p).stem, 60) for p in paths]
+    names = [slug(Path(p).stem, limit=60, empty="caption") for p in paths]
     if len(set(names)) == len(names):
         return names
     return [f"{i:03d}-{s}" for i, s in enumerate(names)]
@@ -170,7 +162,7 @@ def output_names(audio: Sequence[str], captions: Sequence[str], settings: Settin
     one per seed ``seed .. seed + num_images - 1``."""
     seeds = range(settings.seed, settings.seed + settings.num_images)
     return ([f"{name}_s{seed}" for name in stems(audio) for seed in seeds]
-            + [f"caption{c:02d}-{slug(text)}_s{seed}" for c, text in enumerate(captions) for seed in seeds])
+            + [f"caption{c:02d}-{slug(text, limit=40, empty='caption')}_s{seed}" for c, text in enumerate(captions) for seed in seeds])
 
 
 def output_targets(folder: Path, single: Path | None, names: Sequence[str], *, video: bool, sheet: bool) -> list[Path]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +37,22 @@ DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: how libraries that keep only the text of such an error (safetensors' SafetensorError) word it
 _DISK_FULL_TEXTS = (os.strerror(errno.ENOSPC).lower(), os.strerror(errno.EDQUOT).lower(),
                     f"os error {errno.ENOSPC})", f"os error {errno.EDQUOT})")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (read in blocks of 1 MiB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def slug(text: str, *, limit: int | None = None, empty: str = "item") -> str:
+    """``text`` as a lower-case file-name fragment (ASCII letters, digits and ``-``), cut to ``limit``
+    characters; ``empty`` when nothing is left."""
+    result = re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()
+    return result[:limit].rstrip("-") or empty
 
 
 def is_disk_full(exc: BaseException) -> bool:

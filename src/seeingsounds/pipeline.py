@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from seeingsounds.aligner import SeeingSoundsAligner
 from seeingsounds.audio.effects import describe_effect
-from seeingsounds.audio.render import check_chain
+from seeingsounds.audio.render import EffectChain, check_chain
 from seeingsounds.checkpoint import resolve_checkpoint
 from seeingsounds.conditioner import AudioConditioner, as_sources, display_name
-from seeingsounds.devices import DTYPES, resolve_device, resolve_dtype
+from seeingsounds.devices import resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError
 from seeingsounds.imaging import load_picture
 from seeingsounds.model import load_backend, load_encoder
@@ -41,10 +41,7 @@ from seeingsounds.presets import get_preset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DTYPES", "SeeingSoundsOutput", "SeeingSoundsPipeline", "check_seed", "check_size", "default_device",
-           "resolve_device", "resolve_dtype", "size_limit"]
-
-Effects = Sequence[tuple[str, Mapping[str, Any]]]
+__all__ = ["SeeingSoundsOutput", "SeeingSoundsPipeline", "check_seed", "check_size", "size_limit"]
 
 
 @dataclass
@@ -80,10 +77,6 @@ SEED_MAX = 2**32 - 1
 SIZE_LIMIT_FACTOR = 2
 #: the highest mp4 frame rate accepted (players and the H.264 levels in common use stop well below)
 FPS_MAX = 240
-
-# Old names kept for modules that import them from here; devices.py is their one home.
-default_device = resolve_device
-
 
 #: the largest guidance scale accepted: far above any useful one (1-20), larger only saturates or overflows
 GUIDANCE_MAX = 100.0
@@ -333,7 +326,7 @@ class SeeingSoundsPipeline:
         return folder
 
     # ---- audio -> conditioning --------------------------------------------------------------
-    def load_waveforms(self, audio: Any, *, sample_rate: int | None = None, effects: Effects | None = None,
+    def load_waveforms(self, audio: Any, *, sample_rate: int | None = None, effects: EffectChain | None = None,
                        mix: tuple[Any, float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
         """What the encoder hears for every input: the conditioner's render (mix ``(other, ratio)``, then
         ``effects``, cropped to the encoder's window), e.g. to time the stages apart.
@@ -345,7 +338,7 @@ class SeeingSoundsPipeline:
         waves = [self.conditioner.render(s, effects=chain, mix=mix, sample_rate=sample_rate) for s in sources]
         return waves, [display_name(s) for s in sources], descriptions
 
-    def predict_conditioning(self, audio: Any, *, sample_rate: int | None = None, effects: Effects | None = None,
+    def predict_conditioning(self, audio: Any, *, sample_rate: int | None = None, effects: EffectChain | None = None,
                              mix: tuple[Any, float] | None = None, batch_size: int = 4) -> dict[str, torch.Tensor]:
         """The aligner's predictions only (no image): ``{name: [N, ...]}`` float32 on the CPU.
 
@@ -356,7 +349,7 @@ class SeeingSoundsPipeline:
                                             sample_rate=sample_rate)
 
     @staticmethod
-    def _check_effects(effects: Effects | None, mix: tuple[Any, float] | None) -> tuple[list[Any], list[str]]:
+    def _check_effects(effects: EffectChain | None, mix: tuple[Any, float] | None) -> tuple[list[Any], list[str]]:
         """The checked effect chain and its descriptions d_j, before any audio is read."""
         chain = check_chain(effects)
         if mix is not None and not (isinstance(mix, (tuple, list)) and len(mix) == 2):
@@ -469,7 +462,7 @@ class SeeingSoundsPipeline:
 
     def _stream(self, audio: Any, make: Callable[[dict[str, torch.Tensor], list[int]], list[Any]], *,
                 sample_rate: int | None, seed: int, seeds: Sequence[int] | None, per_input: int,
-                effects: Effects | None, mix: tuple[Any, float] | None, batch_size: int, keep: bool,
+                effects: EffectChain | None, mix: tuple[Any, float] | None, batch_size: int, keep: bool,
                 progress: bool, desc: str) -> tuple[list[Any], dict[str, torch.Tensor], list[int], list[str], list[str]]:
         """Images for every input, ``batch_size`` inputs at a time through the conditioner.
 
@@ -503,7 +496,7 @@ class SeeingSoundsPipeline:
     def __call__(self, audio: Any, *, sample_rate: int | None = None, seed: int = 0, seeds: Sequence[int] | None = None,
                  num_images_per_audio: int = 1, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, height: int | None = None, width: int | None = None,
-                 effects: Effects | None = None, mix: tuple[Any, float] | None = None, batch_size: int = 4,
+                 effects: EffectChain | None = None, mix: tuple[Any, float] | None = None, batch_size: int = 4,
                  num_frames: int | None = None, fps: int | None = None, progress: bool = False,
                  return_conditioning: bool = True) -> SeeingSoundsOutput:
         """Images for ``audio``: a path, the bytes of a file, an array (with ``sample_rate``), a
@@ -572,7 +565,7 @@ class SeeingSoundsPipeline:
     def edit(self, image: Any, audio: Any, *, strength: float = 0.6, mask: Any = None, seed: int = 0,
              seeds: Sequence[int] | None = None, num_images_per_audio: int = 1, num_inference_steps: int | None = None,
              guidance_scale: float | None = None, height: int | None = None, width: int | None = None,
-             effects: Effects | None = None, mix: tuple[Any, float] | None = None, sample_rate: int | None = None,
+             effects: EffectChain | None = None, mix: tuple[Any, float] | None = None, sample_rate: int | None = None,
              batch_size: int = 4, progress: bool = False, return_conditioning: bool = True) -> SeeingSoundsOutput:
         """Edit ``image`` with a sound: the generator's image-to-image (or, with ``mask``, inpainting)
         pipeline, fed the aligner's predictions for ``audio`` exactly as :meth:`__call__` is.

@@ -11,7 +11,8 @@
     <run>/.lock                        held (flock) by the process training into the folder
 
 ``caption_targets.safetensors`` is an ordinary safetensors file, but written row by row and read
-row by row (``os.pread``), so neither writing nor training ever holds all targets in memory.
+row by row (``os.pread``; :class:`RowFile` says why not safetensors' own reads), so neither writing
+nor training ever holds all targets in memory.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from seeingsounds.captions.caption_set import CaptionSet
+from seeingsounds.devices import SAFETENSORS_DTYPE_CODES
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_path, atomic_write_text, current_umask, disk_full_as_error, ensure_writable_dir
 
@@ -51,8 +54,7 @@ RUN_ENTRIES = frozenset({CONFIG_FILE, CAPTIONS_FILE, TARGETS_FILE, EDITS_FILE, M
 #: the start of the report folders ``seeingsounds evaluate`` writes into a run by default (``eval-<protocol>``)
 EVAL_PREFIX = "eval-"
 
-_ST_DTYPES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
-_TORCH_DTYPES = {v: k for k, v in _ST_DTYPES.items()}
+_TORCH_DTYPES = {code: dtype for dtype, code in SAFETENSORS_DTYPE_CODES.items()}
 
 
 #: the libraries a run's (or a report's) numbers depend on
@@ -75,8 +77,12 @@ def library_versions(names: Sequence[str] = RESULT_LIBRARIES) -> dict[str, str]:
 class RowFile:
     """Row access to a safetensors file whose tensors share their first dimension (the rows).
 
-    :meth:`read` reads only the requested rows (``os.pread``: nothing is memory-mapped, so the
-    rows read do not stay in this process's memory).
+    The header is read and checked by ``safetensors.safe_open`` (also that the file's size is the
+    one the header implies). :meth:`read` then reads only the requested rows with ``os.preadv``
+    into one buffer, because safetensors has no bounded row read: its default (mmap) backend keeps
+    every page a slice touched resident in this process while the file is open (a run holds it
+    open for the whole of training, reading random rows: its memory grew to the file's size), and
+    its ``pread`` backend reads the whole tensor for any slice.
     """
 
     def __init__(self, path: str | Path):
@@ -85,33 +91,31 @@ class RowFile:
             self._fd = os.open(self.path, os.O_RDONLY)
         except OSError as exc:
             raise ConfigError(f"cannot read {self.path}: {exc.strerror}") from None
-        try:
-            (length,) = struct.unpack("<Q", os.pread(self._fd, 8, 0))
-            header = json.loads(os.pread(self._fd, length, 8))
-        except Exception as exc:
+        try:  # through the descriptor: the header read is the file's whose rows are read, even if it is replaced
+            with safe_open(f"/dev/fd/{self._fd}", framework="pt") as f:
+                self.metadata: dict[str, str] = f.metadata() or {}
+                names = f.offset_keys()
+                specs = {n: (f.get_slice(n).get_dtype(), tuple(f.get_slice(n).get_shape())) for n in names}
+        except (OSError, SafetensorError) as exc:
             os.close(self._fd)
-            raise ConfigError(f"{self.path} is not a readable safetensors file ({exc}); retrain or restore it") \
-                from None
-        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
-        start = 8 + length
-        self.tensors: dict[str, tuple[torch.dtype, tuple[int, ...], int]] = {}
+            raise ConfigError(f"{self.path} is not a whole safetensors file, truncated or damaged ({exc}); "
+                              "retrain or restore it") from None
         rows = None
-        for name, info in header.items():
-            shape = tuple(int(s) for s in info["shape"])
-            dtype = _TORCH_DTYPES.get(info["dtype"])
-            if dtype is None or not shape:
+        for name, (code, shape) in specs.items():
+            if code not in _TORCH_DTYPES or not shape or shape[0] != (shape[0] if rows is None else rows):
                 os.close(self._fd)
-                raise ConfigError(f"{self.path}: tensor {name} ({info['dtype']}, {shape}) is not a row tensor")
-            rows = shape[0] if rows is None else rows
-            if shape[0] != rows:
-                os.close(self._fd)
-                raise ConfigError(f"{self.path}: tensors have different row counts")
-            self.tensors[name] = (dtype, shape[1:], start + int(info["data_offsets"][0]))
+                what = "is not a row tensor" if code not in _TORCH_DTYPES or not shape else "has another row count"
+                raise ConfigError(f"{self.path}: tensor {name} ({code}, {list(shape)}) {what}")
+            rows = shape[0]
+        # the format stores the tensors back to back in offset order, ending at the end of the file
+        offset = os.fstat(self._fd).st_size - sum(math.prod(shape) * _TORCH_DTYPES[code].itemsize
+                                                  for code, shape in specs.values())
+        self.tensors: dict[str, tuple[torch.dtype, tuple[int, ...], int]] = {}
+        for name in names:
+            code, shape = specs[name]
+            self.tensors[name] = (_TORCH_DTYPES[code], shape[1:], offset)
+            offset += math.prod(shape) * _TORCH_DTYPES[code].itemsize
         self.num_rows = int(rows or 0)
-        end = start + max((int(i["data_offsets"][1]) for i in header.values()), default=0)
-        if os.fstat(self._fd).st_size < end:
-            os.close(self._fd)
-            raise ConfigError(f"{self.path} is truncated; retrain or restore it")
 
     def __len__(self) -> int:
         return self.num_rows
@@ -121,7 +125,7 @@ class RowFile:
 
     def row_bytes(self, name: str) -> int:
         dtype, shape, _ = self.tensors[name]
-        return math.prod(shape) * torch.finfo(dtype).bits // 8
+        return math.prod(shape) * dtype.itemsize
 
     def read(self, rows: Sequence[int], names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """``{name: [len(rows), ...]}`` in the stored dtype; consecutive rows are read at once."""
@@ -168,16 +172,18 @@ def write_row_file(path: str | Path, shapes: Mapping[str, Sequence[int]], num_ro
                    metadata: Mapping[str, str] | None = None) -> Path:
     """Write a row file atomically from ``chunks`` of ``(first_row, {name: [k, *shape]})``.
 
-    Only one chunk is in memory at a time. Every row must be written exactly once.
+    Only one chunk is in memory at a time. Every row must be written exactly once. Written by hand
+    (header, then each chunk ``os.pwrite`` at its rows' offsets) because ``safetensors.torch.save_file``
+    needs every tensor whole in memory; the file is an ordinary safetensors file for any reader.
     """
     names = sorted(shapes)
-    itemsize = torch.finfo(dtype).bits // 8
+    itemsize = dtype.itemsize
     header: dict[str, Any] = {"__metadata__": {"rows": str(num_rows), **dict(metadata or {})}}
     offset = 0
     starts = {}
     for name in names:
         size = num_rows * math.prod(shapes[name]) * itemsize
-        header[name] = {"dtype": _ST_DTYPES[dtype], "shape": [num_rows, *shapes[name]],
+        header[name] = {"dtype": SAFETENSORS_DTYPE_CODES[dtype], "shape": [num_rows, *shapes[name]],
                         "data_offsets": [offset, offset + size]}
         starts[name] = offset
         offset += size
@@ -246,15 +252,6 @@ class RunFolder:
     @property
     def last(self) -> Path:
         return self._saved(LAST)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        """``best/`` when it exists, else ``last/``."""
-        for folder in (self.best, self.last):
-            if (folder / MODEL_FILE).is_file():
-                return folder
-        raise ConfigError(f"{self._path} holds no checkpoint ({BEST}/ or {LAST}/ with {MODEL_FILE}); "
-                          "train it first or point to another run")
 
     @property
     def state_path(self) -> Path:
@@ -460,32 +457,3 @@ class RunFolder:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-
-
-# ---- the caption set + targets (used by describe / evaluate) ----------------------------------
-def save_caption_set(folder: str | Path, captions: CaptionSet, targets: Mapping[str, torch.Tensor],
-                     dtype: torch.dtype = torch.float16) -> None:
-    """Write ``captions.json`` and ``caption_targets.safetensors`` (row-aligned) atomically."""
-    folder = Path(folder)
-    for name, t in targets.items():
-        if len(t) != len(captions):
-            raise ConfigError(f"{len(t)} targets of {name} for {len(captions)} captions")
-    shapes = {n: tuple(t.shape[1:]) for n, t in targets.items()}
-    write_row_file(folder / TARGETS_FILE, shapes, len(captions), iter([(0, dict(targets))]), dtype=dtype)
-    atomic_write_text(folder / CAPTIONS_FILE, captions.to_json())
-
-
-def find_run_folder(checkpoint: str | Path) -> Path:
-    """The folder holding ``captions.json`` for a run folder or one of its checkpoints."""
-    return RunFolder.find(checkpoint).path
-
-
-def load_caption_set(folder: str | Path) -> tuple[CaptionSet, dict[str, torch.Tensor]]:
-    """The captions and their float32 targets (all rows) of a run (see :meth:`RunFolder.find`)."""
-    run = RunFolder.find(folder)
-    captions = run.caption_set()
-    targets = run.caption_targets(dtype=torch.float32)
-    bad = [n for n, t in targets.items() if len(t) != len(captions)]
-    if bad:
-        raise ConfigError(f"{run.path}: targets {bad} do not match the {len(captions)} captions; retrain")
-    return captions, targets

@@ -42,7 +42,7 @@ from typing import Any, Union
 import numpy as np
 
 from seeingsounds.errors import AudioLoadError, ConfigError
-from seeingsounds.paths import atomic_path
+from seeingsounds.paths import atomic_path, file_sha256
 
 #: lowest and highest sample rate accepted for a source or a target (Hz)
 MIN_SAMPLE_RATE = 1000
@@ -501,15 +501,12 @@ def audio_fingerprint(source: AudioSource, sample_rate: int | None = None) -> st
     if isinstance(source, tuple) and len(source) == 2:
         sample_rate, source = source
     name = source_name(source)
-    digest = hashlib.sha256()
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
+        if not Path(source).is_file():
             raise AudioLoadError(name, "file not found")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    elif isinstance(source, (bytes, bytearray, memoryview)):
+        return file_sha256(source)
+    digest = hashlib.sha256()
+    if isinstance(source, (bytes, bytearray, memoryview)):
         digest.update(bytes(source))
     elif isinstance(source, np.ndarray):
         sr = _check_rate(name, sample_rate)

@@ -82,7 +82,6 @@ DEFAULT_MAX_REPLY_BYTES = 1 << 20
 ERROR_DETAIL_BYTES = 2000
 _READ_CHUNK = 64 * 1024
 CACHE_FORMAT = "seeingsounds-caption-cache/2"
-LEGACY_CACHE_FORMAT = "seeingsounds-caption-cache/1"
 _QUOTES = "\"'`“”‘’"
 
 
@@ -124,9 +123,8 @@ class _Cache:
     its ``key``. A caption costs one appended line (no rewrite of the file: linear I/O for tens of
     thousands of fusions), written with a single ``write`` + ``fsync``, so an interruption loses at
     most the line being written; such a torn last line is ignored on read, and the file is then
-    compacted atomically (temp file + rename), as is a cache of the older whole-file JSON format
-    (``seeingsounds-caption-cache/1``), which is converted in place. Lines another process appends
-    meanwhile are picked up on a miss.
+    compacted atomically (temp file + rename). Lines another process appends meanwhile are picked
+    up on a miss.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None):
@@ -159,24 +157,12 @@ class _Cache:
         first_line = raw.split(b"\n", 1)[0]
         try:
             header = json.loads(first_line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            header = None
-        if isinstance(header, dict) and header.get("format") == CACHE_FORMAT:
-            if self._parse(raw, first=True):
-                self._compact()
-        else:
-            self._load_legacy(raw)
-
-    def _load_legacy(self, raw: bytes) -> None:
-        try:
-            data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise self._not_a_cache() from None
-        if not (isinstance(data, dict) and data.get("format") == LEGACY_CACHE_FORMAT
-                and isinstance(data.get("entries"), dict)):
+            header = None
+        if not (isinstance(header, dict) and header.get("format") == CACHE_FORMAT):
             raise self._not_a_cache()
-        self.entries = {k: v for k, v in data["entries"].items() if isinstance(v, dict)}
-        self._compact()
+        if self._parse(raw, first=True):
+            self._compact()
 
     def _parse(self, raw: bytes, *, first: bool) -> bool:
         """Read complete lines of ``raw`` (from :attr:`_offset`); True when a torn line was skipped."""
@@ -203,7 +189,7 @@ class _Cache:
         return torn
 
     def _compact(self) -> None:
-        """Rewrite the file atomically with one line per entry (after a torn line or a legacy file)."""
+        """Rewrite the file atomically with one line per entry (after a torn line)."""
         assert self.path is not None
         lines = [json.dumps({"format": CACHE_FORMAT}, ensure_ascii=False)]
         lines += [json.dumps({"key": k, **{f: v for f, v in r.items() if f != "key"}}, ensure_ascii=False)
@@ -292,7 +278,7 @@ def _clean_reply(body: bytes, max_chars: int, content_type: str = "") -> str:
 
 
 class LLMEditor(CaptionEditor):
-    """f, g and class captions written by an OpenAI-compatible chat model, cached to a JSON file.
+    """f, g and class captions written by an OpenAI-compatible chat model, cached to a JSON Lines file.
 
     ``system_prompts`` overrides the shipped prompts per operation (``edit``, ``fuse``,
     ``class_caption``). ``cache``: the JSON cache file (``None``: in memory only).

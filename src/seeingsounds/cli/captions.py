@@ -118,11 +118,8 @@ def _editor(args: argparse.Namespace, beside: Path, *, inputs: list[Path], outpu
 
 
 def default_cache_path(beside: Path) -> Path:
-    """``<stem>.llm-cache.jsonl`` beside ``beside``; an existing cache of the older JSON format
-    (``<stem>.llm-cache.json``) is used instead when there is no JSON Lines one (it is converted)."""
-    cache = beside.with_name(f"{beside.stem}.llm-cache.jsonl")
-    legacy = beside.with_name(f"{beside.stem}.llm-cache.json")
-    return legacy if legacy.is_file() and not cache.exists() else cache
+    """``<stem>.llm-cache.jsonl`` beside ``beside``."""
+    return beside.with_name(f"{beside.stem}.llm-cache.jsonl")
 
 
 def _report_fallbacks(editor) -> None:

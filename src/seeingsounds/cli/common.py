@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 from typing import Any
 
-import numpy as np
 
 from seeingsounds.controls import controls_for_display, controls_in_order
 from seeingsounds.errors import ConfigError
@@ -107,16 +106,3 @@ def mix_from_args(args: argparse.Namespace) -> tuple[str, float] | None:
     if not 0.0 <= ratio <= 1.0:
         raise ConfigError(f"--mix-ratio must be in [0, 1] (share of the --mix clip), got {ratio}")
     return str(other), ratio
-
-
-def apply_args(wave: np.ndarray, sr: int, args: argparse.Namespace) -> tuple[np.ndarray, list[str]]:
-    """Mix (if asked) then apply the effects (:func:`seeingsounds.audio.render.render`, no window);
-    returns the audio and the descriptions d_j applied."""
-    from seeingsounds.audio.effects import describe_effect  # deferred on purpose: `--help` stays light
-    from seeingsounds.audio.render import render
-
-    effects = effects_from_args(args)
-    descriptions = [describe_effect(name, **params) for name, params in effects]  # checked before reading --mix
-    out = render(np.asarray(wave, dtype=np.float32), sample_rate=int(sr), source_rate=int(sr), effects=effects,
-                 mix=mix_from_args(args))
-    return out, descriptions

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seeingsounds.audio.io import AUDIO_SUFFIXES, CONTAINER_SUFFIXES, audio_info
-from seeingsounds.data.manifest import csv_records, read_data_text, shown, text_problem, write_manifest
+from seeingsounds.data.manifest import SPLITS, Clip, csv_records, read_data_text, shown, text_problem, write_manifest
 from seeingsounds.data.protocols import get_protocol, normalise_label
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
 from seeingsounds.paths import check_output_file
@@ -132,13 +132,6 @@ class BuildReport:
                 "conflicting": len(self.conflicting), "repeated": self.repeated,
                 "skipped": dict(self.skipped), "per_class": dict(self.per_class),
                 "empty_classes": list(self.empty_classes)}
-
-
-@dataclass(frozen=True)
-class _Entry:
-    path: Path
-    label: str
-    split: str = ""
 
 
 # ---- shared helpers -------------------------------------------------------------------------
@@ -235,12 +228,12 @@ def _check_output(output: Path, inputs: Sequence[Path | None]) -> None:
                               "choose another output file")
 
 
-def _one_row_per_clip(entries: list[_Entry], report: BuildReport) -> list[_Entry]:
+def _one_row_per_clip(entries: list[Clip], report: BuildReport) -> list[Clip]:
     """One entry per file (the same real file, also through a symlink or a repeated root, is one clip):
     repeats with the same label (and split) are written once and counted; a clip annotated with
     different labels (or splits) is left out and listed in ``report.conflicting`` (the rule in the
     module docstring)."""
-    by_file: dict[str, list[_Entry]] = defaultdict(list)
+    by_file: dict[str, list[Clip]] = defaultdict(list)
     for e in entries:
         by_file[os.path.realpath(e.path)].append(e)
     kept = []
@@ -255,7 +248,7 @@ def _one_row_per_clip(entries: list[_Entry], report: BuildReport) -> list[_Entry
     return kept
 
 
-def _finish(report: BuildReport, entries: list[_Entry], classes: Sequence[str] | None, output: Path,
+def _finish(report: BuildReport, entries: list[Clip], classes: Sequence[str] | None, output: Path,
             check_audio: bool) -> BuildReport:
     problems = [f"{shown(e.path)}: {why}" for e in entries
                 for why in (text_problem(str(e.path), "path"), text_problem(e.label, "label")) if why]
@@ -280,7 +273,7 @@ def _finish(report: BuildReport, entries: list[_Entry], classes: Sequence[str] |
         report.empty_classes = [c for c in classes if counts[c] == 0]
     if not entries:
         raise DatasetError([report.summary()], header=f"no {report.dataset} clip was found: nothing written")
-    write_manifest(output, [(e.path, e.label, e.split) for e in entries])
+    write_manifest(output, entries)
     return report
 
 
@@ -368,7 +361,7 @@ def build_vggsound(annotations: str | os.PathLike[str], media: str | os.PathLike
     times_annotated = Counter(ytid for ytid, _, _, _ in rows)
     report = BuildReport("vggsound", output, annotated=len(rows))
     used: set[Path] = set()
-    entries: list[_Entry] = []
+    entries: list[Clip] = []
     for ytid, start, label, split in rows:
         end = start + VGGSOUND_CLIP_SECONDS
         stems = [f"{ytid}_{start:06d}", f"{ytid}_{start}", f"{ytid}_{start:06d}_{end:06d}", f"{ytid}_{start}_{end}"]
@@ -385,11 +378,11 @@ def build_vggsound(annotations: str | os.PathLike[str], media: str | os.PathLike
             continue
         best, others = _best(candidates)
         report.duplicates.extend(others)
-        entries.append(_Entry(best, canonical, split if official_split else ""))
+        entries.append(Clip(best, canonical, split if official_split else ""))
     if official_split:
-        bad = sorted({e.split for e in entries} - {"train", "val", "test"})
+        bad = sorted({e.split for e in entries} - set(SPLITS))
         if bad:
-            raise DatasetError([f"split value(s) {bad} in {annotations} are not train/val/test"],
+            raise DatasetError([f"split value(s) {bad} in {annotations} are not {'/'.join(SPLITS)}"],
                                header="cannot use the official split")
     report.unmatched = [p for p in files if p not in used]
     return _finish(report, entries, subset, output, check_audio)
@@ -397,7 +390,7 @@ def build_vggsound(annotations: str | os.PathLike[str], media: str | os.PathLike
 
 # ---- class folders (VEGAS, Landscape) -------------------------------------------------------
 def _class_folder_entries(roots: Sequence[Path], files: Sequence[Path], classify: Callable[[tuple[str, ...]], str | None],
-                          report: BuildReport) -> list[_Entry]:
+                          report: BuildReport) -> list[Clip]:
     """Entries of files whose folders name a class (``classify`` of the path's folder parts under its root);
     one entry per (class, file stem): other formats of the same clip are duplicates."""
     groups: dict[tuple[str, str], list[Path]] = defaultdict(list)
@@ -412,7 +405,7 @@ def _class_folder_entries(roots: Sequence[Path], files: Sequence[Path], classify
     for (label, _), paths in sorted(groups.items()):
         best, others = _best(paths)
         report.duplicates.extend(others)
-        entries.append(_Entry(best, label))
+        entries.append(Clip(best, label))
     report.annotated = len(groups)
     return entries
 
@@ -474,7 +467,7 @@ def build_landscape(media: str | os.PathLike[str] | Sequence[str | os.PathLike[s
 
     entries = _class_folder_entries(roots, media_files(roots), classify, report)
     if chosen is not None:
-        kept = [_Entry(e.path, chosen.match(e.label) or "", e.split) for e in entries]
+        kept = [Clip(e.path, chosen.match(e.label) or "", e.split) for e in entries]
         report.excluded = sum(not e.label for e in kept)
         entries = [e for e in kept if e.label]
     return _finish(report, entries, subset, output, check_audio)
@@ -538,7 +531,7 @@ def build_esc50(media: str | os.PathLike[str], output: str | os.PathLike[str], *
             continue
         best, others = _best(candidates)
         report.duplicates.extend(others)
-        entries.append(_Entry(best, label))
+        entries.append(Clip(best, label))
     report.unmatched = [p for p in files if p not in used]
     classes = sorted({label for _, label, in10 in rows if in10}) if esc10 else list(_protocol_classes("esc50"))
     return _finish(report, entries, classes, output, check_audio)
@@ -587,7 +580,7 @@ def build_ravdess(media: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     for recording, paths in sorted(groups.items()):
         ordered = sorted(paths, key=lambda p: (ravdess_fields(p.name)["modality"] != "03", _format_rank(p)))
         report.duplicates.extend(ordered[1:])
-        entries.append(_Entry(ordered[0], emotions[int(recording[1]) - 1]))
+        entries.append(Clip(ordered[0], emotions[int(recording[1]) - 1]))
     report.annotated = len(groups)
     report.skipped = dict(skipped)
     return _finish(report, entries, emotions, output, check_audio)

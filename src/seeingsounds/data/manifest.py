@@ -36,7 +36,7 @@ import numpy as np
 from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_info  # AUDIO_SUFFIXES: what a class folder scan picks up
 from seeingsounds.captions.store import load_captions
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
-from seeingsounds.paths import atomic_write_text
+from seeingsounds.paths import atomic_write_text, file_sha256
 
 SPLITS = ("train", "val", "test")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -44,11 +44,13 @@ MANIFEST_SUFFIXES = (".csv", ".jsonl")
 
 @dataclass(frozen=True)
 class Clip:
-    """One labelled audio file."""
+    """One manifest row: a labelled audio file, its split (``""`` where none is given) and, for the
+    protocols that have one, its video frame. The row type of datasets, protocols and builders."""
 
     path: Path
     label: str
-    split: str
+    split: str = ""
+    frame: Path | None = None
 
 
 @dataclass
@@ -106,14 +108,6 @@ class Dataset:
             out["captions_sha256"] = file_sha256(self.captions_path)
         out["clips"] = {s: len(self.split(s)) for s in SPLITS}
         return out
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---- captions -------------------------------------------------------------------------------

@@ -48,20 +48,19 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seeingsounds.data.manifest import read_manifest, text_problem, write_manifest
+from seeingsounds.data.manifest import SPLITS, Clip, read_manifest, text_problem, write_manifest
 from seeingsounds.errors import ConfigError, DatasetError
 from seeingsounds.paths import atomic_write_text
 
 DATA_DIR = Path(__file__).resolve().parent / "protocols"
-SPLITS = ("train", "val", "test")
 SPLIT_MODES = ("ratio", "counts", "zero-shot")
 DEFAULT_TEMPLATE = "a photo of {text}"
 
@@ -89,16 +88,6 @@ def class_text(name: str) -> str:
     AIC does not use it: its judge sees the raw class names (METRICS.md).
     """
     return " ".join(str(name).replace("_", " ").split())
-
-
-@dataclass(frozen=True)
-class Row:
-    """One manifest row: audio path, class (canonical name), split, optional frame."""
-
-    path: Path
-    label: str
-    split: str
-    frame: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -164,9 +153,9 @@ class Protocol:
         return ProtocolData(protocol=self, classes=classes, rows=split, manifest=manifest, seed=seed)
 
     def _validate(self, raw: list[dict[str, Any]], manifest: Path, problems: list[str],
-                  check_files: bool) -> tuple[list[Row], list[str]]:
+                  check_files: bool) -> tuple[list[Clip], list[str]]:
         known = {normalise_label(c): c for c in (self.classes or self.allowed_classes or ())}
-        rows: list[Row] = []
+        rows: list[Clip] = []
         unknown: Counter[str] = Counter()
         seen: dict[str, str] = {}
         missing_files: list[str] = []
@@ -198,7 +187,7 @@ class Protocol:
             if check_files and not path.is_file():
                 missing_files.append(f"{where}: {path}")
             frame = str(r.get("frame") or "").strip()
-            rows.append(Row(path, label, split, _resolve(manifest, frame) if frame else None))
+            rows.append(Clip(path, label, split, _resolve(manifest, frame) if frame else None))
         if unknown:
             listing = ", ".join(f"{k!r} ({n})" for k, n in sorted(unknown.items()))
             problems.append(f"labels that are not {self.name} classes: {listing}; the classes are "
@@ -256,33 +245,29 @@ class Protocol:
             problems.append("the manifest lists no clips")
         return rows, classes
 
-    def _split(self, rows: list[Row], classes: list[str], seed: int, problems: list[str]) -> list[Row]:
+    def _split(self, rows: list[Clip], classes: list[str], seed: int, problems: list[str]) -> list[Clip]:
         if rows and rows[0].split:  # the manifest's own split
             return rows
-        by_class: dict[str, list[Row]] = defaultdict(list)
+        by_class: dict[str, list[Clip]] = defaultdict(list)
         for r in rows:
             by_class[r.label].append(r)
-        out: list[Row] = []
+        out: list[Clip] = []
         for c in classes:
             clips = seeded_order(by_class[c], seed)
             if self.split_mode == "zero-shot":
-                out += [_with_split(r, "test") for r in clips]
+                out += [replace(r, split="test") for r in clips]
             elif self.split_mode == "counts":
                 n_test, n_train = self.test_per_class or 0, self.train_per_class or 0
-                out += [_with_split(r, "test") for r in clips[:n_test]]
-                out += [_with_split(r, "train") for r in clips[n_test : n_test + n_train]]
+                out += [replace(r, split="test") for r in clips[:n_test]]
+                out += [replace(r, split="train") for r in clips[n_test : n_test + n_train]]
             else:
                 n_test = max(1, round(self.test_fraction * len(clips)))
-                out += [_with_split(r, "test") for r in clips[:n_test]]
-                out += [_with_split(r, "train") for r in clips[n_test:]]
+                out += [replace(r, split="test") for r in clips[:n_test]]
+                out += [replace(r, split="train") for r in clips[n_test:]]
         return out
 
 
-def _with_split(row: Row, split: str) -> Row:
-    return Row(row.path, row.label, split, row.frame)
-
-
-def seeded_order(rows: Sequence[Row], seed: int) -> list[Row]:
+def seeded_order(rows: Sequence[Clip], seed: int) -> list[Clip]:
     """Rows sorted by path, then permuted with ``numpy.random.default_rng(seed)``."""
     ordered = sorted(rows, key=lambda r: str(r.path))
     perm = np.random.default_rng(seed).permutation(len(ordered))
@@ -295,27 +280,27 @@ class ProtocolData:
 
     protocol: Protocol
     classes: list[str]
-    rows: list[Row]
+    rows: list[Clip]
     manifest: Path
     seed: int = 0
 
-    def split(self, name: str) -> list[Row]:
+    def split(self, name: str) -> list[Clip]:
         return [r for r in self.rows if r.split == name]
 
-    def evaluation_rows(self, limit: int | None = None) -> list[Row]:
+    def evaluation_rows(self, limit: int | None = None) -> list[Clip]:
         """Test clips to evaluate, class by class in the seeded order (``eval_clips_per_class``).
 
         ``limit`` keeps the first ``limit`` clips of that list, taken round-robin over classes
         so that a small limit still covers every class.
         """
-        per_class: dict[str, list[Row]] = defaultdict(list)
+        per_class: dict[str, list[Clip]] = defaultdict(list)
         for r in self.split("test"):
             per_class[r.label].append(r)
         n = self.protocol.eval_clips_per_class
         chosen = {c: per_class[c][:n] if n else per_class[c] for c in self.classes}
         if limit is None:
             return [r for c in self.classes for r in chosen[c]]
-        out: list[Row] = []
+        out: list[Clip] = []
         depth = 0
         while len(out) < limit and any(depth < len(v) for v in chosen.values()):
             for c in self.classes:
@@ -326,7 +311,7 @@ class ProtocolData:
 
     def write_manifest(self, path: str | os.PathLike[str]) -> Path:
         """The split as a manifest (path,label,split) the trainer can read (``val`` comes from train)."""
-        return write_manifest(path, [(r.path, r.label, r.split) for r in self.rows])
+        return write_manifest(path, self.rows)
 
 
 def _resolve(manifest: Path, text: str) -> Path:
@@ -395,5 +380,3 @@ register_protocol(Protocol(
 ))
 
 
-def reference_table(protocol: str | Protocol) -> Mapping[str, float]:
-    return get_protocol(protocol).reference

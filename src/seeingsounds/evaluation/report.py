@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,19 +11,13 @@ from typing import Any
 from PIL import Image
 
 from seeingsounds.imaging import contact_sheet, save_png
-from seeingsounds.paths import atomic_write_text
+from seeingsounds.paths import atomic_write_text, slug
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 GRIDS_DIR = "grids"
 #: column order of the Markdown table (the paper's metrics first)
 METRIC_ORDER = ("AIC", "R@1", "R@5", "R@10", "AIS", "caption_top1", "caption_top5", "caption_mean_cosine")
-
-
-def slug(text: str) -> str:
-    """A file-name-safe, readable form of a class name."""
-    out = re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()
-    return out or "class"
 
 
 def _json_safe(value: Any) -> Any:
@@ -115,7 +108,7 @@ def write_grids(images_by_class: Mapping[str, Sequence[Sequence[Path]]], out: Pa
                     tiles.append(im.convert("RGB"))
                 labels.append(Path(path).stem)
         sheet = contact_sheet(tiles, labels, columns=columns, label_lines=1)
-        rel = f"{GRIDS_DIR}/{slug(name)}.png"
+        rel = f"{GRIDS_DIR}/{slug(name, empty='class')}.png"
         save_png(sheet, Path(out) / rel, {"class": name})
         written.append(rel)
     return written

@@ -40,15 +40,16 @@ from PIL import Image
 from seeingsounds.audio.render import render
 from seeingsounds.checkpoint import resolve_checkpoint
 from seeingsounds.conditioner import AudioConditioner
-from seeingsounds.data.protocols import ProtocolData, Row, class_text, get_protocol, normalise_label
+from seeingsounds.data.manifest import Clip
+from seeingsounds.data.protocols import ProtocolData, class_text, get_protocol, normalise_label
 from seeingsounds.devices import resolve_device
 from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation import metrics as M
 from seeingsounds.evaluation.judges import get_judge
 from seeingsounds.evaluation.offline_judge import is_offline_judge
-from seeingsounds.evaluation.report import slug, write_grids, write_json, write_markdown
+from seeingsounds.evaluation.report import write_grids, write_json, write_markdown
 from seeingsounds.imaging import save_png
-from seeingsounds.paths import atomic_write_text, ensure_writable_dir, home
+from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, slug
 from seeingsounds.pipeline import SeeingSoundsPipeline, read_checkpoint_preset
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import EVAL_PREFIX, RunFolder, library_versions
@@ -109,10 +110,11 @@ def resolve_seeds(protocol_seeds: Sequence[int], seeds: Sequence[int] | None, im
     return list(protocol_seeds)
 
 
-def image_path(out: Path, row: Row, seed: int) -> Path:
+def image_path(out: Path, row: Clip, seed: int) -> Path:
     """Deterministic PNG path of one clip x seed."""
     digest = hashlib.sha1(str(row.path.resolve()).encode()).hexdigest()[:8]
-    return Path(out) / IMAGES_DIR / slug(row.label) / f"{slug(row.path.stem)}-{digest}_seed{seed}.png"
+    name = f"{slug(row.path.stem, empty='class')}-{digest}_seed{seed}.png"
+    return Path(out) / IMAGES_DIR / slug(row.label, empty="class") / name
 
 
 def stream_similarity(conditioner: AudioConditioner, index: CaptionIndex, sources: Iterable[Any], *,
@@ -137,11 +139,7 @@ def _checkpoint_identity(checkpoint: str) -> dict[str, Any]:
     for key, name in (("weights_sha256", "model.safetensors"), ("config_sha256", "config.json")):
         file = Path(folder) / name
         if file.is_file():
-            digest = hashlib.sha256()
-            with open(file, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            out[key] = digest.hexdigest()
+            out[key] = file_sha256(file)
     return out
 
 
@@ -189,7 +187,7 @@ class Evaluation:
         self.generated_by_process: list[int] = []
 
     # ---- data -----------------------------------------------------------------------------
-    def load_data(self) -> tuple[ProtocolData, list[Row]]:
+    def load_data(self) -> tuple[ProtocolData, list[Clip]]:
         data = self.protocol.load(self.s.data, seed=self.s.split_seed)
         rows = data.evaluation_rows(self.s.limit)
         if not rows:
@@ -240,7 +238,7 @@ class Evaluation:
         if self.state.is_main_process:
             atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
-    def ensure_images(self, rows: Sequence[Row]) -> list[list[Path]]:
+    def ensure_images(self, rows: Sequence[Clip]) -> list[list[Path]]:
         """Paths of every clip's images (one per seed), generating the missing ones.
 
         The missing clip x seed pairs are dealt round-robin to the launched processes; each generates its
@@ -313,7 +311,7 @@ class Evaluation:
                 out[ids] = rows
         return out
 
-    def image_metrics(self, data: ProtocolData, rows: Sequence[Row], paths: Sequence[Sequence[Path]]) -> dict[str, Any]:
+    def image_metrics(self, data: ProtocolData, rows: Sequence[Clip], paths: Sequence[Sequence[Path]]) -> dict[str, Any]:
         classes = sorted(data.classes)  # METRICS.md: sorted(set(labels)), raw names
         flat = [(r, p) for r, ps in zip(rows, paths) for p in ps]
         labels = np.array([classes.index(r.label) for r, _ in flat])
@@ -367,7 +365,7 @@ class Evaluation:
             judges["wav2clip"] = w2c.describe()
         return {"metrics": results, "judges": judges, "per_class": dict(per_class)}
 
-    def caption_metrics(self, rows: Sequence[Row]) -> dict[str, Any]:
+    def caption_metrics(self, rows: Sequence[Clip]) -> dict[str, Any]:
         """Caption retrieval against the run's class-caption targets (no generator, no judge).
 
         The clips stream through the conditioner ``batch_size`` at a time; only the [clips, classes]
