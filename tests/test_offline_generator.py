@@ -29,8 +29,8 @@ from seeingsounds.training.generator import (
 
 IDS = [c.id for c in CONCEPTS]
 #: bounds below the accuracies measured with the shipped weights (see the model card)
-CAPTION_TO_PICTURE = 0.7
-SHRUNK_TO_PICTURE = 0.45
+CAPTION_TO_PICTURE = 0.9
+SHRUNK_TO_PICTURE = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,8 @@ def test_broken_conditioning_falls_to_chance(backend, pipe, targets, references)
     assert accuracy(backend, pipe, shuffled, references, truth) <= 0.05
     assert accuracy(backend, pipe, shuffled, references, perm.numpy()) >= CAPTION_TO_PICTURE
     mean_sequence = targets["prompt_embeds"].mean(0).expand_as(targets["prompt_embeds"]).clone()
-    assert accuracy(backend, pipe, {**targets, "prompt_embeds": mean_sequence}, references, truth) <= 0.1
+    # measured 0.09 (chance 0.007): the pooled vector alone hardly chooses the picture
+    assert accuracy(backend, pipe, {**targets, "prompt_embeds": mean_sequence}, references, truth) <= 0.2
 
 
 def test_perturbed_conditioning_is_shrunk_toward_the_mean():

@@ -67,7 +67,7 @@ class GeneratorTrainingConfig:
     single_layers: int = 2
     heads: int = 4
     head_dim: int = 32
-    steps: int = 3000
+    steps: int = 4500
     batch: int = 32
     lr: float = 1e-3
     # conditioning perturbation (see perturb_conditioning)
