@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seeingsounds.errors import ConfigError
+from seeingsounds.errors import ConfigError, hub_errors_as_config
 
 #: the built-in encoders, ``name -> "module:Class"``, imported on first use (so this module imports none of them)
 BUILTIN_ENCODERS: dict[str, str] = {
@@ -55,7 +55,8 @@ def get_encoder_class(name: str) -> type[AudioEncoder]:
 def create_audio_encoder(name: str, model_id: str, *, device: str | torch.device = "cpu",
                          dtype: torch.dtype = torch.float32, **kwargs: Any) -> AudioEncoder:
     """Load the frozen encoder ``name`` from ``model_id`` (a hub id or a local folder/file)."""
-    return get_encoder_class(name).from_pretrained(model_id, device=device, dtype=dtype, **kwargs)
+    with hub_errors_as_config(model_id, f"{name} audio encoder"):
+        return get_encoder_class(name).from_pretrained(model_id, device=device, dtype=dtype, **kwargs)
 
 
 class AudioEncoder(nn.Module, abc.ABC):

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from seeingsounds.devices import resolve_device, resolve_dtype
-from seeingsounds.errors import ConfigError
+from seeingsounds.errors import ConfigError, hub_errors_as_config
 
 _BACKENDS: dict[str, type[GeneratorBackend]] = {}
 #: built-in backends as ``name -> "module:Class"``, imported on first use: the backend modules
@@ -179,7 +179,8 @@ class GeneratorBackend(abc.ABC):
         class _Reader(ConfigMixin):
             config_name = "config.json"
 
-        return dict(_Reader.load_config(self.model_id, subfolder=subfolder, revision=self.revision))
+        with hub_errors_as_config(self.model_id, f"{self.name} generator"):
+            return dict(_Reader.load_config(self.model_id, subfolder=subfolder, revision=self.revision))
 
     def load_tokenizer_config(self, subfolder: str = "tokenizer") -> dict[str, Any]:
         """A tokenizer's ``tokenizer_config.json`` (e.g. ``model_max_length``) without loading it."""
@@ -188,7 +189,8 @@ class GeneratorBackend(abc.ABC):
         class _Reader(ConfigMixin):
             config_name = "tokenizer_config.json"
 
-        return dict(_Reader.load_config(self.model_id, subfolder=subfolder, revision=self.revision))
+        with hub_errors_as_config(self.model_id, f"{self.name} generator"):
+            return dict(_Reader.load_config(self.model_id, subfolder=subfolder, revision=self.revision))
 
     def does_guidance(self, guidance_scale: float) -> bool:
         """Whether a call with ``guidance_scale`` needs negative conditioning."""
@@ -223,7 +225,8 @@ class GeneratorBackend(abc.ABC):
         target, torch_dtype = resolve_device_and_dtype(device, dtype)
         kwargs = {c: None for c in self.image_components}
         _follow_quiet_setting()
-        pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=torch_dtype, **kwargs)
+        with hub_errors_as_config(self.model_id, f"{self.name} generator"):
+            pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=torch_dtype, **kwargs)
         return pipe.to(target)
 
     @torch.no_grad()
@@ -264,7 +267,8 @@ class GeneratorBackend(abc.ABC):
         """The pipeline without text encoders or tokenizers (they are never needed to generate)."""
         kwargs = {c: None for c in self.text_components}
         _follow_quiet_setting()
-        pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=dtype, **kwargs)
+        with hub_errors_as_config(self.model_id, f"{self.name} generator"):
+            pipe = self.pipeline_class().from_pretrained(self.model_id, revision=self.revision, dtype=dtype, **kwargs)
         if lora:
             _load_lora_without_text_encoders(pipe, lora)
         if cpu_offload:
