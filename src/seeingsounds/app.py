@@ -60,6 +60,7 @@ from seeingsounds.audio.render import render
 from seeingsounds.captions.edit import get_editor
 from seeingsounds.conditioner import AudioConditioner
 from seeingsounds.controls import effects_from_controls, slider_controls
+from seeingsounds.data.manifest import write_manifest
 from seeingsounds.describe import Describer
 from seeingsounds.errors import AudioLoadError, ConfigError, SeeingSoundsError
 from seeingsounds.imaging import load_picture, provenance, save_png
@@ -555,13 +556,11 @@ def _train_demo(folder: Path) -> None:
     sounds = example_sounds()
     data = folder / ".data"  # hidden: the run's own folder may hold nothing but the run (RunFolder's --out check)
     data.mkdir(parents=True)
-    rows = ["path,label"] + [f"{sounds[name]},{name}" for name in DEMO_CAPTIONS if name in sounds]
-    (data / "manifest.csv").write_text("\n".join(rows) + "\n")
+    write_manifest(data / "manifest.csv", [(sounds[name], name) for name in DEMO_CAPTIONS if name in sounds])
     (data / "captions.json").write_text(json.dumps({n: c for n, c in DEMO_CAPTIONS.items() if n in sounds}, indent=2))
     train(TrainConfig(preset="tiny", data=str(data / "manifest.csv"), captions=str(data / "captions.json"),
                       out=str(folder), epochs=DEMO_EPOCHS, batch_size=8, val_fraction=0.0, patience=DEMO_EPOCHS,
-                      lr_sequence=1e-2, lr_pooled=1e-2, seed=0, device="cpu", progress=False,
-                      cache_dir=str(folder / "cache")))
+                      lr_sequence=1e-2, lr_pooled=1e-2, seed=0, device="cpu", progress=False))  # the shared feature cache
 
 
 
