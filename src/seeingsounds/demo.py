@@ -26,7 +26,6 @@ aligner's targets are captions such a generator was trained on.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
 import importlib.util
@@ -43,6 +42,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from seeingsounds.data import debian_sounds, pictures
+from seeingsounds.data.manifest import read_manifest, reusable_dataset, stamp_dataset, write_manifest
 from seeingsounds.errors import ConfigError, DatasetError
 from seeingsounds.paths import atomic_write_text, ensure_writable_dir, home
 from seeingsounds.presets import TINY_PREFIX
@@ -187,7 +187,6 @@ def real_sounds_dataset(root: str | Path, *, per_class: int = PER_CLASS, seed: i
     files. Raises :class:`DatasetError` (naming the packages to install) when a class has too few clips.
     """
     from seeingsounds.audio.io import audio_seconds, load_audio, save_audio
-    from seeingsounds.data.manifest import write_manifest
 
     root = Path(root)
     found = debian_sounds.scan_debian_sounds(sources, seed=seed)
@@ -210,15 +209,9 @@ def real_sounds_dataset(root: str | Path, *, per_class: int = PER_CLASS, seed: i
             plan += [(path, concept, split) for path in chosen]
     params = {"per_class": per_class, "seed": seed, "seconds": seconds, "sample_rate": sample_rate,
               "clips": [[str(path), concept, split] for path, concept, split in plan]}
-    stamp, manifest, captions = root / "dataset.json", root / "manifest.csv", root / "captions.json"
-    if stamp.is_file() and manifest.is_file() and captions.is_file():
-        try:
-            same = json.loads(stamp.read_text(encoding="utf-8")) == params
-        except ValueError:
-            same = False
-        if same and all((root / row["path"]).is_file() for row in _manifest_rows(manifest)):
-            return manifest, captions
-    stamp.unlink(missing_ok=True)  # written last: a dataset interrupted half-way is never taken as complete
+    if (ready := reusable_dataset(root, params)) is not None:
+        return ready
+    manifest, captions = root / "manifest.csv", root / "captions.json"
     rows: list[tuple[Path, str, str]] = []
     for k, (path, concept, split) in enumerate(plan):
         wave = load_audio(path, target_sr=sample_rate, num_samples=int(round(seconds * sample_rate)), pad=False)
@@ -228,13 +221,17 @@ def real_sounds_dataset(root: str | Path, *, per_class: int = PER_CLASS, seed: i
         rows.append((save_audio(dest, wave, sample_rate), concept, split))
     manifest = write_manifest(manifest, rows)
     captions = atomic_write_text(captions, json.dumps({c: class_caption(c) for c in DEMO_CONCEPTS}, indent=1) + "\n")
-    atomic_write_text(stamp, json.dumps(params, indent=1) + "\n")
+    stamp_dataset(root, params)
     return manifest, captions
 
 
-def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
-    with open(manifest, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+def _manifest_rows(manifest: Path) -> list[dict[str, Any]]:
+    """The rows of a manifest the demo wrote itself (through the one reader)."""
+    problems: list[str] = []
+    rows = read_manifest(manifest, problems)
+    if problems:
+        raise DatasetError(problems, f"the demo's manifest {manifest} has problems")
+    return rows
 
 
 def _dataset(out: Path, per_class: int, seed: int, sample_rate: int, say: Callable[..., None],

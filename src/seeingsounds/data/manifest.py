@@ -472,3 +472,30 @@ def write_manifest(path: str | os.PathLike[str],
         writer.writerows(rows)
         text = buffer.getvalue()
     return atomic_write_text(path, text)
+
+
+#: the file that marks a generated dataset folder complete, holding the parameters it was made with
+DATASET_STAMP = "dataset.json"
+
+
+def reusable_dataset(root: Path, params: Mapping[str, Any]) -> tuple[Path, Path] | None:
+    """``(manifest.csv, captions.json)`` of a dataset ``root`` already made with ``params`` and still whole
+    (every listed clip present), else ``None``, with the stamp removed so an interrupted rewrite is never
+    taken as complete. Writers call :func:`stamp_dataset` last."""
+    stamp, manifest, captions = root / DATASET_STAMP, root / "manifest.csv", root / "captions.json"
+    if stamp.is_file() and manifest.is_file() and captions.is_file():
+        try:
+            same = json.loads(stamp.read_text(encoding="utf-8")) == json.loads(json.dumps(params))
+        except ValueError:
+            same = False
+        problems: list[str] = []
+        rows = read_manifest(manifest, problems) if same else []
+        if same and not problems and all((root / str(r["path"])).is_file() for r in rows):
+            return manifest, captions
+    stamp.unlink(missing_ok=True)
+    return None
+
+
+def stamp_dataset(root: Path, params: Mapping[str, Any]) -> None:
+    """Mark ``root`` as a complete dataset made with ``params`` (see :func:`reusable_dataset`)."""
+    atomic_write_text(root / DATASET_STAMP, json.dumps(params, indent=1) + "\n")

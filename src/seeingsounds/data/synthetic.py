@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seeingsounds.data.manifest import read_manifest, write_manifest
+from seeingsounds.data.manifest import reusable_dataset, stamp_dataset, write_manifest
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_write_text
 
@@ -70,17 +70,8 @@ def make_synthetic_dataset(root: str | Path, *, train: int = 8, val: int = 2, te
     root = Path(root)
     params = {"train": train, "val": val, "test": test, "seed": seed, "classes": dict(classes), "seconds": seconds,
               "sample_rate": sample_rate, "amp": list(amp)}
-    stamp, manifest, captions = root / "dataset.json", root / "manifest.csv", root / "captions.json"
-    if stamp.is_file() and manifest.is_file() and captions.is_file():
-        try:
-            same = json.loads(stamp.read_text(encoding="utf-8")) == params
-        except ValueError:
-            same = False
-        problems: list[str] = []
-        rows = read_manifest(manifest, problems)
-        if same and not problems and all((root / str(r["path"])).is_file() for r in rows):
-            return manifest, captions
-    stamp.unlink(missing_ok=True)  # written last: a dataset interrupted half-way is never taken as complete
+    if (ready := reusable_dataset(root, params)) is not None:
+        return ready
     rng = np.random.default_rng(seed)
     clips: list[tuple[Path, str, str]] = []
     for label in classes:
@@ -94,5 +85,5 @@ def make_synthetic_dataset(root: str | Path, *, train: int = 8, val: int = 2, te
     # atomic: an interrupted run never leaves a manifest that lists clips it did not finish
     manifest = write_manifest(root / "manifest.csv", clips)
     captions = atomic_write_text(root / "captions.json", json.dumps(dict(classes), indent=1))
-    atomic_write_text(stamp, json.dumps(params, indent=1) + "\n")
+    stamp_dataset(root, params)
     return manifest, captions

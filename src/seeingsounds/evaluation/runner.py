@@ -416,10 +416,11 @@ class Evaluation:
         return report
 
     def _leave_process_group(self) -> None:
-        """Leave a launched run's process group, as the trainer does: a process that exits with gloo's threads
-        still running can abort (SIGABRT, "terminate called without an active exception"). Local, no
-        barrier: the main process may still be scoring caption retrieval alone."""
+        """Wait for every process, then leave a launched run's process group, as the trainer does: a process
+        that left and exited while the main one was still scoring and writing could abort (SIGABRT,
+        "terminate called without an active exception"), failing the launch after the report was written."""
         if self._state is not None and self._state.num_processes > 1:
+            self._state.wait_for_everyone()
             self._state.destroy_process_group()
 
     def _evaluate(self) -> dict[str, Any] | None:
