@@ -27,6 +27,15 @@ Writes ``results.json`` and ``results.md`` into ``--out`` and the table to stdou
 part at toy widths and sizes (on the CPU unless ``--device`` says otherwise; ``torch.compile`` then uses
 the ``eager`` backend); ``--meta-check`` builds every part's real-size models on the meta device and runs
 their forward at the real shapes first, so shape errors surface on any machine.
+
+On a GPU machine that reaches no package index and has torch and transformers but not diffusers
+(the project's lent H200), bring the diffusers wheel from here and install it beside the checkout:
+
+    pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
+        --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1
+    # there (with .whl carried over):
+    pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+    PYTHONPATH=/tmp/site:$PWD/src python3 benchmarks/gpu.py --out OUT/gpu --budget-s 480
 """
 
 from __future__ import annotations
