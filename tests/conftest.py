@@ -60,6 +60,22 @@ def write_sines(folder: Path, freqs: tuple[float, ...], seconds: float = 1.5, sr
     return paths
 
 
+def synthetic_train_data(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, Path, Path]:
+    """``(root, manifest, captions)``: the synthetic classes, 4 train + 1 val clips each, for `train` runs."""
+    from seeingsounds.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp(name)
+    manifest, captions = make_synthetic_dataset(root, train=4, val=1, test=0)
+    return root, manifest, captions
+
+
+def train_args(data: tuple[Path, Path, Path], out: Path, *extra: str) -> list[str]:
+    """A one-epoch `seeingsounds train` of the tiny preset on :func:`synthetic_train_data`."""
+    root, manifest, captions = data
+    return ["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", str(out),
+            "--epochs", "1", "--batch-size", "8", "--cache-dir", str(root / "cache"), "--no-progress", *extra]
+
+
 def items_of(paths, **kw):
     """One feature-cache item per path, with the same effects/mix options."""
     from seeingsounds.cache import AudioItem

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import synthetic_train_data, train_args
 from test_pipeline import make_checkpoint, write_wav
 
 from seeingsounds.cli.main import main
-from seeingsounds.data.synthetic import make_synthetic_dataset
 from seeingsounds.errors import DiskFullError
 from seeingsounds.paths import atomic_write_text, disk_full_as_error, is_disk_full
 
@@ -118,15 +118,7 @@ def test_atomic_write_on_a_full_disk_keeps_the_old_file_and_leaves_no_temporary(
 # ---- train ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("diskfull")
-    manifest, captions = make_synthetic_dataset(root, train=4, val=1, test=0)
-    return root, manifest, captions
-
-
-def train_args(data, out, *extra):
-    root, manifest, captions = data
-    return ["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", str(out),
-            "--epochs", "1", "--batch-size", "8", "--cache-dir", str(root / "cache"), "--no-progress", *extra]
+    return synthetic_train_data(tmp_path_factory, "diskfull")
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -12,22 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import synthetic_train_data, train_args
 
 from seeingsounds.cli.main import main
-from seeingsounds.data.synthetic import make_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("safety")
-    manifest, captions = make_synthetic_dataset(root, train=4, val=1, test=0)
-    return root, manifest, captions
-
-
-def train_args(data, out, *extra):
-    root, manifest, captions = data
-    return ["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", str(out),
-            "--epochs", "1", "--batch-size", "8", "--cache-dir", str(root / "cache"), "--no-progress", *extra]
+    return synthetic_train_data(tmp_path_factory, "safety")
 
 
 @pytest.fixture

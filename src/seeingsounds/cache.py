@@ -70,7 +70,7 @@ from seeingsounds.audio.render import EffectChain, render
 from seeingsounds.devices import SAFETENSORS_DTYPE_CODES, resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError, DiskFullError, SeeingSoundsError
 from seeingsounds.generators.base import release_memory
-from seeingsounds.paths import atomic_path, disk_full_as_error, ensure_writable_dir, file_sha256, home
+from seeingsounds.paths import atomic_path, disk_full_as_error, ensure_writable_dir, file_sha256, home, is_within, short_list
 
 #: bump when the layout or the preprocessing changes: every old entry becomes a miss
 #: (2: audio rendered by audio.render, load -> mix -> effects -> crop; header-only start-up checks)
@@ -354,17 +354,14 @@ class FeatureCache:
         a class-per-folder ``--data``; a file there, such as a manifest, is ignored).
         """
         if not self._writable:
-            where = self.root.resolve()
             for what, folder in outside:
-                folder = Path(folder).expanduser().resolve()
-                if folder.is_dir() and (where == folder or folder in where.parents):
-                    raise ConfigError(f"the {self.WHAT} {self.root} is inside the {what} {folder}: choose a "
-                                      "folder outside it")
+                if Path(folder).expanduser().is_dir() and is_within(self.root, folder):
+                    raise ConfigError(f"the {self.WHAT} {self.root} is inside the {what} "
+                                      f"{Path(folder).expanduser().resolve()}: choose a folder outside it")
             foreign = self.foreign_entries()
             if foreign:
-                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
                 raise ConfigError(f"the {self.WHAT} {self.root} is not empty and not a feature cache (it holds "
-                                  f"{shown}): choose a new or empty folder")
+                                  f"{short_list(foreign)}): choose a new or empty folder")
             ensure_writable_dir(self.root, self.WHAT)
             self._writable = True
         return self.root

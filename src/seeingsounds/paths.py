@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -140,6 +140,17 @@ def ensure_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
         raise ConfigError(f"the {what} {path} cannot be written ({_reason(exc)}): choose a writable folder "
                           "or fix its permissions") from None
     return path
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether the resolved ``path`` is the resolved ``folder`` or lies below it."""
+    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return path == folder or folder in path.parents
+
+
+def short_list(names: Sequence[str], limit: int = 5) -> str:
+    """``a, b, c and 4 more``: the first ``limit`` names of a list for a one-line message."""
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -37,7 +37,15 @@ from safetensors import SafetensorError, safe_open
 from seeingsounds.captions.caption_set import CaptionSet
 from seeingsounds.devices import SAFETENSORS_DTYPE_CODES
 from seeingsounds.errors import ConfigError
-from seeingsounds.paths import atomic_path, atomic_write_text, current_umask, disk_full_as_error, ensure_writable_dir
+from seeingsounds.paths import (
+    atomic_path,
+    atomic_write_text,
+    current_umask,
+    disk_full_as_error,
+    ensure_writable_dir,
+    is_within,
+    short_list,
+)
 
 CONFIG_FILE = "config.json"
 CAPTIONS_FILE = "captions.json"
@@ -406,7 +414,7 @@ class RunFolder:
             raise ConfigError(f"--out {path} is a file, not a folder: name a folder for the run")
         for read in reads:
             read = Path(read).expanduser().resolve()
-            if read.is_dir() and (where == read or read in where.parents):
+            if read.is_dir() and is_within(where, read):
                 raise ConfigError(f"--out {path} is inside the data folder {read}, which the run reads: "
                                   "choose a folder outside it")
             if read.is_file() and where == read.parent:
@@ -414,8 +422,7 @@ class RunFolder:
                                   "choose another folder")
         foreign = self.foreign_entries()
         if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise ConfigError(f"--out {path} is not empty and not a training run (it holds {shown}): "
+            raise ConfigError(f"--out {path} is not empty and not a training run (it holds {short_list(foreign)}): "
                               "choose a new or empty folder")
         if not resume and self.holds_run():
             raise ConfigError(f"{path} already holds a training run: pass --resume to continue it, "
