@@ -160,7 +160,7 @@ def test_guidance_nan_inf_or_huge_fails_before_load(proj, checkpoint, value, cap
 
 def test_the_api_refuses_a_nan_guidance_too():
     from seeingsounds.errors import ConfigError
-    from seeingsounds.pipeline import check_guidance
+    from seeingsounds.request import check_guidance
 
     with pytest.raises(ConfigError, match="guidance_scale must be a number in 0..100"):
         check_guidance(float("nan"))

@@ -22,7 +22,7 @@ from PIL import Image, ImageFile
 from seeingsounds.app import Limits, editor_picture, read_checked
 from seeingsounds.errors import AudioLoadError, ConfigError
 from seeingsounds.imaging import load_picture
-from seeingsounds.pipeline import load_edit_inputs
+from seeingsounds.request import load_edit_inputs
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),

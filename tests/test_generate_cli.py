@@ -178,7 +178,7 @@ def test_size_upper_bound_from_the_model_before_load(setup, tmp_path, capsys, no
 
 def test_size_limit_reasons_of_the_real_configs():
     """The bound and its reason from each generator's configs (a hard one for SD3's positional table)."""
-    from seeingsounds.pipeline import size_limit
+    from seeingsounds.request import size_limit
     from seeingsounds.presets import get_preset
 
     class Configs:

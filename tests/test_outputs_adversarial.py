@@ -191,7 +191,7 @@ def test_outputs_never_go_into_a_folder_of_sound_clips(setup, tmp_path, capsys, 
 
 
 def test_one_png_may_sit_beside_sound_files(setup, tmp_path):
-    from seeingsounds.outputs import check_targets
+    from seeingsounds.writers import check_targets
 
     shutil.copy(setup["dog"], tmp_path / "dog.wav")
     check_targets([tmp_path / "dog.png"], [tmp_path / "dog.wav"], tmp_path, single=True, video=False)
@@ -264,9 +264,9 @@ def test_strength_and_fps_fail_before_load(setup, tmp_path, capsys, no_model, ar
 
 
 def test_o_naming_a_file_fails_before_the_generator_configs_are_read(setup, tmp_path, capsys, no_model, monkeypatch):
-    import seeingsounds.outputs
+    import seeingsounds.request
 
-    monkeypatch.setattr(seeingsounds.outputs, "load_backend",
+    monkeypatch.setattr(seeingsounds.request, "load_backend",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("configs read before -o was checked")))
     (tmp_path / "afile").write_text("keep")
     assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), "-o", str(tmp_path / "afile")]) == 2

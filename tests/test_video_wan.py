@@ -54,7 +54,7 @@ def test_audio_to_video_frames_and_posters_without_text_encoders(wan_pipe, setup
 
     monkeypatch.setattr(WanPipeline, "__call__", spy)
 
-    assert wan_pipe.generator.text_encoder is None and wan_pipe.generator.tokenizer is None and wan_pipe.is_video
+    assert wan_pipe.generator.text_encoder is None and wan_pipe.generator.tokenizer is None and wan_pipe.output_kind.video
     monkeypatch.setattr(transformers.UMT5EncoderModel, "from_pretrained",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("text encoder loaded")))
     out = wan_pipe([str(setup["dog"]), str(setup["rain"])], seed=2, num_frames=9, fps=12, height=32, width=48)

@@ -64,12 +64,14 @@ from seeingsounds.data.manifest import write_manifest
 from seeingsounds.describe import Describer
 from seeingsounds.errors import AudioLoadError, ConfigError, SeeingSoundsError
 from seeingsounds.imaging import load_picture, provenance, save_png
-from seeingsounds.outputs import common_provenance
 from seeingsounds.paths import build_once, file_sha256, home
-from seeingsounds.pipeline import SeeingSoundsPipeline, check_strength
+from seeingsounds.engine import Engine
+from seeingsounds.pipeline import SeeingSoundsPipeline
+from seeingsounds.request import check_strength
 from seeingsounds.runs import RunFolder
 from seeingsounds.training import TrainConfig, train
 from seeingsounds.video import write_mp4
+from seeingsounds.writers import output_provenance
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +329,7 @@ class DemoEngine:
     @property
     def is_video(self) -> bool:
         """Whether the checkpoint drives a video generator (requests give mp4s; no editing)."""
-        return bool(self.pipe.is_video)
+        return bool(self.pipe.output_kind.video)
 
     def close(self) -> None:
         """Remove the output folder this engine made (a given ``output_dir`` is left alone)."""
@@ -514,7 +516,7 @@ class DemoEngine:
         mix = None
         if mix_sound:
             mix = {"path": upload_name(mix_sound), "sha256": audio_fingerprint(mix_sound), "ratio": float(mix_ratio)}
-        return {**common_provenance(self.pipe, checkpoint_label(self.checkpoint), settings), "lora": self.lora,
+        return {**output_provenance(Engine(self.pipe), checkpoint_label(self.checkpoint), settings), "lora": self.lora,
                 **provenance(source=upload_name(sound), source_sha256=audio_fingerprint(sound),
                              effects=[[n, dict(p)] for n, p in effects] or None,
                              effect_descriptions=list(descriptions) or None, mix=mix)}

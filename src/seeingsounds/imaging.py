@@ -67,6 +67,10 @@ PROVENANCE_FIELDS: dict[str, str] = {
     "fps": "frame rate of a video",
     "poster_of": "the video a poster PNG shows",
     "images": "the files a contact sheet shows",
+    "label": "the class of the sound (evaluation)",
+    "protocol": "the evaluation protocol",
+    "stream_time": "live mode: the stream time (seconds) at the end of the window heard",
+    "heard": "live mode: the class captions heard, with their cosine similarity",
 }
 
 

@@ -13,9 +13,7 @@ comparisons; it loads the generator's own text encoders on first use, and only t
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,13 +33,23 @@ from seeingsounds.checkpoint import resolve_checkpoint
 from seeingsounds.conditioner import AudioConditioner, as_sources, display_name
 from seeingsounds.devices import resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError
-from seeingsounds.imaging import load_picture
+from seeingsounds.generators.base import OutputKind
 from seeingsounds.model import load_backend, load_encoder
 from seeingsounds.presets import get_preset
+from seeingsounds.request import (
+    check_edit_steps,
+    check_fps,
+    check_guidance,
+    check_lora,
+    check_seed,
+    check_strength,
+    load_edit_inputs,
+    size_limit,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SeeingSoundsOutput", "SeeingSoundsPipeline", "check_seed", "check_size", "size_limit"]
+__all__ = ["SeeingSoundsOutput", "SeeingSoundsPipeline"]
 
 
 @dataclass
@@ -68,130 +76,6 @@ class SeeingSoundsOutput:
     effects: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     videos: list[np.ndarray] = field(default_factory=list)
-
-
-#: seeds are 0 .. 2**32-1 (documented in ``generate --help``): every RNG in use takes them unchanged
-#: (torch would silently wrap -1 to 2**64-1)
-SEED_MAX = 2**32 - 1
-#: sizes beyond this multiple of the generator's native resolution are refused (see :func:`size_limit`)
-SIZE_LIMIT_FACTOR = 2
-#: the highest mp4 frame rate accepted (players and the H.264 levels in common use stop well below)
-FPS_MAX = 240
-
-#: the largest guidance scale accepted: far above any useful one (1-20), larger only saturates or overflows
-GUIDANCE_MAX = 100.0
-
-
-def check_guidance(value: Any, label: str = "guidance_scale") -> float:
-    """``value`` as a float in ``0 .. GUIDANCE_MAX``; NaN, infinite or out-of-range values are refused
-    (NaN made black images, 1e308 a traceback inside the generator)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not 0 <= value <= GUIDANCE_MAX:
-        raise ConfigError(f"{label} must be a number in 0..{GUIDANCE_MAX:g}, got {value!r}")
-    return float(value)
-
-
-def check_seed(seed: Any, label: str = "seed") -> int:
-    """``seed`` as an int in ``0 .. SEED_MAX``; a negative or larger one is refused (torch would wrap it)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"{label} must be an integer in 0..{SEED_MAX}, got {seed!r}")
-    if not 0 <= int(seed) <= SEED_MAX:
-        raise ConfigError(f"{label} must be in 0..{SEED_MAX} (2**32-1), got {seed}")
-    return int(seed)
-
-
-def size_limit(backend: Any, preset: Any) -> tuple[int, str]:
-    """The largest image side this generator accepts, and why: read from configs only (no weights).
-
-    A hard limit where the model has one (SD3's positional-embedding table); otherwise
-    ``SIZE_LIMIT_FACTOR`` x the native resolution (the denoiser's ``sample_size`` x VAE factor, the
-    VAE's ``sample_size``, or the preset's default size): beyond it the model repeats itself and the
-    memory grows with the square of the side.
-    """
-    def config(name: str) -> dict[str, Any]:
-        try:
-            return backend.load_config(name)
-        except Exception:  # a component the generator does not have
-            return {}
-
-    vae = config("vae")
-    vae_factor = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
-    denoiser = config("transformer") or config("unet")
-    native, why = max(int(preset.height), int(preset.width)), "the preset's default size"
-    if denoiser.get("sample_size"):
-        native, why = int(denoiser["sample_size"]) * vae_factor, "sample_size in its config"
-    elif vae.get("sample_size"):
-        native, why = int(vae["sample_size"]), "its VAE's sample_size"
-    native = max(native, int(preset.height), int(preset.width))
-    limit = SIZE_LIMIT_FACTOR * native
-    reason = (f"{SIZE_LIMIT_FACTOR}x the {native} px it was made for ({why}): larger sizes repeat content "
-              "and need memory growing with the square of the side")
-    pos = denoiser.get("pos_embed_max_size")
-    if pos:
-        hard = int(pos) * int(denoiser.get("patch_size", 1) or 1) * vae_factor
-        if hard < limit:
-            limit, reason = hard, f"its positional-embedding table covers {hard} px (pos_embed_max_size {pos})"
-    return limit, reason
-
-
-def check_size(width: int | None, height: int | None, backend: Any, preset: Any) -> None:
-    """Refuse a size larger than :func:`size_limit` before any weights are loaded."""
-    limit, reason = size_limit(backend, preset)
-    for label, value in (("width", width), ("height", height)):
-        if value is not None and int(value) > limit:
-            raise ConfigError(f"{label} {value} is larger than this generator's limit of {limit} px: {reason}")
-
-
-def read_checkpoint_preset(checkpoint: str | os.PathLike, preset: str | Any = None) -> Any:
-    """The preset a checkpoint records (or ``preset``), read from its config only: no weights loaded."""
-    folder = resolve_checkpoint(checkpoint)
-    if preset is not None:
-        return get_preset(preset)
-    config_file = Path(folder) / "config.json"
-    recorded = None
-    if config_file.is_file():
-        try:
-            recorded = json.loads(config_file.read_text(encoding="utf-8")).get("preset")
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{config_file} is not readable JSON ({exc}): the checkpoint is damaged") from exc
-    else:  # a hub id: the config is fetched by from_pretrained
-        return None
-    if not recorded:
-        raise ConfigError(f"checkpoint {checkpoint} records no preset: pass preset=<name> (see `seeingsounds presets`)")
-    return get_preset(recorded)
-
-
-def load_edit_inputs(image: Any, mask: Any = None) -> tuple[Image.Image, Image.Image | None]:
-    """The picture (RGB) and optional mask (L) of an edit, checked to be readable and of one size."""
-    picture = load_picture(image, what="image")
-    mask_image = load_picture(mask, what="mask", mode="L") if mask is not None else None
-    if mask_image is not None and mask_image.size != picture.size:
-        named = isinstance(image, (str, os.PathLike)) and isinstance(mask, (str, os.PathLike))
-        raise ConfigError(f"the mask{f' {mask}' if named else ''} is {mask_image.width}x{mask_image.height} but "
-                          f"the image{f' {image}' if named else ''} is {picture.width}x{picture.height}: "
-                          "give a mask of the image's size")
-    return picture, mask_image
-
-
-def check_strength(strength: Any) -> float:
-    """An edit's strength: the share of the diffusion run over the input, in (0, 1]."""
-    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or not 0.0 < float(strength) <= 1.0:
-        raise ConfigError(f"strength must be a number in (0, 1] (1 = ignore the input image), got {strength!r}")
-    return float(strength)
-
-
-def check_edit_steps(strength: float, steps: int) -> None:
-    """Refuse an edit whose ``int(steps * strength)`` is 0: the img2img pipeline would run no diffusion step."""
-    if int(steps * strength) < 1:
-        raise ConfigError(f"strength {strength} x {steps} steps runs no diffusion step: "
-                          f"raise the steps to at least {math.ceil(1 / strength)} or the strength")
-
-
-def check_fps(fps: Any, label: str = "fps") -> int:
-    """A video's frame rate: an integer in ``1 .. FPS_MAX``."""
-    if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or not 1 <= fps <= FPS_MAX:
-        raise ConfigError(f"{label} must be an integer in 1..{FPS_MAX}, got {fps!r}")
-    return int(fps)
 
 
 def _accepted(call: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -358,9 +242,9 @@ class SeeingSoundsPipeline:
 
     # ---- generation -------------------------------------------------------------------------
     @property
-    def is_video(self) -> bool:
-        """Whether the generator makes videos (its outputs carry ``videos``)."""
-        return bool(getattr(self.backend, "is_video", False))
+    def output_kind(self) -> OutputKind:
+        """What the generator makes, as its backend declares (a video's outputs carry ``videos``)."""
+        return self.backend.output_kind
 
     def resolve_settings(self, num_inference_steps: int | None, guidance_scale: float | None, height: int | None,
                          width: int | None, num_images: int = 1, batch_size: int = 1, *,
@@ -387,7 +271,7 @@ class SeeingSoundsPipeline:
             raise ConfigError(f"size {width}x{height} is larger than this generator's limit of {limit} px: {reason}")
         settings = {"num_inference_steps": int(steps), "guidance_scale": float(guidance), "height": int(height),
                     "width": int(width)}
-        if self.is_video:
+        if self.output_kind.video:
             settings["num_frames"] = self.backend.check_num_frames(self.preset.num_frames if num_frames is None else num_frames)
         elif num_frames is not None:
             raise ConfigError(f"num_frames is for video generators; {self.preset.name} makes images")
@@ -522,7 +406,7 @@ class SeeingSoundsPipeline:
         return self._output(made, cond, all_seeds, sources, descriptions, settings, frame_rate)
 
     def _fps(self, fps: int | None) -> int | None:
-        if not self.is_video:
+        if not self.output_kind.video:
             if fps is not None:
                 raise ConfigError(f"fps is for video generators; {self.preset.name} makes images")
             return None
@@ -532,7 +416,7 @@ class SeeingSoundsPipeline:
                 descriptions: list[str], settings: Mapping[str, Any], fps: int | None) -> SeeingSoundsOutput:
         videos: list[np.ndarray] = []
         images = made
-        if self.is_video:
+        if self.output_kind.video:
             videos = [np.asarray(v) for v in made]
             images = [Image.fromarray(v[len(v) // 2]) for v in videos]
         return SeeingSoundsOutput(
@@ -551,7 +435,7 @@ class SeeingSoundsPipeline:
         if key not in self._edit_pipes:
             from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
-            if self.is_video:
+            if self.output_kind.video:
                 raise ConfigError(f"{self.preset.name} is a video generator: editing needs an image checkpoint")
             auto = AutoPipelineForInpainting if inpaint else AutoPipelineForImage2Image
             try:
@@ -675,29 +559,3 @@ class SeeingSoundsPipeline:
                                                settings=settings, batch_size=batch_size, progress=progress)
         sources = [c for c in captions for _ in range(num_images_per_caption)]
         return self._output(made, cond, all_seeds, sources, [], settings, frame_rate)
-
-
-#: the files diffusers' ``load_lora_weights`` reads
-LORA_SUFFIXES = (".safetensors", ".bin")
-
-
-def check_lora(lora: str | os.PathLike | None) -> str | None:
-    """A LoRA argument as a string (``~`` expanded), ``None`` for none. Refused before any model loads:
-    a missing local path (one that starts with ``.``, ``/`` or ``~``, or names a weights file), a file
-    that is not a ``.safetensors``/``.bin`` file and a folder without one (diffusers failed on them with
-    a traceback once the generator had loaded)."""
-    if lora is None or str(lora) == "":
-        return None
-    lora = str(lora)
-    if lora.startswith("~"):
-        lora = os.path.expanduser(lora)  # not a hub id; neither diffusers nor a quoted shell argument expands it
-    path = Path(lora)
-    if path.is_file() and path.suffix.lower() not in LORA_SUFFIXES:
-        raise ConfigError(f"LoRA weights {lora} is not a {' or '.join(LORA_SUFFIXES)} file: give LoRA weights "
-                          "(a .safetensors file, its folder or a hub id)")
-    if path.is_dir() and not any(p.suffix.lower() in LORA_SUFFIXES for p in path.iterdir() if p.is_file()):
-        raise ConfigError(f"the LoRA folder {lora} holds no {' or '.join(LORA_SUFFIXES)} file: give LoRA weights "
-                          "(a .safetensors file, its folder or a hub id)")
-    if not path.exists() and (lora.startswith((".", "/", "~")) or path.suffix.lower() in LORA_SUFFIXES):
-        raise ConfigError(f"LoRA weights {lora} do not exist: give a .safetensors file, its folder or a hub id")
-    return lora

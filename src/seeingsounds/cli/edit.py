@@ -25,9 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seeingsounds.outputs import edit_files
+    from seeingsounds.request import EditSpec, Request  # deferred on purpose: loads torch and diffusers
+    from seeingsounds.writers import edit_files
 
-    for path in edit_files(load_options(args), args.image, args.audio, args.output, settings_from_args(args),
-                           strength=args.strength, mask=args.mask):
+    request = Request(sounds=args.audio, settings=settings_from_args(args),
+                      edit=EditSpec(image=args.image, mask=args.mask, strength=args.strength))
+    for path in edit_files(load_options(args), request, args.output):
         print(path)
     return 0

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import TYPE_CHECKING
 
 from seeingsounds.cli.common import add_effect_arguments, effects_from_args, mix_from_args
 from seeingsounds.errors import ConfigError
 
+if TYPE_CHECKING:
+    from seeingsounds.request import LoadOptions, Settings
+
 COMMAND = "generate"
 HELP = "generate images (or videos, with a video checkpoint) from sound files with a trained checkpoint"
 
-#: documented seed range (seeingsounds.pipeline.SEED_MAX)
+#: documented seed range (seeingsounds.request.SEED_MAX)
 SEED_HELP = "0 .. 4294967295 (2**32-1)"
 
 
@@ -67,15 +71,15 @@ def parse_size(text: str | None) -> tuple[int | None, int | None]:
     return width, height
 
 
-def load_options(args: argparse.Namespace):
-    from seeingsounds.outputs import LoadOptions
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    from seeingsounds.request import LoadOptions  # deferred on purpose: the request module loads torch
 
     return LoadOptions(checkpoint=args.checkpoint, preset=args.preset, generator_id=args.generator_id,
                        device=args.device, dtype=args.dtype, lora=args.lora, cpu_offload=args.cpu_offload)
 
 
-def settings_from_args(args: argparse.Namespace):
-    from seeingsounds.outputs import Settings
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    from seeingsounds.request import Settings  # deferred on purpose: the request module loads torch
 
     width, height = parse_size(args.size)
     return Settings(seed=args.seed, num_images=args.num_images, steps=args.steps, guidance=args.guidance, width=width,
@@ -84,8 +88,10 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from seeingsounds.outputs import generate_files
+    from seeingsounds.request import Request  # deferred on purpose: loads torch and diffusers
+    from seeingsounds.writers import generate_files
 
-    for path in generate_files(load_options(args), args.audio, args.output, settings_from_args(args), captions=args.caption):
+    request = Request(sounds=args.audio, captions=args.caption, settings=settings_from_args(args))
+    for path in generate_files(load_options(args), request, args.output):
         print(path)
     return 0

@@ -50,7 +50,8 @@ from seeingsounds.evaluation.offline_judge import is_offline_judge
 from seeingsounds.evaluation.report import write_grids, write_json, write_markdown
 from seeingsounds.imaging import save_png
 from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, slug
-from seeingsounds.pipeline import SeeingSoundsPipeline, read_checkpoint_preset
+from seeingsounds.pipeline import SeeingSoundsPipeline
+from seeingsounds.request import read_checkpoint_preset
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import EVAL_PREFIX, RunFolder, library_versions
 

@@ -49,6 +49,20 @@ class TensorSpec:
         return {"name": self.name, "shape": list(self.shape), "aligned": aligned}
 
 
+@dataclass(frozen=True)
+class OutputKind:
+    """What a generator makes, declared by its backend: the file suffix an output is written with, and
+    whether it is a video (frames, a frame rate and a poster picture) or one picture."""
+
+    name: str
+    suffix: str
+    video: bool = False
+
+
+IMAGE = OutputKind("image", ".png")
+VIDEO = OutputKind("video", ".mp4", video=True)
+
+
 def resolve_device_and_dtype(device: str | torch.device | None,
                              dtype: str | torch.dtype | None) -> tuple[torch.device, torch.dtype]:
     """Where text encoders run and in what precision (:mod:`seeingsounds.devices`; ``None`` = auto)."""
@@ -146,6 +160,8 @@ class GeneratorBackend(abc.ABC):
     #: whether ``__call__`` runs classifier-free guidance (and so needs negative conditioning)
     #: when ``guidance_scale > 1``; FLUX.1's guidance is distilled and takes no negatives
     uses_negative: ClassVar[bool] = False
+    #: what the generator makes; a video backend also implements :meth:`check_num_frames` (its frame rules)
+    output_kind: ClassVar[OutputKind] = IMAGE
 
     def __init__(self, model_id: str, *, max_sequence_length: int | None = None, revision: str | None = None):
         self.model_id = str(model_id)
@@ -191,6 +207,10 @@ class GeneratorBackend(abc.ABC):
 
         with hub_errors_as_config(self.model_id, f"{self.name} generator"):
             return dict(_Reader.load_config(self.model_id, subfolder=subfolder, revision=self.revision))
+
+    def check_num_frames(self, num_frames: Any) -> int:
+        """A video length this generator accepts (a video backend's frame rules); images have none."""
+        raise ConfigError(f"frames are for video generators; {self.model_id} makes images")
 
     def does_guidance(self, guidance_scale: float) -> bool:
         """Whether a call with ``guidance_scale`` needs negative conditioning."""
@@ -280,8 +300,12 @@ class GeneratorBackend(abc.ABC):
 
     def generate(self, pipe: Any, conditioning: Mapping[str, torch.Tensor], *, seeds: Sequence[int],
                  negative: Mapping[str, torch.Tensor] | None = None, num_inference_steps: int | None = None,
-                 guidance_scale: float | None = None, height: int = 512, width: int = 512) -> list[Any]:
-        """One image per row of ``conditioning`` (each with its own seed). Returns PIL images."""
+                 guidance_scale: float | None = None, height: int = 512, width: int = 512,
+                 num_frames: int | None = None) -> list[Any]:
+        """One output per row of ``conditioning`` (each with its own seed): PIL images here; a video
+        backend returns ``uint8 [frames, H, W, 3]`` arrays of ``num_frames`` frames."""
+        if num_frames is not None:
+            self.check_num_frames(num_frames)
         out = pipe(**self.pipeline_kwargs(pipe, conditioning, seeds=seeds, negative=negative,
                                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale),
                    height=height, width=width, output_type="pil")

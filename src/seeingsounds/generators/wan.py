@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from seeingsounds.errors import ConfigError
-from seeingsounds.generators.base import GeneratorBackend, TensorSpec, register_backend
+from seeingsounds.generators.base import VIDEO, GeneratorBackend, TensorSpec, register_backend
 
 WAN_T2V_1_3B = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 
@@ -28,6 +28,10 @@ WAN_T2V_1_3B = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 def wan_conditioning_spec(transformer_config: Mapping[str, Any], max_sequence_length: int) -> dict[str, TensorSpec]:
     """What a Wan transformer consumes: ``max_sequence_length`` tokens of width ``text_dim``."""
     return {"prompt_embeds": TensorSpec("prompt_embeds", (int(max_sequence_length), int(transformer_config["text_dim"])))}
+
+
+#: Wan 2.1's default video length (frames)
+DEFAULT_NUM_FRAMES = 81
 
 
 @register_backend("wan")
@@ -39,8 +43,7 @@ class WanBackend(GeneratorBackend):
     default_steps = 50
     default_guidance = 5.0
     uses_negative = True
-    #: the pipeline makes videos: SeeingSoundsPipeline returns frames, generate writes mp4 files
-    is_video = True
+    output_kind = VIDEO
 
     def __init__(self, model_id: str = WAN_T2V_1_3B, *, max_sequence_length: int | None = 512, revision: str | None = None):
         super().__init__(model_id, max_sequence_length=max_sequence_length or 512, revision=revision)
@@ -103,8 +106,10 @@ class WanBackend(GeneratorBackend):
     def generate(self, pipe: Any, conditioning: Mapping[str, torch.Tensor], *, seeds: Sequence[int],
                  negative: Mapping[str, torch.Tensor] | None = None, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, height: int = 480, width: int = 832,
-                 num_frames: int = 81) -> list[np.ndarray]:
-        """One video per row of ``conditioning`` (each with its own seed): ``uint8 [frames, H, W, 3]``."""
+                 num_frames: int | None = None) -> list[np.ndarray]:
+        """One video per row of ``conditioning`` (each with its own seed): ``uint8 [frames, H, W, 3]``
+        (``num_frames`` default: Wan 2.1's 81)."""
+        num_frames = DEFAULT_NUM_FRAMES if num_frames is None else num_frames
         out = pipe(**self.pipeline_kwargs(pipe, conditioning, seeds=seeds, negative=negative,
                                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale),
                    height=height, width=width, num_frames=self.check_num_frames(num_frames), output_type="np")
