@@ -40,14 +40,14 @@ def measure(pipe: Any, audio: str, *, images: int, warmup: int, steps: int, heig
     try:
         for i in range(warmup + images):
             with timer.stage("audio loading"):
-                waves, _, _ = pipe.load_waveforms(audio)
+                waves = [pipe.conditioner.render(audio)]
             with timer.stage("audio encoder"):
                 tokens = pipe.encoder.encode(waves, batch_size=1)
             with torch.no_grad(), timer.stage("aligner"):
                 cond = pipe.aligner(tokens.to(pipe.device, pipe.dtype))
             null = {n: pipe.aligner.null_conditioning(n) for n in cond}
             with timer.stage("diffusion"):  # the whole pipeline call; decoding is subtracted below
-                pipe.generate_from_conditioning(cond, seeds=[i], negative=pipe._negative(null, settings["guidance_scale"]),
+                pipe.generate_from_conditioning(cond, seeds=[i], negative=pipe.negative_conditioning(null, settings["guidance_scale"]),
                                                 settings=settings, batch_size=1)
     finally:
         restore()

@@ -485,7 +485,7 @@ def part_wan(ctx: Context, record: dict[str, Any]) -> None:
     watch = Stopwatch(ctx.device)
     settings = pipe.resolve_settings(s.wan_steps, 5.0, s.wan_height, s.wan_width, num_frames=s.wan_frames)
     waves = noise_waves(pipe.conditioner.sample_rate, pipe.conditioner.window_samples)
-    negative = pipe._negative(pipe.conditioner.null_conditioning(), settings["guidance_scale"])
+    negative = pipe.negative_conditioning(pipe.conditioner.null_conditioning(), settings["guidance_scale"])
     restore = timed_vae_decode(vae, watch)
     peak_memory_reset(ctx.device)
     try:

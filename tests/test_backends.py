@@ -74,7 +74,7 @@ def test_sound_file_to_image_without_text_encoders(name, tmp_path, monkeypatch):
     # the audio path's negatives (the aligner's null conditioning) are the ones the text path uses
     target = pipe.encode_captions([caption])
     null = {n: pipe.aligner.null_conditioning(n) for n in pipe.aligner.conditioning_shapes}
-    via_null = pipe.generate_from_conditioning(target, seeds=[3], negative=pipe._negative(null, settings["guidance_scale"]),
+    via_null = pipe.generate_from_conditioning(target, seeds=[3], negative=pipe.negative_conditioning(null, settings["guidance_scale"]),
                                                settings={**settings, "height": 32, "width": 64})
     assert np.abs(pixels(via_null[0]) - pixels(ours.images[0])).max() <= 1
 

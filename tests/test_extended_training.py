@@ -79,7 +79,8 @@ def test_run_holds_the_extended_caption_set(ext):
 
 
 def test_describe_ranks_the_correctly_edited_caption_per_volume_bin(ext, tiny_encoder):
-    from seeingsounds.describe import Describer, load_wave
+    from seeingsounds.audio.render import render
+    from seeingsounds.describe import Describer
 
     out, _, test, _ = ext
     d = Describer(out, encoder=tiny_encoder)
@@ -89,7 +90,7 @@ def test_describe_ranks_the_correctly_edited_caption_per_volume_bin(ext, tiny_en
         hits = []
         for alpha in alphas:
             effects = None if alpha == 1.0 else [("volume", {"alpha": alpha})]
-            sims = d.similarity([load_wave(c.path, tiny_encoder.sample_rate, effects=effects) for c in test])
+            sims = d.similarity([render(c.path, sample_rate=tiny_encoder.sample_rate, effects=effects) for c in test])
             for c, s in zip(test, sims):
                 want = row(entries, "class", (c.label,)) if bin_name == "high-volume" else \
                     row(entries, "edited", (c.label,), (bin_name,))
@@ -106,14 +107,15 @@ def test_describe_ranks_the_correctly_edited_caption_per_volume_bin(ext, tiny_en
 
 
 def test_fused_caption_outranks_both_single_captions_for_held_out_mixes(ext, tiny_encoder):
-    from seeingsounds.describe import Describer, load_wave
+    from seeingsounds.audio.render import render
+    from seeingsounds.describe import Describer
 
     out, _, test, _ = ext
     d = Describer(out, encoder=tiny_encoder)
     entries = d.captions.entries
     pairs = [(a, b) for a, b in itertools.combinations(test, 2) if a.label != b.label]
     chosen = [pairs[i] for i in np.random.default_rng(0).choice(len(pairs), 60, replace=False)]
-    sims = d.similarity([load_wave(a.path, tiny_encoder.sample_rate, mix=(b.path, 0.5)) for a, b in chosen])
+    sims = d.similarity([render(a.path, sample_rate=tiny_encoder.sample_rate, mix=(b.path, 0.5)) for a, b in chosen])
     wins = [s[row(entries, "fused", (a.label, b.label))] > max(s[row(entries, "class", (a.label,))],
                                                                s[row(entries, "class", (b.label,))])
             for (a, b), s in zip(chosen, sims)]

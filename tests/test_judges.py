@@ -15,14 +15,8 @@ from PIL import Image
 from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation import judges as judges_module
 from seeingsounds.evaluation.judges import CLIP_B32, CLIP_L14, available_judges, default_judge_id, get_judge
-from seeingsounds.evaluation.wav2clip import (
-    CHECKPOINT_NAME,
-    WAV2CLIP_URL,
-    Spectrogram,
-    Wav2CLIPAudioEncoder,
-    Wav2CLIPJudge,
-    resolve_checkpoint,
-)
+from seeingsounds.encoders.wav2clip import CHECKPOINT_NAME, WAV2CLIP_URL, Spectrogram, Wav2CLIPAudioEncoder
+from seeingsounds.evaluation.wav2clip import Wav2CLIPJudge, resolve_checkpoint
 from conftest import sine
 
 WAV2CLIP_SRC = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "wav2clip"

@@ -51,7 +51,7 @@ def test_the_pipeline_holds_one_conditioner_over_its_encoder_and_aligner(pipe):
 
 def test_predict_conditioning_equals_encoder_and_aligner_by_hand_bit_for_bit(pipe, setup):
     sources = setup["clips"][:5] + [setup["long"]]
-    ours = pipe.predict_conditioning(sources, batch_size=4)
+    ours = pipe.conditioner.predict_all(sources, batch_size=4)
     # the window render (what training hears) and the old whole-clip render (cropped by the encoder) agree here
     for window in (True, False):
         expected = by_hand(pipe, sources, batch_size=4, window=window)
@@ -95,7 +95,7 @@ def test_many_clips_stream_a_chunk_at_a_time_with_the_same_pixels(pipe, setup, m
     """7 clips x 2 images, batch 3: conditioning of 3 clips, their 6 images, the next 3 ... never all 7 at once;
     the images equal one pass of generate_from_conditioning over every row (the old path)."""
     clips = setup["clips"]
-    cond = pipe.predict_conditioning(clips, batch_size=3)
+    cond = pipe.conditioner.predict_all(clips, batch_size=3)
     rows = {k: v.repeat_interleave(2, dim=0) for k, v in cond.items()}
     seeds = [s for _ in clips for s in (4, 5)]
     settings = pipe.resolve_settings(None, None, None, None)
@@ -141,7 +141,7 @@ def test_edit_streams_through_the_conditioner(pipe, setup, monkeypatch):
     monkeypatch.setattr(pipe.conditioner, "predict_waves", lambda waves: predicted.append(len(waves)) or original(waves))
     chunked = pipe.edit(picture, clips, strength=0.5, seed=2, num_inference_steps=4, batch_size=2)
     assert predicted == [2, 2, 1]
-    expected = pipe.predict_conditioning(clips, batch_size=2)  # the same batches: a GEMM's sums depend on its shape
+    expected = pipe.conditioner.predict_all(clips, batch_size=2)  # the same batches: a GEMM's sums depend on its shape
     for name in expected:
         assert torch.equal(chunked.conditioning[name], expected[name])
     # batches of 2 vs 5 images: the same images up to float noise

@@ -75,7 +75,7 @@ from seeingsounds.paths import atomic_path, disk_full_as_error, ensure_writable_
 #: bump when the layout or the preprocessing changes: every old entry becomes a miss
 #: (2: audio rendered by audio.render, load -> mix -> effects -> crop; header-only start-up checks)
 CACHE_VERSION = 2
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 #: memo of audio files' sha256 by (path, size, mtime), inside the cache root
 HASHES_FILE = "audio-sha256.jsonl"
 #: what a cache root holds (besides hidden temporary files): any other entry means it is someone else's folder
@@ -332,11 +332,11 @@ class FeatureCache:
     WHAT = "feature cache (--cache-dir)"
 
     def __init__(self, root: str | Path | None = None, dtype: str = "float16"):
-        if dtype not in DTYPES:
-            raise ConfigError(f"cache dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if dtype not in CACHE_DTYPES:
+            raise ConfigError(f"cache dtype must be one of {sorted(CACHE_DTYPES)}, got {dtype!r}")
         self.root = Path(root if root is not None else home() / "features").expanduser()
         self.dtype_name = dtype
-        self.dtype = DTYPES[dtype]
+        self.dtype = CACHE_DTYPES[dtype]
         self.stats = CacheStats()
         self._hashes: dict[Path, tuple[int, int, str]] = {}
         self._lock = threading.Lock()
@@ -756,6 +756,6 @@ def _entry_dtype(path: Path) -> str:
     try:
         with safe_open(path, framework="pt") as f:
             name = str((f.metadata() or {}).get("dtype", "float16"))
-        return name if name in DTYPES else "float16"
+        return name if name in CACHE_DTYPES else "float16"
     except (OSError, SafetensorError):
         return "float16"

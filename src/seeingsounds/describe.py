@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seeingsounds.audio.render import check_chain, render
+from seeingsounds.audio.render import check_chain
 from seeingsounds.conditioner import DEFAULT_BATCH_SIZE, AudioConditioner, as_sources, display_name
 from seeingsounds.errors import ConfigError
 from seeingsounds.retrieval import CaptionIndex
@@ -66,12 +66,6 @@ class Description:
             tag = " + ".join(m.labels) + (f"; {', '.join(m.descriptions)}" if m.descriptions else "")
             lines.append(f"  {m.rank:>2}. {m.similarity:+.3f}  {m.caption}  [{tag}]")
         return "\n".join(lines)
-
-
-def load_wave(source: Any, sample_rate: int, *, effects: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
-              mix: tuple[str | Path, float] | None = None) -> np.ndarray:
-    """A whole clip as the encoder hears it (no window): :func:`seeingsounds.audio.render.render`."""
-    return render(source, sample_rate=int(sample_rate), effects=effects, mix=mix)
 
 
 class Describer:

@@ -130,7 +130,7 @@ class Engine:
 
     def frame_rate(self, settings: Settings) -> int | None:
         """A video's frame rate (``settings.fps`` or the preset's); ``None`` for images."""
-        return self.pipe._fps(settings.fps)
+        return self.pipe.frame_rate(settings.fps)
 
     # ---- hearing ----------------------------------------------------------------------------
     @property
@@ -188,7 +188,7 @@ class Engine:
                  settings: Mapping[str, Any], batch_size: int = 4) -> list[Image.Image | np.ndarray]:
         """One output per row of ``conditioning`` with its seed and the resolved ``settings``
         (:meth:`resolve`); guidance uses the aligner's null conditioning, as :meth:`generate` does."""
-        negative = self.pipe._negative(self.conditioner.null_conditioning(), settings["guidance_scale"])
+        negative = self.pipe.negative_conditioning(self.conditioner.null_conditioning(), settings["guidance_scale"])
         rows = {k: v.to(self.pipe.device, self.pipe.dtype) for k, v in conditioning.items()}
         return self.pipe.generate_from_conditioning(rows, seeds=list(seeds), negative=negative, settings=settings,
                                                     batch_size=batch_size)

@@ -210,28 +210,6 @@ class SeeingSoundsPipeline:
         return folder
 
     # ---- audio -> conditioning --------------------------------------------------------------
-    def load_waveforms(self, audio: Any, *, sample_rate: int | None = None, effects: EffectChain | None = None,
-                       mix: tuple[Any, float] | None = None) -> tuple[list[np.ndarray], list[str], list[str]]:
-        """What the encoder hears for every input: the conditioner's render (mix ``(other, ratio)``, then
-        ``effects``, cropped to the encoder's window), e.g. to time the stages apart.
-
-        Returns ``(waveforms, source names, effect descriptions)``; generation streams instead.
-        """
-        sources = as_sources(audio)
-        chain, descriptions = self._check_effects(effects, mix)
-        waves = [self.conditioner.render(s, effects=chain, mix=mix, sample_rate=sample_rate) for s in sources]
-        return waves, [display_name(s) for s in sources], descriptions
-
-    def predict_conditioning(self, audio: Any, *, sample_rate: int | None = None, effects: EffectChain | None = None,
-                             mix: tuple[Any, float] | None = None, batch_size: int = 4) -> dict[str, torch.Tensor]:
-        """The aligner's predictions only (no image): ``{name: [N, ...]}`` float32 on the CPU.
-
-        For many clips, iterate :meth:`AudioConditioner.predict <seeingsounds.conditioner.AudioConditioner.predict>`
-        on :attr:`conditioner` instead: it holds one batch at a time.
-        """
-        return self.conditioner.predict_all(audio, effects=effects, mix=mix, batch_size=batch_size,
-                                            sample_rate=sample_rate)
-
     @staticmethod
     def _check_effects(effects: EffectChain | None, mix: tuple[Any, float] | None) -> tuple[list[Any], list[str]]:
         """The checked effect chain and its descriptions d_j, before any audio is read."""
@@ -313,7 +291,9 @@ class SeeingSoundsPipeline:
             f"(reused for every input) or {per_input * n_inputs} (one per image)"
         )
 
-    def _negative(self, null: Mapping[str, torch.Tensor], guidance: float) -> dict[str, torch.Tensor] | None:
+    def negative_conditioning(self, null: Mapping[str, torch.Tensor], guidance: float) -> dict[str, torch.Tensor] | None:
+        """The negatives for guidance ``guidance`` built from ``null`` (the aligner's, or the text encoders'
+        embedding of ""), or ``None`` where the generator runs no classifier-free guidance at this scale."""
         if not self.backend.does_guidance(guidance):
             return None
         return self.backend.negative_conditioning(self.generator, null)
@@ -397,15 +377,16 @@ class SeeingSoundsPipeline:
         """
         settings = self.resolve_settings(num_inference_steps, guidance_scale, height, width, num_images_per_audio,
                                          batch_size, num_frames=num_frames)
-        frame_rate = self._fps(fps)
-        make = self._generate_batch(self._negative(self.conditioner.null_conditioning(), settings["guidance_scale"]), settings)
+        frame_rate = self.frame_rate(fps)
+        make = self._generate_batch(self.negative_conditioning(self.conditioner.null_conditioning(), settings["guidance_scale"]), settings)
         made, cond, all_seeds, sources, descriptions = self._stream(
             audio, make, sample_rate=sample_rate, seed=seed, seeds=seeds, per_input=num_images_per_audio,
             effects=effects, mix=mix, batch_size=batch_size, keep=return_conditioning, progress=progress,
             desc="generating")
         return self._output(made, cond, all_seeds, sources, descriptions, settings, frame_rate)
 
-    def _fps(self, fps: int | None) -> int | None:
+    def frame_rate(self, fps: int | None) -> int | None:
+        """A video's frame rate (``fps`` checked, or the preset's); ``None`` for images (where ``fps`` is refused)."""
         if not self.output_kind.video:
             if fps is not None:
                 raise ConfigError(f"fps is for video generators; {self.preset.name} makes images")
@@ -481,7 +462,7 @@ class SeeingSoundsPipeline:
         pipe = self.edit_pipeline(inpaint=mask_image is not None)
         device = getattr(pipe, "_execution_device", None) or self.device
         dtype = self.backend._pipe_dtype(pipe)
-        negative = self._negative(self.conditioner.null_conditioning(), settings["guidance_scale"])
+        negative = self.negative_conditioning(self.conditioner.null_conditioning(), settings["guidance_scale"])
         negative = {k: v.to(device=device, dtype=dtype) for k, v in negative.items()} if negative else None
 
         def make(rows: dict[str, torch.Tensor], seeds: list[int]) -> list[Any]:
@@ -524,12 +505,6 @@ class SeeingSoundsPipeline:
             self._text_pipe = pipe
         return self._text_pipe
 
-    def release_text_encoders(self) -> None:
-        """Free the text encoders loaded by :meth:`from_caption`."""
-        self._text_pipe = None
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-
     def encode_captions(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
         """The generator's own embeddings of ``captions`` (what the aligner was trained to predict)."""
         return self.backend.encode_captions(list(captions), pipe=self.text_pipeline)
@@ -549,13 +524,13 @@ class SeeingSoundsPipeline:
             raise ConfigError("give at least one caption")
         settings = self.resolve_settings(num_inference_steps, guidance_scale, height, width, num_images_per_caption,
                                          batch_size, num_frames=num_frames)
-        frame_rate = self._fps(fps)
+        frame_rate = self.frame_rate(fps)
         all_seeds = self._seeds(seed, seeds, len(captions), num_images_per_caption)
         encoded = self.encode_captions(captions + [""])
         cond = {k: v[:-1].to(self.device, self.dtype) for k, v in encoded.items()}
         null = {k: v[-1].to(self.device, self.dtype) for k, v in encoded.items()}
         rows = {k: v.repeat_interleave(num_images_per_caption, dim=0) for k, v in cond.items()}
-        made = self.generate_from_conditioning(rows, seeds=all_seeds, negative=self._negative(null, settings["guidance_scale"]),
+        made = self.generate_from_conditioning(rows, seeds=all_seeds, negative=self.negative_conditioning(null, settings["guidance_scale"]),
                                                settings=settings, batch_size=batch_size, progress=progress)
         sources = [c for c in captions for _ in range(num_images_per_caption)]
         return self._output(made, cond, all_seeds, sources, [], settings, frame_rate)

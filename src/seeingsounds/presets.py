@@ -69,8 +69,6 @@ class Preset:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preset:
         data = dict(data)
-        if not data.get("extra", True):  # checkpoints written before the unused ``extra`` field was removed
-            del data["extra"]
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

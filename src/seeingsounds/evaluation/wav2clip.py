@@ -13,17 +13,11 @@ import soxr
 import torch
 
 from seeingsounds.devices import resolve_device
-from seeingsounds.encoders.wav2clip import (  # noqa: F401  (re-exported: the judge's model and its constants)
+from seeingsounds.encoders.wav2clip import (
     CHECKPOINT_NAME,
-    HOP_LENGTH,
     N_FFT,
-    WAV2CLIP_URL,
     SAMPLE_RATES,
-    REAL_WIDTHS,
-    Spectrogram,
-    BasicBlock,
-    Wav2CLIPResNet,
-    MLPTransform,
+    WAV2CLIP_URL,
     Wav2CLIPAudioEncoder,
 )
 from seeingsounds.errors import ConfigError
