@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 import pytest
@@ -128,3 +129,33 @@ def test_augment_refuses_unwritable_outputs_in_one_line(tone, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.startswith("error: ") and err.count("\n") == 1, err
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("rate", ["0", "-8000"])
+def test_a_sample_rate_that_is_not_positive_is_refused_in_one_line(tone, tmp_path, capsys, rate):
+    out = tmp_path / "out.wav"
+    assert main(["augment", str(tone), "-o", str(out), "--sample-rate", rate]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--sample-rate must be a positive number of Hz" in err and not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mkv"])
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path, suffix):
+    """A Latin-1 name (bytes that are not UTF-8, as old archives and cameras write them) reads like any other,
+    through libsndfile and through FFmpeg (it read as "unreadable or corrupt audio"). Outputs keep UTF-8 names
+    (`the output file ... is not UTF-8 text`)."""
+    from audio_video_fixtures import encode_media
+
+    plain = tmp_path / f"plain{suffix}"
+    if suffix == ".wav":
+        save_audio(plain, sine(440, 1.0, 16000, 0.5), 16000)
+    else:
+        encode_media(plain, "mkv", seconds=1.0)
+    path = tmp_path / os.fsdecode(b"caf\xe9" + suffix.encode())  # 'caf\udce9...': the name as Python gives it
+    os.rename(plain, path)
+    got, sr = read_audio(path)
+    assert len(got) >= sr * 0.9 and np.abs(got).max() > 0.1
+    out = tmp_path / "résultat.wav"
+    assert main(["augment", str(path), "-o", str(out)]) == 0
+    again, out_sr = read_audio(out)
+    assert out_sr == sr and again.shape == got.shape and np.abs(again - got).max() < 1e-3

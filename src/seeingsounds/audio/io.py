@@ -29,6 +29,7 @@ shape or dtype. Silent audio and very short clips are valid.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
@@ -169,7 +170,8 @@ class AudioInfo:
 
 
 def _checked_target(name: str, source: Any) -> tuple[Any, str | None]:
-    """(what libsndfile/FFmpeg open: a path string or a BytesIO, the path's suffix or None for bytes)."""
+    """(what libsndfile/FFmpeg open: a path string (raw bytes for a name that is not UTF-8) or a BytesIO,
+    the path's suffix or None for bytes)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -178,6 +180,10 @@ def _checked_target(name: str, source: Any) -> tuple[Any, str | None]:
             raise AudioLoadError(name, "not a file")
         if path.stat().st_size == 0:
             raise AudioLoadError(name, "the file is empty (zero length)")
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:  # a name that is not UTF-8 (e.g. Latin-1 bytes): open it by its raw bytes
+            return os.fsencode(path), path.suffix.lower()
         return str(path), path.suffix.lower()
     data = bytes(source)
     if not data:
@@ -211,8 +217,10 @@ def _open_media(name: str, source: Any) -> Iterator[tuple[str, Any]]:
                     yield "libsndfile", handle
                 return
             handle.close()  # length not in the header: libsndfile cannot read past it; FFmpeg can
-    container = _open_container(name, _rewound(target), suffix, sf_error)
-    with container:
+    with contextlib.ExitStack() as stack:
+        if isinstance(target, bytes):  # FFmpeg opens a non-UTF-8 name through a Python file object
+            target = stack.enter_context(open(target, "rb"))
+        container = stack.enter_context(_open_container(name, _rewound(target), suffix, sf_error))
         yield "ffmpeg", (container, _audio_stream(name, container))
 
 

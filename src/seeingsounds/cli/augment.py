@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from seeingsounds.cli.common import add_effect_arguments
+from seeingsounds.errors import ConfigError
 
 COMMAND = "augment"
 HELP = "apply audio effects / mixing to a file and write the result (hear what the model hears)"
@@ -30,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from seeingsounds.paths import check_output_file
 
     # every option and the output path are checked before any audio is read; -o never names an input
+    if args.sample_rate is not None and args.sample_rate < 1:
+        raise ConfigError(f"--sample-rate must be a positive number of Hz, got {args.sample_rate} "
+                          "(leave it out to keep the input's rate)")
     effects = effects_from_args(args)
     descriptions = [describe_effect(name, **params) for name, params in effects]
     mixing = mix_from_args(args)
