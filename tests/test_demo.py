@@ -28,6 +28,8 @@ def test_demo_learns_real_sounds_shows_their_pictures_and_runs_again(sound_packa
     from seeingsounds.demo import DEMO_CONCEPTS, MARKER, generator_has_random_weights, run_demo
     from seeingsounds.evaluation.judges import judge_pictures
     from seeingsounds.evaluation.offline_judge import OfflineJudge
+    from seeingsounds.imaging import read_provenance
+    from seeingsounds.paths import file_sha256
     from seeingsounds.presets import get_preset
 
     # the demo's temporary files must all be gone afterwards: give it an empty temp dir to check
@@ -115,6 +117,13 @@ def test_demo_learns_real_sounds_shows_their_pictures_and_runs_again(sound_packa
     for column, picture in enumerate((edit_input, edited)):
         assert (tile(3, column) == picture.repeat(4, 0).repeat(4, 1)).all()
     assert f"edit: {edit['clip']}" in text
+    # written as `generate` and `edit` write: each picture names its sound by its hash, the edit its input picture
+    meta = read_provenance(out / heldout[0]["picture"])
+    assert meta["source"].endswith(heldout[0]["clip"]) and meta["source_sha256"] == file_sha256(meta["source"])
+    assert meta["seed"] == 0 and meta["preset"] == "offline" and meta["checkpoint"] == results["run"]
+    meta = read_provenance(out / "edit.png")
+    assert meta["source"].endswith(edit["clip"]) and meta["strength"] == 0.6 and meta["steps"] == 4
+    assert meta["image"] == "edit_input.png" and meta["image_sha256"] == file_sha256(out / "edit_input.png")
     # a log gets a few lines, not a progress bar per epoch
     assert "\r" not in text and sum(line.strip().startswith("epoch") for line in text.splitlines()) == 0
     assert len(text.splitlines()) < 110

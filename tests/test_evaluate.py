@@ -287,6 +287,27 @@ def test_lora_changes_the_images_and_is_recorded(run_folder, manifest, tmp_path,
     assert "another checkpoint or settings" in capsys.readouterr().err
 
 
+def test_an_evaluation_image_carries_the_common_provenance(run_folder, manifest, tmp_path):
+    """Evaluation images are written through the one writer: the keys every output carries, plus the
+    clip's class and the protocol."""
+    from seeingsounds import __version__
+    from seeingsounds.data.protocols import get_protocol
+    from seeingsounds.evaluation.runner import image_path
+    from seeingsounds.imaging import SOFTWARE_KEY, read_provenance
+    from seeingsounds.paths import file_sha256
+
+    out = tmp_path / "eval"
+    assert _evaluate(run_folder, manifest, out, "--limit", "1", "--metrics", "AIC") == 0
+    row = get_protocol("landscape").load(manifest).evaluation_rows(1)[0]
+    meta = read_provenance(image_path(out, row, 1))
+    assert {k: meta.get(k) for k in (SOFTWARE_KEY, "checkpoint", "preset", "generator", "steps", "size", "seed",
+                                      "source", "source_sha256", "label", "protocol")} == {
+        SOFTWARE_KEY: f"seeingsounds {__version__}", "checkpoint": str(run_folder), "preset": "tiny",
+        "generator": "flux:tiny:flux", "steps": 2, "size": "32x32", "seed": 1, "source": str(row.path),
+        "source_sha256": file_sha256(row.path), "label": row.label, "protocol": "landscape"}
+    assert "settings" not in meta  # the settings are the common keys (steps, guidance, size), not a dict of their own
+
+
 def test_two_processes_share_the_images_and_report_the_same_numbers(run_folder, manifest, tmp_path):
     """`torchrun --nproc_per_node 2` (what `accelerate launch` runs): each process generates half of the
     clip x seed pairs, each image is written once, and report.json has the numbers of one process."""

@@ -56,7 +56,7 @@ def no_models(monkeypatch):
     for module in (model, precompute):
         monkeypatch.setattr(module, "load_encoder", refuse)
         monkeypatch.setattr(module, "load_backend", refuse)
-    monkeypatch.setattr(runner.SeeingSoundsPipeline, "from_pretrained", refuse)
+    monkeypatch.setattr(runner.Engine, "load", refuse)
     monkeypatch.setattr(runner.AudioConditioner, "from_pretrained", refuse)
     monkeypatch.setattr(runner, "get_judge", refuse)
 

@@ -507,20 +507,30 @@ def generator_has_random_weights(preset: Any) -> bool:
 
 def _images(run: Path, test: Sequence[tuple[Path, str]], seed: int, preset: Any, out: Path,
             say: Callable[..., None], results: dict[str, Any]) -> list[Any]:
-    """Step 6: a picture from every held-out clip (one row per clip of each class) and an edit, as a contact sheet."""
+    """Step 6: a picture from every held-out clip (one row per clip of each class) and an edit, as a contact sheet.
+
+    The engine makes them and the one writer writes them, each PNG with its provenance (as ``generate`` does).
+    """
+    from seeingsounds.engine import Engine
     from seeingsounds.imaging import contact_sheet, save_png
-    from seeingsounds.pipeline import SeeingSoundsPipeline
+    from seeingsounds.request import LoadOptions, Request, Settings
+    from seeingsounds.writers import OutputWriter, output_provenance, sound_provenance
 
     say("\n[6] generating a picture from each held-out sound")
     labels = sorted({label for _, label in test})
-    pipe = SeeingSoundsPipeline.from_pretrained(run, device="cpu")
-    images = pipe([p for p, _ in test], seed=seed).images
-    random_weights = generator_has_random_weights(preset)
-    for entry, image in zip(results["heldout"], images):
+    engine = Engine.load(LoadOptions(checkpoint=str(run), device="cpu"))
+    settings = Settings(seed=seed)
+    request = Request(sounds=[str(p) for p, _ in test], settings=settings).check()
+    writer = OutputWriter(out, output_provenance(engine, str(run), engine.resolve(settings)))
+    images = []
+    for entry, made in zip(results["heldout"], engine.generate(request, progress=False)):
         entry["picture"] = f"pictures/{entry['clip'].replace('/', '-').rsplit('.', 1)[0]}.png"
-        save_png(image, out / entry["picture"])
+        writer.write(made, entry["picture"].removesuffix(".png"),
+                     meta=sound_provenance(request.sounds[made.input_index], made.seed, settings, made.effects))
+        images.append(made.picture)
+    random_weights = generator_has_random_weights(preset)
     say(f"    {len(images)} pictures {images[0].size[0]}x{images[0].size[1]} -> {out / 'pictures'}")
-    edit_tiles = _edit(pipe, test[-1][0], images[0].size, seed, out, say, results)
+    edit_tiles = _edit(engine, run, test[-1][0], images[0].size, seed, out, say, results)
     targets = _target_pictures(labels, images[0].size[0], say, results)
     tiles = targets + [(_tile_label(entry), image) for entry, image in zip(results["heldout"], images)] + edit_tiles
     sheet = contact_sheet([im for _, im in tiles], [label for label, _ in tiles], columns=len(labels), label_lines=3)
@@ -567,22 +577,31 @@ def _tile_label(entry: Mapping[str, Any]) -> str:
     return f"{entry['clip']}\nheard: {top['caption']}\n{top['similarity']:+.2f}{mark}"
 
 
-def _edit(pipe: Any, clip: Path, size: tuple[int, int], seed: int, out: Path, say: Callable[..., None],
+def _edit(engine: Any, run: Path, clip: Path, size: tuple[int, int], seed: int, out: Path, say: Callable[..., None],
           results: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Step 6b: a drawn picture edited with a held-out clip (image-to-image, no text encoder).
+    """Step 6b: a drawn picture (``edit_input.png``) edited with a held-out clip (image-to-image, no text
+    encoder) through the engine, written with its provenance (the input picture's hash, the strength).
 
     Returns the input and the edited picture as ``(label, image)`` tiles for the contact sheet.
     """
     from seeingsounds.imaging import save_png
+    from seeingsounds.request import EditSpec, Request, Settings
+    from seeingsounds.writers import OutputWriter, edit_provenance, output_provenance, sound_provenance
 
     t0 = time.time()
     picture = drawn_picture(*size)
-    steps = max(pipe.preset.num_inference_steps, 4)  # int(steps * 0.6) diffusion steps must run
-    edited = pipe.edit(picture, clip, strength=EDIT_STRENGTH, seed=seed, num_inference_steps=steps).images[0]
+    save_png(picture, out / "edit_input.png")  # the edit reads this file: its provenance names it by its hash
+    steps = max(engine.preset.num_inference_steps, 4)  # int(steps * 0.6) diffusion steps must run
+    settings = Settings(seed=seed, steps=steps)
+    request = Request(sounds=[str(clip)], settings=settings,
+                      edit=EditSpec(image=out / "edit_input.png", strength=EDIT_STRENGTH)).check()
+    made = next(engine.edit(request, progress=False))
+    edited = made.picture
+    writer = OutputWriter(out, output_provenance(engine, str(run), engine.resolve(settings, size=edited.size),
+                                                 **edit_provenance(request, image_name="edit_input.png")))
+    writer.write(made, "edit", meta=sound_provenance(clip, made.seed, settings, made.effects))
     before, after = np.asarray(picture.convert("RGB")), np.asarray(edited.convert("RGB"))
     name = f"{clip.parent.name}/{clip.name}"
-    save_png(picture, out / "edit_input.png")
-    save_png(edited, out / "edit.png")
     results["edit"] = {"clip": name, "strength": EDIT_STRENGTH, "seed": seed, "num_inference_steps": steps,
                        "size": list(edited.size), "mean_abs_change": round(float(np.abs(after.astype(float) - before).mean()), 2),
                        "pixels_sha256": hashlib.sha256(after.tobytes()).hexdigest(),

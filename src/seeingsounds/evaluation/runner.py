@@ -1,8 +1,10 @@
 """Run a benchmark protocol on a trained checkpoint: generate (or reuse) images, judge, report.
 
-Images are written one PNG per clip x seed under ``<out>/images/<class>/<clip>-<hash>_seed<s>.png``
-(``hash`` = first 8 hex digits of the SHA-1 of the clip's resolved path), each as soon as it is
-generated, so an interrupted run resumes where it stopped without regenerating anything.
+Images are made by the :class:`~seeingsounds.engine.Engine` and written by the one
+:class:`~seeingsounds.writers.OutputWriter`, one PNG per clip x seed under
+``<out>/images/<class>/<clip>-<hash>_seed<s>.png`` (``hash`` = first 8 hex digits of the SHA-1 of the
+clip's resolved path) with the provenance of every output plus the clip's ``label`` and the ``protocol``,
+each as soon as it is generated, so an interrupted run resumes where it stopped without regenerating anything.
 ``<out>/images/generation.json`` records the checkpoint and generation settings; a resumed run
 with other settings is refused instead of mixing images.
 
@@ -27,7 +29,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +50,12 @@ from seeingsounds.evaluation import metrics as M
 from seeingsounds.evaluation.judges import get_judge
 from seeingsounds.evaluation.offline_judge import is_offline_judge
 from seeingsounds.evaluation.report import write_grids, write_json, write_markdown
-from seeingsounds.imaging import save_png
+from seeingsounds.engine import Engine
 from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, slug
-from seeingsounds.pipeline import SeeingSoundsPipeline
-from seeingsounds.request import read_checkpoint_preset
+from seeingsounds.request import LoadOptions, Request, Settings, read_checkpoint_preset
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import EVAL_PREFIX, RunFolder, library_versions
+from seeingsounds.writers import OutputWriter, output_provenance, sound_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +185,7 @@ class Evaluation:
         self.seeds = resolve_seeds(self.protocol.default_seeds, settings.seeds, settings.images_per_clip)
         self.generated = 0
         self.reused = 0
-        self._pipe: Any = None
+        self._engine: Engine | None = None
         self._state: PartialState | None = None
         self.generated_by_process: list[int] = []
 
@@ -211,11 +213,12 @@ class Evaluation:
         return str(self.state.device) if self.state.num_processes > 1 else None
 
     @property
-    def pipe(self) -> Any:
-        if self._pipe is None:
-            self._pipe = SeeingSoundsPipeline.from_pretrained(self.s.checkpoint, device=self.device, dtype=self.s.dtype,
-                                                              lora=self.s.lora, cpu_offload=self.s.cpu_offload)
-        return self._pipe
+    def engine(self) -> Engine:
+        """The loaded checkpoint (loaded on first use: a resumed run with every image made loads nothing)."""
+        if self._engine is None:
+            self._engine = Engine.load(LoadOptions(checkpoint=self.s.checkpoint, device=self.device, dtype=self.s.dtype,
+                                                   lora=self.s.lora, cpu_offload=self.s.cpu_offload))
+        return self._engine
 
     def _generation_record(self) -> dict[str, Any]:
         record = {**_checkpoint_identity(self.s.checkpoint), "device_dtype": [self.s.device, self.s.dtype]}
@@ -252,16 +255,23 @@ class Evaluation:
         self.generated = len(missing)
         mine = share(missing, self.state.process_index, self.state.num_processes)
         batch = max(1, int(self.s.batch_size))
+        writer: OutputWriter | None = None
         for j, seed in enumerate(self.seeds):
             clips = [i for i, k in mine if k == j]
-            for start in range(0, len(clips), batch):
+            settings = Settings(seed=seed, batch_size=batch)
+            for start in range(0, len(clips), batch):  # one request per batch: a protocol may hold any number of clips
                 chunk = clips[start : start + batch]
-                output = self.pipe([str(rows[i].path) for i in chunk], seeds=[seed], num_images_per_audio=1,
-                                   batch_size=batch, return_conditioning=False)
-                for i, image in zip(chunk, output.images):
-                    save_png(image, paths[i][j], {"source": str(rows[i].path), "label": rows[i].label, "seed": seed,
-                                                  "checkpoint": self.s.checkpoint, "protocol": self.protocol.name,
-                                                  "lora": self.s.lora, "settings": output.settings})
+                request = Request(sounds=[str(rows[i].path) for i in chunk], settings=settings).check()
+                if writer is None:
+                    writer = OutputWriter(self.out / IMAGES_DIR, output_provenance(
+                        self.engine, self.s.checkpoint, self.engine.resolve(settings), protocol=self.protocol.name))
+                for made in self.engine.generate(request, progress=False):
+                    row = rows[chunk[made.input_index]]
+                    # a video generator's poster frame is what the judges see: written as the image
+                    name = paths[chunk[made.input_index]][j].relative_to(writer.folder).with_suffix("")
+                    writer.write(replace(made, frames=None), str(name),
+                                 meta={**sound_provenance(row.path, made.seed, settings, made.effects),
+                                       "label": row.label})
         self.generated_by_process = gather_object([len(mine)]) if self.state.num_processes > 1 else [len(mine)]
         self.state.wait_for_everyone()
         return paths
@@ -388,8 +398,8 @@ class Evaluation:
         run_classes = sorted(main_row, key=main_row.get)
         caption_rows = [main_row[c] for c in run_classes]
         labels = np.array([run_classes.index(normalise_label(r.label)) for r in rows])
-        # the loaded pipeline's own conditioner when images were made: the encoder is never loaded twice
-        conditioner = self._pipe.conditioner if self._pipe is not None else AudioConditioner.from_pretrained(
+        # the loaded engine's own conditioner when images were made: the encoder is never loaded twice
+        conditioner = self._engine.conditioner if self._engine is not None else AudioConditioner.from_pretrained(
             self.s.checkpoint, device=self.device or "auto", dtype=self.s.dtype)
         names = conditioner.names  # unaligned heads are constant: they carry no evidence
         index = CaptionIndex(run.caption_targets(caption_rows, dtype=torch.float32), names,
