@@ -123,6 +123,8 @@ def test_the_writer_writes_png_or_mp4_and_poster_with_one_provenance(setup, engi
     assert read_mp4(mp4)[0].shape[0] == 5
     assert writer.outputs == [png, mp4, tmp_path / "two.png"]
     assert writer.sheet() == tmp_path / "contact_sheet.png" and writer.outputs[0] == tmp_path / "contact_sheet.png"
+    with pytest.raises(KeyError, match="seeed"):  # a misspelt provenance key is a bug, not a silent field
+        writer.write(Made(picture=picture, seed=1, source="x", input_index=0), "three", meta={"seeed": 1})
 
 
 def test_edit_through_the_engine_matches_the_pipeline(setup, engine):

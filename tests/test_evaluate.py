@@ -140,7 +140,7 @@ def test_no_images_caption_retrieval_matches_direct_computation(run_folder, mani
     assert not (out / "images").exists()  # no generator ran
     rows = get_protocol("landscape").load(manifest).evaluation_rows()
     pipe = SeeingSoundsPipeline.from_pretrained(run_folder, device="cpu")
-    pred = pipe.predict_conditioning([str(r.path) for r in rows])
+    pred = pipe.conditioner.predict_all([str(r.path) for r in rows])
     saved = RunFolder.find(run_folder)
     captions, targets = saved.caption_set(), saved.caption_targets(dtype=torch.float32)
     labels = [captions.texts.index(f"a photo of a {r.label}") for r in rows]

@@ -25,7 +25,7 @@ from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_fingerprint
 from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import ConfigError
 from seeingsounds.generators.base import IMAGE, VIDEO, OutputKind
-from seeingsounds.imaging import SOFTWARE_KEY, contact_sheet, provenance, read_provenance, save_png
+from seeingsounds.imaging import PROVENANCE_FIELDS, SOFTWARE_KEY, contact_sheet, provenance, read_provenance, save_png
 from seeingsounds.paths import check_not_input, file_sha256, slug
 from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits
 from seeingsounds.runs import RunFolder
@@ -221,6 +221,9 @@ class OutputWriter:
         kind = VIDEO if made.frames is not None else IMAGE
         path = self.single if self.single is not None else self.folder / f"{name}{kind.suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
+        unknown = sorted(set(meta or {}) - set(PROVENANCE_FIELDS))
+        if unknown:  # a misspelt key is a bug, as in imaging.provenance
+            raise KeyError(f"unknown provenance keys {unknown}; known: {sorted(PROVENANCE_FIELDS)}")
         meta = {**self.common, **(meta or {})}
         if made.frames is None:
             save_png(made.picture, path, meta)
