@@ -88,6 +88,22 @@ def test_simultaneous_requests_all_get_their_images(served):
     assert record["most"] == 1  # concurrency_limit=1: generations never overlapped
 
 
+def test_a_client_may_send_the_inputs_by_name(served):
+    """gradio_client's keywords: the named inputs (a sound input without a default too), the others at the
+    page's defaults (a 32 px tiny image)."""
+    from gradio_client import Client, handle_file
+
+    from seeingsounds.assets import example_sounds
+    from seeingsounds.imaging import read_provenance
+
+    url, _ = served
+    _, caption, *_, files, video = Client(url, verbose=False).predict(
+        sound=handle_file(str(example_sounds()["crow"])), mix_sound=None, seed=11, steps=1, api_name="/generate")
+    provenance = read_provenance(files[0])
+    assert (provenance["seed"], provenance["steps"], provenance["size"]) == (11, 1, "32x32")
+    assert provenance["source"] == "crow.flac" and caption == "a crow cawing" and video is None
+
+
 def test_rejected_uploads_log_no_traceback_and_closing_leaves_no_temp_files(tmp_path, capfd, monkeypatch):
     """A broken or too long upload is answered in the page with one sentence, the server log stays free of
     tracebacks, and app.close() removes the service's output folder and gradio's copies of the uploads."""

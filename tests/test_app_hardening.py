@@ -1,6 +1,6 @@
 """The web app (and ``edit``) against hostile or odd input: a few-KB picture of 144 megapixels, a long FLAC
 in an mkv whose header gives no duration, uploads that are no picture, bad API values, SIGTERM — and
-16-bit greyscale pictures, scaled to 8 bits rather than clamped to white."""
+16-bit greyscale pictures, scaled to 8 bits rather than clamped to white; the API's inputs by name."""
 
 from __future__ import annotations
 
@@ -247,6 +247,56 @@ def test_bad_api_values_and_uploads_give_a_readable_message(app, tmp_path):
     finally:
         app.close()
 
+
+# ---- inputs by name ------------------------------------------------------------------------------------
+
+#: the HTTP API's parameters, by name and in order (the built-in effects' sliders in display order)
+GENERATE = ["sound", "volume", "reverb", "pitch", "lowpass", "echo", "mix_sound", "mix_ratio", "seed", "steps", "size",
+            "num_images", "frames"]
+EDIT = ["picture", "sound", "volume", "reverb", "pitch", "lowpass", "echo", "mix_sound", "mix_ratio", "strength",
+        "seed", "steps"]
+
+
+def handler(app, api_name: str):
+    return next(f.fn for f in app.fns.values() if f.api_name == api_name)
+
+
+def test_the_api_names_its_parameters(app):
+    """A client may send every input by its name (gradio_client's ``predict(seed=7, ...)``); the positional
+    order is the same as before the names."""
+    endpoints = app.get_api_info()["named_endpoints"]
+    assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == GENERATE
+    assert [p["parameter_name"] for p in endpoints["/edit"]["parameters"]] == EDIT
+
+
+def test_a_request_receives_its_inputs_by_name_in_any_order(app, service, monkeypatch):
+    """The Generate and Edit handlers pass each value to the service under its own name: the same values in
+    reverse order make the same request."""
+    from seeingsounds.app.service import EditResult, Result
+
+    received: list[dict] = []
+
+    def run(sound, **kwargs):
+        received.append({"sound": sound, **{k: v for k, v in kwargs.items() if k != "progress"}})
+        return Result(images=[], caption="", hears={}, audio=Path("heard.wav"), seeds=[])
+
+    def edit(picture, sound, **kwargs):
+        received.append({"picture": picture, "sound": sound, **{k: v for k, v in kwargs.items() if k != "progress"}})
+        return EditResult(images=[], seeds=[], picture=Path("input.png"), mask=None, size=(32, 32))
+
+    monkeypatch.setattr(service, "run", run)
+    monkeypatch.setattr(service, "edit", edit)
+    values = dict(zip(GENERATE, ["bell.flac", 0.5, 0.25, -3, 800, 0.1, "crow.flac", 0.3, 7.0, 3, 32, 2, 9]))
+    expected = {**values, "seed": 7, "frames": None}  # an image checkpoint: no frames
+    for order in (values, dict(reversed(values.items()))):
+        received.clear()
+        handler(app, "generate")(**order)
+        assert received == [expected]
+    edits = dict(zip(EDIT, [None, "drums.flac", 1.0, 0, 0, 0, 0.4, None, 0.5, 0.8, 5.0, 12]))
+    for order in (edits, dict(reversed(edits.items()))):
+        received.clear()
+        handler(app, "edit")(**order)
+        assert received == [{**edits, "seed": 5, "mask": None}]
 
 # ---- sounds: decoding stops at the duration limit ------------------------------------------------------
 

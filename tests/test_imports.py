@@ -18,6 +18,8 @@ module; the coordinator empties it. An entry that no longer occurs fails too, so
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,11 @@ def test_the_web_app_never_trains(graph):
     trains = sorted((a, b) for a, bs in graph.items() for b in bs
                     if in_layer(a, "seeingsounds.app") and in_layer(b, "seeingsounds.training"))
     assert not trains, f"the web app imports the trainer: {trains}"
+
+
+def test_the_web_service_imports_without_gradio():
+    """What a web request does is usable (and testable) without the web framework: only the page imports it."""
+    code = ("import sys, seeingsounds.app.service; "
+            "print(sorted(m for m in sys.modules if m == 'gradio' or m.startswith('gradio.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout[-2000:]
