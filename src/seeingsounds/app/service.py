@@ -44,10 +44,10 @@ from seeingsounds.audio.io import audio_info, read_audio, resample, save_audio
 from seeingsounds.audio.render import render
 from seeingsounds.captions.edit import get_editor
 from seeingsounds.controls import effects_from_controls
-from seeingsounds.engine import Engine
+from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import AudioLoadError, ConfigError
 from seeingsounds.imaging import load_picture, save_png
-from seeingsounds.request import EditSpec, LoadOptions, Request, Settings
+from seeingsounds.request import EditSpec, LoadOptions, Request, Settings, check_edit_steps, check_strength
 from seeingsounds.writers import OutputWriter, edit_provenance, output_provenance, sound_provenance
 
 __all__ = ["EditResult", "Limits", "Result", "WebService", "checkpoint_label", "controls_to_effects",
@@ -270,10 +270,10 @@ class WebService:
         wave, other = self._read_sounds(sound, mix_sound)
         sr = self.sample_rate
         work = self._request_dir()
+        request = self._request(wave, other, mix_ratio, settings)
         say(0.15, "applying the effects")
         heard, descriptions = transform(wave, sr, settings.effects, other, mix_ratio)  # the whole clip, to listen to
         heard_path = save_audio(work / "what-it-hears.wav", heard, sr)
-        request = self._request(wave, other, mix_ratio, settings)
 
         say(0.3, "listening")
         ranks = self.has_captions
@@ -290,11 +290,8 @@ class WebService:
         hears = self.engine.nearest(made[0].conditioning)[0] if ranks else []
 
         say(0.9, "saving")
-        common = self._provenance(resolved, **({"caption": caption} if caption else {}))
-        writer = OutputWriter(work, common)
-        source = sound_provenance(sound, settings.seed, self._named_mix(settings, mix_sound), descriptions,
-                                  name=upload_name(sound), mix_name=upload_name(mix_sound) if mix_sound else None)
-        files = [writer.write(m, f"seeingsounds-seed{m.seed}", meta={**source, "seed": m.seed}) for m in made]
+        files = self._write(work, "seeingsounds-seed", made, resolved, sound, mix_sound, settings,
+                            **({"caption": caption} if caption else {}))
         videos = files if self.is_video else []
         images = [f.with_suffix(".png") for f in files]  # a video's poster
         return Result(images=images, caption=caption, hears=dict(hears), audio=heard_path,
@@ -317,6 +314,7 @@ class WebService:
             raise ConfigError("upload a picture to edit first")
         if not sound:
             raise ConfigError("upload or record a sound, or pick an example, first")
+        strength = check_strength(strength)
         image = load_picture(picture, what="picture")
         mask_image = None if mask is None else load_picture(mask, what="mask", mode="L")
         if mask_image is not None and mask_image.size != image.size:  # the page's words: the mask is drawn on it
@@ -327,6 +325,7 @@ class WebService:
                             effects=controls_to_effects(**controls))
         settings.check(1)  # every setting is checked before any audio is read
         resolved = self.engine.resolve(settings)
+        check_edit_steps(strength, resolved["num_inference_steps"])
 
         say(0.05, "reading the sound")
         wave, other = self._read_sounds(sound, mix_sound)
@@ -339,11 +338,9 @@ class WebService:
         made = list(self.engine.edit(request, progress=False))
 
         say(0.9, "saving")
-        writer = OutputWriter(work, self._provenance(resolved, **edit_provenance(
-            request, image_name=picture_path.name, mask_name=mask_path.name if mask_path else None)))
-        source = sound_provenance(sound, settings.seed, self._named_mix(settings, mix_sound), made[0].effects,
-                                  name=upload_name(sound), mix_name=upload_name(mix_sound) if mix_sound else None)
-        images = [writer.write(m, f"seeingsounds-edit-seed{m.seed}", meta={**source, "seed": m.seed}) for m in made]
+        images = self._write(work, "seeingsounds-edit-seed", made, resolved, sound, mix_sound, settings,
+                             **edit_provenance(request, image_name=picture_path.name,
+                                               mask_name=mask_path.name if mask_path else None))
         return EditResult(images=images, seeds=[m.seed for m in made], picture=picture_path, mask=mask_path,
                           size=(width, height))
 
@@ -379,17 +376,17 @@ class WebService:
         settings.mix = None if other is None else ((sr, other[0]), float(mix_ratio))
         return Request(sounds=[wave], settings=settings, edit=edit, sample_rate=sr).check()
 
-    @staticmethod
-    def _named_mix(settings: Settings, mix_sound: str | None) -> Settings:
-        """``settings`` with the mix partner as its file (the request holds it read): provenance hashes the file."""
-        if settings.mix is None or not mix_sound:
-            return settings
-        return dataclasses.replace(settings, mix=(mix_sound, settings.mix[1]))
-
-    def _provenance(self, resolved: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        """The provenance every file of a request shares; the checkpoint and LoRA by name, not their folders."""
-        return {**output_provenance(self.engine, checkpoint_label(self.checkpoint), resolved, **fields),
-                "lora": self.lora_label}
+    def _write(self, work: Path, prefix: str, made: Sequence[Made], resolved: dict[str, Any], sound: str,
+               mix_sound: str | None, settings: Settings, **fields: Any) -> list[Path]:
+        """Write ``work/<prefix><seed>.png`` (an mp4 and its poster for a video) per output with the provenance
+        of ``seeingsounds generate``: the checkpoint, the LoRA and the sounds by name, never the server's
+        folders; the sounds' hashes from their files (the request holds them read)."""
+        common = output_provenance(self.engine, checkpoint_label(self.checkpoint), resolved, **fields)
+        writer = OutputWriter(work, {**common, "lora": self.lora_label})
+        by_file = settings if settings.mix is None else dataclasses.replace(settings, mix=(mix_sound, settings.mix[1]))
+        source = sound_provenance(sound, settings.seed, by_file, made[0].effects, name=upload_name(sound),
+                                  mix_name=upload_name(mix_sound) if mix_sound else None)
+        return [writer.write(m, f"{prefix}{m.seed}", meta={**source, "seed": m.seed}) for m in made]
 
     def _request_dir(self) -> Path:
         now = time.time()
