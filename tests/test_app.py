@@ -11,7 +11,7 @@ from conftest import sine
 from test_audio_video_formats import _flac_without_length
 from PIL import Image
 
-from seeingsounds.app import Limits, controls_to_effects, implied_caption, read_checked, transform
+from seeingsounds.app.service import Limits, controls_to_effects, implied_caption, read_checked, transform
 from seeingsounds.errors import AudioLoadError, ConfigError
 
 
@@ -89,10 +89,11 @@ def test_limits_must_be_positive():
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    from seeingsounds.app import DemoEngine, demo_checkpoint
+def service(tmp_path_factory):
+    from seeingsounds.app.service import WebService
+    from seeingsounds.demo_checkpoint import demo_checkpoint
 
-    return DemoEngine(demo_checkpoint() / "best", limits=Limits(max_upload_mb=1, max_seconds=10),
+    return WebService(demo_checkpoint() / "best", limits=Limits(max_upload_mb=1, max_seconds=10),
                       output_dir=tmp_path_factory.mktemp("app-out"))
 
 
@@ -103,12 +104,12 @@ def sounds():
     return example_sounds()
 
 
-def test_request_with_mix_and_effect(engine, sounds):
+def test_request_with_mix_and_effect(service, sounds):
     from seeingsounds.audio.io import audio_fingerprint, read_audio
     from seeingsounds.imaging import PROVENANCE_FIELDS, read_provenance
 
     steps = []
-    result = engine.run(str(sounds["bell"]), volume=0.15, mix_sound=str(sounds["crow"]), mix_ratio=0.4,
+    result = service.run(str(sounds["bell"]), volume=0.15, mix_sound=str(sounds["crow"]), mix_ratio=0.4,
                         seed=7, steps=2, size=32, num_images=2, progress=lambda f, text: steps.append((f, text)))
     assert result.caption == "a distant bell ringing and a crow cawing"
     assert result.seeds == [7, 8] and len(result.images) == 2
@@ -125,56 +126,56 @@ def test_request_with_mix_and_effect(engine, sounds):
         assert provenance["caption"] == result.caption and provenance["preset"] == "tiny"
     assert len(result.hears) == 5 and all(-1.0 <= s <= 1.0 for s in result.hears.values())
     heard, sr = read_audio(result.audio)
-    assert sr == engine.sample_rate == 16000
+    assert sr == service.sample_rate == 16000
     bell = read_audio(sounds["bell"])[0]
     assert len(heard) == len(bell)  # the 3 s bell is the longer clip of the mix
     assert [f for f, _ in steps] == sorted(f for f, _ in steps) and len(steps) >= 4  # progress moves forward
 
 
-def test_clean_request_hears_its_class_first(engine, sounds):
+def test_clean_request_hears_its_class_first(service, sounds):
     for name, caption in (("bell", "a bell ringing"), ("drums", "drums playing a breakbeat")):
-        result = engine.run(str(sounds[name]), steps=1, size=32)
+        result = service.run(str(sounds[name]), steps=1, size=32)
         assert next(iter(result.hears)) == caption
         assert result.caption == caption
         assert list(result.hears.values()) == sorted(result.hears.values(), reverse=True)
 
 
-def test_what_it_hears_is_what_describe_says(engine, sounds):
+def test_what_it_hears_is_what_describe_says(service, sounds):
     from seeingsounds.describe import describe_audio
 
-    result = engine.run(str(sounds["guitar"]), volume=0.15, reverb=0.5, steps=1, size=32)
-    described = describe_audio(engine.checkpoint, [sounds["guitar"]], top_k=100,
+    result = service.run(str(sounds["guitar"]), volume=0.15, reverb=0.5, steps=1, size=32)
+    described = describe_audio(service.checkpoint, [sounds["guitar"]], top_k=100,
                                effects=[("reverb", {"room_size": 0.5}), ("volume", {"alpha": 0.15})])[0]
-    expected = [(m.caption, m.similarity) for m in described.matches if m.kind == "class"][:engine.top_k]
+    expected = [(m.caption, m.similarity) for m in described.matches if m.kind == "class"][:service.top_k]
     assert list(result.hears) == [c for c, _ in expected]
     assert list(result.hears.values()) == pytest.approx([s for _, s in expected], abs=1e-5)
 
 
-def test_a_request_predicts_each_clip_once(engine, sounds, monkeypatch):
+def test_a_request_predicts_each_clip_once(service, sounds, monkeypatch):
     """The clean sounds once (for the caption), the effected mix once: the prediction the images are made
     from is what the page says it hears."""
     batches: list[int] = []
-    predict = engine.conditioner.predict_waves
-    monkeypatch.setattr(engine.conditioner, "predict_waves", lambda waves: batches.append(len(waves)) or predict(waves))
-    result = engine.run(str(sounds["bell"]), volume=0.15, mix_sound=str(sounds["crow"]), mix_ratio=0.4, steps=1,
+    predict = service.engine.conditioner.predict_waves
+    monkeypatch.setattr(service.engine.conditioner, "predict_waves", lambda waves: batches.append(len(waves)) or predict(waves))
+    result = service.run(str(sounds["bell"]), volume=0.15, mix_sound=str(sounds["crow"]), mix_ratio=0.4, steps=1,
                         size=32)
     assert batches == [2, 1]  # was [2, 1, 1]: the effected mix predicted for "what it hears", then for the images
-    assert len(result.hears) == engine.top_k  # test_what_it_hears_is_what_describe_says checks the numbers
+    assert len(result.hears) == service.top_k  # test_what_it_hears_is_what_describe_says checks the numbers
 
 
-def test_request_errors_a_user_can_fix(engine, sounds, tmp_path):
+def test_request_errors_a_user_can_fix(service, sounds, tmp_path):
     with pytest.raises(ConfigError, match="upload or record a sound"):
-        engine.run(None)
+        service.run(None)
     with pytest.raises(ConfigError, match=r"positive multiple of \d+, got 33"):
-        engine.run(str(sounds["bell"]), size=33)
+        service.run(str(sounds["bell"]), size=33)
     with pytest.raises(ConfigError, match="1..4"):
-        engine.run(str(sounds["bell"]), num_images=5)
+        service.run(str(sounds["bell"]), num_images=5)
     with pytest.raises(ConfigError, match=r"'pitch': semitones=30.0 is outside"):
-        engine.run(str(sounds["bell"]), pitch=30)
+        service.run(str(sounds["bell"]), pitch=30)
     long = tmp_path / "long.flac"
     sf.write(long, sine(220, 11.0, 16000), 16000)
     with pytest.raises(AudioLoadError, match=r"second sound is 11\.0 s long"):
-        engine.run(str(sounds["bell"]), mix_sound=str(long))
+        service.run(str(sounds["bell"]), mix_sound=str(long))
 
 
 def test_serve_command_defaults_to_this_machine_only():
@@ -187,21 +188,22 @@ def test_serve_command_defaults_to_this_machine_only():
     assert (args.checkpoint, args.host, args.concurrency) == ("runs/x", "0.0.0.0", 2)
 
 
-def test_example_picker_survives_the_hourly_output_clean_up(engine):
+def test_example_picker_survives_the_hourly_output_clean_up(service):
     """The example copies live under output_dir, which _request_dir prunes of folders older than an hour."""
     import os
     import time
 
-    from seeingsounds.app import OUTPUT_TTL, build_app
+    from seeingsounds.app.service import OUTPUT_TTL
+    from seeingsounds.app.ui import build_app
 
-    app = build_app(engine.checkpoint, engine=engine)
+    app = build_app(service.checkpoint, service=service)
     pick = next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", "") == "pick_example")
     first = pick("bell")
     assert first is not None and os.path.isfile(first)
     old = time.time() - OUTPUT_TTL - 60
-    for folder in engine.output_dir.iterdir():
+    for folder in service.output_dir.iterdir():
         os.utime(folder, (old, old))
-    engine._request_dir()  # the next request's clean-up removes the examples folder too
+    service._request_dir()  # the next request's clean-up removes the examples folder too
     assert not os.path.exists(first)
     again = pick("piano")
     assert again is not None and os.path.isfile(again)
@@ -212,8 +214,8 @@ def test_serve_lora_and_offload_reach_the_pipeline(tmp_path, monkeypatch, capsys
     """`serve --lora X` loads the LoRA into the generator; the page's PNGs name it (not the server's folders)."""
     from test_evaluate import make_tiny_lora
 
-    import seeingsounds.app as app_module
-    from seeingsounds.app import demo_checkpoint
+    import seeingsounds.app.ui as app_module
+    from seeingsounds.demo_checkpoint import demo_checkpoint
     from seeingsounds.assets import example_sounds
     from seeingsounds.cli.main import build_parser, main
     from seeingsounds.imaging import read_provenance
@@ -227,14 +229,14 @@ def test_serve_lora_and_offload_reach_the_pipeline(tmp_path, monkeypatch, capsys
     served = {}
     monkeypatch.setattr(app_module, "launch_app", lambda app, **kw: served.update(app=app, **kw))
     assert main(["serve", "--checkpoint", str(checkpoint), "--lora", str(lora), "--port", "0"]) == 0
-    engine = served["app"].seeingsounds_engine
+    service = served["app"].seeingsounds_service
     try:
-        assert engine.pipe.generator.transformer.peft_config  # the adapter is attached
-        result = engine.run(str(example_sounds()["bell"]), steps=1, size=32)
+        assert service.engine.pipe.generator.transformer.peft_config  # the adapter is attached
+        result = service.run(str(example_sounds()["bell"]), steps=1, size=32)
         provenance = read_provenance(result.images[0])
         assert provenance["lora"] == "lora" and provenance["Software"].startswith("seeingsounds ")
         assert provenance["checkpoint"] == f"{demo_checkpoint().name}/best" and str(tmp_path) not in json.dumps(provenance)
         assert str(demo_checkpoint()) not in json.dumps(provenance)
     finally:
-        engine.close()
+        service.close()
     assert "serving" in capsys.readouterr().out

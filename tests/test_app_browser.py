@@ -29,7 +29,7 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
 TIMEOUT_MS = 30_000
-#: what the server fixture serves (the engine, to look at the files a request wrote)
+#: what the server fixture serves (the service, to look at the files a request wrote)
 SERVED: dict = {}
 
 
@@ -54,12 +54,12 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server():
-    from seeingsounds.app import build_app, launch_app
-    from seeingsounds.app import demo_checkpoint
+    from seeingsounds.app.ui import build_app, launch_app
+    from seeingsounds.demo_checkpoint import demo_checkpoint
 
     app = build_app(demo_checkpoint() / "best")  # the defaults: 25 MB, 60 s
     _, url = launch_app(app, port=free_port(), block=False, quiet=True)
-    SERVED["engine"] = app.seeingsounds_engine
+    SERVED["service"] = app.seeingsounds_service
     yield url
     app.close()
 
@@ -254,7 +254,7 @@ def test_edit_a_picture_with_a_sound_and_a_drawn_mask(page, tmp_path):
     assert provenance["image"] == "input.png" and len(provenance["image_sha256"]) == 64
     assert provenance["mask"] == "mask.png" and len(provenance["mask_sha256"]) == 64  # the painted stroke
     # the files the request wrote beside the edit: the picture as uploaded, the stroke as the mask
-    (work,) = [p for p in SERVED["engine"].output_dir.glob("request-*") if (p / "input.png").is_file()]
+    (work,) = [p for p in SERVED["service"].output_dir.glob("request-*") if (p / "input.png").is_file()]
     assert provenance["image_sha256"] == hashlib.sha256((work / "input.png").read_bytes()).hexdigest()
     assert provenance["mask_sha256"] == hashlib.sha256((work / "mask.png").read_bytes()).hexdigest()
     with Image.open(work / "input.png") as im:

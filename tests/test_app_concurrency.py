@@ -27,12 +27,12 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def served():
     """The app with concurrency 1, and a record of how many generations ran at the same time."""
-    from seeingsounds.app import build_app, launch_app
-    from seeingsounds.app import demo_checkpoint
+    from seeingsounds.app.ui import build_app, launch_app
+    from seeingsounds.demo_checkpoint import demo_checkpoint
 
     app = build_app(demo_checkpoint() / "best", concurrency_limit=1, max_queue=16)
-    engine = app.seeingsounds_engine
-    generate = engine.images
+    engine = app.seeingsounds_service.engine
+    generate = engine.generate
     lock = threading.Lock()
     record = {"running": 0, "most": 0, "calls": 0}
 
@@ -42,12 +42,12 @@ def served():
             record["calls"] += 1
             record["most"] = max(record["most"], record["running"])
         try:
-            return generate(*args, **kwargs)
+            yield from generate(*args, **kwargs)
         finally:
             with lock:
                 record["running"] -= 1
 
-    engine.images = counted
+    engine.generate = counted
     _, url = launch_app(app, port=free_port(), block=False, quiet=True)
     assert url.startswith("http://127.0.0.1:")  # local only unless told otherwise
     yield url, record
@@ -59,7 +59,7 @@ def test_simultaneous_requests_all_get_their_images(served):
     from PIL import Image
 
     from seeingsounds.assets import example_sounds
-    from seeingsounds.app import DEMO_CAPTIONS
+    from seeingsounds.demo_checkpoint import DEMO_CAPTIONS
     from seeingsounds.imaging import read_provenance
 
     url, record = served
@@ -88,9 +88,25 @@ def test_simultaneous_requests_all_get_their_images(served):
     assert record["most"] == 1  # concurrency_limit=1: generations never overlapped
 
 
+def test_a_client_may_send_the_inputs_by_name(served):
+    """gradio_client's keywords: the named inputs (a sound input without a default too), the others at the
+    page's defaults (a 32 px tiny image)."""
+    from gradio_client import Client, handle_file
+
+    from seeingsounds.assets import example_sounds
+    from seeingsounds.imaging import read_provenance
+
+    url, _ = served
+    _, caption, *_, files, video = Client(url, verbose=False).predict(
+        sound=handle_file(str(example_sounds()["crow"])), mix_sound=None, seed=11, steps=1, api_name="/generate")
+    provenance = read_provenance(files[0])
+    assert (provenance["seed"], provenance["steps"], provenance["size"]) == (11, 1, "32x32")
+    assert provenance["source"] == "crow.flac" and caption == "a crow cawing" and video is None
+
+
 def test_rejected_uploads_log_no_traceback_and_closing_leaves_no_temp_files(tmp_path, capfd, monkeypatch):
     """A broken or too long upload is answered in the page with one sentence, the server log stays free of
-    tracebacks, and app.close() removes the engine's output folder and gradio's copies of the uploads."""
+    tracebacks, and app.close() removes the service's output folder and gradio's copies of the uploads."""
     import glob
     import logging
     import tempfile
@@ -98,16 +114,17 @@ def test_rejected_uploads_log_no_traceback_and_closing_leaves_no_temp_files(tmp_
     import soundfile as sf
     from gradio_client import Client, handle_file
 
-    from seeingsounds.app import build_app, demo_checkpoint, launch_app
+    from seeingsounds.app.ui import build_app, launch_app
+    from seeingsounds.demo_checkpoint import demo_checkpoint
     from seeingsounds.assets import example_sounds
 
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
     logging.basicConfig(level=logging.WARNING, force=True)  # as `seeingsounds serve` logs
     before = set(glob.glob(str(Path(tempfile.gettempdir()) / "seeingsounds-app-*")))
     app = build_app(demo_checkpoint() / "best", max_seconds=5)
-    engine = app.seeingsounds_engine
+    service = app.seeingsounds_service
     uploads = Path(os.environ["GRADIO_TEMP_DIR"])
-    assert uploads.parent == engine.output_dir
+    assert uploads.parent == service.output_dir
     _, url = launch_app(app, port=free_port(), block=False, quiet=True)
     try:
         broken = tmp_path / "broken.wav"
@@ -122,10 +139,10 @@ def test_rejected_uploads_log_no_traceback_and_closing_leaves_no_temp_files(tmp_
         gallery, *_ = client.predict(handle_file(str(example_sounds()["bell"])), 1.0, 0, 0, 0, 0, None, 0.5, 0, 1,
                                      32, 1, 1, api_name="/generate")
         assert len(gallery) == 1
-        assert any(uploads.rglob("*.flac"))  # gradio's copy of the upload lives under the engine's folder
+        assert any(uploads.rglob("*.flac"))  # gradio's copy of the upload lives under the service's folder
     finally:
         app.close()
     err = capfd.readouterr().err
     assert "Traceback" not in err and "generation failed" not in err
-    assert not engine.output_dir.exists() and "GRADIO_TEMP_DIR" not in os.environ
+    assert not service.output_dir.exists() and "GRADIO_TEMP_DIR" not in os.environ
     assert set(glob.glob(str(Path(tempfile.gettempdir()) / "seeingsounds-app-*"))) == before

@@ -1,6 +1,6 @@
 """The web app (and ``edit``) against hostile or odd input: a few-KB picture of 144 megapixels, a long FLAC
 in an mkv whose header gives no duration, uploads that are no picture, bad API values, SIGTERM — and
-16-bit greyscale pictures, scaled to 8 bits rather than clamped to white."""
+16-bit greyscale pictures, scaled to 8 bits rather than clamped to white; the API's inputs by name."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from seeingsounds.app import Limits, editor_picture, read_checked
+from seeingsounds.app.service import Limits, read_checked
+from seeingsounds.app.ui import editor_picture
 from seeingsounds.errors import AudioLoadError, ConfigError
 from seeingsounds.imaging import load_picture
 from seeingsounds.request import load_edit_inputs
@@ -133,20 +134,21 @@ def test_a_file_that_is_no_picture_is_refused_by_name(tmp_path, content):
 
 
 @pytest.fixture(scope="module")
-def engine():
-    from seeingsounds.app import DemoEngine, demo_checkpoint
+def service():
+    from seeingsounds.app.service import WebService
+    from seeingsounds.demo_checkpoint import demo_checkpoint
 
     # outputs in its own temp folder, where gradio serves files from
-    engine = DemoEngine(demo_checkpoint() / "best", limits=Limits(max_upload_mb=1, max_seconds=10))
-    yield engine
-    engine.close()
+    service = WebService(demo_checkpoint() / "best", limits=Limits(max_upload_mb=1, max_seconds=10))
+    yield service
+    service.close()
 
 
 @pytest.fixture(scope="module")
-def app(engine):
-    from seeingsounds.app import build_app
+def app(service):
+    from seeingsounds.app.ui import build_app
 
-    return build_app(engine.checkpoint, engine=engine)
+    return build_app(service.checkpoint, service=service)
 
 
 def editor_payload(editor, path: Path, orig_name: str):
@@ -160,9 +162,9 @@ def test_the_edit_tab_refuses_bad_pictures_by_their_name_and_scales_16_bits(app,
     never the server's folders; the 16-bit picture arrives with its grey levels."""
     import gradio as gr
 
-    import seeingsounds.app
+    import seeingsounds.app.ui
 
-    assert not Path(seeingsounds.app.__file__).with_suffix(".pyi").exists()  # gradio writes one for a subclass
+    assert not Path(seeingsounds.app.ui.__file__).with_suffix(".pyi").exists()  # gradio writes one for a subclass
     editor = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "edit-picture")
     svg = tmp_path / "upload-1"
     svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
@@ -183,11 +185,11 @@ def test_the_edit_tab_refuses_bad_pictures_by_their_name_and_scales_16_bits(app,
     assert np.array_equal(np.asarray(picture)[0], np.repeat(GREY8[:, None], 3, axis=1)) and mask is None
 
 
-def test_the_engine_scales_a_16_bit_picture(engine):
+def test_the_service_scales_a_16_bit_picture(service):
     from seeingsounds.assets import example_sounds
 
     picture = Image.fromarray(np.tile(np.repeat(GREY16, 8), (32, 1)))  # 32x32, four grey bands
-    result = engine.edit(picture, str(example_sounds()["bell"]), strength=0.5, steps=4)
+    result = service.edit(picture, str(example_sounds()["bell"]), strength=0.5, steps=4)
     with Image.open(result.picture) as saved:
         assert np.array_equal(np.asarray(saved.convert("L"))[0, ::8], GREY8)
 
@@ -205,7 +207,7 @@ def call(url: str, api: str, data: list) -> tuple[str, object]:
 def test_bad_api_values_and_uploads_give_a_readable_message(app, tmp_path):
     """Through the server: NaN, text or None where a number goes, and a text file as the picture, are
     refused with a message naming the control or the file: no gradio internals, no server folders."""
-    from seeingsounds.app import launch_app
+    from seeingsounds.app.ui import launch_app
     from seeingsounds.assets import example_sounds
 
     _, url = launch_app(app, port=free_port(), block=False, quiet=True)
@@ -246,6 +248,56 @@ def test_bad_api_values_and_uploads_give_a_readable_message(app, tmp_path):
         app.close()
 
 
+# ---- inputs by name ------------------------------------------------------------------------------------
+
+#: the HTTP API's parameters, by name and in order (the built-in effects' sliders in display order)
+GENERATE = ["sound", "volume", "reverb", "pitch", "lowpass", "echo", "mix_sound", "mix_ratio", "seed", "steps", "size",
+            "num_images", "frames"]
+EDIT = ["picture", "sound", "volume", "reverb", "pitch", "lowpass", "echo", "mix_sound", "mix_ratio", "strength",
+        "seed", "steps"]
+
+
+def handler(app, api_name: str):
+    return next(f.fn for f in app.fns.values() if f.api_name == api_name)
+
+
+def test_the_api_names_its_parameters(app):
+    """A client may send every input by its name (gradio_client's ``predict(seed=7, ...)``); the positional
+    order is the same as before the names."""
+    endpoints = app.get_api_info()["named_endpoints"]
+    assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == GENERATE
+    assert [p["parameter_name"] for p in endpoints["/edit"]["parameters"]] == EDIT
+
+
+def test_a_request_receives_its_inputs_by_name_in_any_order(app, service, monkeypatch):
+    """The Generate and Edit handlers pass each value to the service under its own name: the same values in
+    reverse order make the same request."""
+    from seeingsounds.app.service import EditResult, Result
+
+    received: list[dict] = []
+
+    def run(sound, **kwargs):
+        received.append({"sound": sound, **{k: v for k, v in kwargs.items() if k != "progress"}})
+        return Result(images=[], caption="", hears={}, audio=Path("heard.wav"), seeds=[])
+
+    def edit(picture, sound, **kwargs):
+        received.append({"picture": picture, "sound": sound, **{k: v for k, v in kwargs.items() if k != "progress"}})
+        return EditResult(images=[], seeds=[], picture=Path("input.png"), mask=None, size=(32, 32))
+
+    monkeypatch.setattr(service, "run", run)
+    monkeypatch.setattr(service, "edit", edit)
+    values = dict(zip(GENERATE, ["bell.flac", 0.5, 0.25, -3, 800, 0.1, "crow.flac", 0.3, 7.0, 3, 32, 2, 9]))
+    expected = {**values, "seed": 7, "frames": None}  # an image checkpoint: no frames
+    for order in (values, dict(reversed(values.items()))):
+        received.clear()
+        handler(app, "generate")(**order)
+        assert received == [expected]
+    edits = dict(zip(EDIT, [None, "drums.flac", 1.0, 0, 0, 0, 0.4, None, 0.5, 0.8, 5.0, 12]))
+    for order in (edits, dict(reversed(edits.items()))):
+        received.clear()
+        handler(app, "edit")(**order)
+        assert received == [{**edits, "seed": 5, "mask": None}]
+
 # ---- sounds: decoding stops at the duration limit ------------------------------------------------------
 
 
@@ -285,7 +337,7 @@ def test_a_long_mkv_without_duration_is_not_decoded_whole(tmp_path, monkeypatch)
 def test_sigterm_is_an_interrupt_inside_the_block_only():
     """``seeingsounds serve`` runs within it: a SIGTERM while the demo trains or the model loads unwinds like
     Ctrl+C (build_once removes its temporary folder), and the previous handler comes back after."""
-    from seeingsounds.app import sigterm_as_interrupt
+    from seeingsounds.app.ui import sigterm_as_interrupt
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt, match="signal 15"):
@@ -296,7 +348,7 @@ def test_sigterm_is_an_interrupt_inside_the_block_only():
 
 
 def test_sigterm_removes_the_upload_and_output_folder(tmp_path):
-    from seeingsounds.app import demo_checkpoint
+    from seeingsounds.demo_checkpoint import demo_checkpoint
     from seeingsounds.assets import example_sounds
 
     checkpoint = demo_checkpoint() / "best"  # trained here if missing, not in the server

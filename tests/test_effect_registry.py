@@ -29,7 +29,7 @@ def underwater():
 
 
 def test_a_new_effect_appears_in_help_app_and_captions(underwater, capsys):
-    from seeingsounds.app import controls_to_effects
+    from seeingsounds.app.service import controls_to_effects
     from seeingsounds.captions.templates import TemplateEditor, standard_descriptions
     from seeingsounds.cli.common import effects_from_args
     from seeingsounds.cli.main import build_parser
@@ -54,21 +54,23 @@ def test_a_new_effect_appears_in_help_app_and_captions(underwater, capsys):
 
 
 def test_a_new_effect_gets_an_app_slider(underwater):
-    from seeingsounds.app import DemoEngine, build_app, demo_checkpoint
+    from seeingsounds.app.service import WebService
+    from seeingsounds.app.ui import build_app
+    from seeingsounds.demo_checkpoint import demo_checkpoint
     from seeingsounds.assets import example_sounds
 
-    engine = DemoEngine(demo_checkpoint() / "best")
+    service = WebService(demo_checkpoint() / "best")
     try:
-        app = build_app(engine.checkpoint, engine=engine)
+        app = build_app(service.checkpoint, service=service)
         sliders = {c.elem_id: c for c in app.blocks.values() if type(c).__name__ == "Slider"}
         assert sliders["underwater"].label == "Under water (0 = off)"
         assert (sliders["underwater"].minimum, sliders["underwater"].maximum, sliders["underwater"].step) == (0, 1, 0.1)
         assert sliders["underwater"].value == 0.0
-        result = engine.run(str(example_sounds()["bell"]), underwater=0.5, steps=1, size=32)
+        result = service.run(str(example_sounds()["bell"]), underwater=0.5, steps=1, size=32)
         assert result.caption == "a bell ringing, underwater"
     finally:
-        engine.close()
-    assert not engine.output_dir.exists()
+        service.close()
+    assert not service.output_dir.exists()
 
 
 def test_builtin_entries_match_the_former_hand_copies():

@@ -6,9 +6,10 @@ when that is a module, else to ``seeingsounds.a``. The one exception is the pack
 ``__getattr__`` (``seeingsounds.SeeingSoundsPipeline`` and friends), which only names what it re-exports.
 
 Layers: the *core* is every module except ``seeingsounds.cli``, ``seeingsounds.training``,
-``seeingsounds.evaluation`` (the layers above it) and the two apps on top, ``seeingsounds.app`` and
-``seeingsounds.demo``. No core module may import ``cli``, ``training`` or ``evaluation``; nothing but
-``cli`` may import ``cli``.
+``seeingsounds.evaluation`` (the layers above it) and the apps on top: ``seeingsounds.app`` (the web app),
+``seeingsounds.demo`` and ``seeingsounds.demo_checkpoint`` (the web demo's tiny run). No core module may
+import ``cli``, ``training`` or ``evaluation``; nothing but ``cli`` may import ``cli``; the web app serves
+a checkpoint and never trains one (it imports no ``training``).
 
 :data:`KNOWN` lists the edges that break these rules today, each with the helper who owns the importing
 module; the coordinator empties it. An entry that no longer occurs fails too, so the list only shrinks.
@@ -17,6 +18,8 @@ module; the coordinator empties it. An entry that no longer occurs fails too, so
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,7 @@ PACKAGE = "seeingsounds"
 #: the layers above the core
 UPPER = ("seeingsounds.cli", "seeingsounds.training", "seeingsounds.evaluation")
 #: modules on top of everything (they may import any layer but cli)
-APPS = ("seeingsounds.app", "seeingsounds.demo")
+APPS = ("seeingsounds.app", "seeingsounds.demo", "seeingsounds.demo_checkpoint")
 
 #: (importer, imported) edges that break the rules today -> owner of the importer (to be emptied)
 KNOWN: dict[tuple[str, str], str] = {}
@@ -181,3 +184,18 @@ def test_the_core_never_imports_cli_training_or_evaluation(graph):
 def test_the_known_list_only_shrinks(graph):
     gone = sorted(set(KNOWN) - layering_violations(graph) - cycle_edges(graph))
     assert not gone, f"these KNOWN entries no longer occur: remove them from tests/test_imports.py: {gone}"
+
+
+def test_the_web_app_never_trains(graph):
+    """The page serves the checkpoint it is given; the demo run is trained by seeingsounds.demo_checkpoint."""
+    trains = sorted((a, b) for a, bs in graph.items() for b in bs
+                    if in_layer(a, "seeingsounds.app") and in_layer(b, "seeingsounds.training"))
+    assert not trains, f"the web app imports the trainer: {trains}"
+
+
+def test_the_web_service_imports_without_gradio():
+    """What a web request does is usable (and testable) without the web framework: only the page imports it."""
+    code = ("import sys, seeingsounds.app.service; "
+            "print(sorted(m for m in sys.modules if m == 'gradio' or m.startswith('gradio.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout[-2000:]

@@ -4,7 +4,7 @@ An effect (:mod:`seeingsounds.audio.effects`: transform, descriptions d_j, param
 knows nothing of its front ends. A control, registered here under the effect's name, says which one
 parameter a front end sets and how: the CLI flag and metavar (``seeingsounds generate --volume ALPHA``:
 :func:`seeingsounds.cli.common.add_effect_arguments`), the app's slider and label
-(:func:`seeingsounds.app.build_app`), and the value at which the control applies nothing. Every front
+(:func:`seeingsounds.app.ui.build_app`), and the value at which the control applies nothing. Every front
 end (and the README table, :func:`effects_table`) reads these records, so a new effect is one
 :func:`~seeingsounds.audio.effects.register_effect` plus, for a flag or slider, one :func:`register_control`.
 
