@@ -106,8 +106,8 @@ class Describer:
     def similarity(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         """Cosine similarity ``[N, C]`` of waveforms (at the encoder's rate) with every caption of the run."""
         rate = self.conditioner.sample_rate
-        rows = list(self.similarity_batches([(rate, np.asarray(w, dtype=np.float32)) for w in waves]))
-        return np.concatenate(rows) if rows else np.zeros((0, len(self.index)), dtype=np.float32)
+        sources = [(rate, np.asarray(w, dtype=np.float32)) for w in waves]
+        return self.index.similarity_rows(self.conditioner.predict(sources, batch_size=self.batch_size))
 
     def iter_describe(self, sources: Sequence[Any] | Any, *, top_k: int = 5,
                       effects: Sequence[tuple[str, Mapping[str, Any]]] | None = None,

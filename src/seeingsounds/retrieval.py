@@ -14,7 +14,7 @@ the product; similarities come back as fp32.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -143,6 +143,12 @@ class CaptionIndex:
                               f"[N, {', '.join(map(str, self.shapes[name]))}]")
 
     @torch.no_grad()
+    def similarity_rows(self, predictions: Iterable[Mapping[str, Any]]) -> np.ndarray:
+        """``[clips, N]`` float32 similarities of a stream of prediction batches: only the (small) rows are
+        kept, never the predictions (a FLUX-dev prediction is ~2 M values per clip)."""
+        rows = [self.similarity(pred).float().cpu().numpy() for pred in predictions]
+        return np.concatenate(rows) if rows else np.zeros((0, len(self)), dtype=np.float32)
+
     def similarity(self, pred: Mapping[str, Any] | Any) -> torch.Tensor:
         """``[B, N]`` fp32 weighted mean over tensors of cosine(prediction, caption target), on the device."""
         if not isinstance(pred, Mapping):

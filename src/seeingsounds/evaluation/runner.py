@@ -124,9 +124,7 @@ def stream_similarity(conditioner: AudioConditioner, index: CaptionIndex, source
                       batch_size: int = 4) -> np.ndarray:
     """``[clips, captions]`` cosine similarities, a batch of clips at a time: only the (small) similarity
     rows are kept, never the predictions (a FLUX-dev prediction is ~2 M values per clip)."""
-    rows = [index.similarity(pred).double().cpu().numpy()
-            for pred in conditioner.predict(iter(sources), batch_size=batch_size)]
-    return np.concatenate(rows) if rows else np.zeros((0, len(index)))
+    return index.similarity_rows(conditioner.predict(iter(sources), batch_size=batch_size)).astype(np.float64)
 
 
 def share(items: Sequence[Any], rank: int, world: int) -> list[Any]:
