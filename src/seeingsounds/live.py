@@ -9,15 +9,16 @@ the hops, always from the same seed:
   does;
 * easing: an exponential moving average, ``eased = ease * previous + (1 - ease) * new``. With
   ``ease=0`` every picture shows only its own window; with ``ease=0.6`` a new steady sound is
-  ``1 - 0.6**n`` of the way into the picture after ``n`` hops (84 % after 2, 97 % after 4);
+  ``1 - 0.6**n`` of the way into the picture after ``n`` hops (64 % after 2, 87 % after 4);
 * a stream that arrives in real time is read by a thread while pictures are made: when a picture
   takes longer than a hop, the next one is made from the newest window and the hops in between are
   skipped (counted in :attr:`Frame.skipped`), so the delay from sound to picture stays bounded.
   A stream read as fast as possible (tests, benchmarks) makes one picture per hop, in order.
 
-:func:`live_frames` is the Python API (an iterator of :class:`Frame`); :func:`file_blocks` and
-:func:`microphone_blocks` are the sources; :func:`record_session` is ``seeingsounds live``: frames as
-PNGs with provenance, a JSONL log and optionally an mp4 of the session with its sound.
+:func:`live_frames` is the Python API (an iterator of :class:`Frame`); :func:`file_blocks`,
+:func:`microphone_blocks` and :func:`array_blocks` are the sources; :func:`record_session` is
+``seeingsounds live``: frames as PNGs with provenance, a JSONL log and optionally an mp4 of the session
+with its sound.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ from seeingsounds.request import LoadOptions, Request, Settings, check_model_lim
 from seeingsounds.video import SessionRecorder
 from seeingsounds.writers import OutputWriter, check_targets, output_provenance, plan_outputs
 
-__all__ = ["AudioBlocks", "Frame", "LiveOptions", "LiveSession", "SessionSummary", "file_blocks", "live_frames",
-           "microphone_blocks", "record_session"]
+__all__ = ["AudioBlocks", "Frame", "LiveOptions", "LiveSession", "SessionSummary", "array_blocks", "file_blocks",
+           "live_frames", "microphone_blocks", "record_session"]
 
 #: seconds of new sound per picture
 DEFAULT_HOP = 0.5
@@ -143,26 +144,39 @@ class AudioBlocks:
     path: str | None = None
 
 
-def file_blocks(path: str | os.PathLike, *, as_fast_as_possible: bool = False,
-                block_seconds: float = BLOCK_SECONDS) -> AudioBlocks:
-    """A sound file as a stream: decoded (mono, its own rate) now, so a bad file fails before any model
-    loads; then played in real time (each block when its moment comes), or ``as_fast_as_possible``."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"sound file {path} does not exist: give --input an existing file (or leave it out "
-                          "to hear the microphone)")
-    wave, rate = read_audio(path)
-    size = max(1, int(round(block_seconds * rate)))
+def array_blocks(wave: np.ndarray, sample_rate: int, *, as_fast_as_possible: bool = False,
+                 block_seconds: float = BLOCK_SECONDS, name: str = "<array>") -> AudioBlocks:
+    """A mono waveform as a stream of blocks: played in real time (each block when its moment comes), or
+    ``as_fast_as_possible``."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ConfigError(f"a live stream is a mono 1-D waveform, got shape {list(wave.shape)}")
+    size = max(1, int(round(block_seconds * sample_rate)))
 
     def blocks() -> Iterator[np.ndarray]:
         start = time.monotonic()
         for offset in range(0, len(wave), size):
             if not as_fast_as_possible:
-                delay = start + (offset + size) / rate - time.monotonic()
+                delay = start + min(offset + size, len(wave)) / sample_rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             yield wave[offset : offset + size]
 
-    return AudioBlocks(blocks(), int(rate), realtime=not as_fast_as_possible, name=Path(path).name, path=str(path))
+    return AudioBlocks(blocks(), int(sample_rate), realtime=not as_fast_as_possible, name=name)
+
+
+def file_blocks(path: str | os.PathLike, *, as_fast_as_possible: bool = False,
+                block_seconds: float = BLOCK_SECONDS) -> AudioBlocks:
+    """A sound file as a stream (:func:`array_blocks`): decoded (mono, its own rate) now, so a bad file fails
+    before any model loads."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"sound file {path} does not exist: give --input an existing file (or leave it out "
+                          "to hear the microphone)")
+    wave, rate = read_audio(path)
+    source = array_blocks(wave, rate, as_fast_as_possible=as_fast_as_possible, block_seconds=block_seconds,
+                          name=Path(path).name)
+    source.path = str(path)
+    return source
 
 
 def _sounddevice() -> Any:
