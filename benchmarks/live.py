@@ -2,10 +2,10 @@
 
     python benchmarks/live.py                          # the demo's run (demo-output/run; the demo runs first if missing)
     python benchmarks/live.py --run demo-output/run --json live.json
-    python benchmarks/live.py --run RUN --hop 0.25 --window 2 --device cuda
+    python benchmarks/live.py --run RUN --hop 0.25 --window 2 --threads 1 --device cpu
 
 The stream: the six bundled example sounds one after another (bell, choir, crow, drums, guitar, piano;
-14.6 s), through :mod:`seeingsounds.live` exactly as ``seeingsounds live`` runs it:
+12.6 s), through :mod:`seeingsounds.live` exactly as ``seeingsounds live`` runs it:
 
 * **as fast as possible**: every hop of the stream in order, one picture each: the pictures per second
   the machine can make (the first picture, which warms up, not counted);
@@ -95,10 +95,12 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=CLIP_SECONDS,
                         help=f"seconds heard (default {CLIP_SECONDS:g}: the demo's clips)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU (default 2)")
+    parser.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's; on a shared machine "
+                        "1 is faster: threads that wait for each other stall)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     run = args.run or demo_run(args.demo_out)
     t0 = time.perf_counter()
     engine = Engine.load(LoadOptions(checkpoint=str(run), device=args.device))

@@ -90,9 +90,9 @@ class LiveOptions:
 
     def check(self) -> LiveOptions:
         """Refuse values that make no stream (one :class:`ConfigError` line naming the option)."""
-        for label, value, positive in (("--hop", self.hop, True), ("--window", self.window, True),
-                                       ("--seconds", self.seconds, True), ("--ease", self.ease, False)):
-            if value is None and label != "--hop" and label != "--ease":
+        for label, value in (("--hop", self.hop), ("--ease", self.ease), ("--window", self.window),
+                             ("--seconds", self.seconds)):
+            if value is None and label in ("--window", "--seconds"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{label} must be a number, got {value!r}")
