@@ -342,3 +342,24 @@ def test_options_are_checked():
                          ({"seconds": True}, "--seconds must be a number")]:
         with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
             LiveOptions(**bad).check()
+
+
+def test_effects_go_through_the_one_render_and_a_short_stream_still_makes_a_picture(engine, stream_file, tmp_path):
+    from seeingsounds.live import LiveOptions, array_blocks, live_frames
+    from seeingsounds.request import Settings
+
+    waves, rate = _waves()
+    effects = [("lowpass", {"cutoff_hz": 300.0})]
+    made = list(live_frames(engine, array_blocks(waves["bell"], rate, as_fast_as_possible=True),
+                            settings=Settings(effects=effects), options=LiveOptions(hop=0.5, window=WINDOW_S, seconds=1.0)))
+    plain = _frames(engine, stream_file, hop=0.5, seconds=1.0)
+    assert [f.stream_time for f in made] == [0.5, 1.0]
+    # the first frame's conditioning is its window's prediction, rendered with the effect (nothing eased yet)
+    expected = engine.predict([(rate, waves["bell"][: rate // 2])], effects=effects)
+    for name, value in made[0].conditioning.items():
+        assert np.allclose(value.numpy(), expected[name].numpy(), atol=1e-6)
+        assert not np.allclose(value.numpy(), plain[0].conditioning[name].numpy(), atol=1e-3)
+    # a stream shorter than one hop: one picture at its end
+    short = list(live_frames(engine, array_blocks(waves["drums"][:1000], rate, as_fast_as_possible=True),
+                             options=LiveOptions(hop=0.5, window=WINDOW_S)))
+    assert [f.stream_time for f in short] == [1000 / rate]

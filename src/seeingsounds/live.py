@@ -44,7 +44,6 @@ from seeingsounds.audio.io import audio_fingerprint, read_audio
 from seeingsounds.audio.render import check_chain, input_samples
 from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import ConfigError
-from seeingsounds.imaging import SOFTWARE_KEY
 from seeingsounds.paths import atomic_path
 from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits
 from seeingsounds.video import SessionRecorder
@@ -79,7 +78,7 @@ class LiveOptions:
         ease: share of the previous conditioning kept at each hop, in ``[0, 1)`` (0: no easing).
         window: seconds of the newest sound the model hears (``None``: the encoder's whole window); a
             shorter window is padded with silence at the end, as a short clip is at training, and
-            follows a change sooner.
+            follows a change sooner. At the start of a stream the window holds the sound so far.
         seconds: stop after this much sound (``None``: at the end of the stream).
     """
 
@@ -567,12 +566,4 @@ def _drain(sound: queue.Queue[np.ndarray], recorder: SessionRecorder) -> None:
             recorder.sound(sound.get_nowait())
         except queue.Empty:
             return
-
-
-def read_session_log(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(header, frame records) of a ``live.jsonl``."""
-    lines = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not lines or not str(lines[0].get(SOFTWARE_KEY, "")).startswith("seeingsounds "):
-        raise ConfigError(f"{path} is not a SeeingSounds live session log")
-    return lines[0], lines[1:]
 
