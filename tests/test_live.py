@@ -363,3 +363,33 @@ def test_effects_go_through_the_one_render_and_a_short_stream_still_makes_a_pict
     short = list(live_frames(engine, array_blocks(waves["drums"][:1000], rate, as_fast_as_possible=True),
                              options=LiveOptions(hop=0.5, window=WINDOW_S)))
     assert [f.stream_time for f in short] == [1000 / rate]
+
+
+def test_ctrl_c_or_an_error_mid_session_keeps_what_was_made(run, engine, stream_file, tmp_path):
+    from seeingsounds.live import LOG_NAME, LiveOptions, record_session
+    from seeingsounds.request import LoadOptions, Settings
+
+    def stop_after(n, error):
+        def on_frame(frame):
+            if frame.index == n - 1:
+                raise error
+        return on_frame
+
+    load = LoadOptions(checkpoint=str(run))
+    for n, error in ((3, KeyboardInterrupt()), (2, RuntimeError("the screen went away"))):
+        out = tmp_path / type(error).__name__
+        call = lambda: record_session(load, Settings(), out, input=str(stream_file), fast=True,  # noqa: E731
+                                      options=LiveOptions(hop=0.5, window=WINDOW_S), record=out / "s.mp4",
+                                      engine=engine, on_frame=stop_after(n, error))
+        if isinstance(error, KeyboardInterrupt):
+            summary = call()
+            assert summary.interrupted and len(summary.frames) == n
+        else:
+            with pytest.raises(RuntimeError, match="the screen went away"):
+                call()
+        lines = (out / LOG_NAME).read_text(encoding="utf-8").splitlines()
+        assert [json.loads(line)["frame"] for line in lines[1:]] == [f"frame{k:05d}.png" for k in range(n)]
+        assert sorted(p.name for p in out.iterdir()) == [f"frame{k:05d}.png" for k in range(n)] + [LOG_NAME, "s.mp4"]
+        with av.open(str(out / "s.mp4")) as container:  # a playable recording of the sound so far
+            sound = sum(f.samples for f in container.decode(container.streams.audio[0]))
+        assert abs(sound / 16000 - 0.5 * n) < 0.1

@@ -30,6 +30,7 @@ import queue
 import re
 import threading
 import time
+from contextlib import closing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -465,8 +466,9 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
     the session with its sound, each picture shown while the hop of sound it newly heard plays.
 
     Everything is checked before the model loads: the options, the input or the microphone, the output
-    paths and the model's limits. Ctrl-C ends a session cleanly (what was made is kept). A new session in
-    the same folder replaces the earlier session's frames.
+    paths and the model's limits. Ctrl-C ends a session cleanly; after an error what was made (frames,
+    log, recording) is kept and the error raised. A new session in the same folder replaces the earlier
+    session's frames.
     """
     options = (options or LiveOptions()).check()
     if fast and input is None:
@@ -501,14 +503,15 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
         source = AudioBlocks(_tee(_limited(source.blocks, limit), sound), source.sample_rate, source.realtime, source.name, source.path)
     recorder: SessionRecorder | None = None
     frames: list[Frame] = []
-    interrupted = False
+    interrupted, error = False, None
     started = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        with atomic_path(folder / LOG_NAME, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as log:
+        with atomic_path(folder / LOG_NAME, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as log, \
+                closing(session.frames(source)) as stream:
             log.write(json.dumps(header, sort_keys=True, ensure_ascii=False, default=str) + "\n")
             try:
-                for frame in session.frames(source):
+                for frame in stream:
                     name = frame_name(frame.index)
                     heard = [[caption, round(score, 4)] for caption, score in frame.heard]
                     writer.write(Made(picture=frame.picture, seed=settings.seed, source=own["source"],
@@ -532,6 +535,8 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
                         on_frame(frame)
             except KeyboardInterrupt:  # Ctrl-C is how a microphone session ends: keep what was made
                 interrupted = True
+            except Exception as exc:  # keep what was made (frames, log, recording), then raise
+                error = exc
             if recorder is not None:
                 _drain(sound, recorder)
                 recorder.close()
@@ -543,6 +548,8 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
         for stale in _earlier_frames(folder):  # the earlier session's frames beyond this one's (checked as ours)
             if stale not in writer.outputs:
                 stale.unlink(missing_ok=True)
+    if error is not None:
+        raise error
     seconds = time.monotonic() - started
     latencies = [f.latency for f in frames]
     return SessionSummary(folder=folder, log=folder / LOG_NAME, frames=list(writer.outputs),
