@@ -15,9 +15,10 @@ Parts, in the order they run (the most valuable first; each has its own time lim
   + CLIP [768]), adapter-first (the paper) and pool-first, bf16 autocast, split into reading the features
   from the project's feature cache (pages evicted first), moving them to the device, gathering the targets
   from the run's target store, and compute (forward, loss, backward, both AdamW steps);
-* ``live``: the loop a live mode would run (live mode does not exist yet; the same loop through the
-  project's conditioner and pipeline): 10.24 s of audio -> AST -> aligner -> SD-Turbo-size UNet, 1 step
-  at 512², and FLUX.1-schnell-size, 4 steps; pictures per second;
+* ``live``: the live loop: 10.24 s of audio -> AST -> aligner -> SD-Turbo-size UNet, 1 step at 512², and
+  FLUX.1-schnell-size, 4 steps; pictures per second, timed by stage through the conditioner and pipeline,
+  and through live mode itself (``seeingsounds.live``, ``benchmarks/live.py``'s ``measure``: a stream
+  read as fast as possible, eased conditioning, one seed);
 * ``t5``: the T5-XXL encoder (bf16): captions encoded per second at 512 tokens (tokenising excluded);
 * ``compile``: FLUX.1-dev at 1024², then 512², with ``torch.compile`` on the transformer (static shapes);
   each size's compile time apart;
@@ -443,12 +444,28 @@ def time_live(pipe: Any, ctx: Context, *, steps: int, guidance: float) -> dict[s
             "peak_memory_gib": peak_memory_gib(ctx.device)}
 
 
+def time_live_mode(pipe: Any, ctx: Context, *, steps: int, guidance: float) -> dict[str, Any]:
+    """The same generator through live mode (``benchmarks/live.py``'s ``measure``): noise streamed as fast as
+    possible, a picture per 0.5 s hop of the encoder's window."""
+    from live import measure
+
+    from seeingsounds.engine import Engine
+    from seeingsounds.request import Settings
+
+    s, rate, hop = ctx.scale, pipe.conditioner.sample_rate, 0.5
+    wave = noise_waves(rate, int(rate * hop * (1 + s.live_pictures)))[0]
+    row = measure(Engine(pipe), wave, rate, hop=hop, window=None, realtime=False,
+                  settings=Settings(steps=steps, guidance=guidance, width=s.live_size, height=s.live_size))
+    return {"live_mode_pictures_per_s": row["pictures_per_s"], "live_mode_latency_s": row["latency_mean_s"]}
+
+
 def part_live(ctx: Context, record: dict[str, Any]) -> None:
-    record["note"] = ("live mode does not exist yet: the same loop through the project's AudioConditioner and "
-                      "SeeingSoundsPipeline (feature extraction on the CPU included)")
+    record["note"] = ("the loop timed by stage through the project's AudioConditioner and SeeingSoundsPipeline "
+                      "(feature extraction on the CPU included), and through live mode (live_mode_*)")
     pipe = sd_turbo_pipeline(ctx)
     record["sd_turbo_unet_params_b"] = num_params(pipe.generator.unet) / 1e9
     row = time_live(pipe, ctx, steps=1, guidance=0.0)
+    row.update(time_live_mode(pipe, ctx, steps=1, guidance=0.0))
     record["rows"].append({"case": f"SD-Turbo size, 1 step, {row['height']}x{row['width']}", "generator": "sd-turbo",
                            "conditioning": {n: list(v) for n, v in pipe.aligner.conditioning_shapes.items()}, **row})
     del pipe, row
@@ -459,6 +476,7 @@ def part_live(ctx: Context, record: dict[str, Any]) -> None:
                                 tiny=ctx.scale.tiny, max_sequence_length=ctx.scale.seq_len // 2)
     record["flux_schnell_params_b"] = num_params(pipe.generator.transformer) / 1e9
     row = time_live(pipe, ctx, steps=4, guidance=0.0)
+    row.update(time_live_mode(pipe, ctx, steps=4, guidance=0.0))
     record["rows"].append({"case": f"FLUX.1-schnell size, 4 steps, {row['height']}x{row['width']}",
                            "generator": "flux-schnell",
                            "conditioning": {n: list(v) for n, v in pipe.aligner.conditioning_shapes.items()}, **row})

@@ -102,7 +102,7 @@ def test_the_conditioning_reaching_diffusers_is_the_aligners_prediction(pipe, se
                     num_inference_steps=STEPS, effects=effects, mix=mix)
     masked = pipe.edit(setup["picture"], str(setup["dog"]), strength=0.5, seed=0, num_inference_steps=STEPS,
                        mask=np.full((32, 32), 255, np.uint8))
-    expected = pipe.predict_conditioning([str(setup["dog"]), str(setup["rain"])], effects=effects, mix=mix)
+    expected = pipe.conditioner.predict_all([str(setup["dog"]), str(setup["rain"])], effects=effects, mix=mix)
     for name in ("prompt_embeds", "pooled_prompt_embeds"):
         torch.testing.assert_close(seen[0][name], expected[name])
         torch.testing.assert_close(out.conditioning[name], expected[name])

@@ -49,7 +49,7 @@ def test_the_pipeline_holds_one_conditioner_over_its_encoder_and_aligner(pipe):
     assert next(pipe.aligner.parameters()).dtype == torch.float32 and not pipe.aligner.training
 
 
-def test_predict_conditioning_equals_encoder_and_aligner_by_hand_bit_for_bit(pipe, setup):
+def test_predictions_equal_encoder_and_aligner_by_hand_bit_for_bit(pipe, setup):
     sources = setup["clips"][:5] + [setup["long"]]
     ours = pipe.conditioner.predict_all(sources, batch_size=4)
     # the window render (what training hears) and the old whole-clip render (cropped by the encoder) agree here

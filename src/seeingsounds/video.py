@@ -2,12 +2,14 @@
 
 :func:`write_mp4` writes ``uint8 [frames, H, W, 3]`` frames atomically, with the provenance as JSON
 in the container's ``comment`` tag (the mp4 muxer keeps it); :func:`read_mp4` decodes frames, frame
-rate and that provenance back.
+rate and that provenance back. :class:`SessionRecorder` writes a live session as it goes: its pictures
+and its sound (AAC) in one mp4.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from fractions import Fraction
@@ -89,3 +91,96 @@ def _provenance(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return provenance if isinstance(provenance, dict) else {}
+
+
+class SessionRecorder:
+    """An mp4 written while a session goes on: pictures at a constant frame rate (each shown from its time
+    until the next one's; the first from the start) and the session's sound (mono float32 blocks) as AAC.
+
+    Written to a temporary file beside ``path``: :meth:`close` puts it in place, :meth:`discard` (or an
+    error inside a ``with`` block) removes it. ``metadata`` goes into the ``comment`` tag as JSON, as
+    :func:`write_mp4` does.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, width: int, height: int, fps: int, sample_rate: int,
+                 metadata: Mapping[str, Any] | None = None):
+        self.path = Path(path)
+        if self.path.suffix.lower() != ".mp4":
+            raise ConfigError(f"{self.path}: videos are written as .mp4")
+        if width % 2 or height % 2:
+            raise ConfigError(f"H.264 needs an even width and height, got {width}x{height}")
+        self.fps, self.sample_rate = int(fps), int(sample_rate)
+        self._atomic = atomic_path(self.path, suffix=".mp4")
+        tmp = self._atomic.__enter__()
+        self.container = av.open(str(tmp), mode="w", format="mp4")
+        self.video = self.container.add_stream("libx264", rate=Fraction(self.fps))
+        self.video.width, self.video.height = int(width), int(height)
+        self.video.pix_fmt = "yuv420p"
+        self.video.options = {"crf": str(CRF)}
+        self.audio = self.container.add_stream("aac", rate=self.sample_rate, layout="mono")
+        if metadata:
+            self.container.metadata[PROVENANCE_TAG] = json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False,
+                                                                 default=str)
+        self.frames = 0  # video frames written
+        self.samples = 0  # audio samples written
+        self._current: np.ndarray | None = None
+
+    def _emit(self, until_frame: int) -> None:
+        while self._current is not None and self.frames < until_frame:
+            frame = av.VideoFrame.from_ndarray(self._current, format="rgb24")
+            frame.pts = self.frames
+            for packet in self.video.encode(frame):
+                self.container.mux(packet)
+            self.frames += 1
+
+    def picture(self, picture: np.ndarray, *, at: float) -> None:
+        """Show ``picture`` (``uint8 [H, W, 3]``) from ``at`` seconds on (times do not go back)."""
+        array = np.asarray(picture)
+        if array.shape != (self.video.height, self.video.width, 3) or array.dtype != np.uint8:
+            raise ConfigError(f"a recorded picture is uint8 [{self.video.height}, {self.video.width}, 3], got "
+                              f"{array.dtype} {list(array.shape)}")
+        if self._current is None:
+            self._current = array
+        self._emit(int(round(max(0.0, at) * self.fps)))
+        self._current = array
+
+    def sound(self, block: np.ndarray) -> None:
+        """Append a block of the session's sound (mono float32 at ``sample_rate``)."""
+        samples = np.ascontiguousarray(block, dtype=np.float32).reshape(1, -1)
+        if not samples.size:
+            return
+        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+        frame.sample_rate, frame.pts = self.sample_rate, self.samples
+        for packet in self.audio.encode(frame):
+            self.container.mux(packet)
+        self.samples += samples.shape[1]
+
+    def close(self) -> Path:
+        """Show the last picture to the end of the sound, finish both streams and put the file in place."""
+        self._emit(max(self.frames + 1, int(math.ceil(self.samples / self.sample_rate * self.fps))))
+        for stream in (self.video, self.audio):
+            for packet in stream.encode():
+                self.container.mux(packet)
+        self.container.close()
+        self._atomic.__exit__(None, None, None)
+        return self.path
+
+    def discard(self) -> None:
+        """Stop and remove the temporary file (the previous ``path``, if any, stays)."""
+        try:
+            self.container.close()
+        except av.FFmpegError:
+            pass
+        try:
+            self._atomic.__exit__(RuntimeError, RuntimeError("discarded"), None)
+        except RuntimeError:
+            pass
+
+    def __enter__(self) -> SessionRecorder:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()

@@ -14,6 +14,7 @@ the model's limits *before* any weights load, then run the engine and write.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -85,13 +86,18 @@ def plan_outputs(output: str | os.PathLike, n_files: int, *, suffix: str | None 
 
 
 def written_by_seeingsounds(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a PNG or an mp4 that SeeingSounds wrote: its provenance names the program."""
+    """Whether ``path`` is a PNG, an mp4 or a JSONL log (live mode's: its first line) that SeeingSounds
+    wrote: its provenance names the program."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".png":
             meta = read_provenance(path)
         elif path.suffix.lower() == ".mp4":
             meta = read_mp4_provenance(path)
+        elif path.suffix.lower() == ".jsonl":
+            with open(path, encoding="utf-8") as f:
+                meta = json.loads(f.readline(1 << 20) or "{}")
+            meta = meta if isinstance(meta, dict) else {}
         else:
             return False
     except (OSError, ValueError, ConfigError, Image.DecompressionBombError):
