@@ -240,3 +240,30 @@ def test_serve_lora_and_offload_reach_the_pipeline(tmp_path, monkeypatch, capsys
     finally:
         service.close()
     assert "serving" in capsys.readouterr().out
+
+
+def test_live_blocks_from_the_page_become_pictures_that_name_the_sound(service, sounds):
+    """What the Live tab's stream does, without a browser: 48 kHz int16 stereo blocks of half a second (what the
+    page's microphone sends) make a picture per block once the first hop arrived, and it hears the bell; a
+    second stream with another seed draws another picture of the same sound."""
+    from seeingsounds.app.service import mono_block
+    from seeingsounds.audio.io import read_audio, resample
+
+    bell, rate = read_audio(sounds["bell"])
+    pcm = np.round(resample(bell, rate, 48000) * 20000).astype(np.int16)
+    stereo = np.stack([pcm, pcm], axis=1)
+    assert np.allclose(mono_block(stereo[:100]), pcm[:100] / 32768.0)
+    views = {}
+    for seed in (0, 1):
+        feed = service.live_feed(48000, seed=seed, ease=0.5)
+        views[seed] = [v for start in range(0, len(stereo), 24000)
+                       if (v := service.live_push(feed, stereo[start : start + 24000])) is not None]
+    assert [round(v.stream_time, 2) for v in views[0]] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+    # once the 2 s window holds 1.5 s of the bell: a shorter start (padded with silence, as a short clip is at
+    # training) sounds, to this tiny run of six clips, most like its shortest clip, the 0.5 s crow call
+    heard = [(v.stream_time, next(iter(v.hears))) for v in views[0]]
+    assert [caption for time, caption in heard if time >= 1.5] == ["a bell ringing"] * 4, heard
+    assert views[0][-1].picture.size == (32, 32)
+    assert not np.array_equal(np.asarray(views[0][-1].picture), np.asarray(views[1][-1].picture))
+    with pytest.raises(ConfigError, match="ease"):
+        service.live_feed(48000, ease=1.5)

@@ -40,16 +40,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
+    """One Playwright driver for the module (a second sync driver cannot start beside it)."""
     if not CHROMIUM.is_file():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: scripts/system-deps.sh should have installed Debian's chromium")
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium) — the browser test needs it")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip) drives the browser")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -282,3 +288,46 @@ def test_edit_errors_show_in_the_page(page, tmp_path):
     page.get_by_text("Upload a picture to edit first").first.wait_for()
     assert page.locator(".toast-body").count() > 0  # the error toast wait_for_picture stops at
     assert "Traceback" not in page.locator("body").inner_text()
+
+
+@pytest.fixture(scope="module")
+def microphone(playwright, tmp_path_factory):
+    """A headless Chromium whose microphone plays the bundled bell recording (Chromium's fake capture device:
+    ``--use-file-for-fake-audio-capture`` takes a WAV file and loops it)."""
+    import soundfile as sf
+
+    from seeingsounds.assets import example_sounds
+
+    wave, rate = sf.read(str(example_sounds()["bell"]), dtype="float32")
+    bell = tmp_path_factory.mktemp("microphone") / "bell.wav"
+    sf.write(bell, wave, rate, subtype="PCM_16")
+    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={bell}"]
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    yield browser
+    browser.close()
+
+
+def test_live_tab_streams_the_microphone_into_pictures_that_name_the_sound(microphone, server):
+    """The Live tab: the page's microphone (a bell, through Chromium's fake device) streams to the server;
+    pictures appear and what it hears names the bell."""
+    context = microphone.new_context(permissions=["microphone"], viewport={"width": 1280, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(server)
+        page.get_by_role("tab", name="Live").click()
+        page.locator("#live-mic button", has_text="Record").click()
+        wait_for_picture(page, "live-picture")
+        page.wait_for_function("() => (document.querySelector('#live-status textarea') || {}).value"
+                               " && document.querySelector('#live-status textarea').value.includes('s heard')")
+        page.wait_for_timeout(2500)  # a few more hops: the window fills with the bell
+        status = page.locator("#live-status textarea").input_value()
+        hears = page.locator("#live-hears").inner_text()
+        image = page.locator("#live-picture img").first
+        assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [32, 32]
+        lines = hears.splitlines()  # the label's title, then the top class, then each class and its share
+        assert lines[1] == "a bell ringing" and "it hears a bell ringing" in status, (hears, status)
+        assert float(status.split(" s heard")[0]) >= 1.0
+    finally:
+        context.close()

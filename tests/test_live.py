@@ -393,3 +393,23 @@ def test_ctrl_c_or_an_error_mid_session_keeps_what_was_made(run, engine, stream_
         with av.open(str(out / "s.mp4")) as container:  # a playable recording of the sound so far
             sound = sum(f.samples for f in container.decode(container.streams.audio[0]))
         assert abs(sound / 16000 - 0.5 * n) < 0.1
+
+
+def test_a_pushed_feed_makes_the_frames_of_the_same_stream(engine, stream_file, frames):
+    """A caller that pushes blocks (the web page's microphone) gets, hop for hop, the pictures and what it
+    hears of the iterator over the same sound; a push short of a hop makes nothing."""
+    from seeingsounds.live import LiveOptions, LiveSession
+    from seeingsounds.request import Settings
+
+    wave, rate = read_audio(stream_file)
+    feed = LiveSession(engine, Settings(seed=0), LiveOptions(hop=HOP_S, ease=0.6, window=WINDOW_S)).feed(rate)
+    block = int(HOP_S * rate) // 2
+    made = [frame for start in range(0, len(wave), block) if (frame := feed.push(wave[start : start + block]))]
+    assert len(made) == len(frames) - 1  # the iterator also draws the stream's last part, shorter than a hop
+    for pushed, iterated in zip(made, frames):
+        assert pushed.stream_time == pytest.approx(iterated.stream_time)
+        assert [c for c, _ in pushed.heard] == [c for c, _ in iterated.heard]
+        assert np.array_equal(np.asarray(pushed.picture), np.asarray(iterated.picture))
+    assert feed.push(np.zeros(block // 4, np.float32)) is None
+    with pytest.raises(ConfigError, match="sample rate"):
+        LiveSession(engine).feed(0)

@@ -50,7 +50,7 @@ from seeingsounds.request import LoadOptions, Request, Settings, check_model_lim
 from seeingsounds.video import SessionRecorder
 from seeingsounds.writers import OutputWriter, check_targets, output_provenance, plan_outputs
 
-__all__ = ["AudioBlocks", "Frame", "LiveOptions", "LiveSession", "SessionSummary", "array_blocks", "file_blocks",
+__all__ = ["AudioBlocks", "Frame", "LiveFeed", "LiveOptions", "LiveSession", "SessionSummary", "array_blocks", "file_blocks",
            "live_frames", "microphone_blocks", "record_session"]
 
 #: seconds of new sound per picture
@@ -310,15 +310,30 @@ class LiveSession:
             ticks = self._in_order(blocks, heard, hop)
         for index, skipped in enumerate(ticks):
             window, total, arrived = heard.snapshot()
-            now = self.engine.predict([(rate, window)], effects=self.settings.effects or None, mix=self.settings.mix)
-            eased = now if eased is None else {k: self.options.ease * eased[k] + (1 - self.options.ease) * v
-                                               for k, v in now.items()}
-            said = self.engine.nearest(now)[0]
-            picture = self.engine.pictures(eased, seeds=[self.settings.seed], settings=self.resolved, batch_size=1)[0]
-            if isinstance(picture, np.ndarray):
-                picture = Image.fromarray(picture)
-            yield Frame(index=index, stream_time=total / rate, heard=said, picture=picture,
-                        latency=time.monotonic() - arrived, skipped=skipped, conditioning=eased)
+            frame = self.frame(window, rate, eased, index=index, stream_time=total / rate, arrived=arrived,
+                               skipped=skipped)
+            eased = frame.conditioning
+            yield frame
+
+    def frame(self, window: np.ndarray, rate: int, eased: dict[str, torch.Tensor] | None, *, index: int,
+              stream_time: float, arrived: float, skipped: int = 0) -> Frame:
+        """One picture: ``window`` (the newest sound, at ``rate``) rendered with the effects and mix,
+        predicted, named, eased into ``eased`` (the previous frame's conditioning, ``None`` at the start)
+        and drawn from the fixed seed."""
+        now = self.engine.predict([(rate, window)], effects=self.settings.effects or None, mix=self.settings.mix)
+        said = self.engine.nearest(now)[0]  # what this window alone sounds like
+        if eased is not None:
+            now = {k: self.options.ease * eased[k] + (1 - self.options.ease) * v for k, v in now.items()}
+        picture = self.engine.pictures(now, seeds=[self.settings.seed], settings=self.resolved, batch_size=1)[0]
+        if isinstance(picture, np.ndarray):
+            picture = Image.fromarray(picture)
+        return Frame(index=index, stream_time=stream_time, heard=said, picture=picture,
+                     latency=time.monotonic() - arrived, skipped=skipped, conditioning=now)
+
+    def feed(self, sample_rate: int) -> LiveFeed:
+        """A push-mode stream at ``sample_rate``: the caller hands over blocks as they arrive (a web page's
+        microphone); see :class:`LiveFeed`."""
+        return LiveFeed(self, sample_rate)
 
     @staticmethod
     def _in_order(blocks: Iterator[np.ndarray], heard: _Heard, hop: int) -> Iterator[int]:
@@ -373,6 +388,40 @@ class LiveSession:
         finally:
             stop.set()
             reader.join(timeout=MICROPHONE_TIMEOUT_S + 1)
+
+
+class LiveFeed:
+    """Live mode pushed by the caller: :meth:`push` hands over the blocks of a stream as they arrive; a push
+    that completes a hop of new sound returns the picture of the newest window (else ``None``).
+
+    For sources that call back, like a web page streaming its microphone: the caller's own pace sets the
+    hops' timing, and a slow picture delays the next push instead of queueing windows."""
+
+    def __init__(self, session: LiveSession, sample_rate: int):
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate < 1:
+            raise ConfigError(f"a stream's sample rate must be a positive integer, got {sample_rate!r}")
+        self.session = session
+        self.sample_rate = int(sample_rate)
+        capacity = int(math.ceil(session.input_samples * self.sample_rate / session.engine.sample_rate))
+        self.hop = max(1, int(round(session.options.hop * self.sample_rate)))
+        self.heard = _Heard(capacity)
+        self.made = 0  # samples covered by the pictures so far
+        self.frames = 0
+        self.last: Frame | None = None
+
+    def push(self, block: np.ndarray) -> Frame | None:
+        """Add a mono block at :attr:`sample_rate`; the new frame when a hop of sound has arrived since the last."""
+        for part in _limited([block], None):
+            self.heard.push(part)
+        if self.heard.total - self.made < self.hop:
+            return None
+        window, total, arrived = self.heard.snapshot()
+        skipped = max(0, (total - self.made) // self.hop - 1)
+        self.last = self.session.frame(window, self.sample_rate, self.last.conditioning if self.last else None,
+                                       index=self.frames, stream_time=total / self.sample_rate, arrived=arrived,
+                                       skipped=skipped)
+        self.made, self.frames = total, self.frames + 1
+        return self.last
 
 
 def _limited(blocks: Iterable[np.ndarray], limit: int | None) -> Iterator[np.ndarray]:

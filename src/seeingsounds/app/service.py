@@ -20,6 +20,10 @@ One *Generate* request (:meth:`WebService.run`), reporting its progress:
 An *Edit* request (:meth:`WebService.edit`) runs :meth:`Engine.edit` on an uploaded picture (inpainting
 inside a drawn mask), ``seeingsounds edit``'s numbers and provenance.
 
+*Live* (:meth:`WebService.live_feed`, :meth:`WebService.live_push`): the page's microphone arrives in
+blocks; each is pushed into a :class:`~seeingsounds.live.LiveFeed` (``seeingsounds live``'s loop, the same
+eased conditioning and fixed seed), which returns a picture and what it hears once a hop of sound arrived.
+
 The files name their inputs by the uploaded file's name and the checkpoint by its last two folders
 (:func:`checkpoint_label`), never the server's folders. Errors a user can fix are
 :class:`~seeingsounds.errors.SeeingSoundsError`.
@@ -47,11 +51,12 @@ from seeingsounds.controls import effects_from_controls
 from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import AudioLoadError, ConfigError
 from seeingsounds.imaging import load_picture, save_png
+from seeingsounds.live import DEFAULT_EASE, LiveFeed, LiveOptions, LiveSession
 from seeingsounds.request import EditSpec, LoadOptions, Request, Settings, check_edit_steps, check_strength
 from seeingsounds.writers import OutputWriter, edit_provenance, output_provenance, sound_provenance
 
-__all__ = ["EditResult", "Limits", "Result", "WebService", "checkpoint_label", "controls_to_effects",
-           "implied_caption", "read_checked", "transform", "upload_name"]
+__all__ = ["EditResult", "Limits", "LiveView", "Result", "WebService", "checkpoint_label", "controls_to_effects",
+           "implied_caption", "mono_block", "read_checked", "transform", "upload_name"]
 
 #: output folders of finished requests older than this are removed (seconds)
 OUTPUT_TTL = 3600.0
@@ -184,6 +189,32 @@ def implied_caption(caption: str, descriptions: Sequence[str], other_caption: st
     return editor.edit_many(caption, list(descriptions)) if descriptions else caption
 
 
+@dataclass
+class LiveView:
+    """What the Live tab shows after a hop: the picture, what it hears (caption -> cosine), the stream time."""
+
+    picture: Any
+    hears: dict[str, float]
+    stream_time: float
+    latency: float
+
+
+#: the Live tab's hop (seconds of new sound per picture): the page's microphone sends blocks this long
+LIVE_HOP = 0.5
+
+
+def mono_block(data: Any) -> np.ndarray:
+    """A block from the page's microphone (``int16`` or float, ``[n]`` or ``[n, channels]``) as mono float32
+    in [-1, 1]."""
+    block = np.asarray(data)
+    if block.ndim not in (1, 2):
+        raise ConfigError(f"a microphone block must be [samples] or [samples, channels], got shape {list(block.shape)}")
+    if np.issubdtype(block.dtype, np.integer):  # scaled before the channels are averaged (which makes floats)
+        block = block.astype(np.float32) / float(np.iinfo(block.dtype).max + 1)
+    block = np.nan_to_num(block.astype(np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
+    return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block
+
+
 def _silent(fraction: float, text: str) -> None:
     """A progress report nobody reads."""
 
@@ -296,6 +327,25 @@ class WebService:
         images = [f.with_suffix(".png") for f in files]  # a video's poster
         return Result(images=images, caption=caption, hears=dict(hears), audio=heard_path,
                       seeds=[m.seed for m in made], videos=videos)
+
+    def live_feed(self, sample_rate: int, *, seed: int = 0, steps: int | None = None, size: int | None = None,
+                  ease: float = DEFAULT_EASE, window: float | None = None, **controls: float | None) -> LiveFeed:
+        """A live stream for one page: blocks of ``sample_rate`` pushed by :meth:`live_push` become pictures,
+        one per :data:`LIVE_HOP` of sound, eased with ``ease``, from ``seed``; the effect ``controls`` apply to
+        every window. Refused for a video checkpoint."""
+        size = self._check_size(self.default_size if size is None else int(size))
+        settings = Settings(seed=int(seed), steps=None if steps is None else int(steps), width=size, height=size,
+                            effects=controls_to_effects(**controls))
+        options = LiveOptions(hop=LIVE_HOP, ease=float(ease), window=None if window is None else float(window))
+        return LiveSession(self.engine, settings, options).feed(int(sample_rate))
+
+    def live_push(self, feed: LiveFeed, data: Any) -> LiveView | None:
+        """Push one microphone block; the new picture and what it hears once a hop of sound arrived."""
+        frame = feed.push(mono_block(data))
+        if frame is None:
+            return None
+        return LiveView(picture=frame.picture, hears=dict(frame.heard), stream_time=frame.stream_time,
+                        latency=frame.latency)
 
     def edit(self, picture: Any, sound: str | None, *, mask: Any = None, strength: float = DEFAULT_STRENGTH,
              mix_sound: str | None = None, mix_ratio: float = 0.5, seed: int = 0, steps: int | None = None,

@@ -3,9 +3,10 @@
 :func:`build_app` returns a ``gradio.Blocks``; :func:`launch_app` serves it (127.0.0.1 unless told
 otherwise) with the upload limit enforced by the server too. ``seeingsounds serve`` is the command.
 
-The page is a list of tabs, assembled in :func:`add_tabs`: *Sound to picture* (:func:`generate_tab`) and
-*Edit a picture with a sound* (:func:`edit_tab`, image checkpoints). A new front end (live mode) adds its
-tab function there; :class:`Page` is what every tab builds on.
+The page is a list of tabs, assembled in :func:`add_tabs`: *Sound to picture* (:func:`generate_tab`),
+*Edit a picture with a sound* (:func:`edit_tab`, image checkpoints) and *Live* (:func:`live_tab`: the
+page's microphone streamed to the server, a picture per half second). A new front end adds its tab
+function there; :class:`Page` is what every tab builds on.
 
 Inputs reach a handler by name, never by position: each button passes a :func:`form` (the service's
 keyword names -> components) as gradio's ``inputs_kwargs``. Its order is the HTTP API's parameter order
@@ -38,18 +39,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from seeingsounds.app.service import (DEFAULT_STRENGTH, MAX_IMAGES, UPLOADS_DIR, EditResult, Limits, Progress, Result,
-                                      WebService, upload_name)
+from seeingsounds.app.service import (DEFAULT_STRENGTH, LIVE_HOP, MAX_IMAGES, UPLOADS_DIR, EditResult, Limits,
+                                      Progress, Result, WebService, upload_name)
 from seeingsounds.assets import example_sounds
 from seeingsounds.controls import slider_controls
 from seeingsounds.errors import ConfigError, SeeingSoundsError
 from seeingsounds.imaging import load_picture
+from seeingsounds.live import DEFAULT_EASE
 from seeingsounds.request import SEED_MAX
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Page", "add_tabs", "build_app", "checked_number", "edit_tab", "editor_picture", "form", "generate_tab",
-           "launch_app", "picture_editor", "sigterm_as_interrupt"]
+__all__ = ["LiveOutputs", "Page", "add_tabs", "build_app", "checked_number", "edit_tab", "editor_picture",
+           "effect_sliders", "form", "generate_tab", "launch_app", "live_tab", "picture_editor", "sigterm_as_interrupt"]
 
 #: the edit strength slider: (minimum, maximum, step)
 STRENGTH_RANGE = (0.05, 1.0, 0.05)
@@ -220,6 +222,13 @@ class SoundControls:
         return {"sound": self.sound}, self.effects, {"mix_sound": self.mix_sound, "mix_ratio": self.mix_ratio}
 
 
+def effect_sliders(prefix: str) -> dict[str, Any]:
+    """One slider per effect control, by effect name (elem ids start with ``prefix``)."""
+    return {c.effect: slider(c.slider[0], c.slider[1], value=c.neutral if c.neutral is not None else c.slider[0],
+                             step=c.slider[2], label=c.label, elem_id=prefix + c.effect.replace("_", "-"))
+            for c in slider_controls()}
+
+
 def sound_controls(page: Page, prefix: str) -> SoundControls:
     """The sound, example picker, effect sliders and mix controls of one tab (elem ids start with ``prefix``)."""
     gr = _gradio()
@@ -228,9 +237,7 @@ def sound_controls(page: Page, prefix: str) -> SoundControls:
     example = gr.Dropdown(choices=list(page.examples), value=None, label="…or pick an example sound",
                           elem_id=f"{prefix}example")
     with gr.Accordion("Effects (what you do to the sound)", open=not prefix):
-        effects = {c.effect: slider(c.slider[0], c.slider[1], value=c.neutral if c.neutral is not None else c.slider[0],
-                                    step=c.slider[2], label=c.label, elem_id=prefix + c.effect.replace("_", "-"))
-                   for c in slider_controls()}
+        effects = effect_sliders(prefix)
     with gr.Accordion("Mix with a second sound", open=False):
         mix_sound = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Second sound",
                              elem_id=f"{prefix}mix-sound")
@@ -379,10 +386,84 @@ def edit_tab(page: Page) -> None:
                  concurrency_id="generate")  # one queue for both buttons: they share the generator
 
 
+# ---- the Live tab --------------------------------------------------------------------------------------
+@dataclass
+class LiveOutputs:
+    """The Live tab's output components and the per-page stream (a :class:`~seeingsounds.live.LiveFeed`)."""
+
+    picture: Any
+    hears: Any
+    status: Any
+    feed: Any
+
+    def components(self) -> list[Any]:
+        return [self.picture, self.hears, self.status, self.feed]
+
+
+def live_handler(service: WebService, outputs: LiveOutputs) -> Callable[..., dict[Any, Any]]:
+    """Each microphone block: pushed into the page's stream (started with the current settings when the
+    recording starts); the picture and what it hears are updated when a hop of sound has arrived."""
+
+    def live(chunk: Any = None, feed: Any = None, **values: Any) -> dict[Any, Any]:
+        if chunk is None:
+            return {outputs.feed: feed}
+        rate, data = chunk
+        if feed is None or feed.sample_rate != int(rate):
+            values["seed"] = int(values["seed"] or 0)
+            feed = report(lambda: service.live_feed(int(rate), **values), "starting live mode")
+        view = report(lambda: service.live_push(feed, data), "listening")
+        if view is None:
+            return {outputs.feed: feed}
+        top = next(iter(view.hears), "")
+        status = (f"{view.stream_time:.1f} s heard" + (f"; it hears {top}" if top else "")
+                  + f"; {view.latency * 1000:.0f} ms from sound to picture")
+        return {outputs.picture: view.picture, outputs.hears: view.hears, outputs.status: status, outputs.feed: feed}
+
+    return live
+
+
+def live_tab(page: Page) -> None:
+    """*Live*: the page's microphone streamed to the server; the picture follows what it hears
+    (``seeingsounds live``'s loop: one seed, the conditioning eased between hops)."""
+    gr, service = _gradio(), page.service
+    with gr.Tab("Live", id="live-tab", elem_id="live-tab"):
+        if service.is_video:
+            gr.Markdown("This checkpoint drives a video generator; live mode needs an image checkpoint.")
+            return
+        window = service.engine.window_samples / service.sample_rate
+        with gr.Row():
+            with gr.Column():
+                mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", elem_id="live-mic",
+                               label=f"Microphone: press record; a new picture every {LIVE_HOP:g} s")
+                settings = {
+                    "ease": slider(0.0, 0.95, value=DEFAULT_EASE, step=0.05, elem_id="live-ease",
+                                   label="Ease (share of the previous picture kept at each step: 0 follows at once)"),
+                    "window": slider(LIVE_HOP, window, value=window, step=0.1, elem_id="live-window",
+                                     label="Window, s (the newest sound it hears)"),
+                    "seed": number(value=0, precision=0, minimum=0, maximum=SEED_MAX, label="Seed", elem_id="live-seed"),
+                    "steps": slider(1, 50, value=service.default_steps, step=1, label="Steps", elem_id="live-steps"),
+                }
+                with gr.Accordion("Effects (applied to every window)", open=False):
+                    effects = effect_sliders("live-")
+            with gr.Column():
+                outputs = LiveOutputs(
+                    picture=gr.Image(label="What it makes of it", type="pil", interactive=False, format="png",
+                                     elem_id="live-picture"),
+                    hears=gr.Label(label="What it hears now (nearest class captions)", num_top_classes=service.top_k,
+                                   elem_id="live-hears"),
+                    status=gr.Textbox(label="Stream", interactive=False, elem_id="live-status"),
+                    feed=gr.State(None))
+    mic.start_recording(lambda: None, outputs=outputs.feed, api_name=False, queue=False)  # a new stream per recording
+    mic.stream(live_handler(service, outputs), inputs_kwargs=form({"chunk": mic, "feed": outputs.feed}, settings, effects),
+               outputs=outputs.components(), api_name="live", stream_every=LIVE_HOP, time_limit=None,
+               concurrency_limit=page.concurrency_limit, concurrency_id="generate")  # it shares the generator
+
+
 def add_tabs(page: Page) -> None:
     """Every tab of the page, in order: a new front end adds its tab function here."""
     generate_tab(page)
     edit_tab(page)
+    live_tab(page)
 
 
 # ---- the app --------------------------------------------------------------------------------------------
