@@ -93,7 +93,7 @@ def test_choices_match_the_modules_that_check_them():
     from seeingsounds.training import config
 
     assert config.ORDERS == aligner.ORDERS and config.POOLINGS == aligner.POOLINGS
-    assert config.ALIGN_CHOICES == model.ALIGN_CHOICES and config.CACHE_DTYPES == tuple(cache.DTYPES)
+    assert config.ALIGN_CHOICES == model.ALIGN_CHOICES and config.CACHE_DTYPES == tuple(cache.CACHE_DTYPES)
     assert config.DEVICES == devices.DEVICES
     assert set(config.COMPUTE_DTYPES) - {"auto"} <= set(devices.DTYPES)
 
