@@ -221,11 +221,6 @@ class Settings:
     fps: int | None = None
     sheet: bool = True
 
-    @property
-    def seeds(self) -> list[int]:
-        """The seed of each image of an input: ``seed .. seed + num_images - 1``."""
-        return list(range(self.seed, self.seed + self.num_images))
-
     def check(self, n_inputs: int) -> None:
         """Values that need no model: counts, seeds, guidance, effects, the mix partner."""
         for label, value in (("--num-images", self.num_images), ("--batch-size", self.batch_size),
