@@ -225,3 +225,28 @@ def test_openmoji_pictures_are_distinct_colour_pictures():
     assert dist.min() > 100 and (stack[:, 0, 0] == 255).all()
     frog = items[[c.id for c in CONCEPTS].index("frog")].image.reshape(-1, 3).astype(int)
     assert frog[frog.min(1) < 200].mean(0)[1] > 120  # green: the colour SVG, not the black line art
+
+
+def test_emojione_is_read_from_the_debian_package(monkeypatch, tmp_path):
+    monkeypatch.setattr(pictures, "EMOJIONE_PNG", tmp_path / "absent")
+    with pytest.raises(ConfigError, match="apt-get install ruby-gemojione"):
+        load_pictures("emojione")
+    # a stand-in package folder: file names as gemojione writes them, FE0F dropped when matching
+    monkeypatch.setattr(pictures, "EMOJIONE_PNG", tmp_path)
+    for name, colour in (("1F436.png", (200, 120, 40, 255)), ("2708-FE0F.png", (40, 40, 200, 255))):
+        im = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+        im.paste(colour, (16, 16, 48, 48))
+        im.save(tmp_path / name)
+    items = load_pictures("emojione", size=8, concepts=["dog", "airplane", "cat"])
+    assert [(p.concept, tuple(p.image[4, 4])) for p in items] == [("dog", (200, 120, 40)), ("airplane", (40, 40, 200))]
+
+
+def test_emojione_pictures_cover_most_concepts_distinctly():
+    if not pictures.EMOJIONE_PNG.is_dir():
+        pytest.skip(f"{pictures.EMOJIONE_PNG} not installed (apt-get install {pictures.EMOJIONE_PACKAGE})")
+    items = load_pictures("emojione", size=32)
+    assert len(items) == 126 and {"dog", "cat", "bell", "train"} <= {p.concept for p in items}
+    flat = np.stack([p.image for p in items]).astype(np.float32).reshape(len(items), -1)
+    dist = ((flat[:, None] - flat[None]) ** 2).mean(-1)
+    np.fill_diagonal(dist, np.inf)
+    assert dist.min() > 100

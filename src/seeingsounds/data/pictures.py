@@ -20,6 +20,8 @@ Styles (:data:`STYLES`; add a loader there for more):
   colour SVGs are rasterised once, with ``cairosvg`` (the ``judge`` extra: ``pip install
   'seeingsounds[judge]'``; needs the system's libcairo2), to 128 px PNGs in the cache folder
   (:func:`openmoji_pngs`).
+* ``"emojione"``: EmojiOne 2 (64 px PNGs) from the Debian package ``ruby-gemojione``, read from the
+  system at run time (``apt-get install ruby-gemojione``); 126 of the 144 concepts.
 
 LICENSES (pictures are read from the installed package at run time, never copied into this
 repository):
@@ -31,6 +33,8 @@ repository):
 * OpenMoji: "All emojis designed by OpenMoji - the open-source emoji and icon project. License:
   CC BY-SA 4.0" (https://openmoji.org/, https://creativecommons.org/licenses/by-sa/4.0/). Neither the
   SVGs nor their rasterised PNGs are ever copied into this repository.
+* EmojiOne 2 (Debian ``ruby-gemojione`` 3.3.0 assets): Copyright 2014 Ranks.com Inc., CC BY-SA 4.0
+  (https://creativecommons.org/licenses/by-sa/4.0/); read from the system, never copied here.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ OPENMOJI_PACKAGE = "openmoji"
 OPENMOJI_VERSION = "17.0.0"
 #: side of the PNGs OpenMoji's SVGs are rasterised to (once, in the cache folder)
 OPENMOJI_RASTER_SIZE = 128
+EMOJIONE_PACKAGE = "ruby-gemojione"
+EMOJIONE_PNG = Path("/usr/share/rubygems-integration/all/gems/gemojione-3.3.0/assets/png")
 WHITE = (255, 255, 255)
 #: names of Emoji 15.0 characters in the vocabulary, which Python 3.11's Unicode 14 database lacks
 #: (kept here so captions are the same on every Python)
@@ -454,8 +460,21 @@ def openmoji_pngs(*, fetch: bool = True) -> dict[str, Path]:
     return {hex_key(path.stem): path for path in sorted(pngs.glob("*.png"))}
 
 
-def _openmoji_images(concepts: Sequence[Concept]) -> dict[str, Image.Image]:
-    paths = openmoji_pngs()
+# ---- style: emojione (Debian ruby-gemojione) ----------------------------------------------------
+def emojione_pngs() -> dict[str, Path]:
+    """``{codepoints key: PNG}`` of every EmojiOne 2 picture of the installed Debian ``ruby-gemojione``."""
+    if not EMOJIONE_PNG.is_dir():
+        raise ConfigError(f"the emojione picture style needs {EMOJIONE_PNG}: install the Debian package "
+                          f"{EMOJIONE_PACKAGE} (`apt-get install {EMOJIONE_PACKAGE}`)")
+    return {hex_key(path.stem): path for path in sorted(EMOJIONE_PNG.glob("*.png"))}
+
+
+#: styles stored as one PNG per emoji: style -> ``{codepoints key: PNG}`` (keys as :func:`hex_key` writes them)
+PNG_STYLES: dict[str, Callable[[], dict[str, Path]]] = {"openmoji": openmoji_pngs, "emojione": emojione_pngs}
+
+
+def _png_images(style: str, concepts: Sequence[Concept]) -> dict[str, Image.Image]:
+    paths = PNG_STYLES[style]()
     images = {}
     for c in concepts:
         path = paths.get(_codepoints_key(c.emoji))
@@ -470,7 +489,8 @@ STYLES: dict[str, Callable[[Sequence[Concept]], dict[str, Image.Image]]] = {
     "noto": _noto_images,
     "twemoji": lambda concepts: _datasource_images("twemoji", concepts),
     "google": lambda concepts: _datasource_images("google", concepts),
-    "openmoji": _openmoji_images,
+    "openmoji": lambda concepts: _png_images("openmoji", concepts),
+    "emojione": lambda concepts: _png_images("emojione", concepts),
 }
 
 
