@@ -446,7 +446,12 @@ def _rasterise_svgs(svgs: Sequence[Path], out: Path, size: int) -> None:
         if failed:
             logger.warning("%d of %d SVGs could not be rasterised and are left out: %s", len(failed), len(svgs),
                            ", ".join(failed[:5]))
-        Path(tmp).rename(out)  # one rename: a half-rasterised folder is never seen
+        try:
+            Path(tmp).rename(out)  # one rename: a half-rasterised folder is never seen
+        except OSError:
+            if not out.is_dir():
+                raise
+            return  # another process rasterised the same SVGs first; TemporaryDirectory removes ours
         Path(tmp).mkdir()  # for TemporaryDirectory's cleanup
 
 
