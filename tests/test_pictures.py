@@ -150,3 +150,104 @@ def test_twemoji_without_npm_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setattr(pictures.shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match=r"npm pack emoji-datasource-twitter@16\.0\.0.*Node\.js/npm"):
         load_pictures("twemoji")
+
+
+SVG = ('<svg viewBox="0 0 72 72" xmlns="http://www.w3.org/2000/svg">'
+       '<rect x="18" y="18" width="36" height="36" fill="{}" stroke="#000000" stroke-width="2"/></svg>')
+
+
+def _fake_openmoji(tgz: Path) -> None:
+    """A stand-in for the openmoji npm tarball: a dog, an airplane (file named with FE0F) and a broken SVG."""
+    root = tgz.parent / "src" / "package"
+    (root / "color" / "svg").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "data" / "openmoji.json").write_text('[{"hexcode": "1F436"}, {"hexcode": "2708-FE0F"}]')
+    (root / "color" / "svg" / "1F436.svg").write_text(SVG.format("#c87828"))
+    (root / "color" / "svg" / "2708-FE0F.svg").write_text(SVG.format("#2828c8"))
+    (root / "color" / "svg" / "1F431.svg").write_text("<svg><not closed")
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(root, arcname="package")
+
+
+def test_openmoji_is_fetched_and_rasterised_once_into_the_cache(monkeypatch, tmp_path):
+    pytest.importorskip("cairosvg", reason="the openmoji style rasterises SVGs with cairosvg (the judge extra)")
+    monkeypatch.setenv("SEEINGSOUNDS_HOME", str(tmp_path / "home"))
+    calls = []
+
+    def fake_run(cmd, cwd, **kwargs):
+        calls.append(cmd[1:])
+        _fake_openmoji(Path(cwd) / "openmoji-17.0.0.tgz")
+
+    monkeypatch.setattr(pictures.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(pictures.subprocess, "run", fake_run)
+    items = load_pictures("openmoji", size=12, concepts=["dog", "airplane", "cat"])
+    assert calls == [["pack", "openmoji@17.0.0", "--silent"]]
+    assert [p.concept for p in items] == ["dog", "airplane"]  # the cat's SVG does not draw: left out, not fatal
+    centre = [tuple(int(v) for v in p.image[6, 6]) for p in items]
+    assert np.abs(np.subtract(centre, [(200, 120, 40), (40, 40, 200)])).max() <= 2, centre
+    assert items[0].image.min() < 100  # the black stroke is drawn (a square: cropped to it, so no white corner)
+    folder = tmp_path / "home" / "pictures" / "openmoji-17.0.0"
+    pngs = folder / f"color-png-{pictures.OPENMOJI_RASTER_SIZE}"
+    assert sorted(p.name for p in pngs.iterdir()) == ["1F436.png", "2708-FE0F.png"]
+    assert Image.open(pngs / "1F436.png").size == (128, 128)
+    assert sorted(pictures.openmoji_pngs()) == ["1F436", "2708"]
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temp folder left
+    # cached: neither npm nor the rasteriser runs again
+    monkeypatch.setattr(pictures, "_rasterise_svgs", lambda *a: pytest.fail("rasterised twice"))
+    assert np.array_equal(load_pictures("openmoji", size=12, concepts=["dog"])[0].image, items[0].image)
+    assert len(calls) == 1
+
+
+def test_openmoji_without_cairosvg_says_which_extra(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEEINGSOUNDS_HOME", str(tmp_path))
+    monkeypatch.setattr(pictures.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(pictures.subprocess, "run", lambda cmd, cwd, **kw: _fake_openmoji(Path(cwd) / "o.tgz"))
+    monkeypatch.setitem(__import__("sys").modules, "cairosvg", None)  # import cairosvg -> ImportError
+    with pytest.raises(ConfigError, match=r"needs cairosvg.*seeingsounds\[judge\]"):
+        load_pictures("openmoji")
+    assert not (tmp_path / "pictures" / "openmoji-17.0.0" / f"color-png-{pictures.OPENMOJI_RASTER_SIZE}").exists()
+    # the package itself stayed fetched: only the rasterising is missing
+    assert (tmp_path / "pictures" / "openmoji-17.0.0" / "data" / "openmoji.json").is_file()
+
+
+def test_openmoji_pictures_are_distinct_colour_pictures():
+    """The real package (skipped when npm cannot fetch it): every concept has an OpenMoji picture."""
+    pytest.importorskip("cairosvg", reason="the openmoji style rasterises SVGs with cairosvg (the judge extra)")
+    try:
+        pictures.openmoji_folder()
+    except ConfigError as exc:  # npm absent or unreachable: the message says how to get the package
+        pytest.skip(f"openmoji cannot be fetched here: {exc}")
+    items = load_pictures("openmoji", size=32)
+    assert [p.concept for p in items] == [c.id for c in CONCEPTS]
+    stack = np.stack([p.image for p in items]).astype(np.float32)
+    flat = stack.reshape(len(items), -1)
+    dist = ((flat[:, None] - flat[None]) ** 2).mean(-1)
+    np.fill_diagonal(dist, np.inf)
+    assert dist.min() > 100 and (stack[:, 0, 0] == 255).all()
+    frog = items[[c.id for c in CONCEPTS].index("frog")].image.reshape(-1, 3).astype(int)
+    assert frog[frog.min(1) < 200].mean(0)[1] > 120  # green: the colour SVG, not the black line art
+
+
+def test_emojione_is_read_from_the_debian_package(monkeypatch, tmp_path):
+    monkeypatch.setattr(pictures, "EMOJIONE_PNG", tmp_path / "absent")
+    with pytest.raises(ConfigError, match="apt-get install ruby-gemojione"):
+        load_pictures("emojione")
+    # a stand-in package folder: file names as gemojione writes them, FE0F dropped when matching
+    monkeypatch.setattr(pictures, "EMOJIONE_PNG", tmp_path)
+    for name, colour in (("1F436.png", (200, 120, 40, 255)), ("2708-FE0F.png", (40, 40, 200, 255))):
+        im = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+        im.paste(colour, (16, 16, 48, 48))
+        im.save(tmp_path / name)
+    items = load_pictures("emojione", size=8, concepts=["dog", "airplane", "cat"])
+    assert [(p.concept, tuple(p.image[4, 4])) for p in items] == [("dog", (200, 120, 40)), ("airplane", (40, 40, 200))]
+
+
+def test_emojione_pictures_cover_most_concepts_distinctly():
+    if not pictures.EMOJIONE_PNG.is_dir():
+        pytest.skip(f"{pictures.EMOJIONE_PNG} not installed (apt-get install {pictures.EMOJIONE_PACKAGE})")
+    items = load_pictures("emojione", size=32)
+    assert len(items) == 126 and {"dog", "cat", "bell", "train"} <= {p.concept for p in items}
+    flat = np.stack([p.image for p in items]).astype(np.float32).reshape(len(items), -1)
+    dist = ((flat[:, None] - flat[None]) ** 2).mean(-1)
+    np.fill_diagonal(dist, np.inf)
+    assert dist.min() > 100

