@@ -179,7 +179,7 @@ def test_cli_writes_frames_with_provenance_a_log_and_a_recording_with_sound(run,
     folder = tmp_path / "session"
     frames = sorted(p.name for p in folder.glob("frame*.png"))
     assert frames == [f"frame{k:05d}.png" for k in range(10)]
-    assert f"10 frames in ../session" in out and "drums playing" in out
+    assert "10 frames in ../session" in out and "drums playing" in out
     lines = (folder / "live.jsonl").read_text(encoding="utf-8").splitlines()
     header, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     assert header["Software"].startswith("seeingsounds ") and header["preset"] == "offline"

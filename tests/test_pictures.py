@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import os
 import tarfile
 from pathlib import Path
@@ -124,16 +126,22 @@ def _fake_datasource(tgz: Path) -> None:
         tar.add(root, arcname="package")
 
 
-def test_twemoji_is_fetched_once_with_npm_into_the_cache(monkeypatch, tmp_path):
+def fake_npm(monkeypatch, tmp_path, tarball: str, make: Callable[[Path], None]) -> list[list[str]]:
+    """``npm pack`` replaced by ``make(folder / tarball)``; returns the npm arguments of every call."""
     monkeypatch.setenv("SEEINGSOUNDS_HOME", str(tmp_path / "home"))
-    calls = []
+    calls: list[list[str]] = []
 
     def fake_run(cmd, cwd, **kwargs):
         calls.append(cmd[1:])
-        _fake_datasource(Path(cwd) / "emoji-datasource-twitter-16.0.0.tgz")
+        make(Path(cwd) / tarball)
 
     monkeypatch.setattr(pictures.shutil, "which", lambda name: "/usr/bin/npm")
     monkeypatch.setattr(pictures.subprocess, "run", fake_run)
+    return calls
+
+
+def test_twemoji_is_fetched_once_with_npm_into_the_cache(monkeypatch, tmp_path):
+    calls = fake_npm(monkeypatch, tmp_path, "emoji-datasource-twitter-16.0.0.tgz", _fake_datasource)
     items = load_pictures("twemoji", size=8, concepts=["dog", "airplane", "cat"])
     assert calls == [["pack", "emoji-datasource-twitter@16.0.0", "--silent"]]
     assert [p.concept for p in items] == ["dog", "airplane"]  # the style lacks "cat": left out
@@ -171,15 +179,7 @@ def _fake_openmoji(tgz: Path) -> None:
 
 def test_openmoji_is_fetched_and_rasterised_once_into_the_cache(monkeypatch, tmp_path):
     pytest.importorskip("cairosvg", reason="the openmoji style rasterises SVGs with cairosvg (the judge extra)")
-    monkeypatch.setenv("SEEINGSOUNDS_HOME", str(tmp_path / "home"))
-    calls = []
-
-    def fake_run(cmd, cwd, **kwargs):
-        calls.append(cmd[1:])
-        _fake_openmoji(Path(cwd) / "openmoji-17.0.0.tgz")
-
-    monkeypatch.setattr(pictures.shutil, "which", lambda name: "/usr/bin/npm")
-    monkeypatch.setattr(pictures.subprocess, "run", fake_run)
+    calls = fake_npm(monkeypatch, tmp_path, "openmoji-17.0.0.tgz", _fake_openmoji)
     items = load_pictures("openmoji", size=12, concepts=["dog", "airplane", "cat"])
     assert calls == [["pack", "openmoji@17.0.0", "--silent"]]
     assert [p.concept for p in items] == ["dog", "airplane"]  # the cat's SVG does not draw: left out, not fatal
