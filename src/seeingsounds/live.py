@@ -41,14 +41,14 @@ import torch
 from PIL import Image
 
 from seeingsounds.audio.effects import describe_effect
-from seeingsounds.audio.io import audio_fingerprint, read_audio
+from seeingsounds.audio.io import read_audio
 from seeingsounds.audio.render import check_chain, input_samples
 from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_path
 from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits
 from seeingsounds.video import SessionRecorder
-from seeingsounds.writers import OutputWriter, check_targets, output_provenance, plan_outputs
+from seeingsounds.writers import OutputWriter, check_targets, output_provenance, plan_outputs, sound_provenance
 
 __all__ = ["AudioBlocks", "Frame", "LiveFeed", "LiveOptions", "LiveSession", "SessionSummary", "array_blocks", "file_blocks",
            "live_frames", "microphone_blocks", "record_session"]
@@ -535,13 +535,8 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
                               "checkpoint")
         engine = Engine.load(load)
     session = LiveSession(engine, settings, options)
-    own: dict[str, Any] = {"source": source.path or source.name, "seed": settings.seed,
-                           "source_sha256": audio_fingerprint(source.path) if source.path else None,
-                           "effects": [[n, dict(p)] for n, p in settings.effects] or None,
-                           "effect_descriptions": session.descriptions or None,
-                           "mix": None if settings.mix is None else
-                           {"path": str(settings.mix[0]), "ratio": float(settings.mix[1]),
-                            "sha256": audio_fingerprint(settings.mix[0])}}
+    own = sound_provenance(source.path, settings.seed, settings, session.descriptions,
+                           name=source.path or source.name)
     common = output_provenance(engine, load.checkpoint, session.resolved, **own)
     header = {**common, "live": {"hop": options.hop, "ease": options.ease, "window": session.window_seconds,
                                  "sample_rate": source.sample_rate, "realtime": source.realtime}}

@@ -183,17 +183,20 @@ def output_provenance(engine: Engine, checkpoint: str, resolved: Mapping[str, An
     return provenance(checkpoint=checkpoint, **engine.settings_record(resolved), **fields)
 
 
-def sound_provenance(path: str | os.PathLike, seed: int, settings: Settings, descriptions: Sequence[str] | None = None,
-                     *, name: str | None = None, mix_name: str | None = None) -> dict[str, Any]:
-    """One output's own provenance: its sound file (``name``, default the path) and that file's hash,
-    its seed, the effects and their descriptions, the mix partner (``mix_name``) with its hash and ratio."""
+def sound_provenance(path: str | os.PathLike | None, seed: int, settings: Settings,
+                     descriptions: Sequence[str] | None = None, *, name: str | None = None,
+                     mix_name: str | None = None) -> dict[str, Any]:
+    """One output's own provenance: its sound file (``name``, default the path) and that file's hash (none
+    for a sound that is no file, e.g. a microphone), its seed, the effects and their descriptions, the mix
+    partner (``mix_name``) with its hash and ratio."""
     mix = None
     if settings.mix is not None:
         partner, ratio = settings.mix
         mix = {"path": mix_name or str(partner),
                "sha256": audio_fingerprint(partner) if isinstance(partner, (str, os.PathLike)) else None,
                "ratio": float(ratio)}
-    return {"source": name or str(path), "source_sha256": audio_fingerprint(path), "seed": int(seed),
+    return {"source": name or str(path), "source_sha256": audio_fingerprint(path) if path is not None else None,
+            "seed": int(seed),
             "effects": [[n, dict(p)] for n, p in settings.effects] or None,
             "effect_descriptions": list(descriptions or []) or None, "mix": mix}
 
