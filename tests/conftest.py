@@ -60,6 +60,18 @@ def write_sines(folder: Path, freqs: tuple[float, ...], seconds: float = 1.5, sr
     return paths
 
 
+def write_picture_and_mask(root: Path) -> tuple[Path, Path]:
+    """A 32x32 gradient picture ``in.png`` and a mask ``mask.png`` white in its middle 16x16, for edit tests."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:32, 0:32]
+    Image.fromarray(np.stack([xx * 8, yy * 8, (xx + yy) * 4], -1).astype(np.uint8)).save(root / "in.png")
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 255
+    Image.fromarray(mask).save(root / "mask.png")
+    return root / "in.png", root / "mask.png"
+
+
 def synthetic_train_data(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, Path, Path]:
     """``(root, manifest, captions)``: the synthetic classes, 4 train + 1 val clips each, for `train` runs."""
     from seeingsounds.data.synthetic import make_synthetic_dataset

@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import write_picture_and_mask
 from test_pipeline import make_checkpoint, write_wav
 
 from seeingsounds.cli.main import main
@@ -16,11 +17,7 @@ from seeingsounds.imaging import PROVENANCE_FIELDS, SOFTWARE_KEY, read_provenanc
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("edit-cli")
-    yy, xx = np.mgrid[0:32, 0:32]
-    Image.fromarray(np.stack([xx * 8, yy * 8, (xx + yy) * 4], -1).astype(np.uint8)).save(root / "in.png")
-    mask = np.zeros((32, 32), np.uint8)
-    mask[8:24, 8:24] = 255
-    Image.fromarray(mask).save(root / "mask.png")
+    write_picture_and_mask(root)
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "small-mask.png")
     (root / "broken.png").write_bytes(b"\x89PNG not really")
     return {"root": root, "ckpt": make_checkpoint(root / "ckpt", "tiny"), "dog": write_wav(root / "dog.wav", 330),

@@ -9,10 +9,10 @@ import shutil
 import stat
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
+from conftest import write_picture_and_mask
 from test_pipeline import make_checkpoint, write_wav
 
 from seeingsounds.cli.main import main
@@ -22,11 +22,7 @@ from seeingsounds.imaging import read_provenance
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("adversarial")
-    yy, xx = np.mgrid[0:32, 0:32]
-    Image.fromarray(np.stack([xx * 8, yy * 8, (xx + yy) * 4], -1).astype(np.uint8)).save(root / "in.png")
-    mask = np.zeros((32, 32), np.uint8)
-    mask[8:24, 8:24] = 255
-    Image.fromarray(mask).save(root / "mask.png")
+    write_picture_and_mask(root)
     return {"root": root, "ckpt": make_checkpoint(root / "ckpt", "tiny"),
             "wan": make_checkpoint(root / "wan", "tiny-wan"), "dog": write_wav(root / "dog.wav", 330), "image": root / "in.png", "mask": root / "mask.png"}
 
