@@ -147,6 +147,19 @@ class PartTimeout(BaseException):
     """A part ran past its limit (a BaseException, so no ``except Exception`` inside a library swallows it)."""
 
 
+class Stopped(BaseException):
+    """The run was told to stop (SIGTERM: an outer time limit such as ``timeout``'s, or Ctrl-C)."""
+
+    def __init__(self, reason: str, exit_code: int):
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Stopped("stopped by SIGTERM (an outer time limit?)", 128 + signum)
+
+
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     def expire(signum: int, frame: Any) -> None:
@@ -630,24 +643,33 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_part(part: Part, ctx: Context, limit_s: float) -> dict[str, Any]:
-    record: dict[str, Any] = {"title": part.title, "status": "ok", "main": part.main, "limit_s": round(limit_s, 1),
-                              "rows": []}
+def new_record(part: Part, limit_s: float) -> dict[str, Any]:
+    return {"title": part.title, "status": "running", "main": part.main, "limit_s": round(limit_s, 1), "rows": []}
+
+
+def run_part(part: Part, ctx: Context, record: dict[str, Any]) -> None:
+    """Run ``part`` into ``record`` (already in the results, so whatever it measured is kept however it ends)."""
+    limit_s = record["limit_s"]
     print(f"[gpu.py] {part.name}: {part.title} (limit {limit_s:.0f} s)", file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
         with time_limit(limit_s):
             part.run(ctx, record)
+        record["status"] = "ok"
     except PartTimeout as exc:
         record.update(status="timed out", reason=str(exc))
+    except (Stopped, KeyboardInterrupt) as exc:
+        stop = exc if isinstance(exc, Stopped) else Stopped("interrupted (Ctrl-C)", 130)
+        record.update(status="stopped", reason=str(stop))
+        raise stop from None
     except Exception as exc:  # noqa: BLE001 - one part failing (OOM, compile error) must not stop the others
         record.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:600])
         traceback.print_exc(file=sys.stderr)
-    record["seconds"] = round(time.perf_counter() - start, 2)
+    finally:
+        record["seconds"] = round(time.perf_counter() - start, 2)
     release(ctx.device)
     print(f"[gpu.py] {part.name}: {record['status']} in {record['seconds']:.1f} s"
           + (f" ({record['reason']})" if "reason" in record else ""), file=sys.stderr, flush=True)
-    return record
 
 
 def _fmt(value: Any) -> str:
@@ -745,25 +767,42 @@ def run(argv: list[str] | None, workdir: Path) -> int:
         result["meta_check"] = meta_check()
     ctx = Context(device=device, dtype=torch.bfloat16, scale=TINY if args.tiny else REAL, workdir=workdir,
                   compile_backend="inductor" if device.type == "cuda" else "eager", compile_mode=args.compile_mode)
-    for name in wanted:
-        part = by_name[name]
-        left = args.budget_s - (time.perf_counter() - started)
-        need = 0.0 if args.tiny else part.estimate_s
-        if left <= max(need, 1.0):
-            result["parts"][name] = {"title": part.title, "status": "skipped", "main": part.main, "rows": [],
-                                     "reason": f"budget: {max(left, 0):.0f} s left of {args.budget_s:.0f}, "
-                                               f"this part needs ~{need:.0f} s"}
-            print(f"[gpu.py] {name}: skipped ({result['parts'][name]['reason']})", file=sys.stderr, flush=True)
-            continue
-        limit = min(part.limit_s, left)
-        result["parts"][name] = run_part(part, ctx, limit)
-        result["total_s"] = time.perf_counter() - started
-        write_results(args.out, result)  # after every part: a later crash keeps what was measured
+    stopped: Stopped | None = None
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        write_results(args.out, result)  # at once, and before and after every part: a run killed anywhere keeps
+        for name in wanted:              # what it measured, and says which part was running
+            part = by_name[name]
+            left = args.budget_s - (time.perf_counter() - started)
+            need = 0.0 if args.tiny else part.estimate_s
+            if left <= max(need, 1.0):
+                result["parts"][name] = {"title": part.title, "status": "skipped", "main": part.main, "rows": [],
+                                         "reason": f"budget: {max(left, 0):.0f} s left of {args.budget_s:.0f}, "
+                                                   f"this part needs ~{need:.0f} s"}
+                print(f"[gpu.py] {name}: skipped ({result['parts'][name]['reason']})", file=sys.stderr, flush=True)
+                continue
+            record = result["parts"][name] = new_record(part, min(part.limit_s, left))
+            write_results(args.out, result)
+            run_part(part, ctx, record)
+            result["total_s"] = time.perf_counter() - started
+            write_results(args.out, result)
+    except Stopped as exc:
+        stopped = exc
+    except KeyboardInterrupt:  # between two parts
+        stopped = Stopped("interrupted (Ctrl-C)", 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stopped is not None:
+        print(f"[gpu.py] {stopped}: writing what was measured", file=sys.stderr, flush=True)
+        for name in wanted:
+            part = by_name[name]
+            result["parts"].setdefault(name, {"title": part.title, "status": "not run", "main": part.main, "rows": [],
+                                              "reason": str(stopped)})
     result["total_s"] = time.perf_counter() - started
     result["goals_met"] = goals_met(result["parts"])
     table = write_results(args.out, result)
     print(table)
-    return 0
+    return 0 if stopped is None else stopped.exit_code
 
 
 def goals_met(parts: dict[str, Any]) -> dict[str, Any]:
@@ -787,8 +826,12 @@ def write_results(folder: Path, result: dict[str, Any]) -> str:
 
     result.setdefault("total_s", 0.0)
     table = markdown(result)
-    atomic_write_text(folder / "results.json", json.dumps(result, indent=2, default=str) + "\n")
-    atomic_write_text(folder / "results.md", table + "\n")
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # a SIGTERM waits for both files
+    try:
+        atomic_write_text(folder / "results.json", json.dumps(result, indent=2, default=str) + "\n")
+        atomic_write_text(folder / "results.md", table + "\n")
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     return table
 
 
