@@ -29,14 +29,27 @@ part at toy widths and sizes (on the CPU unless ``--device`` says otherwise; ``t
 the ``eager`` backend); ``--meta-check`` builds every part's real-size models on the meta device and runs
 their forward at the real shapes first, so shape errors surface on any machine.
 
-On a GPU machine that reaches no package index and has torch and transformers but not diffusers
-(the project's lent H200), bring the diffusers wheel from here and install it beside the checkout:
+Writes are atomic and happen at the start and before and after every part (the part in flight shows as
+``running``); SIGTERM (an outer time limit) stops the part in flight as ``stopped`` with the rows it
+finished, marks the rest ``not run``, writes both files and exits with 143.
 
-    pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
+On the project's lent H200 (no package index; torch 2.11, transformers 5.17, huggingface_hub 1.33,
+safetensors 0.8 and torchaudio are there, diffusers is not), one ``run`` call does it. The only wheel to
+carry is ``diffusers-0.42.1-py3-none-any.whl`` (pure Python; everything it needs is there, and PyAV,
+soundfile, soxr and pedalboard are not needed: the test runs ``--tiny`` without them). Here, in the root
+of the checkout that the device call sends:
+
+    echo /.whl/ >> .git/info/exclude
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1
-    # there (with .whl carried over):
-    pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-    PYTHONPATH=/tmp/site:$PWD/src python3 benchmarks/gpu.py --out OUT/gpu --budget-s 480
+
+then ``run`` with carry ``[".whl"]`` and timeout_s 570 (the 480 s budget, ~20 s to start, and room for a
+part stopped at its limit; the output goes to a file, not a pipe, so a stop loses none of it):
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
+        .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 || exit; mkdir -p $OUT/gpu;
+    python3 benchmarks/gpu.py --out $OUT/gpu --budget-s 480 >$OUT/gpu/log.txt 2>&1; rc=$?;
+    cat $OUT/gpu/results.md; tail -n 30 $OUT/gpu/log.txt; exit $rc
 """
 
 from __future__ import annotations
@@ -792,15 +805,15 @@ def run(argv: list[str] | None, workdir: Path) -> int:
         stopped = Stopped("interrupted (Ctrl-C)", 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if stopped is not None:
-        print(f"[gpu.py] {stopped}: writing what was measured", file=sys.stderr, flush=True)
-        for name in wanted:
-            part = by_name[name]
-            result["parts"].setdefault(name, {"title": part.title, "status": "not run", "main": part.main, "rows": [],
-                                              "reason": str(stopped)})
+    for name in wanted if stopped is not None else ():
+        part = by_name[name]
+        result["parts"].setdefault(name, {"title": part.title, "status": "not run", "main": part.main, "rows": [],
+                                          "reason": str(stopped)})
     result["total_s"] = time.perf_counter() - started
     result["goals_met"] = goals_met(result["parts"])
-    table = write_results(args.out, result)
+    table = write_results(args.out, result)  # before printing: a stopped run's pipe (`| tee`) may be gone
+    if stopped is not None:
+        print(f"[gpu.py] {stopped}: what was measured is in {args.out}", file=sys.stderr, flush=True)
     print(table)
     return 0 if stopped is None else stopped.exit_code
 
@@ -826,12 +839,9 @@ def write_results(folder: Path, result: dict[str, Any]) -> str:
 
     result.setdefault("total_s", 0.0)
     table = markdown(result)
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # a SIGTERM waits for both files
-    try:
-        atomic_write_text(folder / "results.json", json.dumps(result, indent=2, default=str) + "\n")
-        atomic_write_text(folder / "results.md", table + "\n")
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    # each file replaced whole (a SIGTERM in between leaves the previous one; the stopped run writes both again)
+    atomic_write_text(folder / "results.json", json.dumps(result, indent=2, default=str) + "\n")
+    atomic_write_text(folder / "results.md", table + "\n")
     return table
 
 
