@@ -805,10 +805,11 @@ def run(argv: list[str] | None, workdir: Path) -> int:
         stopped = Stopped("interrupted (Ctrl-C)", 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    for name in wanted if stopped is not None else ():
-        part = by_name[name]
-        result["parts"].setdefault(name, {"title": part.title, "status": "not run", "main": part.main, "rows": [],
-                                          "reason": str(stopped)})
+    if stopped is not None:
+        for name in wanted:
+            part = by_name[name]
+            result["parts"].setdefault(name, {"title": part.title, "status": "not run", "main": part.main,
+                                              "rows": [], "reason": str(stopped)})
     result["total_s"] = time.perf_counter() - started
     result["goals_met"] = goals_met(result["parts"])
     table = write_results(args.out, result)  # before printing: a stopped run's pipe (`| tee`) may be gone
