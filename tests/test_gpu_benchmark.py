@@ -209,3 +209,28 @@ def test_unknown_part_is_refused_before_anything_runs(gpu_module, tmp_path, caps
         gpu_module.main(["--out", str(tmp_path / "o"), "--tiny", "--parts", "flux,nope"])
     assert "unknown parts ['nope']" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_real_size_models_are_built_where_they_run_in_bf16(gpu_module):
+    """The 11.9 B FLUX.1 and 4.8 B T5-XXL are made directly on the device (meta here) in bf16: no host copy
+    and no fp32 pass, which at full size would take the GPU machine's minutes and host memory."""
+    from diffusers import FluxTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    import _common
+
+    torch = _common.torch
+    meta = torch.device("meta")
+
+    def where(factory):  # checked before the module is made (made on the CPU, it would fill the host's memory)
+        def made():
+            assert (torch.empty(0).device.type, torch.get_default_dtype()) == ("meta", torch.bfloat16)
+            return factory()
+        return made
+
+    for factory in (lambda: FluxTransformer2DModel(guidance_embeds=True), lambda: T5EncoderModel(T5Config(**_common.T5_XXL))):
+        model = _common.build_random(where(factory), meta, torch.bfloat16)
+        assert {t.device.type for t in list(model.parameters()) + list(model.buffers())} == {"meta"}
+        assert {t.dtype for t in model.parameters()} == {torch.bfloat16}
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert torch.get_default_dtype() == torch.float32  # restored
