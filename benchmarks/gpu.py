@@ -29,14 +29,27 @@ part at toy widths and sizes (on the CPU unless ``--device`` says otherwise; ``t
 the ``eager`` backend); ``--meta-check`` builds every part's real-size models on the meta device and runs
 their forward at the real shapes first, so shape errors surface on any machine.
 
-On a GPU machine that reaches no package index and has torch and transformers but not diffusers
-(the project's lent H200), bring the diffusers wheel from here and install it beside the checkout:
+Writes are atomic and happen at the start and before and after every part (the part in flight shows as
+``running``); SIGTERM (an outer time limit) stops the part in flight as ``stopped`` with the rows it
+finished, marks the rest ``not run``, writes both files and exits with 143.
 
-    pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
+On the project's lent H200 (no package index; torch 2.11, transformers 5.17, huggingface_hub 1.33,
+safetensors 0.8 and torchaudio are there, diffusers is not), one ``run`` call does it. The only wheel to
+carry is ``diffusers-0.42.1-py3-none-any.whl`` (pure Python; everything it needs is there, and PyAV,
+soundfile, soxr and pedalboard are not needed: the test runs ``--tiny`` without them). Here, in the root
+of the checkout that the device call sends:
+
+    echo /.whl/ >> .git/info/exclude
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1
-    # there (with .whl carried over):
-    pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-    PYTHONPATH=/tmp/site:$PWD/src python3 benchmarks/gpu.py --out OUT/gpu --budget-s 480
+
+then ``run`` with carry ``[".whl"]`` and timeout_s 570 (the 480 s budget, ~20 s to start, and room for a
+part stopped at its limit; the output goes to a file, not a pipe, so a stop loses none of it):
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
+        .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 || exit; mkdir -p $OUT/gpu;
+    python3 benchmarks/gpu.py --out $OUT/gpu --budget-s 480 >$OUT/gpu/log.txt 2>&1; rc=$?;
+    cat $OUT/gpu/results.md; tail -n 30 $OUT/gpu/log.txt; exit $rc
 """
 
 from __future__ import annotations
@@ -145,6 +158,19 @@ class Context:
 
 class PartTimeout(BaseException):
     """A part ran past its limit (a BaseException, so no ``except Exception`` inside a library swallows it)."""
+
+
+class Stopped(BaseException):
+    """The run was told to stop (SIGTERM: an outer time limit such as ``timeout``'s, or Ctrl-C)."""
+
+    def __init__(self, reason: str, exit_code: int):
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Stopped("stopped by SIGTERM (an outer time limit?)", 128 + signum)
 
 
 @contextmanager
@@ -630,24 +656,33 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_part(part: Part, ctx: Context, limit_s: float) -> dict[str, Any]:
-    record: dict[str, Any] = {"title": part.title, "status": "ok", "main": part.main, "limit_s": round(limit_s, 1),
-                              "rows": []}
+def new_record(part: Part, limit_s: float) -> dict[str, Any]:
+    return {"title": part.title, "status": "running", "main": part.main, "limit_s": round(limit_s, 1), "rows": []}
+
+
+def run_part(part: Part, ctx: Context, record: dict[str, Any]) -> None:
+    """Run ``part`` into ``record`` (already in the results, so whatever it measured is kept however it ends)."""
+    limit_s = record["limit_s"]
     print(f"[gpu.py] {part.name}: {part.title} (limit {limit_s:.0f} s)", file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
         with time_limit(limit_s):
             part.run(ctx, record)
+        record["status"] = "ok"
     except PartTimeout as exc:
         record.update(status="timed out", reason=str(exc))
+    except (Stopped, KeyboardInterrupt) as exc:
+        stop = exc if isinstance(exc, Stopped) else Stopped("interrupted (Ctrl-C)", 130)
+        record.update(status="stopped", reason=str(stop))
+        raise stop from None
     except Exception as exc:  # noqa: BLE001 - one part failing (OOM, compile error) must not stop the others
         record.update(status="error", reason=f"{type(exc).__name__}: {exc}"[:600])
         traceback.print_exc(file=sys.stderr)
-    record["seconds"] = round(time.perf_counter() - start, 2)
+    finally:
+        record["seconds"] = round(time.perf_counter() - start, 2)
     release(ctx.device)
     print(f"[gpu.py] {part.name}: {record['status']} in {record['seconds']:.1f} s"
           + (f" ({record['reason']})" if "reason" in record else ""), file=sys.stderr, flush=True)
-    return record
 
 
 def _fmt(value: Any) -> str:
@@ -745,25 +780,43 @@ def run(argv: list[str] | None, workdir: Path) -> int:
         result["meta_check"] = meta_check()
     ctx = Context(device=device, dtype=torch.bfloat16, scale=TINY if args.tiny else REAL, workdir=workdir,
                   compile_backend="inductor" if device.type == "cuda" else "eager", compile_mode=args.compile_mode)
-    for name in wanted:
-        part = by_name[name]
-        left = args.budget_s - (time.perf_counter() - started)
-        need = 0.0 if args.tiny else part.estimate_s
-        if left <= max(need, 1.0):
-            result["parts"][name] = {"title": part.title, "status": "skipped", "main": part.main, "rows": [],
-                                     "reason": f"budget: {max(left, 0):.0f} s left of {args.budget_s:.0f}, "
-                                               f"this part needs ~{need:.0f} s"}
-            print(f"[gpu.py] {name}: skipped ({result['parts'][name]['reason']})", file=sys.stderr, flush=True)
-            continue
-        limit = min(part.limit_s, left)
-        result["parts"][name] = run_part(part, ctx, limit)
-        result["total_s"] = time.perf_counter() - started
-        write_results(args.out, result)  # after every part: a later crash keeps what was measured
+    stopped: Stopped | None = None
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        write_results(args.out, result)  # at once, and before and after every part: a run killed anywhere keeps
+        for name in wanted:              # what it measured, and says which part was running
+            part = by_name[name]
+            left = args.budget_s - (time.perf_counter() - started)
+            need = 0.0 if args.tiny else part.estimate_s
+            if left <= max(need, 1.0):
+                result["parts"][name] = {"title": part.title, "status": "skipped", "main": part.main, "rows": [],
+                                         "reason": f"budget: {max(left, 0):.0f} s left of {args.budget_s:.0f}, "
+                                                   f"this part needs ~{need:.0f} s"}
+                print(f"[gpu.py] {name}: skipped ({result['parts'][name]['reason']})", file=sys.stderr, flush=True)
+                continue
+            record = result["parts"][name] = new_record(part, min(part.limit_s, left))
+            write_results(args.out, result)
+            run_part(part, ctx, record)
+            result["total_s"] = time.perf_counter() - started
+            write_results(args.out, result)
+    except Stopped as exc:
+        stopped = exc
+    except KeyboardInterrupt:  # between two parts
+        stopped = Stopped("interrupted (Ctrl-C)", 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stopped is not None:
+        for name in wanted:
+            part = by_name[name]
+            result["parts"].setdefault(name, {"title": part.title, "status": "not run", "main": part.main,
+                                              "rows": [], "reason": str(stopped)})
     result["total_s"] = time.perf_counter() - started
     result["goals_met"] = goals_met(result["parts"])
-    table = write_results(args.out, result)
+    table = write_results(args.out, result)  # before printing: a stopped run's pipe (`| tee`) may be gone
+    if stopped is not None:
+        print(f"[gpu.py] {stopped}: what was measured is in {args.out}", file=sys.stderr, flush=True)
     print(table)
-    return 0
+    return 0 if stopped is None else stopped.exit_code
 
 
 def goals_met(parts: dict[str, Any]) -> dict[str, Any]:
@@ -787,6 +840,7 @@ def write_results(folder: Path, result: dict[str, Any]) -> str:
 
     result.setdefault("total_s", 0.0)
     table = markdown(result)
+    # each file replaced whole (a SIGTERM in between leaves the previous one; the stopped run writes both again)
     atomic_write_text(folder / "results.json", json.dumps(result, indent=2, default=str) + "\n")
     atomic_write_text(folder / "results.md", table + "\n")
     return table

@@ -34,7 +34,7 @@ from contextlib import closing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,8 +47,10 @@ from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_path
 from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits
-from seeingsounds.video import SessionRecorder
 from seeingsounds.writers import OutputWriter, check_targets, output_provenance, plan_outputs, sound_provenance
+
+if TYPE_CHECKING:
+    from seeingsounds.video import SessionRecorder
 
 __all__ = ["AudioBlocks", "Frame", "LiveFeed", "LiveOptions", "LiveSession", "SessionSummary", "array_blocks", "file_blocks",
            "live_frames", "microphone_blocks", "record_session"]
@@ -543,6 +545,10 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
     writer = OutputWriter(folder, common)
     sound: queue.Queue[np.ndarray] = queue.Queue()  # every block the session reads, for the recording
     if record_path is not None:
+        # deferred on purpose: PyAV (FFmpeg) is needed only to record a session; live mode runs without it
+        # (a GPU machine that lacks the wheel, e.g. benchmarks/gpu.py's live part)
+        from seeingsounds.video import SessionRecorder
+
         limit = None if options.seconds is None else max(1, int(round(options.seconds * source.sample_rate)))
         source = AudioBlocks(_tee(_limited(source.blocks, limit), sound), source.sample_rate, source.realtime, source.name, source.path)
     recorder: SessionRecorder | None = None

@@ -30,7 +30,6 @@ from seeingsounds.imaging import PROVENANCE_FIELDS, SOFTWARE_KEY, contact_sheet,
 from seeingsounds.paths import check_not_input, file_sha256, slug
 from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits
 from seeingsounds.runs import RunFolder
-from seeingsounds.video import read_mp4_provenance, write_mp4
 
 SHEET_NAME = "contact_sheet.png"
 #: ``-o`` names with these suffixes mean a file in a format we do not write, not a new folder
@@ -93,6 +92,8 @@ def written_by_seeingsounds(path: str | os.PathLike) -> bool:
         if path.suffix.lower() == ".png":
             meta = read_provenance(path)
         elif path.suffix.lower() == ".mp4":
+            from seeingsounds.video import read_mp4_provenance  # deferred with write()'s import of the module
+
             meta = read_mp4_provenance(path)
         elif path.suffix.lower() == ".jsonl":
             with open(path, encoding="utf-8") as f:
@@ -239,6 +240,10 @@ class OutputWriter:
             self.shown.append((path, label))
             self.outputs.append(path)
             return path
+        # deferred on purpose: PyAV (FFmpeg) is needed only for videos; pictures and live mode are written
+        # without it (a GPU machine that lacks the wheel runs them, e.g. benchmarks/gpu.py)
+        from seeingsounds.video import write_mp4
+
         meta.update(frames=int(len(made.frames)), fps=int(made.fps or 1))
         write_mp4(made.frames, path, fps=int(made.fps or 1), metadata=meta)
         poster = path.with_suffix(".png")
