@@ -33,3 +33,86 @@ def test_an_aligner_saved_over_a_training_run_is_refused_and_the_run_kept(tmp_pa
     aligner.save_pretrained(tmp_path / "ckpt")
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     assert SeeingSoundsAligner.from_pretrained(tmp_path / "ckpt").input_dim == 8
+
+
+def _clips(folder, names):
+    import numpy as np
+    import soundfile as sf
+
+    folder.mkdir(parents=True)
+    for name in names:
+        sf.write(folder / name, np.full(1600, 0.1, np.float32), 16000)
+
+
+def test_labels_typed_in_two_unicode_forms_or_with_doubled_spaces_are_one_class(tmp_path):
+    """A class-per-folder tree copied from a Mac names its folders in NFD; the captions file typed
+    elsewhere is NFC: the dataset said "'café bell' has no caption in captions.json" while the file
+    had it. A manifest's label "low  hum" (two spaces) likewise missed the captions' "low  hum", which
+    the captions file collapses to one space."""
+    import unicodedata
+
+    from seeingsounds.data.manifest import load_dataset
+
+    tree = tmp_path / "tree"
+    for label in ("café bell", "naïve hum"):
+        _clips(tree / unicodedata.normalize("NFD", label), ["a.wav", "b.wav"])
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps({"café bell": "a bell in a café", "naïve hum": "a hum"}, ensure_ascii=False),
+                        encoding="utf-8")
+    data = load_dataset(tree, captions)
+    assert data.labels == ["café bell", "naïve hum"]
+    assert [unicodedata.is_normalized("NFC", c.label) for c in data.clips] == [True] * 4
+    assert data.captions == {"café bell": ["a bell in a café"], "naïve hum": ["a hum"]}
+
+    _clips(tmp_path / "m" / "audio", ["a.wav", "b.wav"])
+    manifest = tmp_path / "m" / "manifest.csv"
+    manifest.write_text("path,label\naudio/a.wav,low  hum\naudio/b.wav,\tlow hum \n", encoding="utf-8")
+    captions.write_text(json.dumps({"low  hum": "an engine humming"}), encoding="utf-8")
+    data = load_dataset(manifest, captions)
+    assert [c.label for c in data.clips] == ["low hum", "low hum"] and data.captions == {"low hum": ["an engine humming"]}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_captions_file_saved_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    """Windows Notepad's "UTF-8 with BOM" (and "Unicode") captions failed with "Unexpected UTF-8 BOM",
+    though manifests saved the same way are read."""
+    from seeingsounds.captions.store import load_captions
+
+    path = tmp_path / "captions.json"
+    path.write_bytes(json.dumps({"chirp": "a bird singing"}).encode(encoding))
+    assert load_captions(path) == {"chirp": ["a bird singing"]}
+    yaml_path = tmp_path / "captions.yaml"
+    yaml_path.write_bytes("chirp: a bird singing\n".encode(encoding))
+    assert load_captions(yaml_path) == {"chirp": ["a bird singing"]}
+
+
+def test_a_latin1_captions_file_is_one_line_naming_the_line_and_the_fix(tmp_path):
+    from seeingsounds.captions.store import load_captions
+    from seeingsounds.errors import DatasetError
+
+    path = tmp_path / "captions.json"
+    path.write_bytes('{\n "low hum": "a diesel engine",\n "bell": "a bell in a café"\n}\n'.encode("latin-1"))
+    with pytest.raises(DatasetError) as info:
+        load_captions(path)
+    assert info.value.problems == [f"{path}: not UTF-8 text (byte 0xe9 on line 3: invalid continuation byte; "
+                                   "Latin-1 or Windows-1252?); save the file as UTF-8"]
+
+
+def test_captions_init_from_a_labels_file_with_a_bom_and_crlf_gives_labels_a_manifest_matches(tmp_path, capsys):
+    """The byte-order mark of a labels file saved by Notepad became part of its first label
+    ('\\ufefflow hum'), which then matched no manifest row ("'low hum' has no caption")."""
+    from seeingsounds.cli.main import main
+    from seeingsounds.data.manifest import load_dataset
+
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes("\ufefflow hum\r\ncafe\u0301 bell\r\n\r\n".encode("utf-8"))
+    out = tmp_path / "captions.json"
+    assert main(["captions", "init", "--labels", str(labels), "-o", str(out)]) == 0
+    assert list(json.loads(out.read_text(encoding="utf-8"))) == ["low hum", "café bell"]
+    _clips(tmp_path / "audio", ["a.wav", "b.wav"])
+    (tmp_path / "m.csv").write_text("path,label\naudio/a.wav,low hum\naudio/b.wav,café bell\n", encoding="utf-8")
+    assert load_dataset(tmp_path / "m.csv", out).labels == ["café bell", "low hum"]
+
+    labels.write_bytes("caf\xe9\n".encode("latin-1"))
+    assert main(["captions", "init", "--labels", str(labels), "-o", str(tmp_path / "c2.json")]) == 2
+    assert "not UTF-8 text (byte 0xe9 on line 1" in capsys.readouterr().err

@@ -56,21 +56,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_labels(path: Path) -> list[str]:
-    """Labels of a labels file: one per line, whitespace normalised, blank and ``#`` lines skipped."""
-    from seeingsounds.captions.store import normalise_text
+    """Labels of a labels file: one per line, as :func:`~seeingsounds.captions.store.canonical_label`
+    spells them (a byte-order mark, doubled spaces, NFD), blank and ``#`` lines skipped."""
+    from seeingsounds.captions.store import canonical_label
     from seeingsounds.errors import DatasetError
+    from seeingsounds.textfiles import read_data_text
 
     header = f"labels file {path} has problems"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DatasetError([f"{path} does not exist: check the path"], header=header) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError([f"cannot read {path}: {exc}"], header=header) from None
+    if not path.exists():
+        raise DatasetError([f"{path} does not exist: check the path"], header=header)
+    problems: list[str] = []
+    text = read_data_text(path, problems)
+    if text is None:
+        raise DatasetError(problems, header=header)
     labels: dict[str, int] = {}
-    problems = []
-    for number, line in enumerate(lines, 1):
-        label = normalise_text(line)
+    for number, line in enumerate(text.splitlines(), 1):
+        label = canonical_label(line)
         if not label or label.startswith("#"):
             continue
         if label in labels:

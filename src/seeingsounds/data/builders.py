@@ -44,10 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seeingsounds.audio.io import AUDIO_SUFFIXES, CONTAINER_SUFFIXES, audio_info
-from seeingsounds.data.manifest import SPLITS, Clip, csv_records, read_data_text, shown, text_problem, write_manifest
+from seeingsounds.data.manifest import SPLITS, Clip, csv_records, shown, text_problem, write_manifest
 from seeingsounds.data.protocols import get_protocol, normalise_label
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
 from seeingsounds.paths import check_output_file
+from seeingsounds.textfiles import read_data_text
 
 DATASETS = ("vggsound", "vegas", "esc50", "ravdess", "landscape")
 #: examples listed per category in a report

@@ -16,7 +16,6 @@ into a printed summary instead of an error; nothing else is ever dropped silentl
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
@@ -34,9 +33,10 @@ from typing import Any
 import numpy as np
 
 from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_info  # AUDIO_SUFFIXES: what a class folder scan picks up
-from seeingsounds.captions.store import load_captions
+from seeingsounds.captions.store import canonical_label, load_captions
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
 from seeingsounds.paths import atomic_write_text, file_sha256
+from seeingsounds.textfiles import read_data_text
 
 SPLITS = ("train", "val", "test")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -138,34 +138,6 @@ def text_problem(text: str, what: str) -> str | None:
     if what == "label" and _CONTROL.search(text):
         return f"the label {text!r} holds a line break or another control character"
     return None
-
-
-def read_data_text(path: Path, problems: list[str]) -> str | None:
-    """The text of a manifest or annotation file: UTF-8 (a byte-order mark is skipped) or UTF-16 with a
-    byte-order mark. Otherwise None, with one problem naming the file, the encoding issue and the fix."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        problems.append(f"{path}: cannot be read ({exc.strerror or exc})")
-        return None
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # spreadsheets' "Unicode text"
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            problems.append(f"{path}: broken UTF-16 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
-            return None
-    head = raw[:4096]
-    if head.count(0) * 4 >= len(head) > 0:
-        problems.append(f"{path}: not a text file (binary data, or UTF-16 without a byte-order mark); "
-                        "save it as UTF-8 text")
-        return None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        problems.append(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}: {exc.reason}; "
-                        "Latin-1 or Windows-1252?); save the file as UTF-8")
-        return None
 
 
 def csv_records(path: Path, text: str, problems: list[str]) -> list[tuple[int, list[str]]]:
@@ -363,6 +335,7 @@ def load_dataset(
         if bad:
             problems.extend(f"{where}: {why}" for why in bad)
             continue
+        label = canonical_label(label)  # as the captions file's labels are: one spelling of each class
         path = Path(raw_path).expanduser()
         path = path if path.is_absolute() else base / path
         key = Path(*path.parts).resolve() if path.exists() else path
@@ -432,7 +405,7 @@ def load_dataset(
 
 
 def _labels_of(rows: Iterable[Mapping[str, Any]]) -> set[str]:
-    return {str(r.get("label") or "").strip() for r in rows if str(r.get("label") or "").strip()}
+    return {canonical_label(str(r.get("label") or "")) for r in rows if canonical_label(str(r.get("label") or ""))}
 
 
 def _path_text(path: Path, base: Path) -> str:
