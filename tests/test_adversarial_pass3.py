@@ -116,3 +116,23 @@ def test_captions_init_from_a_labels_file_with_a_bom_and_crlf_gives_labels_a_man
     labels.write_bytes("caf\xe9\n".encode("latin-1"))
     assert main(["captions", "init", "--labels", str(labels), "-o", str(tmp_path / "c2.json")]) == 2
     assert "not UTF-8 text (byte 0xe9 on line 1" in capsys.readouterr().err
+
+
+def test_a_runs_caption_set_passed_as_captions_is_named_as_such(tmp_path):
+    """`train --captions runs/x/captions.json` (the run's file is named captions.json too) listed
+    "label 'captions' caption 1 is a list, not a string" once per class."""
+    from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
+    from seeingsounds.captions.store import load_captions
+    from seeingsounds.errors import DatasetError
+
+    path = tmp_path / "captions.json"
+    path.write_text(CaptionSet([CaptionEntry("a bird singing", "class", ("chirp",)),
+                                CaptionEntry("a distant bird", "edited", ("chirp",), ("low-volume",))]).to_json())
+    with pytest.raises(DatasetError) as info:
+        load_captions(path)
+    assert info.value.problems == [f"{path} is a training run's caption set (written by `seeingsounds train`), not a "
+                                   "class captions file: pass the captions file the run was trained with (its "
+                                   "config.json names it under data.captions)"]
+    # a class that happens to be named "captions" is still a class
+    path.write_text(json.dumps({"captions": ["a caption", "another"]}))
+    assert load_captions(path) == {"captions": ["a caption", "another"]}

@@ -92,6 +92,14 @@ def _is_pairs(data: Any) -> bool:
     return isinstance(data, list) and all(isinstance(p, tuple) and len(p) == 2 for p in data)
 
 
+def _is_caption_set(data: Any) -> bool:
+    """Whether parsed ``data`` is a run's ``captions.json`` (:class:`~seeingsounds.captions.caption_set.CaptionSet`):
+    ``{"captions": [{"text", "kind", "labels", ...}, ...]}``."""
+    if not (_is_pairs(data) and len(data) == 1 and data[0][0] == "captions" and isinstance(data[0][1], list)):
+        return False
+    return bool(data[0][1]) and all(_is_pairs(e) and {"text", "kind", "labels"} <= {k for k, _ in e} for e in data[0][1])
+
+
 def _validate(pairs: Iterable[tuple[Any, Any]]) -> tuple[dict[str, list[str]], list[str]]:
     """Check every (label, value) pair; return the normalised mapping and all problems found."""
     out: dict[str, list[str]] = {}
@@ -165,6 +173,10 @@ def load_captions(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     data, problems = _parse(path, text, fmt)
     if problems:
         raise DatasetError(problems, header=header)
+    if _is_caption_set(data):
+        raise DatasetError([f"{path} is a training run's caption set (written by `seeingsounds train`), not a class "
+                            "captions file: pass the captions file the run was trained with (its config.json names "
+                            "it under data.captions)"], header=header)
     if not _is_pairs(data):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise DatasetError(
