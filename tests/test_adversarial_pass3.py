@@ -136,3 +136,30 @@ def test_a_runs_caption_set_passed_as_captions_is_named_as_such(tmp_path):
     # a class that happens to be named "captions" is still a class
     path.write_text(json.dumps({"captions": ["a caption", "another"]}))
     assert load_captions(path) == {"captions": ["a caption", "another"]}
+
+
+def test_a_class_folder_tree_follows_symlinked_folders_and_names_broken_links(tmp_path):
+    """A class folder's symlinked sub-folder (clips gathered with `ln -s`) was not followed, so its clips
+    were silently left out (or the class "held no audio files"); a broken symlink was dropped without a
+    word; macOS's `._clip.wav` resource files were read as clips."""
+    from seeingsounds.data.manifest import load_dataset
+    from seeingsounds.errors import DatasetError
+
+    elsewhere = tmp_path / "elsewhere" / "hums"
+    _clips(elsewhere, ["x.wav", "y.wav"])
+    tree = tmp_path / "tree"
+    _clips(tree / "bell", ["a.wav", "b.wav"])
+    _clips(tree / "hum", ["own.wav"])
+    (tree / "hum" / "more").symlink_to(elsewhere)
+    (tree / "hum" / "back").symlink_to("..")  # a link up the tree is not walked again
+    (tree / "hum" / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    (tree / "bell" / "._a.wav").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    captions = {"bell": "a bell", "hum": "a hum"}
+
+    with pytest.raises(DatasetError) as info:
+        load_dataset(tree, captions)
+    assert info.value.problems == [f"hum/gone.wav: {tree}/hum/gone.wav: file not found"]
+    data = load_dataset(tree, captions, skip_bad=True, val_fraction=0.0)
+    assert sorted(str(c.path.relative_to(tree)) for c in data.clips) == [
+        "bell/a.wav", "bell/b.wav", "hum/more/x.wav", "hum/more/y.wav", "hum/own.wav"]
+    assert data.skipped == [f"hum/gone.wav: {tree}/hum/gone.wav: file not found"]

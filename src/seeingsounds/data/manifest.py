@@ -231,13 +231,45 @@ def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def media_files(roots: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Every audio/video file (a suffix :func:`~seeingsounds.audio.io.load_audio` reads) under ``roots``,
+    root by root in the order given, sorted within a root; hidden files and folders (macOS ``._clip.wav``)
+    are skipped. Symlinked folders are followed (each real folder once; never a link back to a root or
+    above it), and a broken symlink is listed, so the audio check names it instead of dropping it."""
+    found: list[Path] = []
+    problems = []
+    seen: set[Path] = set()
+    for root in roots:
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            problems.append(f"the media folder {root} does not exist or is not a folder")
+            continue
+        below: list[Path] = []
+        visited: set[str] = set()  # symlinked folders are followed, each real folder once (no cycles)
+        above = {os.path.realpath(root), *map(str, Path(os.path.realpath(root)).parents)}
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in visited or (folder != str(root) and real in above):  # a link to the root or above it
+                dirs[:] = []
+                continue
+            visited.add(real)
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            below.extend(Path(folder) / f for f in files
+                         if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_SUFFIXES)
+        found.extend(p for p in sorted(below) if p not in seen)  # a root given twice, or inside another
+        seen.update(below)
+    if problems:
+        raise DatasetError(problems, header="cannot build the manifest")
+    return found
+
+
 def _scan_folder(root: Path, problems: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         problems.append(f"{root}: no class folders (expected ROOT/<label>/<clip>.wav)")
     for folder in classes:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        files = media_files([folder])
         if not files:
             problems.append(f"class {folder.name!r}: folder {folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
         for p in files:  # relative to ``root``, as a manifest's rows are to its folder (joined once, in load_dataset)
