@@ -163,3 +163,24 @@ def test_a_class_folder_tree_follows_symlinked_folders_and_names_broken_links(tm
     assert sorted(str(c.path.relative_to(tree)) for c in data.clips) == [
         "bell/a.wav", "bell/b.wav", "hum/more/x.wav", "hum/more/y.wav", "hum/own.wav"]
     assert data.skipped == [f"hum/gone.wav: {tree}/hum/gone.wav: file not found"]
+
+
+@pytest.mark.parametrize("where", ["data", "data/audio", "data/audio/../audio/chirp"])
+def test_evaluate_out_holding_the_evaluated_clips_is_refused_before_any_model(where, tmp_path, monkeypatch, capsys):
+    """`evaluate --out DATA` wrote report.json, report.md, images/ and grids/ among the dataset's clips
+    (and into a class-folder tree, where `train` then finds classes 'images' and 'grids')."""
+    from seeingsounds.cli.main import main
+    from seeingsounds.data.synthetic import make_synthetic_dataset
+
+    manifest, _ = make_synthetic_dataset(tmp_path / "data", train=1, val=0, test=2)
+    (tmp_path / "run" / "best").mkdir(parents=True)  # never loaded: the refusal comes first
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "data").rglob("*"))
+    monkeypatch.chdir(tmp_path)
+    code = main(["evaluate", "--checkpoint", "run", "--protocol", "landscape", "--data", "data/manifest.csv",
+                 "--no-images", "--out", where])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(f"error: --out {where} holds clips of data/manifest.csv (e.g. data/audio/")
+    assert err.rstrip().endswith("reports never go among a dataset's clips; choose a folder of its own "
+                                 "(the default is <run>/eval-<protocol>)")
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "data").rglob("*")) == before

@@ -51,7 +51,7 @@ from seeingsounds.evaluation.judges import get_judge
 from seeingsounds.evaluation.offline_judge import is_offline_judge
 from seeingsounds.evaluation.report import write_grids, write_json, write_markdown
 from seeingsounds.engine import Engine
-from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, slug
+from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, is_within, slug
 from seeingsounds.request import LoadOptions, Request, Settings, read_checkpoint_preset
 from seeingsounds.retrieval import CaptionIndex
 from seeingsounds.runs import EVAL_PREFIX, RunFolder, library_versions
@@ -438,6 +438,14 @@ class Evaluation:
         # before any model loads: a wrong --out or SEEINGSOUNDS_HOME is one line, not a traceback later
         if RunFolder(self.out).is_run():  # its reports would make it a folder `train --resume` refuses
             raise ConfigError(f"--out {self.out} is a training run: choose a folder of its own (the default is "
+                              f"<run>/{EVAL_PREFIX}<protocol>)")
+        first_in = {}  # one clip per folder: a check per folder, not per clip
+        for clip in data.rows:
+            first_in.setdefault(clip.path.parent, clip.path)
+        inside = next((path for folder, path in first_in.items() if is_within(folder, self.out)), None)
+        if inside is not None:  # images/ and grids/ would go among the clips (a class-folder scan reads them)
+            raise ConfigError(f"--out {self.out} holds clips of {self.s.data} (e.g. {inside}): reports never go "
+                              f"among a dataset's clips; choose a folder of its own (the default is "
                               f"<run>/{EVAL_PREFIX}<protocol>)")
         ensure_writable_dir(self.out, "evaluation report folder (--out)")
         home(writable=True)
