@@ -184,3 +184,45 @@ def test_evaluate_out_holding_the_evaluated_clips_is_refused_before_any_model(wh
     assert err.rstrip().endswith("reports never go among a dataset's clips; choose a folder of its own "
                                  "(the default is <run>/eval-<protocol>)")
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "data").rglob("*")) == before
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``(data folder, manifest, captions, run)``: a one-epoch tiny run on synthetic clips with a test split."""
+    from seeingsounds.cli.main import main
+    from seeingsounds.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("trained")
+    manifest, captions = make_synthetic_dataset(root / "data", train=3, val=1, test=1)
+    run = root / "run"
+    assert main(["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", str(run),
+                 "--epochs", "1", "--batch-size", "8", "--cache-dir", str(root / "cache"), "--no-progress"]) == 0
+    return root, manifest, captions, run
+
+
+def test_evaluate_best_or_last_reports_into_the_run_not_into_the_checkpoint(trained, tmp_path, monkeypatch, capsys):
+    """`evaluate --checkpoint run/best` wrote its default report into best/eval-<protocol>: inside the
+    folder training replaces at its next best epoch (the report lost) and the one that gets shared."""
+    import shutil
+
+    from seeingsounds.cli.main import main
+
+    root, manifest, _, trained_run = trained
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    checkpoint_files = {name: sorted(p.name for p in (run / name).iterdir()) for name in ("best", "last")}
+    monkeypatch.chdir(tmp_path)
+    for checkpoint, report in (("run/best", "run/eval-landscape"), ("run/last/", "run/eval-landscape-last"),
+                               ("run", "run/eval-landscape")):
+        assert main(["evaluate", "--checkpoint", checkpoint, "--protocol", "landscape", "--data", str(manifest),
+                     "--no-images"]) == 0
+        assert capsys.readouterr().out.rstrip().endswith(f"report: {report}/report.json")
+        assert json.loads((tmp_path / report / "report.json").read_text())["counts"]["clips"] == 5
+    assert {name: sorted(p.name for p in (run / name).iterdir()) for name in ("best", "last")} == checkpoint_files
+
+    from seeingsounds.aligner import SeeingSoundsAligner
+
+    SeeingSoundsAligner.from_pretrained(run / "best").save_pretrained(tmp_path / "shared")
+    from seeingsounds.evaluation.runner import default_report_folder
+
+    assert default_report_folder(tmp_path / "shared", "esc50") == tmp_path / "shared-eval-esc50"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -54,7 +55,7 @@ from seeingsounds.engine import Engine
 from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, is_within, slug
 from seeingsounds.request import LoadOptions, Request, Settings, read_checkpoint_preset
 from seeingsounds.retrieval import CaptionIndex
-from seeingsounds.runs import EVAL_PREFIX, RunFolder, library_versions
+from seeingsounds.runs import BEST, EVAL_PREFIX, LAST, RunFolder, library_versions
 from seeingsounds.writers import OutputWriter, output_provenance, sound_provenance
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,21 @@ def _embed_files(judge: Any, files: Sequence[Path], batch: int = EMBED_BATCH) ->
                 images.append(im.convert("RGB"))
         rows.append(judge.embed_images(images))
     return np.concatenate(rows) if rows else judge.embed_images([])
+
+
+def default_report_folder(checkpoint: str | os.PathLike[str], protocol: str) -> Path:
+    """Where ``evaluate`` reports without ``--out``: ``<run>/eval-<protocol>`` for a training run or its
+    ``best/`` (``eval-<protocol>-last`` for its ``last/``): never inside those two, which training
+    replaces and which are what gets shared; ``<folder>-eval-<protocol>`` beside a bare aligner folder;
+    ``<hub id>/eval-<protocol>`` for a hub id."""
+    path, name = Path(checkpoint).expanduser(), f"{EVAL_PREFIX}{protocol}"
+    if not path.is_dir():
+        return path / name
+    if RunFolder(path).is_run():
+        return path / name
+    if path.resolve().name in (BEST, LAST) and RunFolder(path.parent).is_run():
+        return path.parent / (name if path.resolve().name == BEST else f"{name}-{LAST}")
+    return path.with_name(f"{path.resolve().name}-{name}")
 
 
 class Evaluation:
