@@ -226,3 +226,24 @@ def test_evaluate_best_or_last_reports_into_the_run_not_into_the_checkpoint(trai
     from seeingsounds.evaluation.runner import default_report_folder
 
     assert default_report_folder(tmp_path / "shared", "esc50") == tmp_path / "shared-eval-esc50"
+
+
+def test_a_run_folder_moved_or_renamed_can_be_resumed(trained, tmp_path, monkeypatch, capsys):
+    """--resume compared the run's recorded --out with the new one, so `mv runs/a "runs/a v2"` made the run
+    'differ from the interrupted run's options (out=...)' and it could never be continued."""
+    import shutil
+
+    from seeingsounds.cli.main import main
+
+    root, manifest, captions, trained_run = trained
+    shutil.copytree(trained_run, tmp_path / "first name")
+    (tmp_path / "first name").rename(tmp_path / "new name")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", "new name",
+                 "--epochs", "2", "--batch-size", "8", "--cache-dir", str(root / "cache"), "--no-progress",
+                 "--resume"]) == 0, capsys.readouterr().err
+    assert "resuming new name at epoch 2" in capsys.readouterr().err
+    metrics = [json.loads(line) for line in (tmp_path / "new name" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    config = json.loads((tmp_path / "new name" / "config.json").read_text())
+    assert config["train"]["out"] == str(tmp_path / "new name")

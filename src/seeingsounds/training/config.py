@@ -93,7 +93,8 @@ class TrainConfig:
     data: str = option(help="manifest (.csv/.jsonl: path,label[,split]) or class-per-folder directory",
                        group=None, path=True)
     captions: str = option(help="class captions file (.json/.yaml: label -> caption(s))", group=None, path=True)
-    out: str = option(help="run folder (best/, last/, config.json, metrics.jsonl)", group=None, path=True)
+    out: str = option(help="run folder (best/, last/, config.json, metrics.jsonl)", group=None, path=True,
+                     resumable=True)  # a run folder moved or renamed is still the run
     epochs: int = option(50, resumable=True)
     batch_size: int = option(32)
     lr_sequence: float | None = option(None, help="learning rate of the sequence head(s) (default: the preset's)")
