@@ -247,3 +247,28 @@ def test_a_run_folder_moved_or_renamed_can_be_resumed(trained, tmp_path, monkeyp
     assert [m["epoch"] for m in metrics] == [1, 2]
     config = json.loads((tmp_path / "new name" / "config.json").read_text())
     assert config["train"]["out"] == str(tmp_path / "new name")
+
+
+def test_a_project_moved_or_copied_elsewhere_resumes_and_a_changed_clip_is_still_refused(trained, tmp_path, monkeypatch,
+                                                                                         capsys):
+    """A project (data + run) moved to another folder or machine could not be resumed: the data and captions
+    paths, and every clip's absolute path inside the audio hash, were compared instead of their content."""
+    import shutil
+
+    from seeingsounds.cli.main import main
+
+    root, _, _, trained_run = trained
+    shutil.copytree(root / "data", tmp_path / "moved" / "data")
+    shutil.copytree(trained_run, tmp_path / "moved" / "run")
+    monkeypatch.chdir(tmp_path / "moved")
+    args = ["train", "--preset", "tiny", "--data", "data/manifest.csv", "--captions", "data/captions.json", "--out", "run",
+            "--batch-size", "8", "--cache-dir", str(root / "cache"), "--no-progress", "--resume"]
+    assert main([*args, "--epochs", "2"]) == 0, capsys.readouterr().err
+    assert "resuming run at epoch 2" in capsys.readouterr().err
+    config = json.loads((tmp_path / "moved" / "run" / "config.json").read_text())
+    assert config["data"]["data"] == str(tmp_path / "moved" / "data" / "manifest.csv")
+
+    clips = sorted((tmp_path / "moved" / "data" / "audio").rglob("train_0.wav"))
+    shutil.copyfile(clips[1], clips[0])  # same path, other sound: not the same data
+    assert main([*args, "--epochs", "3"]) == 2
+    assert "the data changed since the interrupted run (audio_sha256 differ" in capsys.readouterr().err
