@@ -272,3 +272,20 @@ def test_a_project_moved_or_copied_elsewhere_resumes_and_a_changed_clip_is_still
     shutil.copyfile(clips[1], clips[0])  # same path, other sound: not the same data
     assert main([*args, "--epochs", "3"]) == 2
     assert "the data changed since the interrupted run (audio_sha256 differ" in capsys.readouterr().err
+
+
+def test_captions_show_o_never_replaces_an_existing_file_without_force(tmp_path, capsys):
+    """`captions show -o` silently replaced whatever file it named (another captions file, notes, a
+    manifest) by the augmented caption set, where `captions init -o` asks for --force."""
+    from seeingsounds.cli.main import main
+
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps({"chirp": "a bird singing", "hum": "an engine humming"}), encoding="utf-8")
+    other = tmp_path / "other_captions.json"
+    other.write_text('{"dog": "a dog barking"}\n', encoding="utf-8")
+    assert main(["captions", "show", str(captions), "--descriptions", "low-volume", "-o", str(other)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {other} exists: pass --force to overwrite it"
+    assert other.read_text(encoding="utf-8") == '{"dog": "a dog barking"}\n'
+    assert main(["captions", "show", str(captions), "--descriptions", "low-volume", "-o", str(other), "--force"]) == 0
+    assert json.loads(other.read_text(encoding="utf-8"))["original"] == {"chirp": "a bird singing",
+                                                                         "hum": "an engine humming"}

@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(low-volume+reverberant); 'all' = the ten standard descriptions")
     show.add_argument("--mix", action="store_true", help="also fuse every pair of classes")
     show.add_argument("-o", "--output", type=Path, default=None, help="write the augmented caption set as JSON")
+    show.add_argument("--force", action="store_true", help="overwrite an existing output file")
     _engine_arguments(show)
 
 
@@ -130,6 +131,14 @@ def _report_fallbacks(editor) -> None:
               "(rerun to ask it again)", file=sys.stderr)
 
 
+def _check_new_or_forced(output: Path, force: bool) -> None:
+    """An existing ``-o`` file (another captions file, a manifest, notes) is replaced only with ``--force``."""
+    from seeingsounds.errors import ConfigError
+
+    if output.exists() and not output.is_dir() and not force:
+        raise ConfigError(f"{output} exists: pass --force to overwrite it")
+
+
 def _init(args: argparse.Namespace) -> int:
     from seeingsounds.captions.store import save_captions
     from seeingsounds.errors import ConfigError
@@ -137,8 +146,7 @@ def _init(args: argparse.Namespace) -> int:
 
     if args.output.suffix.lower() not in (".json", ".yaml", ".yml"):
         raise ConfigError(f"-o {args.output}: name the captions file *.json, *.yaml or *.yml")
-    if args.output.exists() and not args.force:
-        raise ConfigError(f"{args.output} exists: pass --force to overwrite it")
+    _check_new_or_forced(args.output, args.force)
     check_output_file(args.output, inputs=[args.labels], what="output file (-o)")
     labels = read_labels(args.labels)
     editor = _editor(args, args.output, inputs=[args.labels], output=args.output)
@@ -180,6 +188,7 @@ def _show(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         check_output_file(args.output, inputs=[args.captions], what="output file (-o)")
+        _check_new_or_forced(args.output, args.force)
     class_captions = load_captions(args.captions)
     chains = parse_descriptions(args.descriptions)
     descriptions = standard_descriptions()  # effects registered after import are listed too
