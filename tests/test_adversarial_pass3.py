@@ -289,3 +289,26 @@ def test_captions_show_o_never_replaces_an_existing_file_without_force(tmp_path,
     assert main(["captions", "show", str(captions), "--descriptions", "low-volume", "-o", str(other), "--force"]) == 0
     assert json.loads(other.read_text(encoding="utf-8"))["original"] == {"chirp": "a bird singing",
                                                                          "hum": "an engine humming"}
+
+
+def test_a_manifest_row_typed_in_nfc_finds_a_clip_a_mac_stored_in_nfd(tmp_path):
+    """Clips copied from a Mac keep decomposed (NFD) names; a manifest written elsewhere spells them
+    composed (NFC): every such row was 'file not found', for train and evaluate alike."""
+    import unicodedata
+
+    from seeingsounds.data.manifest import load_dataset
+    from seeingsounds.data.protocols import get_protocol
+
+    nfd = unicodedata.normalize("NFD", "café")
+    _clips(tmp_path / "audio" / nfd, [f"{nfd} 1.wav", f"{nfd} 2.wav", "plain.wav"])
+    _clips(tmp_path / "audio" / "hum", ["1.wav", "2.wav"])
+    rows = "".join(f"audio/café/{name},bell,{split}\n"
+                   for name, split in (("café 1.wav", "train"), ("café 2.wav", "test"), ("plain.wav", "val")))
+    rows += "audio/hum/1.wav,hum,train\naudio/hum/2.wav,hum,test\n"
+    (tmp_path / "m.csv").write_text("path,label,split\n" + rows, encoding="utf-8")
+    data = load_dataset(tmp_path / "m.csv", {"bell": "a bell", "hum": "a hum"})
+    assert all(c.path.exists() for c in data.clips) and len(data.clips) == 5
+    assert data.clips[0].path == tmp_path / "audio" / nfd / f"{nfd} 1.wav"
+    protocol = get_protocol("landscape").load(tmp_path / "m.csv")
+    assert sorted(c.path.name for c in protocol.rows if c.label == "bell") == [f"{nfd} 1.wav", f"{nfd} 2.wav",
+                                                                               "plain.wav"]

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -287,6 +288,21 @@ def _audio_problem(path: Path) -> str | None:
     return None
 
 
+def row_path(base: Path, text: str) -> Path:
+    """The file a manifest row's ``path`` names: ``~`` expanded, relative to ``base`` (the manifest's
+    folder). A name missing as typed is looked up in the other Unicode form (a manifest written in NFC
+    for clips a Mac stored decomposed, NFD, or back), so it is found the way a file manager shows it."""
+    path = Path(text).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not os.path.lexists(path):
+        for form in ("NFC", "NFD"):
+            other = Path(unicodedata.normalize(form, str(Path(text).expanduser())))
+            other = other if other.is_absolute() else base / other
+            if os.path.lexists(other):
+                return other
+    return path
+
+
 def assign_splits(labels: Sequence[str], *, seed: int, val_fraction: float) -> list[str]:
     """Seeded stratified train/val split: per class ``round(n * val_fraction)`` val clips, but at
     least one train clip. Each class is shuffled with its own seed, so adding a class does not
@@ -368,8 +384,7 @@ def load_dataset(
             problems.extend(f"{where}: {why}" for why in bad)
             continue
         label = canonical_label(label)  # as the captions file's labels are: one spelling of each class
-        path = Path(raw_path).expanduser()
-        path = path if path.is_absolute() else base / path
+        path = row_path(base, raw_path)
         key = Path(*path.parts).resolve() if path.exists() else path
         if key in seen:
             problems.append(f"{where}: duplicate row for {raw_path} (first at {seen[key]})")

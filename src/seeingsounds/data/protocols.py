@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from seeingsounds.captions.store import canonical_label
-from seeingsounds.data.manifest import SPLITS, Clip, read_manifest, text_problem, write_manifest
+from seeingsounds.data.manifest import SPLITS, Clip, read_manifest, row_path, text_problem, write_manifest
 from seeingsounds.errors import ConfigError, DatasetError
 from seeingsounds.paths import atomic_write_text
 
@@ -319,8 +319,7 @@ class ProtocolData:
 
 
 def _resolve(manifest: Path, text: str) -> Path:
-    p = Path(text).expanduser()
-    return p if p.is_absolute() else (manifest.parent / p)
+    return row_path(manifest.parent, text)
 
 
 # ---- registry -------------------------------------------------------------------------------
