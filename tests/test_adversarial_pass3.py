@@ -312,3 +312,15 @@ def test_a_manifest_row_typed_in_nfc_finds_a_clip_a_mac_stored_in_nfd(tmp_path):
     protocol = get_protocol("landscape").load(tmp_path / "m.csv")
     assert sorted(c.path.name for c in protocol.rows if c.label == "bell") == [f"{nfd} 1.wav", f"{nfd} 2.wav",
                                                                                "plain.wav"]
+
+
+def test_a_spreadsheet_header_in_capitals_is_read(tmp_path):
+    """A manifest saved from a spreadsheet with the header "Path,Label,Split" was refused (missing
+    columns ['path', 'label']) though it names them."""
+    from seeingsounds.data.manifest import load_dataset
+
+    _clips(tmp_path / "audio", ["a.wav", "b.wav"])
+    (tmp_path / "m.csv").write_text("Path,Label,SPLIT\r\naudio/a.wav,bell,train\r\naudio/b.wav,bell,val\r\n",
+                                    encoding="utf-8")
+    data = load_dataset(tmp_path / "m.csv", {"bell": "a bell"})
+    assert [(c.path.name, c.label, c.split) for c in data.clips] == [("a.wav", "bell", "train"), ("b.wav", "bell", "val")]

@@ -181,7 +181,7 @@ def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
         if not records:
             problems.append(f"{path}: missing column(s) ['path', 'label']; the file is empty (need path and label[, split])")
             return []
-        columns = [c.strip() for c in records[0][1]]
+        columns = [c.strip().lower() for c in records[0][1]]  # "Path,Label" from a spreadsheet too
         missing = [c for c in ("path", "label") if c not in columns]
         if missing:
             other = next((f" (separated by {sep!r}? write commas)" for sep in (";", "\t", "|")
