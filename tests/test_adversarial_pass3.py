@@ -324,3 +324,19 @@ def test_a_spreadsheet_header_in_capitals_is_read(tmp_path):
                                     encoding="utf-8")
     data = load_dataset(tmp_path / "m.csv", {"bell": "a bell"})
     assert [(c.path.name, c.label, c.split) for c in data.clips] == [("a.wav", "bell", "train"), ("b.wav", "bell", "val")]
+
+
+def test_a_label_that_differs_from_its_caption_only_in_case_is_named_with_the_fix(tmp_path):
+    """'Dog' in the manifest and 'dog' in the captions: the problem said only "'Dog' has no caption"."""
+    from seeingsounds.data.manifest import load_dataset
+    from seeingsounds.errors import DatasetError
+
+    _clips(tmp_path / "audio", ["a.wav", "b.wav"])
+    (tmp_path / "m.csv").write_text("path,label\naudio/a.wav,Dog\naudio/b.wav,cat\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(tmp_path / "m.csv", {"dog": "a dog", "cat": "a cat"})
+    assert info.value.problems == ["1 label(s) have no caption in the captions: 'Dog' (the captions have 'dog': "
+                                   "labels are case-sensitive)"]
+    # a mapping's labels are spelled as a captions file's are
+    assert load_dataset(tmp_path / "m.csv", {"Dog ": "a dog", "cat": "a cat"}).captions == {"Dog": ["a dog"],
+                                                                                            "cat": ["a cat"]}

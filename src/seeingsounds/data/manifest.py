@@ -360,7 +360,7 @@ def load_dataset(
 
     captions_path: Path | None = None
     if isinstance(captions, Mapping):
-        caps = {str(k): [v] if isinstance(v, str) else [str(c) for c in v] for k, v in captions.items()}
+        caps = {canonical_label(str(k)): [v] if isinstance(v, str) else [str(c) for c in v] for k, v in captions.items()}
     else:
         captions_path = Path(captions).expanduser()
         caps = read_captions(captions_path)
@@ -427,8 +427,11 @@ def load_dataset(
     used = sorted({label for _, label, split, _ in clips_rows if split != "test"})
     without = [lb for lb in used if not caps.get(lb) or not all(str(c).strip() for c in caps[lb])]
     if without:
+        by_case = {lb.casefold(): lb for lb in caps}
+        named = [repr(lb) + (f" (the captions have {by_case[lb.casefold()]!r}: labels are case-sensitive)"
+                             if lb.casefold() in by_case else "") for lb in without]
         problems.append(f"{len(without)} label(s) have no caption in "
-                        f"{captions_path or 'the captions'}: {', '.join(repr(x) for x in without)}")
+                        f"{captions_path or 'the captions'}: {', '.join(named)}")
     if has_split:
         train_labels = {label for _, label, split, _ in clips_rows if split == "train"}
         for lb in labels_all:
