@@ -340,3 +340,28 @@ def test_a_label_that_differs_from_its_caption_only_in_case_is_named_with_the_fi
     # a mapping's labels are spelled as a captions file's are
     assert load_dataset(tmp_path / "m.csv", {"Dog ": "a dog", "cat": "a cat"}).captions == {"Dog": ["a dog"],
                                                                                             "cat": ["a cat"]}
+
+
+def test_evaluation_grids_and_image_folders_of_classes_with_one_slug_stay_apart(tmp_path):
+    """Labels in another script (狗, 猫) all became grids/class.png and images/class/: each class's grid
+    replaced the previous one and the report listed one file for all of them; "Rock Pop" and "rock pop"
+    (labels are case-sensitive) shared a grid the same way."""
+    from PIL import Image
+
+    from seeingsounds.data.manifest import Clip
+    from seeingsounds.evaluation.report import write_grids
+    from seeingsounds.evaluation.runner import image_path
+
+    labels = ["狗", "猫", "Rock Pop", "rock pop", "low hum"]
+    images = {}
+    for i, label in enumerate(labels):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(path)
+        images[label] = [[path]]
+    grids = write_grids(images, tmp_path / "report")
+    assert len(set(grids)) == 5 and "grids/low-hum.png" in grids and "grids/rock-pop.png" in grids
+    for label, grid in zip(labels, grids):
+        with Image.open(tmp_path / "report" / grid) as im:
+            assert im.info["class"] == label
+    folders = {image_path(tmp_path, Clip(tmp_path / "a.wav", label), 0).parent.name for label in labels[:2]}
+    assert len(folders) == 2

@@ -50,7 +50,7 @@ from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation import metrics as M
 from seeingsounds.evaluation.judges import get_judge
 from seeingsounds.evaluation.offline_judge import is_offline_judge
-from seeingsounds.evaluation.report import write_grids, write_json, write_markdown
+from seeingsounds.evaluation.report import class_file_name, write_grids, write_json, write_markdown
 from seeingsounds.engine import Engine
 from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, is_within, slug
 from seeingsounds.request import LoadOptions, Request, Settings, read_checkpoint_preset
@@ -118,7 +118,7 @@ def image_path(out: Path, row: Clip, seed: int) -> Path:
     """Deterministic PNG path of one clip x seed."""
     digest = hashlib.sha1(str(row.path.resolve()).encode()).hexdigest()[:8]
     name = f"{slug(row.path.stem, empty='class')}-{digest}_seed{seed}.png"
-    return Path(out) / IMAGES_DIR / slug(row.label, empty="class") / name
+    return Path(out) / IMAGES_DIR / class_file_name(row.label) / name
 
 
 def stream_similarity(conditioner: AudioConditioner, index: CaptionIndex, sources: Iterable[Any], *,
