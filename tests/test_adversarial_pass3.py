@@ -365,3 +365,21 @@ def test_evaluation_grids_and_image_folders_of_classes_with_one_slug_stay_apart(
             assert im.info["class"] == label
     folders = {image_path(tmp_path, Clip(tmp_path / "a.wav", label), 0).parent.name for label in labels[:2]}
     assert len(folders) == 2
+
+
+def test_a_run_holding_a_users_notes_is_named_a_run_with_the_file_to_move(trained, tmp_path, capsys):
+    """`--resume` into a run where the user left notes.txt said the run was "not a training run"."""
+    import shutil
+
+    from seeingsounds.cli.main import main
+
+    root, manifest, captions, trained_run = trained
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "notes.txt").write_text("lr too high?")
+    assert main(["train", "--preset", "tiny", "--data", str(manifest), "--captions", str(captions), "--out", str(run),
+                 "--epochs", "2", "--batch-size", "8", "--no-progress", "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: --out {run} is a training run that also holds notes.txt, which "
+                                               "training did not write: move those out of the run folder, then run "
+                                               "the command again")
+    assert (run / "notes.txt").read_text() == "lr too high?"
