@@ -271,7 +271,7 @@ def test_a_project_moved_or_copied_elsewhere_resumes_and_a_changed_clip_is_still
     clips = sorted((tmp_path / "moved" / "data" / "audio").rglob("train_0.wav"))
     shutil.copyfile(clips[1], clips[0])  # same path, other sound: not the same data
     assert main([*args, "--epochs", "3"]) == 2
-    assert "the data changed since the interrupted run (audio_sha256 differ" in capsys.readouterr().err
+    assert "the data changed since the interrupted run (clips_sha256 differ" in capsys.readouterr().err
 
 
 def test_captions_show_o_never_replaces_an_existing_file_without_force(tmp_path, capsys):

@@ -36,7 +36,7 @@ def check_same_audio(clips: Sequence[Any], cache: Any, saved: Mapping[str, Any] 
     is one); on resume (``saved``: the run's ``config.json``) refused when it changed."""
     digest = audio_digest(clips, cache.file_hash if cache is not None else file_sha256)
     if saved is not None:
-        check_same_data({"audio_sha256": digest}, saved.get("data") or {}, run)
+        check_same_data({"clips_sha256": digest}, saved.get("data") or {}, run)
     return digest
 
 
