@@ -383,3 +383,19 @@ def test_a_run_holding_a_users_notes_is_named_a_run_with_the_file_to_move(traine
                                                "training did not write: move those out of the run folder, then run "
                                                "the command again")
     assert (run / "notes.txt").read_text() == "lr too high?"
+
+
+def test_data_naming_the_folder_of_a_manifest_says_which_file_to_pass(tmp_path):
+    """`--data dataset/` (the folder `seeingsounds data` or the demo wrote its manifest into) was read as
+    class folders: "'audio' has no caption", with no word of the manifest beside it."""
+    from seeingsounds.data.manifest import load_dataset
+    from seeingsounds.errors import DatasetError
+
+    _clips(tmp_path / "audio" / "bell", ["a.wav"])
+    (tmp_path / "a_notes.csv").write_text("x\n")
+    (tmp_path / "manifest.csv").write_text("path,label\naudio/bell/a.wav,bell\n")
+    with pytest.raises(DatasetError) as info:
+        load_dataset(tmp_path, {"bell": "a bell"})
+    assert info.value.problems[-1] == (f"{tmp_path} was read as class folders, but it holds the manifest manifest.csv: "
+                                       f"pass --data {tmp_path / 'manifest.csv'} to read it")
+    assert load_dataset(tmp_path / "manifest.csv", {"bell": "a bell"}).labels == ["bell"]

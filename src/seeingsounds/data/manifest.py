@@ -442,6 +442,13 @@ def load_dataset(
     elif clips_rows and not used and not problems:
         problems.append("every clip is in the test split: training needs train (and val) clips")
 
+    if problems and data.is_dir():
+        manifests = sorted((p.stem != "manifest", p.name) for p in data.iterdir()
+                           if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file())
+        manifests = [name for _, name in manifests]
+        if manifests:  # read as a class-per-folder tree, its sub-folders as classes; the user meant the manifest
+            problems.append(f"{data} was read as class folders, but it holds the manifest {manifests[0]}: "
+                            f"pass --data {data / manifests[0]} to read it")
     if problems:
         raise DatasetError(problems, header=f"the dataset {data} has problems")
 
