@@ -399,3 +399,27 @@ def test_data_naming_the_folder_of_a_manifest_says_which_file_to_pass(tmp_path):
     assert info.value.problems[-1] == (f"{tmp_path} was read as class folders, but it holds the manifest manifest.csv: "
                                        f"pass --data {tmp_path / 'manifest.csv'} to read it")
     assert load_dataset(tmp_path / "manifest.csv", {"bell": "a bell"}).labels == ["bell"]
+
+
+def test_checkpoint_dot_inside_best_is_its_run(trained, tmp_path, monkeypatch, capsys):
+    """From inside run/best, `--checkpoint .` found no run ("no captions.json ... in . or its parent":
+    the parent of "." is "."), for describe and evaluate alike."""
+    import shutil
+
+    from seeingsounds.cli.main import main
+
+    root, manifest, _, trained_run = trained
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    clip = next((root / "data" / "audio").rglob("*.wav"))
+    monkeypatch.chdir(run / "best")
+    assert main(["describe", "--checkpoint", ".", str(clip), "--json"]) == 0, capsys.readouterr().err
+    described = json.loads(capsys.readouterr().out)
+    assert len(described) == 1 and [m["rank"] for m in described[0]["matches"]] == [1, 2, 3, 4, 5]
+    assert main(["evaluate", "--checkpoint", ".", "--protocol", "landscape", "--data", str(manifest), "--no-images"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"report: {run / 'eval-landscape' / 'report.json'}")
+    assert sorted(p.name for p in (run / "best").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    # an empty --checkpoint where there is no checkpoint is one line, not a traceback
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--checkpoint", "", "--protocol", "landscape", "--data", str(manifest), "--no-images"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -233,7 +233,8 @@ class RunFolder:
     def find(cls, checkpoint: str | Path) -> RunFolder:
         """The run of ``checkpoint``: a run folder, or its ``best/`` or ``last/`` subfolder."""
         path = Path(checkpoint).expanduser()
-        for folder in (path, path.parent):
+        parent = path.absolute().parent if path.name in ("", ".", "..") else path.parent  # "." inside best/
+        for folder in (path, parent):
             if (folder / CAPTIONS_FILE).is_file() and (folder / TARGETS_FILE).is_file():
                 return cls(folder)
         raise ConfigError(

@@ -167,9 +167,11 @@ def default_report_folder(checkpoint: str | os.PathLike[str], protocol: str) -> 
         return path / name
     if RunFolder(path).is_run():
         return path / name
-    if path.resolve().name in (BEST, LAST) and RunFolder(path.parent).is_run():
-        return path.parent / (name if path.resolve().name == BEST else f"{name}-{LAST}")
-    return path.with_name(f"{path.resolve().name}-{name}")
+    parent = path.absolute().parent if path.name in ("", ".", "..") else path.parent  # "." inside best/
+    if path.resolve().name in (BEST, LAST) and RunFolder(parent).is_run():
+        return parent / (name if path.resolve().name == BEST else f"{name}-{LAST}")
+    folder = path if path.name else path.resolve()  # "." names the working directory
+    return folder.with_name(f"{folder.name}-{name}") if folder.name else folder / name
 
 
 class Evaluation:
