@@ -97,7 +97,8 @@ def _is_caption_set(data: Any) -> bool:
     ``{"captions": [{"text", "kind", "labels", ...}, ...]}``."""
     if not (_is_pairs(data) and len(data) == 1 and data[0][0] == "captions" and isinstance(data[0][1], list)):
         return False
-    return bool(data[0][1]) and all(_is_pairs(e) and {"text", "kind", "labels"} <= {k for k, _ in e} for e in data[0][1])
+    entries = data[0][1]
+    return bool(entries) and all(_is_pairs(e) and {"text", "kind", "labels"} <= {k for k, _ in e} for e in entries)
 
 
 def _validate(pairs: Iterable[tuple[Any, Any]]) -> tuple[dict[str, list[str]], list[str]]:
