@@ -100,3 +100,16 @@ def test_demo_refuses_an_unwritable_home_before_loading_models(monkeypatch, tmp_
     err = capsys.readouterr().err
     assert err.startswith(f"error: the SEEINGSOUNDS_HOME folder {UNWRITABLE} cannot be written") and err.count("\n") == 1
     assert not (tmp_path / "demo").exists()
+
+
+def test_home_spelled_with_a_tilde_or_relative_names_one_absolute_folder(monkeypatch, tmp_path):
+    """SEEINGSOUNDS_HOME='~/x' (quoted in a .env file: the shell never expanded it) used to make a folder
+    literally named '~' in the working directory, and the tiny models' build a traceback."""
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    monkeypatch.setenv("SEEINGSOUNDS_HOME", "~/ss-home")
+    monkeypatch.chdir(tmp_path)
+    assert home() == tmp_path / "me" / "ss-home"
+    assert home(writable=True).is_dir() and not (tmp_path / "~").exists()
+    monkeypatch.setenv("SEEINGSOUNDS_HOME", "rel/home")
+    assert home() == tmp_path / "rel" / "home"
+    assert home().is_absolute()

@@ -100,8 +100,8 @@ def test_choices_match_the_modules_that_check_them():
 
 def test_resumable_options_are_the_declared_ones():
     assert set(TrainConfig.RESUMABLE_CHANGES) == {
-        "resume", "epochs", "max_steps", "progress", "num_workers", "device", "cache_dir", "patience",
-        "encode_batch_size", "llm_base_url", "llm_cache", "target_memory_gb", "dtype"}
+        "resume", "data", "captions", "out", "epochs", "max_steps", "progress", "num_workers", "device", "cache_dir",
+        "patience", "encode_batch_size", "llm_base_url", "llm_cache", "target_memory_gb", "dtype"}
     assert TrainConfig.PATH_FIELDS == ("data", "captions", "out", "cache_dir", "llm_cache")
 
 

@@ -77,7 +77,7 @@ def test_learns_distinct_classes_and_writes_a_complete_run(data, tmp_path, tiny_
     assert cfg["preset"]["name"] == "tiny" and cfg["train"]["epochs"] == 30
     assert cfg["learning_rates"] == {"sequence": 3e-3, "pooled": 3e-3}
     assert len(cfg["data"]["data_sha256"]) == 64 and len(cfg["data"]["captions_sha256"]) == 64
-    assert len(cfg["data"]["audio_sha256"]) == 64
+    assert len(cfg["data"]["clips_sha256"]) == 64
     assert cfg["data"]["clips"] == {"train": 40, "val": 10, "test": 20}
     assert "torch" in cfg["versions"] and cfg["objective"] == "eq6"
     # metrics: one line per epoch, val loss and retrieval every epoch

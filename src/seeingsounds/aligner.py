@@ -29,7 +29,7 @@ from huggingface_hub import PyTorchModelHubMixin, constants
 from torch import nn
 
 from seeingsounds.errors import ConfigError
-from seeingsounds.paths import current_umask
+from seeingsounds.paths import current_umask, short_list
 
 ORDERS = ("adapter_first", "pool_first")
 POOLINGS = ("attention", "average")
@@ -130,6 +130,10 @@ def _check_heads(heads: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return checked
 
 
+#: what :meth:`SeeingSoundsAligner.save_pretrained` writes into a checkpoint folder
+CHECKPOINT_FILES = frozenset({constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE, "README.md"})
+
+
 class SeeingSoundsAligner(
     nn.Module,
     PyTorchModelHubMixin,
@@ -206,6 +210,18 @@ class SeeingSoundsAligner(
         if not os.path.isfile(model_file):
             raise ConfigError(f"{model_id} has no {constants.SAFETENSORS_SINGLE_FILE}: not a SeeingSounds checkpoint")
         return cls._load_as_safetensor(model, model_file, map_location, True)
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> str | None:
+        """The mixin's ``save_pretrained`` into a new or empty folder or an aligner checkpoint (its
+        ``config.json``, ``model.safetensors`` and ``README.md`` are replaced). A folder holding anything
+        else (a training run, whose ``config.json`` is its training config) is refused before a write."""
+        folder = Path(save_directory).expanduser()
+        if folder.is_dir():
+            other = sorted(p.name for p in folder.iterdir() if p.name not in CHECKPOINT_FILES and not p.name.startswith("."))
+            if other:
+                raise ConfigError(f"{folder} holds other files ({short_list(other)}); an aligner's config.json and "
+                                  "model.safetensors would replace its own: save to a new or empty folder")
+        return super().save_pretrained(folder, **kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """The mixin's ``model.safetensors``, with the permissions the umask gives (safetensors writes 0600)."""

@@ -22,10 +22,12 @@ def home(*, writable: bool = False) -> Path:
 
     ``writable=True`` also creates it and checks a file can be written there (a one-line
     :class:`ConfigError` naming ``SEEINGSOUNDS_HOME`` if not), so a command can fail before it
-    loads any model.
+    loads any model. ``~`` and a relative path (as a ``.env`` file or a container sets it) count from
+    the home folder and the working directory at the call, so every part of a run names one folder.
     """
     env = os.environ.get("SEEINGSOUNDS_HOME")
     root = Path(env or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "seeingsounds"))
+    root = Path(os.path.abspath(root.expanduser()))
     if writable:
         ensure_writable_dir(root, "SEEINGSOUNDS_HOME folder" if env else
                             "SeeingSounds cache folder (set SEEINGSOUNDS_HOME to use another)")

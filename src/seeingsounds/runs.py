@@ -233,7 +233,8 @@ class RunFolder:
     def find(cls, checkpoint: str | Path) -> RunFolder:
         """The run of ``checkpoint``: a run folder, or its ``best/`` or ``last/`` subfolder."""
         path = Path(checkpoint).expanduser()
-        for folder in (path, path.parent):
+        parent = path.absolute().parent if path.name in ("", ".", "..") else path.parent  # "." inside best/
+        for folder in (path, parent):
             if (folder / CAPTIONS_FILE).is_file() and (folder / TARGETS_FILE).is_file():
                 return cls(folder)
         raise ConfigError(
@@ -421,6 +422,9 @@ class RunFolder:
                 raise ConfigError(f"--out {path} is the folder of {read}, which the run reads: "
                                   "choose another folder")
         foreign = self.foreign_entries()
+        if foreign and self.is_run():  # a user's notes beside a run: say so, not "not a training run"
+            raise ConfigError(f"--out {path} is a training run that also holds {short_list(foreign)}, which training "
+                              "did not write: move those out of the run folder, then run the command again")
         if foreign:
             raise ConfigError(f"--out {path} is not empty and not a training run (it holds {short_list(foreign)}): "
                               "choose a new or empty folder")

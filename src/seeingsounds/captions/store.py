@@ -6,7 +6,10 @@ The file is JSON (``.json``) or YAML (``.yaml``/``.yml``)::
      "rail transport": ["a train passing by", "a freight train on the tracks"]}
 
 Labels and captions are normalised on load: surrounding whitespace is removed and runs of
-whitespace (newlines included) become one space. Labels stay case-sensitive. Every problem in
+whitespace (newlines included) become one space; labels are also put in Unicode NFC form
+(:func:`canonical_label`, as manifests' labels are, so "café" typed on a Mac matches "café" typed
+elsewhere). Labels stay case-sensitive. The file is UTF-8 (a byte-order mark is fine) or UTF-16 with
+a byte-order mark (:mod:`seeingsounds.textfiles`). Every problem in
 the file is reported at once in one :class:`~seeingsounds.errors.DatasetError`.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +26,10 @@ import yaml
 
 from seeingsounds.errors import DatasetError
 from seeingsounds.paths import atomic_write_text
+from seeingsounds.textfiles import read_data_text
 
-__all__ = ["load_captions", "save_captions", "missing_labels", "normalise_text", "atomic_write_text"]
+__all__ = ["load_captions", "save_captions", "missing_labels", "normalise_text", "canonical_label",
+           "atomic_write_text"]
 
 _JSON = (".json",)
 _YAML = (".yaml", ".yml")
@@ -32,6 +38,13 @@ _YAML = (".yaml", ".yml")
 def normalise_text(text: str) -> str:
     """Strip ``text`` and collapse every run of whitespace into one space."""
     return " ".join(text.split())
+
+
+def canonical_label(label: str) -> str:
+    """A class label as every file of a dataset must spell it to match: :func:`normalise_text` in
+    Unicode NFC form (a byte-order mark a Windows editor left at its start removed), so labels from a
+    manifest, a class folder's name (NFD on macOS), a labels file and a captions file agree."""
+    return unicodedata.normalize("NFC", normalise_text(label.replace("\ufeff", "")))
 
 
 def _format(path: Path) -> str:
@@ -79,6 +92,15 @@ def _is_pairs(data: Any) -> bool:
     return isinstance(data, list) and all(isinstance(p, tuple) and len(p) == 2 for p in data)
 
 
+def _is_caption_set(data: Any) -> bool:
+    """Whether parsed ``data`` is a run's ``captions.json`` (:class:`~seeingsounds.captions.caption_set.CaptionSet`):
+    ``{"captions": [{"text", "kind", "labels", ...}, ...]}``."""
+    if not (_is_pairs(data) and len(data) == 1 and data[0][0] == "captions" and isinstance(data[0][1], list)):
+        return False
+    entries = data[0][1]
+    return bool(entries) and all(_is_pairs(e) and {"text", "kind", "labels"} <= {k for k, _ in e} for e in entries)
+
+
 def _validate(pairs: Iterable[tuple[Any, Any]]) -> tuple[dict[str, list[str]], list[str]]:
     """Check every (label, value) pair; return the normalised mapping and all problems found."""
     out: dict[str, list[str]] = {}
@@ -88,13 +110,14 @@ def _validate(pairs: Iterable[tuple[Any, Any]]) -> tuple[dict[str, list[str]], l
         if not isinstance(label, str):
             problems.append(f"label {label!r} is a {type(label).__name__}, not a string: quote it")
             continue
-        key = normalise_text(label)
+        key = canonical_label(label)
         if not key:
             problems.append(f"label {label!r} is empty: give every class a name")
             continue
         if key in raw_of:
             first = raw_of[key]
-            same = "appears twice" if first == label else f"duplicates label {first!r} after normalising whitespace"
+            same = ("appears twice" if first == label else
+                    f"duplicates label {first!r} after normalising whitespace and Unicode form")
             problems.append(f"label {label!r} {same}: keep one entry per class")
             continue
         raw_of[key] = label
@@ -142,15 +165,19 @@ def load_captions(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     path = Path(path)
     header = f"captions file {path} has problems"
     fmt = _format(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError([f"{path} does not exist: check the path"], header=header) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError([f"cannot read {path}: {exc}"], header=header) from None
+    if not path.exists():
+        raise DatasetError([f"{path} does not exist: check the path"], header=header)
+    problems: list[str] = []
+    text = read_data_text(path, problems)
+    if text is None:
+        raise DatasetError(problems, header=header)
     data, problems = _parse(path, text, fmt)
     if problems:
         raise DatasetError(problems, header=header)
+    if _is_caption_set(data):
+        raise DatasetError([f"{path} is a training run's caption set (written by `seeingsounds train`), not a class "
+                            "captions file: pass the captions file the run was trained with (its config.json names "
+                            "it under data.captions)"], header=header)
     if not _is_pairs(data):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise DatasetError(
@@ -190,6 +217,6 @@ def save_captions(path: str | os.PathLike[str], mapping: Mapping[str, str | list
 
 
 def missing_labels(captions: Mapping[str, object], labels: Iterable[str]) -> list[str]:
-    """Labels (sorted, unique, whitespace-normalised) that have no entry in ``captions``."""
-    have = {normalise_text(k) for k in captions}
-    return sorted({normalise_text(label) for label in labels} - have)
+    """Labels (sorted, unique, :func:`canonical_label`) that have no entry in ``captions``."""
+    have = {canonical_label(k) for k in captions}
+    return sorted({canonical_label(label) for label in labels} - have)

@@ -52,25 +52,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(low-volume+reverberant); 'all' = the ten standard descriptions")
     show.add_argument("--mix", action="store_true", help="also fuse every pair of classes")
     show.add_argument("-o", "--output", type=Path, default=None, help="write the augmented caption set as JSON")
+    show.add_argument("--force", action="store_true", help="overwrite an existing output file")
     _engine_arguments(show)
 
 
 def read_labels(path: Path) -> list[str]:
-    """Labels of a labels file: one per line, whitespace normalised, blank and ``#`` lines skipped."""
-    from seeingsounds.captions.store import normalise_text
+    """Labels of a labels file: one per line, as :func:`~seeingsounds.captions.store.canonical_label`
+    spells them (a byte-order mark, doubled spaces, NFD), blank and ``#`` lines skipped."""
+    from seeingsounds.captions.store import canonical_label
     from seeingsounds.errors import DatasetError
+    from seeingsounds.textfiles import read_data_text
 
     header = f"labels file {path} has problems"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DatasetError([f"{path} does not exist: check the path"], header=header) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError([f"cannot read {path}: {exc}"], header=header) from None
+    if not path.exists():
+        raise DatasetError([f"{path} does not exist: check the path"], header=header)
+    problems: list[str] = []
+    text = read_data_text(path, problems)
+    if text is None:
+        raise DatasetError(problems, header=header)
     labels: dict[str, int] = {}
-    problems = []
-    for number, line in enumerate(lines, 1):
-        label = normalise_text(line)
+    for number, line in enumerate(text.splitlines(), 1):
+        label = canonical_label(line)
         if not label or label.startswith("#"):
             continue
         if label in labels:
@@ -129,6 +131,14 @@ def _report_fallbacks(editor) -> None:
               "(rerun to ask it again)", file=sys.stderr)
 
 
+def _check_new_or_forced(output: Path, force: bool) -> None:
+    """An existing ``-o`` file (another captions file, a manifest, notes) is replaced only with ``--force``."""
+    from seeingsounds.errors import ConfigError
+
+    if output.exists() and not output.is_dir() and not force:
+        raise ConfigError(f"{output} exists: pass --force to overwrite it")
+
+
 def _init(args: argparse.Namespace) -> int:
     from seeingsounds.captions.store import save_captions
     from seeingsounds.errors import ConfigError
@@ -136,8 +146,7 @@ def _init(args: argparse.Namespace) -> int:
 
     if args.output.suffix.lower() not in (".json", ".yaml", ".yml"):
         raise ConfigError(f"-o {args.output}: name the captions file *.json, *.yaml or *.yml")
-    if args.output.exists() and not args.force:
-        raise ConfigError(f"{args.output} exists: pass --force to overwrite it")
+    _check_new_or_forced(args.output, args.force)
     check_output_file(args.output, inputs=[args.labels], what="output file (-o)")
     labels = read_labels(args.labels)
     editor = _editor(args, args.output, inputs=[args.labels], output=args.output)
@@ -179,6 +188,7 @@ def _show(args: argparse.Namespace) -> int:
 
     if args.output is not None:
         check_output_file(args.output, inputs=[args.captions], what="output file (-o)")
+        _check_new_or_forced(args.output, args.force)
     class_captions = load_captions(args.captions)
     chains = parse_descriptions(args.descriptions)
     descriptions = standard_descriptions()  # effects registered after import are listed too

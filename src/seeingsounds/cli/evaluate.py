@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="vggsound50, vegas, vegas5, esc50, ravdess or landscape (see seeingsounds.data.protocols)")
     parser.add_argument("--data", required=True, metavar="MANIFEST",
                         help="your local copy: CSV/JSONL with path,label[,split][,frame]")
-    parser.add_argument("--out", default=None, help="report folder (default: <checkpoint>/eval-<protocol>)")
+    parser.add_argument("--out", default=None, help="report folder (default: <run>/eval-<protocol>, also for its best/ or last/; "
+                             "<folder>-eval-<protocol> beside an aligner folder)")
     parser.add_argument("--images-per-clip", type=int, default=None, metavar="N", help="images per clip (seeds 0..N-1)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds, one image per clip and seed")
     parser.add_argument("--no-images", action="store_true",
@@ -47,9 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seeingsounds.evaluation.runner import EvaluationSettings, evaluate  # deferred on purpose: torch, diffusers
+    from seeingsounds.evaluation.runner import (  # deferred on purpose: torch, diffusers
+        EvaluationSettings,
+        default_report_folder,
+        evaluate,
+    )
 
-    out = args.out or str(Path(args.checkpoint) / f"eval-{args.protocol}")
+    out = args.out or str(default_report_folder(args.checkpoint, args.protocol))
     report = evaluate(EvaluationSettings(
         checkpoint=args.checkpoint, protocol=args.protocol, data=args.data, out=out, seeds=args.seeds,
         images_per_clip=args.images_per_clip, no_images=args.no_images, judge_aic=args.judge_aic,

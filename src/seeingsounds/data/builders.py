@@ -44,10 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seeingsounds.audio.io import AUDIO_SUFFIXES, CONTAINER_SUFFIXES, audio_info
-from seeingsounds.data.manifest import SPLITS, Clip, csv_records, read_data_text, shown, text_problem, write_manifest
+from seeingsounds.data.manifest import SPLITS, Clip, csv_records, media_files, shown, text_problem, write_manifest
 from seeingsounds.data.protocols import get_protocol, normalise_label
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
 from seeingsounds.paths import check_output_file
+from seeingsounds.textfiles import read_data_text
 
 DATASETS = ("vggsound", "vegas", "esc50", "ravdess", "landscape")
 #: examples listed per category in a report
@@ -135,35 +136,6 @@ class BuildReport:
 
 
 # ---- shared helpers -------------------------------------------------------------------------
-def media_files(roots: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Every audio/video file (a suffix :func:`~seeingsounds.audio.io.load_audio` reads) under ``roots``,
-    root by root in the order given, sorted within a root; hidden files and folders are skipped."""
-    found: list[Path] = []
-    problems = []
-    seen: set[Path] = set()
-    for root in roots:
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            problems.append(f"the media folder {root} does not exist or is not a folder")
-            continue
-        below: list[Path] = []
-        visited: set[str] = set()  # symlinked folders are followed, each real folder once (no cycles)
-        for folder, dirs, files in os.walk(root, followlinks=True):
-            real = os.path.realpath(folder)
-            if real in visited:
-                dirs[:] = []
-                continue
-            visited.add(real)
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            below.extend(Path(folder) / f for f in files
-                         if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_SUFFIXES)
-        found.extend(p for p in sorted(below) if p not in seen)  # a root given twice, or inside another
-        seen.update(below)
-    if problems:
-        raise DatasetError(problems, header="cannot build the manifest")
-    return found
-
-
 def _protocol_classes(name: str) -> tuple[str, ...]:
     classes = get_protocol(name).classes
     assert classes is not None, name

@@ -16,7 +16,6 @@ into a printed summary instead of an error; nothing else is ever dropped silentl
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
@@ -24,6 +23,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_info  # AUDIO_SUFFIXES: what a class folder scan picks up
-from seeingsounds.captions.store import load_captions
+from seeingsounds.captions.store import canonical_label, load_captions
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
 from seeingsounds.paths import atomic_write_text, file_sha256
+from seeingsounds.textfiles import read_data_text
 
 SPLITS = ("train", "val", "test")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -140,34 +141,6 @@ def text_problem(text: str, what: str) -> str | None:
     return None
 
 
-def read_data_text(path: Path, problems: list[str]) -> str | None:
-    """The text of a manifest or annotation file: UTF-8 (a byte-order mark is skipped) or UTF-16 with a
-    byte-order mark. Otherwise None, with one problem naming the file, the encoding issue and the fix."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        problems.append(f"{path}: cannot be read ({exc.strerror or exc})")
-        return None
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # spreadsheets' "Unicode text"
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            problems.append(f"{path}: broken UTF-16 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
-            return None
-    head = raw[:4096]
-    if head.count(0) * 4 >= len(head) > 0:
-        problems.append(f"{path}: not a text file (binary data, or UTF-16 without a byte-order mark); "
-                        "save it as UTF-8 text")
-        return None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        problems.append(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}: {exc.reason}; "
-                        "Latin-1 or Windows-1252?); save the file as UTF-8")
-        return None
-
-
 def csv_records(path: Path, text: str, problems: list[str]) -> list[tuple[int, list[str]]]:
     """``(line, fields)`` of each CSV record of ``text`` (``line``: the record's last line, right across
     quoted line breaks). A record the csv module refuses (a field over its size limit: an unclosed quote)
@@ -208,7 +181,7 @@ def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
         if not records:
             problems.append(f"{path}: missing column(s) ['path', 'label']; the file is empty (need path and label[, split])")
             return []
-        columns = [c.strip() for c in records[0][1]]
+        columns = [c.strip().lower() for c in records[0][1]]  # "Path,Label" from a spreadsheet too
         missing = [c for c in ("path", "label") if c not in columns]
         if missing:
             other = next((f" (separated by {sep!r}? write commas)" for sep in (";", "\t", "|")
@@ -259,13 +232,45 @@ def read_manifest(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def media_files(roots: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Every audio/video file (a suffix :func:`~seeingsounds.audio.io.load_audio` reads) under ``roots``,
+    root by root in the order given, sorted within a root; hidden files and folders (macOS ``._clip.wav``)
+    are skipped. Symlinked folders are followed (each real folder once; never a link back to a root or
+    above it), and a broken symlink is listed, so the audio check names it instead of dropping it."""
+    found: list[Path] = []
+    problems = []
+    seen: set[Path] = set()
+    for root in roots:
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            problems.append(f"the media folder {root} does not exist or is not a folder")
+            continue
+        below: list[Path] = []
+        visited: set[str] = set()  # symlinked folders are followed, each real folder once (no cycles)
+        above = {os.path.realpath(root), *map(str, Path(os.path.realpath(root)).parents)}
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in visited or (folder != str(root) and real in above):  # a link to the root or above it
+                dirs[:] = []
+                continue
+            visited.add(real)
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            below.extend(Path(folder) / f for f in files
+                         if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_SUFFIXES)
+        found.extend(p for p in sorted(below) if p not in seen)  # a root given twice, or inside another
+        seen.update(below)
+    if problems:
+        raise DatasetError(problems, header="cannot build the manifest")
+    return found
+
+
 def _scan_folder(root: Path, problems: list[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         problems.append(f"{root}: no class folders (expected ROOT/<label>/<clip>.wav)")
     for folder in classes:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        files = media_files([folder])
         if not files:
             problems.append(f"class {folder.name!r}: folder {folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
         for p in files:  # relative to ``root``, as a manifest's rows are to its folder (joined once, in load_dataset)
@@ -281,6 +286,21 @@ def _audio_problem(path: Path) -> str | None:
     except AudioLoadError as exc:
         return exc.reason
     return None
+
+
+def row_path(base: Path, text: str) -> Path:
+    """The file a manifest row's ``path`` names: ``~`` expanded, relative to ``base`` (the manifest's
+    folder). A name missing as typed is looked up in the other Unicode form (a manifest written in NFC
+    for clips a Mac stored decomposed, NFD, or back), so it is found the way a file manager shows it."""
+    path = Path(text).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not os.path.lexists(path):
+        for form in ("NFC", "NFD"):
+            other = Path(unicodedata.normalize(form, str(Path(text).expanduser())))
+            other = other if other.is_absolute() else base / other
+            if os.path.lexists(other):
+                return other
+    return path
 
 
 def assign_splits(labels: Sequence[str], *, seed: int, val_fraction: float) -> list[str]:
@@ -340,7 +360,7 @@ def load_dataset(
 
     captions_path: Path | None = None
     if isinstance(captions, Mapping):
-        caps = {str(k): [v] if isinstance(v, str) else [str(c) for c in v] for k, v in captions.items()}
+        caps = {canonical_label(str(k)): [v] if isinstance(v, str) else [str(c) for c in v] for k, v in captions.items()}
     else:
         captions_path = Path(captions).expanduser()
         caps = read_captions(captions_path)
@@ -363,8 +383,8 @@ def load_dataset(
         if bad:
             problems.extend(f"{where}: {why}" for why in bad)
             continue
-        path = Path(raw_path).expanduser()
-        path = path if path.is_absolute() else base / path
+        label = canonical_label(label)  # as the captions file's labels are: one spelling of each class
+        path = row_path(base, raw_path)
         key = Path(*path.parts).resolve() if path.exists() else path
         if key in seen:
             problems.append(f"{where}: duplicate row for {raw_path} (first at {seen[key]})")
@@ -407,8 +427,11 @@ def load_dataset(
     used = sorted({label for _, label, split, _ in clips_rows if split != "test"})
     without = [lb for lb in used if not caps.get(lb) or not all(str(c).strip() for c in caps[lb])]
     if without:
+        by_case = {lb.casefold(): lb for lb in caps}
+        named = [repr(lb) + (f" (the captions have {by_case[lb.casefold()]!r}: labels are case-sensitive)"
+                             if lb.casefold() in by_case else "") for lb in without]
         problems.append(f"{len(without)} label(s) have no caption in "
-                        f"{captions_path or 'the captions'}: {', '.join(repr(x) for x in without)}")
+                        f"{captions_path or 'the captions'}: {', '.join(named)}")
     if has_split:
         train_labels = {label for _, label, split, _ in clips_rows if split == "train"}
         for lb in labels_all:
@@ -419,6 +442,13 @@ def load_dataset(
     elif clips_rows and not used and not problems:
         problems.append("every clip is in the test split: training needs train (and val) clips")
 
+    if problems and data.is_dir():
+        manifests = sorted((p.stem != "manifest", p.name) for p in data.iterdir()
+                           if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file())
+        manifests = [name for _, name in manifests]
+        if manifests:  # read as a class-per-folder tree, its sub-folders as classes; the user meant the manifest
+            problems.append(f"{data} was read as class folders, but it holds the manifest {manifests[0]}: "
+                            f"pass --data {data / manifests[0]} to read it")
     if problems:
         raise DatasetError(problems, header=f"the dataset {data} has problems")
 
@@ -432,7 +462,7 @@ def load_dataset(
 
 
 def _labels_of(rows: Iterable[Mapping[str, Any]]) -> set[str]:
-    return {str(r.get("label") or "").strip() for r in rows if str(r.get("label") or "").strip()}
+    return {canonical_label(str(r.get("label") or "")) for r in rows if canonical_label(str(r.get("label") or ""))}
 
 
 def _path_text(path: Path, base: Path) -> str:

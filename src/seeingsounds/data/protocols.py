@@ -56,7 +56,8 @@ from typing import Any
 
 import numpy as np
 
-from seeingsounds.data.manifest import SPLITS, Clip, read_manifest, text_problem, write_manifest
+from seeingsounds.captions.store import canonical_label
+from seeingsounds.data.manifest import SPLITS, Clip, read_manifest, row_path, text_problem, write_manifest
 from seeingsounds.errors import ConfigError, DatasetError
 from seeingsounds.paths import atomic_write_text
 
@@ -78,8 +79,9 @@ def reference_numbers() -> dict[str, Any]:
 
 
 def normalise_label(label: str) -> str:
-    """Key used to match manifest labels with class names: case, ``_`` and spacing ignored."""
-    return " ".join(str(label).replace("_", " ").lower().split())
+    """Key used to match manifest labels with class names: case, ``_``, spacing and Unicode form
+    (:func:`~seeingsounds.captions.store.canonical_label`) ignored."""
+    return canonical_label(str(label).replace("_", " ")).lower()
 
 
 def class_text(name: str) -> str:
@@ -174,6 +176,8 @@ class Protocol:
                     unknown[label] += 1
                     continue
                 label = known[normalise_label(label)]
+            else:
+                label = canonical_label(label)  # as training spelled the run's classes
             split = str(r.get("split") or "").strip().lower()
             if split and split not in SPLITS:
                 problems.append(f"{where}: split {split!r} is not one of {SPLITS}")
@@ -315,8 +319,7 @@ class ProtocolData:
 
 
 def _resolve(manifest: Path, text: str) -> Path:
-    p = Path(text).expanduser()
-    return p if p.is_absolute() else (manifest.parent / p)
+    return row_path(manifest.parent, text)
 
 
 # ---- registry -------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,10 +93,20 @@ def write_markdown(report: Mapping[str, Any], out: Path) -> Path:
     return atomic_write_text(Path(out) / REPORT_MD, markdown(report))
 
 
+def class_file_name(label: str) -> str:
+    """A class's file-name stem (its images' folder, its grid): :func:`~seeingsounds.paths.slug` of the
+    label, with a short hash of the label when the slug drops more than case and separators (``狗`` and
+    ``猫`` would both be ``class``, ``café`` ``caf``), so distinct classes keep distinct files."""
+    name = slug(label, empty="class")
+    if re.fullmatch(r"[A-Za-z0-9 _-]+", label) and name != "class":
+        return name
+    return f"{name}-{hashlib.sha1(label.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
 def write_grids(images_by_class: Mapping[str, Sequence[Sequence[Path]]], out: Path, *,
                 max_clips: int = 8) -> list[str]:
     """One grid per class: a row per clip (first ``max_clips``), a column per seed. Returns relative paths."""
-    written = []
+    written: list[str] = []
     for name, clips in images_by_class.items():
         clips = [list(c) for c in clips[:max_clips] if c]
         if not clips:
@@ -108,7 +120,9 @@ def write_grids(images_by_class: Mapping[str, Sequence[Sequence[Path]]], out: Pa
                     tiles.append(im.convert("RGB"))
                 labels.append(Path(path).stem)
         sheet = contact_sheet(tiles, labels, columns=columns, label_lines=1)
-        rel = f"{GRIDS_DIR}/{slug(name, empty='class')}.png"
+        rel = f"{GRIDS_DIR}/{class_file_name(name)}.png"
+        if rel in written:  # "Rock Pop" and "rock pop", "a/b" and "a b": two classes, one slug
+            rel = f"{GRIDS_DIR}/{slug(name, empty='class')}-{hashlib.sha1(name.encode()).hexdigest()[:8]}.png"
         save_png(sheet, Path(out) / rel, {"class": name})
         written.append(rel)
     return written

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -49,12 +50,12 @@ from seeingsounds.errors import ConfigError
 from seeingsounds.evaluation import metrics as M
 from seeingsounds.evaluation.judges import get_judge
 from seeingsounds.evaluation.offline_judge import is_offline_judge
-from seeingsounds.evaluation.report import write_grids, write_json, write_markdown
+from seeingsounds.evaluation.report import class_file_name, write_grids, write_json, write_markdown
 from seeingsounds.engine import Engine
-from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, slug
+from seeingsounds.paths import atomic_write_text, ensure_writable_dir, file_sha256, home, is_within, slug
 from seeingsounds.request import LoadOptions, Request, Settings, read_checkpoint_preset
 from seeingsounds.retrieval import CaptionIndex
-from seeingsounds.runs import EVAL_PREFIX, RunFolder, library_versions
+from seeingsounds.runs import BEST, EVAL_PREFIX, LAST, RunFolder, library_versions
 from seeingsounds.writers import OutputWriter, output_provenance, sound_provenance
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def image_path(out: Path, row: Clip, seed: int) -> Path:
     """Deterministic PNG path of one clip x seed."""
     digest = hashlib.sha1(str(row.path.resolve()).encode()).hexdigest()[:8]
     name = f"{slug(row.path.stem, empty='class')}-{digest}_seed{seed}.png"
-    return Path(out) / IMAGES_DIR / slug(row.label, empty="class") / name
+    return Path(out) / IMAGES_DIR / class_file_name(row.label) / name
 
 
 def stream_similarity(conditioner: AudioConditioner, index: CaptionIndex, sources: Iterable[Any], *,
@@ -154,6 +155,23 @@ def _embed_files(judge: Any, files: Sequence[Path], batch: int = EMBED_BATCH) ->
                 images.append(im.convert("RGB"))
         rows.append(judge.embed_images(images))
     return np.concatenate(rows) if rows else judge.embed_images([])
+
+
+def default_report_folder(checkpoint: str | os.PathLike[str], protocol: str) -> Path:
+    """Where ``evaluate`` reports without ``--out``: ``<run>/eval-<protocol>`` for a training run or its
+    ``best/`` (``eval-<protocol>-last`` for its ``last/``): never inside those two, which training
+    replaces and which are what gets shared; ``<folder>-eval-<protocol>`` beside a bare aligner folder;
+    ``<hub id>/eval-<protocol>`` for a hub id."""
+    path, name = Path(checkpoint).expanduser(), f"{EVAL_PREFIX}{protocol}"
+    if not path.is_dir():
+        return path / name
+    if RunFolder(path).is_run():
+        return path / name
+    parent = path.absolute().parent if path.name in ("", ".", "..") else path.parent  # "." inside best/
+    if path.resolve().name in (BEST, LAST) and RunFolder(parent).is_run():
+        return parent / (name if path.resolve().name == BEST else f"{name}-{LAST}")
+    folder = path if path.name else path.resolve()  # "." names the working directory
+    return folder.with_name(f"{folder.name}-{name}") if folder.name else folder / name
 
 
 class Evaluation:
@@ -438,6 +456,14 @@ class Evaluation:
         # before any model loads: a wrong --out or SEEINGSOUNDS_HOME is one line, not a traceback later
         if RunFolder(self.out).is_run():  # its reports would make it a folder `train --resume` refuses
             raise ConfigError(f"--out {self.out} is a training run: choose a folder of its own (the default is "
+                              f"<run>/{EVAL_PREFIX}<protocol>)")
+        first_in = {}  # one clip per folder: a check per folder, not per clip
+        for clip in data.rows:
+            first_in.setdefault(clip.path.parent, clip.path)
+        inside = next((path for folder, path in first_in.items() if is_within(folder, self.out)), None)
+        if inside is not None:  # images/ and grids/ would go among the clips (a class-folder scan reads them)
+            raise ConfigError(f"--out {self.out} holds clips of {self.s.data} (e.g. {inside}): reports never go "
+                              f"among a dataset's clips; choose a folder of its own (the default is "
                               f"<run>/{EVAL_PREFIX}<protocol>)")
         ensure_writable_dir(self.out, "evaluation report folder (--out)")
         home(writable=True)

@@ -80,13 +80,13 @@ def load_last(run: RunFolder, aligner: torch.nn.Module, optimizers: Sequence[tor
         opt.load_state_dict(state["optimizers"][branch])
 
 
-def run_record(config: TrainConfig, preset: Any, dataset: Any, audio_sha256: str, encoder: Any, backend: Any, *,
+def run_record(config: TrainConfig, preset: Any, dataset: Any, clips_sha256: str, encoder: Any, backend: Any, *,
                names: Sequence[str], lr: Mapping[str, float], cache: Any, counts: Mapping[str, int]) -> dict[str, Any]:
     """What ``config.json`` records of a run: options, preset, data hashes, encoder, generator,
     the aligned tensors, learning rates, feature cache, objective and caption counts."""
     return {
         "train": config.resolved_paths(), "preset": preset.to_dict(),
-        "data": {**dataset.fingerprint(), "audio_sha256": audio_sha256},
+        "data": {**dataset.fingerprint(), "clips_sha256": clips_sha256},
         "encoder": {"name": encoder.name, "model_id": encoder.model_id, "identity": encoder.identity()},
         "generator": {"name": backend.name, "model_id": backend.model_id,
                       "max_sequence_length": backend.max_sequence_length,

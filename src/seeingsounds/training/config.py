@@ -90,10 +90,14 @@ class TrainConfig:
     """
 
     preset: str | dict[str, Any] = option(help="preset name (see `seeingsounds presets`)", group=None)
+    # data and captions may move on a resume (a project copied to another machine): their content decides
+    # whether it is the same run (training.state.check_same_data compares the hashes)
     data: str = option(help="manifest (.csv/.jsonl: path,label[,split]) or class-per-folder directory",
-                       group=None, path=True)
-    captions: str = option(help="class captions file (.json/.yaml: label -> caption(s))", group=None, path=True)
-    out: str = option(help="run folder (best/, last/, config.json, metrics.jsonl)", group=None, path=True)
+                       group=None, path=True, resumable=True)
+    captions: str = option(help="class captions file (.json/.yaml: label -> caption(s))", group=None, path=True,
+                           resumable=True)
+    out: str = option(help="run folder (best/, last/, config.json, metrics.jsonl)", group=None, path=True,
+                     resumable=True)  # a run folder moved or renamed is still the run
     epochs: int = option(50, resumable=True)
     batch_size: int = option(32)
     lr_sequence: float | None = option(None, help="learning rate of the sequence head(s) (default: the preset's)")

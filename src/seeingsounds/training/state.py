@@ -21,11 +21,13 @@ from seeingsounds.training.config import TrainConfig
 
 
 def audio_digest(clips: Sequence[Any], content_hash: Callable[[Path], str]) -> str:
-    """One sha256 over every train/val clip's (absolute path, label, split, content hash)."""
+    """One sha256 over every train/val clip's (label, split, content hash), in order: where the clips lie
+    is not part of it (a project moved or copied elsewhere is the same data; the manifest's or the tree
+    listing's own hash pins the paths as written)."""
     digest = hashlib.sha256()
     for c in clips:
         if c.split != "test":
-            digest.update(f"{Path(c.path).resolve()}\t{c.label}\t{c.split}\t{content_hash(c.path)}\n".encode())
+            digest.update(f"{c.label}\t{c.split}\t{content_hash(c.path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -34,7 +36,7 @@ def check_same_audio(clips: Sequence[Any], cache: Any, saved: Mapping[str, Any] 
     is one); on resume (``saved``: the run's ``config.json``) refused when it changed."""
     digest = audio_digest(clips, cache.file_hash if cache is not None else file_sha256)
     if saved is not None:
-        check_same_data({"audio_sha256": digest}, saved.get("data") or {}, run)
+        check_same_data({"clips_sha256": digest}, saved.get("data") or {}, run)
     return digest
 
 
@@ -141,12 +143,19 @@ def check_same_options(config: TrainConfig, preset: Mapping[str, Any], run: RunF
     return saved
 
 
+#: the content hash of each path of a dataset fingerprint (:meth:`~seeingsounds.data.manifest.Dataset.fingerprint`)
+_CONTENT_HASHES = {"data": ("data_sha256", "data_listing_sha256"), "captions": ("captions_sha256",)}
+
+
 def check_same_data(current: Mapping[str, Any], saved: Mapping[str, Any], run: RunFolder) -> None:
-    """Refuse a resume whose data (manifest, captions, audio hashes) changed since the run began."""
+    """Refuse a resume whose data (manifest, captions, audio hashes) changed since the run began. A manifest,
+    tree or captions file that moved (a project copied elsewhere) is the same when its content hash is."""
     changed = []
     for key, value in current.items():
         if key not in saved:
             continue
+        if any(h in current and h in saved for h in _CONTENT_HASHES.get(key, ())):
+            continue  # the path may differ: the content hash (compared below) decides
         same = _same_path(value, saved[key]) if key in ("data", "captions") else value == saved[key]
         if not same:
             changed.append(key)

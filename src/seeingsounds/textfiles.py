@@ -1,0 +1,37 @@
+"""Reading the text files users write by hand or export from a spreadsheet: manifests, annotation
+files, captions files and labels files. One reader, so each accepts the same encodings: UTF-8 (a
+byte-order mark is skipped) or UTF-16 with a byte-order mark; anything else is one problem naming
+the file, the first bad byte's line and the fix."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+
+def read_data_text(path: Path, problems: list[str]) -> str | None:
+    """The text of ``path``: UTF-8 (a byte-order mark is skipped) or UTF-16 with a byte-order mark.
+    Otherwise None, with one problem naming the file, the encoding issue and the fix."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problems.append(f"{path}: cannot be read ({exc.strerror or exc})")
+        return None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # spreadsheets' "Unicode text"
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{path}: broken UTF-16 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
+            return None
+    head = raw[:4096]
+    if head.count(0) * 4 >= len(head) > 0:
+        problems.append(f"{path}: not a text file (binary data, or UTF-16 without a byte-order mark); "
+                        "save it as UTF-8 text")
+        return None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        problems.append(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}: {exc.reason}; "
+                        "Latin-1 or Windows-1252?); save the file as UTF-8")
+        return None
