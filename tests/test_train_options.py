@@ -166,3 +166,20 @@ def test_the_parser_reads_the_options_without_loading_torch():
             "print(sorted(m for m in ('torch', 'seeingsounds.training.trainer') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("field", ["data", "captions", "out", "cache_dir"])
+def test_an_empty_path_is_refused_not_read_as_the_working_directory(field):
+    values = {"preset": "tiny", "data": "d.csv", "captions": "c.json", "out": "o", field: " "}
+    with pytest.raises(ConfigError, match=f"{field} is an empty path"):
+        TrainConfig(**values)
+
+
+def test_cache_with_an_empty_data_path_is_one_line(tmp_path, monkeypatch, capsys):
+    """`cache --data ""` scanned the working directory as a class-folder tree."""
+    from seeingsounds.cli.main import main
+
+    (tmp_path / "dog").mkdir()  # a folder that would read as a class
+    monkeypatch.chdir(tmp_path)
+    assert main(["cache", "--preset", "tiny", "--data", "", "--captions", "c.json"]) == 2
+    assert "the data path is empty; name a manifest or class folder" in capsys.readouterr().err

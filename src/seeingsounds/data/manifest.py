@@ -344,6 +344,10 @@ def load_dataset(
         check_audio: open every file's header (:func:`~seeingsounds.audio.io.audio_info`; turn off only for trusted data).
         log: where the skip summary goes (default: stderr).
     """
+    for name, value in (("data", data), ("captions", captions)):
+        if isinstance(value, (str, os.PathLike)) and not os.fspath(value).strip():  # Path("") is the working directory
+            raise DatasetError([f"the {name} path is empty; name a manifest or class folder" if name == "data"
+                                else "the captions path is empty; name a captions file (JSON or YAML)"])
     data = Path(data).expanduser()
     problems: list[str] = []
     if data.is_dir():

@@ -189,6 +189,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data, self.captions, self.out = str(self.data), str(self.captions), str(self.out)
         problems = []
+        for name in self.PATH_FIELDS:  # "" is Path("."): an empty --data would read the working directory
+            value = getattr(self, name)
+            if value is not None and not str(value).strip():
+                problems.append(f"{name} is an empty path; name a file or folder")
         if self.epochs < 1:
             problems.append(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
