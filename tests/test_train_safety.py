@@ -221,3 +221,20 @@ def test_option_missing_from_saved_config_is_its_default(tmp_path):
     changed = TrainConfig(**{**cfg.to_dict(), "dropout": 0.25})
     with pytest.raises(ConfigError, match=r"dropout=0.25 \(run: 0.0\)$"):
         check_same_options(changed, tiny, run)
+
+
+def test_one_class_trains_with_a_warning_that_top1_means_nothing(data, tmp_path, capsys):
+    root, manifest, captions = data
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    first = rows[0]["label"]
+    one = tmp_path / "one.csv"
+    one.write_text("path,label,split\n" + "".join(f"{root / r['path']},{r['label']},{r['split']}\n"
+                                                  for r in rows if r["label"] == first))
+    code = main(["train", "--preset", "tiny", "--data", str(one), "--captions", str(captions), "--out",
+                 str(tmp_path / "run"), "--epochs", "1", "--cache-dir", str(root / "cache"), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"has one class ({first!r})" in err and "validation top-1 is 100 %" in err
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["val_top1"] for m in metrics if "val_top1" in m] == [100.0]  # what the warning says

@@ -149,6 +149,9 @@ class Trainer:
         if not ds.val:
             self.log(f"warning: no validation clips in {cfg.data} ({len(ds.train)} train clips, val_fraction "
                      f"{cfg.val_fraction}): best/ is chosen on the training loss; add clips per class or val rows")
+        if len(ds.labels) == 1:
+            self.log(f"warning: {cfg.data} has one class ({ds.labels[0]!r}): the aligner learns one caption and the "
+                     "validation top-1 is 100 % whatever it hears; add a second class for a meaningful run")
         self.log(f"data: {ds.summary()}")
         set_seed(cfg.seed)
 
