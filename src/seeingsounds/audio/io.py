@@ -24,7 +24,9 @@ Validation (every failure raises :class:`~seeingsounds.errors.AudioLoadError` na
 ``"<bytes>"`` or ``"<array>"`` — and the reason): missing file, unreadable/corrupt data, a media file without
 an audio stream, zero-length audio,
 NaN/inf samples, a sample rate outside ``[MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]`` (1 kHz .. 768 kHz), wrong array
-shape or dtype. Silent audio and very short clips are valid.
+shape or dtype, a truncated file (an interrupted download or copy) that holds no audio at all. Silent audio and
+very short clips are valid. A truncated file that still holds some audio is read as far as it goes, with a
+warning (logger ``seeingsounds.audio.io``) naming the file and the seconds declared vs present.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import math
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +48,8 @@ import numpy as np
 
 from seeingsounds.errors import AudioLoadError, ConfigError
 from seeingsounds.paths import atomic_path, file_sha256
+
+log = logging.getLogger(__name__)
 
 #: lowest and highest sample rate accepted for a source or a target (Hz)
 MIN_SAMPLE_RATE = 1000
@@ -70,6 +76,15 @@ _CONTAINER_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matro
                                 "mpegts", "asf", "flv"})
 #: libsndfile's frame count when a header does not give the length (SF_COUNT_MAX; e.g. a streamed FLAC)
 _UNKNOWN_FRAMES = (1 << 63) - 1
+#: libsndfile's log line for a WAV ``data`` / AIFF ``SSND`` chunk longer than the file: declared and present bytes
+_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: a declared chunk size at least this large is a streaming writer's placeholder (0xFFFFFFFF, 0x7FFFFFFF, ...),
+#: written when the length was not known yet, not a promise of that many bytes
+_PLACEHOLDER_BYTES = 0x7FFF0000
+#: bytes per sample of libsndfile's PCM/float subtypes (to tell a truncated file's declared length in seconds)
+_SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+#: (name, declared bytes, present bytes) of the truncated files already warned about in this process
+_TRUNCATIONS_TOLD: set[tuple[str, int, int]] = set()
 
 #: file suffix -> (libsndfile format, subtype or None for libsndfile's default)
 SAVE_FORMATS: dict[str, tuple[str, str | None]] = {
@@ -214,6 +229,7 @@ def _open_media(name: str, source: Any) -> Iterator[tuple[str, Any]]:
         else:
             if handle.frames != _UNKNOWN_FRAMES:
                 with handle:
+                    _check_truncation(name, handle)
                     yield "libsndfile", handle
                 return
             handle.close()  # length not in the header: libsndfile cannot read past it; FFmpeg can
@@ -222,6 +238,31 @@ def _open_media(name: str, source: Any) -> Iterator[tuple[str, Any]]:
             target = stack.enter_context(open(target, "rb"))
         container = stack.enter_context(_open_container(name, _rewound(target), suffix, sf_error))
         yield "ffmpeg", (container, _audio_stream(name, container))
+
+
+def _check_truncation(name: str, handle: Any) -> None:
+    """Refuse a file whose header declares audio that the file no longer holds at all (a download or copy
+    cut short); warn, naming the seconds declared and present, when some of it is there."""
+    match = _SHORT_CHUNK.search(handle.extra_info or "")
+    if match is None:
+        return
+    declared, present = int(match.group(1)), int(match.group(2))
+    if declared >= _PLACEHOLDER_BYTES or present >= declared:
+        return
+    if handle.frames <= 0 or present <= 0:
+        width = _SAMPLE_BYTES.get(handle.subtype)
+        length = (f"{declared / (width * handle.channels) / handle.samplerate:.2f} s" if width and handle.samplerate
+                  else f"{declared} bytes")
+        raise AudioLoadError(name, f"the file is truncated: its header declares {length} of audio but it holds "
+                                   "none (an interrupted download or copy?); copy or export it again")
+    declared_frames = handle.frames + (declared - present) // max(1, present // handle.frames)
+    key = (name, declared, present)
+    if key not in _TRUNCATIONS_TOLD:  # once per file, not again for every read of it
+        _TRUNCATIONS_TOLD.add(key)
+        rate = handle.samplerate or 1
+        log.warning("audio %s is truncated: its header declares %.2f s but the file holds only %.3f s (%d of %d "
+                    "frames); using what is there (copy or export it again for the whole sound)",
+                    name, declared_frames / rate, handle.frames / rate, handle.frames, declared_frames)
 
 
 def _open_container(name: str, target: Any, suffix: str | None, sf_error: str | None) -> Any:

@@ -1,0 +1,77 @@
+"""Third adversarial pass over the making side (generate, edit, augment, live, serve, audio reading),
+as users type things: each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import sine
+
+from seeingsounds.audio.io import audio_info, load_audio, read_audio
+from seeingsounds.errors import AudioLoadError
+
+SR = 16000
+
+
+def _cut(source: Path, target: Path, keep_bytes: int) -> Path:
+    target.write_bytes(source.read_bytes()[:keep_bytes])
+    return target
+
+
+@pytest.fixture()
+def four_seconds(tmp_path: Path) -> Path:
+    path = tmp_path / "whole.wav"
+    sf.write(path, sine(440, 4.0, SR), SR, subtype="PCM_16")  # 44-byte header + 128000 bytes of data
+    return path
+
+
+def test_a_truncated_wav_is_read_as_far_as_it_goes_with_a_warning_naming_it(four_seconds, tmp_path, caplog):
+    cut = _cut(four_seconds, tmp_path / "cut.wav", 44 + 200)  # a download stopped after 100 frames
+    with caplog.at_level(logging.WARNING, logger="seeingsounds.audio.io"):
+        wave, sr = read_audio(cut)
+        read_audio(cut)  # told once per file, not for every read
+    assert (len(wave), sr) == (100, SR)
+    assert np.allclose(wave, sine(440, 4.0, SR)[:100], atol=1e-4)
+    told = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert told == [f"audio {cut} is truncated: its header declares 4.00 s but the file holds only 0.006 s "
+                    "(100 of 64000 frames); using what is there (copy or export it again for the whole sound)"]
+
+
+def test_a_truncated_multichannel_24_bit_wav_and_aiff_are_told_too(tmp_path, caplog):
+    sf.write(tmp_path / "six.wav", np.zeros((SR, 6), np.float32), SR, subtype="PCM_24")  # 18 bytes a frame
+    sf.write(tmp_path / "a.aiff", np.zeros(SR, np.float32), SR, subtype="PCM_16")
+    six = _cut(tmp_path / "six.wav", tmp_path / "six-cut.wav", 44 + 18 * 4000)
+    aiff = _cut(tmp_path / "a.aiff", tmp_path / "a-cut.aiff", 54 + 2 * 4000)
+    with caplog.at_level(logging.WARNING, logger="seeingsounds.audio.io"):
+        assert audio_info(six).frames == 4000
+        assert len(load_audio(aiff, target_sr=SR)) == 4000
+    told = " ".join(r.getMessage() for r in caplog.records)
+    assert f"audio {six} is truncated: its header declares 1.00 s but the file holds only 0.250 s (4000 of 16000" in told
+    assert f"audio {aiff} is truncated" in told and "0.250 s (4000 of" in told
+
+
+def test_a_wav_truncated_to_its_header_is_refused_as_truncated(four_seconds, tmp_path):
+    for keep in (44, 45):  # the header alone, and one stray byte of data
+        cut = _cut(four_seconds, tmp_path / f"cut{keep}.wav", keep)
+        for read in (audio_info, read_audio):
+            with pytest.raises(AudioLoadError) as err:
+                read(cut)
+            assert str(err.value) == (f"cannot use audio {cut}: the file is truncated: its header declares 4.00 s "
+                                      "of audio but it holds none (an interrupted download or copy?); copy or "
+                                      "export it again")
+
+
+def test_a_streamed_wav_with_a_placeholder_length_is_whole_and_not_truncated(four_seconds, tmp_path, caplog):
+    for placeholder in (0xFFFFFFFF, 0x7FFFFFFF):  # what writers to a pipe put before the length is known
+        data = bytearray(four_seconds.read_bytes())
+        data[40:44] = struct.pack("<I", placeholder)
+        streamed = tmp_path / f"streamed{placeholder:x}.wav"
+        streamed.write_bytes(bytes(data))
+        with caplog.at_level(logging.WARNING, logger="seeingsounds.audio.io"):
+            assert len(read_audio(streamed)[0]) == 4 * SR
+    assert not [r for r in caplog.records if "truncated" in r.getMessage()]
