@@ -75,3 +75,43 @@ def test_a_streamed_wav_with_a_placeholder_length_is_whole_and_not_truncated(fou
         with caplog.at_level(logging.WARNING, logger="seeingsounds.audio.io"):
             assert len(read_audio(streamed)[0]) == 4 * SR
     assert not [r for r in caplog.records if "truncated" in r.getMessage()]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from test_pipeline import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "aligner", "tiny")
+
+
+def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seeingsounds.engine import Engine
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(Engine, "load", classmethod(refuse))
+
+
+def test_a_sound_that_is_no_audio_fails_before_the_model_loads_and_before_any_output(checkpoint, tmp_path, monkeypatch,
+                                                                                      capsys):
+    from seeingsounds.cli.main import main
+
+    _no_model(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    Path("sounds").mkdir()
+    for i in range(4):
+        sf.write(f"sounds/s{i}.wav", sine(440, 0.5, SR), SR)
+    Path("sounds/notes.wav").write_text("a text file saved with the wrong name\n")
+    _cut(Path("sounds/s0.wav"), Path("sounds/cut.wav"), 44)
+    sf.write("partner.wav", sine(220, 0.5, SR), SR)
+    Path("partner.mp3").write_text("not an mp3")
+    cases = [(["sounds/s0.wav", "sounds/s1.wav", "sounds/s2.wav", "sounds/s3.wav", "sounds/notes.wav"], [],
+              "cannot use audio sounds/notes.wav: unreadable or corrupt audio (Format not recognised.)"),
+             (["sounds/s0.wav", "sounds/cut.wav"], [], "cannot use audio sounds/cut.wav: the file is truncated"),
+             (["sounds/s0.wav"], ["--mix", "partner.mp3"], "cannot use audio partner.mp3: unreadable or corrupt audio")]
+    for sounds, extra, message in cases:
+        assert main(["generate", "--checkpoint", str(checkpoint), *sounds, *extra, "-o", "out"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1, err
+        assert not Path("out").exists()

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from seeingsounds.audio.io import audio_info
 from seeingsounds.audio.render import EffectChain, check_chain
 from seeingsounds.checkpoint import resolve_checkpoint
 from seeingsounds.errors import ConfigError
@@ -238,8 +239,10 @@ class Settings:
             if not (isinstance(self.mix, (tuple, list)) and len(self.mix) == 2):
                 raise ConfigError(f"mix must be (partner sound, ratio), got {self.mix!r}")
             partner, ratio = self.mix
-            if isinstance(partner, (str, os.PathLike)) and not os.path.isfile(partner):
-                raise ConfigError(f"--mix file {partner} does not exist")
+            if isinstance(partner, (str, os.PathLike)):
+                if not os.path.isfile(partner):
+                    raise ConfigError(f"--mix file {partner} does not exist")
+                audio_info(partner)  # not audio: fails now, not after the model has loaded
             if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= float(ratio) <= 1.0:
                 raise ConfigError(f"the mix ratio must be a number in [0, 1] (share of the partner), got {ratio!r}")
         if n_inputs < 1:
@@ -293,8 +296,10 @@ class Request:
         if not self.sounds and not self.captions:
             raise ConfigError("give at least one sound file" + ("" if self.edit else " (or --caption TEXT)"))
         for path in self.sounds:
-            if isinstance(path, str) and not os.path.isfile(path):
-                raise ConfigError(f"sound file {path} does not exist")
+            if isinstance(path, str):
+                if not os.path.isfile(path):
+                    raise ConfigError(f"sound file {path} does not exist")
+                audio_info(path)  # its header: a file that is no audio fails now, not after the model and earlier outputs
         self.settings.check(len(self.sounds) + len(self.captions))
         if self.edit is not None:
             if self.captions:
