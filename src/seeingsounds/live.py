@@ -46,7 +46,7 @@ from seeingsounds.audio.render import check_chain, input_samples
 from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_path
-from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits
+from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits, sound_path
 from seeingsounds.video import SessionRecorder
 from seeingsounds.writers import OutputWriter, check_targets, output_provenance, plan_outputs, sound_provenance
 
@@ -169,9 +169,10 @@ def file_blocks(path: str | os.PathLike, *, as_fast_as_possible: bool = False,
                 block_seconds: float = BLOCK_SECONDS) -> AudioBlocks:
     """A sound file as a stream (:func:`array_blocks`): decoded (mono, its own rate) now, so a bad file fails
     before any model loads."""
-    if not os.path.isfile(path):
+    if not os.path.isfile(os.path.expanduser(path)):
         raise ConfigError(f"sound file {path} does not exist: give --input an existing file (or leave it out "
                           "to hear the microphone)")
+    path = sound_path(path)
     wave, rate = read_audio(path)
     source = array_blocks(wave, rate, as_fast_as_possible=as_fast_as_possible, block_seconds=block_seconds,
                           name=Path(path).name)

@@ -165,6 +165,22 @@ def check_fps(fps: Any, label: str = "fps") -> int:
 
 
 
+def sound_path(path: str | os.PathLike, what: str = "sound file") -> str:
+    """A sound file named on the command line, checked before any model loads: ``~`` expanded (a quoted
+    ``~`` or ``--mix=~/a.wav`` reaches us unexpanded), an existing file whose header is audio. A shell
+    pattern that matched nothing reaches us unchanged: the error says so."""
+    text = os.fspath(path)
+    expanded = os.path.expanduser(text) if text.startswith("~") else text
+    if not os.path.isfile(expanded):
+        if any(c in text for c in "*?[") and not os.path.exists(expanded):
+            raise ConfigError(f"{what} {text} does not exist: no file matches that pattern (the shell passes a "
+                              "pattern that matches nothing as it is); check the folder and the suffix")
+        reason = "is a folder, not a file" if os.path.isdir(expanded) else "does not exist"
+        raise ConfigError(f"{what} {text} {reason}")
+    audio_info(expanded)  # not audio, or truncated to nothing: fails now, not after the model has loaded
+    return expanded
+
+
 #: the files diffusers' ``load_lora_weights`` reads
 LORA_SUFFIXES = (".safetensors", ".bin")
 
@@ -240,9 +256,8 @@ class Settings:
                 raise ConfigError(f"mix must be (partner sound, ratio), got {self.mix!r}")
             partner, ratio = self.mix
             if isinstance(partner, (str, os.PathLike)):
-                if not os.path.isfile(partner):
-                    raise ConfigError(f"--mix file {partner} does not exist")
-                audio_info(partner)  # not audio: fails now, not after the model has loaded
+                partner = sound_path(partner, "--mix file")
+                self.mix = (partner, ratio)
             if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= float(ratio) <= 1.0:
                 raise ConfigError(f"the mix ratio must be a number in [0, 1] (share of the partner), got {ratio!r}")
         if n_inputs < 1:
@@ -291,15 +306,10 @@ class Request:
 
     def check(self) -> Request:
         """Validate everything that needs no model; returns ``self`` (now trusted)."""
-        self.sounds = [str(s) if isinstance(s, os.PathLike) else s for s in self.sounds]
+        self.sounds = [sound_path(s) if isinstance(s, (str, os.PathLike)) else s for s in self.sounds]
         self.captions = [str(c) for c in self.captions]
         if not self.sounds and not self.captions:
             raise ConfigError("give at least one sound file" + ("" if self.edit else " (or --caption TEXT)"))
-        for path in self.sounds:
-            if isinstance(path, str):
-                if not os.path.isfile(path):
-                    raise ConfigError(f"sound file {path} does not exist")
-                audio_info(path)  # its header: a file that is no audio fails now, not after the model and earlier outputs
         self.settings.check(len(self.sounds) + len(self.captions))
         if self.edit is not None:
             if self.captions:
