@@ -115,3 +115,52 @@ def test_a_sound_that_is_no_audio_fails_before_the_model_loads_and_before_any_ou
         err = capsys.readouterr().err
         assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1, err
         assert not Path("out").exists()
+
+
+def test_a_tilde_the_shell_left_alone_and_a_pattern_that_matched_nothing(tmp_path, monkeypatch):
+    """``--mix=~/b.wav`` and a quoted ``"~/a.wav"`` reach the program unexpanded (as -o, --image and --checkpoint
+    already were, a sound is now expanded too); ``sounds/*.flac`` matching nothing reaches it as it is."""
+    from seeingsounds.errors import ConfigError
+    from seeingsounds.live import file_blocks
+    from seeingsounds.request import Request, Settings
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    sf.write(tmp_path / "a.wav", sine(440, 0.5, SR), SR)
+    sf.write(tmp_path / "b.wav", sine(220, 0.5, SR), SR)
+    request = Request(sounds=["~/a.wav"], settings=Settings(mix=("~/b.wav", 0.25))).check()
+    assert request.sounds == [str(tmp_path / "a.wav")]
+    assert request.settings.mix == (str(tmp_path / "b.wav"), 0.25)
+    assert file_blocks("~/a.wav").path == str(tmp_path / "a.wav")
+    (tmp_path / "sounds").mkdir()
+    with pytest.raises(ConfigError) as err:
+        Request(sounds=["sounds/*.flac"]).check()
+    assert str(err.value) == ("sound file sounds/*.flac does not exist: no file matches that pattern (the shell "
+                              "passes a pattern that matches nothing as it is); check the folder and the suffix")
+    with pytest.raises(ConfigError, match=r"^sound file sounds is a folder, not a file$"):
+        Request(sounds=["sounds"]).check()
+
+
+def test_outputs_never_go_into_the_checkpoint_folder(checkpoint, tmp_path, monkeypatch, capsys):
+    from seeingsounds.cli.main import main
+
+    _no_model(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    sf.write("a.wav", sine(440, 0.5, SR), SR)
+    (tmp_path / "ckpt").symlink_to(checkpoint, target_is_directory=True)
+    before = sorted(p.name for p in checkpoint.iterdir())
+    for command in (["generate", "--checkpoint", "ckpt", "a.wav", "-o", "ckpt/a.png"],
+                    ["generate", "--checkpoint", "ckpt", "a.wav", "-o", "./ckpt/pictures/"],
+                    ["edit", "--checkpoint", "ckpt", "a.wav", "--image", str(write_picture(tmp_path)), "-o", "ckpt"],
+                    ["live", "--checkpoint", "ckpt", "--input", "a.wav", "--fast", "-o", "ckpt"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "the model folder" in err and "(it holds config.json and model.safetensors): outputs never go " \
+            "into a checkpoint" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in checkpoint.iterdir()) == before
+
+
+def write_picture(root: Path) -> Path:
+    from conftest import write_picture_and_mask
+
+    return write_picture_and_mask(root)[0]
