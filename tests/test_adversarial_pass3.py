@@ -164,3 +164,48 @@ def write_picture(root: Path) -> Path:
     from conftest import write_picture_and_mask
 
     return write_picture_and_mask(root)[0]
+
+
+def test_live_plays_a_long_file_without_decoding_it_whole(tmp_path):
+    """``live --input`` of a long recording: the file is decoded as it is played (it was decoded whole into
+    memory first: an hour at 48 kHz is 0.7 GB), every sample arrives in order, and ``--seconds`` stops it."""
+    import tracemalloc
+
+    from seeingsounds.live import file_blocks
+
+    sr, minutes = 16000, 10
+    path = tmp_path / "long recording.wav"
+    minute = np.tile(sine(220, 1.0, sr), 60)
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        for _ in range(minutes):
+            f.write(minute)
+    full_decode_bytes = minutes * 60 * sr * 4
+    tracemalloc.start()
+    try:
+        source = file_blocks(path, as_fast_as_possible=True)
+        total, first, last = 0, None, None
+        for block in source.blocks:
+            first = block.copy() if first is None else first
+            total += len(block)
+            last = block
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (source.sample_rate, total, len(first)) == (sr, minutes * 60 * sr, 800)  # 0.05 s blocks
+    assert np.allclose(first, minute[:800], atol=1e-4) and np.allclose(last, minute[-len(last):], atol=1e-4)
+    assert peak < full_decode_bytes / 20, f"peak {peak / 1e6:.1f} MB vs the whole file {full_decode_bytes / 1e6:.0f} MB"
+    stopped = file_blocks(path, as_fast_as_possible=True, max_seconds=1.5)
+    assert sum(len(b) for b in stopped.blocks) == int(1.5 * sr)
+
+
+def test_live_refuses_a_float_file_with_nan_before_the_model_loads(checkpoint, tmp_path, monkeypatch, capsys):
+    from seeingsounds.cli.main import main
+
+    _no_model(monkeypatch)
+    wave = np.tile(sine(220, 1.0, SR), 5)
+    wave[3 * SR] = np.nan  # past the first block
+    sf.write(tmp_path / "nan.wav", wave, SR, subtype="FLOAT")
+    assert main(["live", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "nan.wav"), "--fast",
+                 "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"error: cannot use audio {tmp_path / 'nan.wav'}: the audio contains NaN or infinite samples\n"
+    assert not (tmp_path / "out").exists()

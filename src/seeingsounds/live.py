@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 from seeingsounds.audio.effects import describe_effect
-from seeingsounds.audio.io import read_audio
+from seeingsounds.audio.io import stream_audio
 from seeingsounds.audio.render import check_chain, input_samples
 from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import ConfigError
@@ -151,33 +151,47 @@ def array_blocks(wave: np.ndarray, sample_rate: int, *, as_fast_as_possible: boo
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim != 1:
         raise ConfigError(f"a live stream is a mono 1-D waveform, got shape {list(wave.shape)}")
+    return AudioBlocks(_played([wave], int(sample_rate), block_seconds, not as_fast_as_possible), int(sample_rate),
+                       realtime=not as_fast_as_possible, name=name)
+
+
+def _played(pieces: Iterable[np.ndarray], sample_rate: int, block_seconds: float, realtime: bool) -> Iterator[np.ndarray]:
+    """``pieces`` of a waveform cut into blocks of ``block_seconds``, each when its moment comes (``realtime``)
+    or at once."""
     size = max(1, int(round(block_seconds * sample_rate)))
+    start = time.monotonic()
+    offset = 0
+    pending = np.zeros(0, dtype=np.float32)
+    for piece in pieces:
+        pending = np.concatenate([pending, piece]) if len(pending) else piece
+        while len(pending) >= size:
+            block, pending = pending[:size], pending[size:]
+            yield _when_due(block, offset, start, sample_rate, realtime)
+            offset += len(block)
+    if len(pending):
+        yield _when_due(pending, offset, start, sample_rate, realtime)
 
-    def blocks() -> Iterator[np.ndarray]:
-        start = time.monotonic()
-        for offset in range(0, len(wave), size):
-            if not as_fast_as_possible:
-                delay = start + min(offset + size, len(wave)) / sample_rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            yield wave[offset : offset + size]
 
-    return AudioBlocks(blocks(), int(sample_rate), realtime=not as_fast_as_possible, name=name)
+def _when_due(block: np.ndarray, offset: int, start: float, sample_rate: int, realtime: bool) -> np.ndarray:
+    if realtime:
+        delay = start + (offset + len(block)) / sample_rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return block
 
 
 def file_blocks(path: str | os.PathLike, *, as_fast_as_possible: bool = False,
-                block_seconds: float = BLOCK_SECONDS) -> AudioBlocks:
-    """A sound file as a stream (:func:`array_blocks`): decoded (mono, its own rate) now, so a bad file fails
-    before any model loads."""
+                block_seconds: float = BLOCK_SECONDS, max_seconds: float | None = None) -> AudioBlocks:
+    """A sound file as a stream (as :func:`array_blocks` plays an array): its header is checked now, so a bad
+    file fails before any model loads, and it is decoded as it is played, so memory stays at a block
+    however long the file is. ``max_seconds``: stop after that much sound."""
     if not os.path.isfile(os.path.expanduser(path)):
         raise ConfigError(f"sound file {path} does not exist: give --input an existing file (or leave it out "
                           "to hear the microphone)")
     path = sound_path(path)
-    wave, rate = read_audio(path)
-    source = array_blocks(wave, rate, as_fast_as_possible=as_fast_as_possible, block_seconds=block_seconds,
-                          name=Path(path).name)
-    source.path = str(path)
-    return source
+    rate, pieces = stream_audio(path, max_seconds=max_seconds)
+    return AudioBlocks(_played(pieces, rate, block_seconds, not as_fast_as_possible), rate,
+                       realtime=not as_fast_as_possible, name=Path(path).name, path=str(path))
 
 
 def _sounddevice() -> Any:
@@ -528,7 +542,8 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
         raise ConfigError("live mode makes one picture per hop: --num-images does not apply")
     inputs = [p for p in (input, settings.mix[0] if settings.mix else None) if isinstance(p, (str, os.PathLike))]
     folder, record_path = _plan_session(output, record, [str(p) for p in inputs])
-    source = file_blocks(input, as_fast_as_possible=fast) if input is not None else microphone_blocks()
+    source = (file_blocks(input, as_fast_as_possible=fast, max_seconds=options.seconds) if input is not None
+              else microphone_blocks())
     if engine is None:
         kind = check_model_limits(load, Request(settings=settings))
         if kind is not None and kind.video:

@@ -406,6 +406,40 @@ def audio_info(source: str | os.PathLike | bytes | bytearray | memoryview) -> Au
         return AudioInfo(sr, int(channels), frames if frames and frames > 0 else None, reader, container.format.name)
 
 
+def stream_audio(source: str | os.PathLike, *, max_seconds: float | None = None) -> tuple[int, Iterator[np.ndarray]]:
+    """A file's native rate, checked now from its header (:func:`audio_info`), and its audio as mono float32
+    blocks decoded only as they are read, so memory stays at one block however long the file is (live mode
+    plays an hour-long recording). Float samples are scanned for NaN/inf now (block by block); a NaN/inf
+    block of another source raises :class:`AudioLoadError` when it is reached. ``max_seconds`` stops the
+    blocks after that much sound."""
+    if max_seconds is not None and not max_seconds > 0:
+        raise ConfigError(f"max_seconds must be positive or None, got {max_seconds!r}")
+    name = source_name(source)
+    rate = audio_info(source).sample_rate
+    limit = math.inf if max_seconds is None else math.ceil(max_seconds * rate)
+    with _open_media(name, source) as (reader, handle):  # only float samples can be NaN/inf: scan those now
+        if reader == "libsndfile" and handle.subtype in ("FLOAT", "DOUBLE"):
+            for block in _mono_blocks_soundfile(name, handle, limit):
+                if not np.isfinite(block).all():
+                    raise AudioLoadError(name, "the audio contains NaN or infinite samples")
+
+    def blocks() -> Iterator[np.ndarray]:
+        left = limit
+        with _open_media(name, source) as (reader, handle):
+            decoded = (_mono_blocks_soundfile(name, handle, limit) if reader == "libsndfile"
+                       else _mono_blocks_ffmpeg(name, *handle))
+            for block in decoded:
+                if not np.isfinite(block).all():
+                    raise AudioLoadError(name, "the audio contains NaN or infinite samples")
+                block = block[: int(min(left, len(block)))]
+                left -= len(block)
+                yield block
+                if left <= 0:
+                    return
+
+    return rate, blocks()
+
+
 def audio_seconds(source: str | os.PathLike | bytes | bytearray | memoryview) -> float:
     """Duration in seconds: the header's when it gives one, else counted by decoding (frame by frame)."""
     seconds = audio_info(source).seconds
