@@ -209,3 +209,22 @@ def test_live_refuses_a_float_file_with_nan_before_the_model_loads(checkpoint, t
                  "-o", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == f"error: cannot use audio {tmp_path / 'nan.wav'}: the audio contains NaN or infinite samples\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_augment_never_replaces_a_users_sound_without_force_but_replaces_its_own(tmp_path, monkeypatch, capsys):
+    from seeingsounds.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    sf.write("in.wav", sine(440, 0.5, SR), SR)
+    sf.write("recording.wav", sine(330, 0.5, SR), SR)  # the user's own file, at the name they typed by mistake
+    precious = Path("recording.wav").read_bytes()
+    assert main(["augment", "in.wav", "--volume", "0.5", "-o", "recording.wav"]) == 2
+    assert capsys.readouterr().err == ("error: recording.wav exists and was not written by SeeingSounds: choose "
+                                       "another -o, or pass --force to replace it\n")
+    assert Path("recording.wav").read_bytes() == precious
+    for out in ("quiet.wav", "quiet.mp3", "quiet.flac"):  # a rerun replaces its own output
+        for volume in ("0.5", "0.25"):
+            assert main(["augment", "in.wav", "--volume", volume, "-o", out]) == 0, capsys.readouterr().err
+        assert np.abs(read_audio(out)[0]).max() == pytest.approx(0.125, abs=0.02)
+    assert main(["augment", "in.wav", "--volume", "0.5", "-o", "recording.wav", "--force"]) == 0
+    assert np.abs(read_audio("recording.wav")[0]).max() == pytest.approx(0.25, abs=0.01)

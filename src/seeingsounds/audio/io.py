@@ -46,6 +46,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from seeingsounds import __version__
 from seeingsounds.errors import AudioLoadError, ConfigError
 from seeingsounds.paths import atomic_path, file_sha256
 
@@ -97,6 +98,9 @@ SAVE_FORMATS: dict[str, tuple[str, str | None]] = {
     ".aiff": ("AIFF", None),
     ".aif": ("AIFF", None),
 }
+#: the tag :func:`save_audio` writes in a file's ``software`` and ``comment`` fields (mp3 keeps only the
+#: comment), by which :func:`written_by_seeingsounds_audio` knows our own files
+SOFTWARE_TAG = f"seeingsounds {__version__}"
 #: sample rates an encoder can write; other rates are resampled to the fallback rate before writing
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -531,7 +535,8 @@ def load_audio(
 
 
 def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, *, subtype: str | None = None) -> Path:
-    """Write ``wave`` ([n] or [n, channels]) atomically (temp file + ``os.replace``); format from the suffix.
+    """Write ``wave`` ([n] or [n, channels]) atomically (temp file + ``os.replace``); format from the suffix,
+    tagged :data:`SOFTWARE_TAG`.
 
     Writes block-wise. Opus files are written at 8/12/16/24/48 kHz and MP3 at the MPEG rates: another
     rate is resampled (to 48 kHz for opus, 44.1 kHz for mp3) first. Returns the path written.
@@ -574,9 +579,23 @@ def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, *, subtype: s
         atomic_path(path, suffix=f".tmp{suffix}") as tmp,
         sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype) as f,
     ):
+        f.software = f.comment = SOFTWARE_TAG
         for start in range(0, wave.shape[0], BLOCK_FRAMES):
             f.write(wave[start : start + BLOCK_FRAMES])
     return path
+
+
+def written_by_seeingsounds_audio(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a sound file :func:`save_audio` wrote (its ``software`` or ``comment`` field names
+    the program), so that a rerun may replace it when another file is never replaced."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(_checked_target(source_name(path), path)[0]) as handle:
+            tags = (handle.software or "", handle.comment or "")
+    except (AudioLoadError, sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
+        return False
+    return any(tag.startswith("seeingsounds ") for tag in tags)
 
 
 def audio_fingerprint(source: AudioSource, sample_rate: int | None = None) -> str:
