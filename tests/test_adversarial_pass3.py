@@ -228,3 +228,15 @@ def test_augment_never_replaces_a_users_sound_without_force_but_replaces_its_own
         assert np.abs(read_audio(out)[0]).max() == pytest.approx(0.125, abs=0.02)
     assert main(["augment", "in.wav", "--volume", "0.5", "-o", "recording.wav", "--force"]) == 0
     assert np.abs(read_audio("recording.wav")[0]).max() == pytest.approx(0.25, abs=0.01)
+
+
+def test_the_audio_reader_expands_a_tilde_like_the_picture_reader(tmp_path, monkeypatch, capsys):
+    from seeingsounds.audio.io import audio_fingerprint
+    from seeingsounds.cli.main import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    sf.write(tmp_path / "a.wav", sine(440, 0.5, SR), SR)
+    assert read_audio("~/a.wav")[0].shape == (SR // 2,)
+    assert audio_fingerprint("~/a.wav") == audio_fingerprint(tmp_path / "a.wav")
+    assert main(["augment", "~/a.wav", "--volume", "0.5", "-o", "~/quiet.wav"]) == 0, capsys.readouterr().err
+    assert np.abs(read_audio(tmp_path / "quiet.wav")[0]).max() == pytest.approx(0.25, abs=0.01)

@@ -2,7 +2,7 @@
 
 Accepted sources (everywhere a ``source`` is taken):
 
-- a path (``str`` / ``os.PathLike``) to any file libsndfile reads (wav, flac, ogg/vorbis, opus, mp3, aiff, ...)
+- a path (``str`` / ``os.PathLike``; a leading ``~`` is expanded) to any file libsndfile reads (wav, flac, ogg/vorbis, opus, mp3, aiff, ...)
   or to a media container FFmpeg reads through PyAV (mp4, m4a, mov, mkv, webm, aac, avi, ...: the datasets'
   videos, phone and browser recordings). A video's audio stream is used (the first one, or the one FFmpeg
   marks as the best); its video is never decoded;
@@ -192,7 +192,7 @@ def _checked_target(name: str, source: Any) -> tuple[Any, str | None]:
     """(what libsndfile/FFmpeg open: a path string (raw bytes for a name that is not UTF-8) or a BytesIO,
     the path's suffix or None for bytes)."""
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = Path(source).expanduser()  # a ~ the shell left alone (quoted, or --opt=~/a.wav)
         if not path.exists():
             raise AudioLoadError(name, "file not found")
         if not path.is_file():
@@ -604,9 +604,9 @@ def audio_fingerprint(source: AudioSource, sample_rate: int | None = None) -> st
         sample_rate, source = source
     name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
-        if not Path(source).is_file():
+        if not Path(source).expanduser().is_file():
             raise AudioLoadError(name, "file not found")
-        return file_sha256(source)
+        return file_sha256(Path(source).expanduser())
     digest = hashlib.sha256()
     if isinstance(source, (bytes, bytearray, memoryview)):
         digest.update(bytes(source))
