@@ -4,6 +4,7 @@ as users type things: each test failed on the code before its fix."""
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from pathlib import Path
 
@@ -240,3 +241,29 @@ def test_the_audio_reader_expands_a_tilde_like_the_picture_reader(tmp_path, monk
     assert audio_fingerprint("~/a.wav") == audio_fingerprint(tmp_path / "a.wav")
     assert main(["augment", "~/a.wav", "--volume", "0.5", "-o", "~/quiet.wav"]) == 0, capsys.readouterr().err
     assert np.abs(read_audio(tmp_path / "quiet.wav")[0]).max() == pytest.approx(0.25, abs=0.01)
+
+
+def test_a_sound_whose_name_is_not_utf8_makes_outputs_whose_provenance_names_it(checkpoint, tmp_path, monkeypatch,
+                                                                                capsys):
+    """A Latin-1 name (``caf\\xe9.wav``: Python's ``caf\\udce9.wav``) was read, then the PNG's provenance text
+    failed with a UnicodeEncodeError traceback after the model had run; the name is now kept as its escape,
+    which reads back as the name."""
+    import json
+
+    from seeingsounds.cli.main import main
+    from seeingsounds.imaging import read_provenance
+    from seeingsounds.video import read_mp4_provenance
+
+    monkeypatch.chdir(tmp_path)
+    name = os.fsdecode(b"caf\xe9.wav")
+    sf.write("plain.wav", sine(440, 1.0, SR), SR)
+    os.rename("plain.wav", name)  # libsndfile cannot create such a name
+    assert main(["generate", "--checkpoint", str(checkpoint), name, "-o", "one.png", "--steps", "1"]) == 0, \
+        capsys.readouterr().err
+    assert read_provenance("one.png")["source"] == name
+    assert main(["live", "--checkpoint", str(checkpoint), "--input", name, "--fast", "--steps", "1", "-o", "live",
+                 "--record", "live.mp4"]) == 0, capsys.readouterr().err
+    header = json.loads(Path("live/live.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert header["source"] == name and read_mp4_provenance("live.mp4")["source"] == name
+    assert read_provenance("live/frame00000.png")["source"] == name
+

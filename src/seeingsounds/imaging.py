@@ -183,10 +183,22 @@ def provenance(**fields: Any) -> dict[str, Any]:
     return {SOFTWARE_KEY: f"seeingsounds {__version__}", "seeingsounds_version": __version__, **fields}
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8: a file name in another encoding (Python's surrogates, e.g. ``caf\\udce9.wav``
+    for Latin-1 bytes) is written as its ``\\udcXX`` escape, which a JSON reader reads back as the name."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def provenance_json(metadata: Mapping[str, Any]) -> str:
+    """Provenance as one line of JSON (sorted keys, non-ASCII kept) that is valid UTF-8 (:func:`utf8_text`):
+    the form PNGs, mp4s and live mode's log store."""
+    return utf8_text(json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False, default=str))
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+        return utf8_text(value)
+    return utf8_text(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str))
 
 
 def png_info(metadata: Mapping[str, Any]) -> PngInfo:
@@ -195,7 +207,7 @@ def png_info(metadata: Mapping[str, Any]) -> PngInfo:
     for key in sorted(metadata):
         if metadata[key] is not None:
             info.add_text(str(key), _text(metadata[key]))
-    info.add_text(PROVENANCE_KEY, json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False, default=str))
+    info.add_text(PROVENANCE_KEY, provenance_json(metadata))
     return info
 
 

@@ -23,7 +23,6 @@ with its sound.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
@@ -45,6 +44,7 @@ from seeingsounds.audio.io import stream_audio
 from seeingsounds.audio.render import check_chain, input_samples
 from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import ConfigError
+from seeingsounds.imaging import provenance_json
 from seeingsounds.paths import atomic_path
 from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits, sound_path
 from seeingsounds.video import SessionRecorder
@@ -569,7 +569,7 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
     try:
         with atomic_path(folder / LOG_NAME, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as log, \
                 closing(session.frames(source)) as stream:
-            log.write(json.dumps(header, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+            log.write(provenance_json(header) + "\n")
             try:
                 for frame in stream:
                     name = frame_name(frame.index)
@@ -577,9 +577,9 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
                     writer.write(Made(picture=frame.picture, seed=settings.seed, source=own["source"],
                                       input_index=0, effects=session.descriptions), name,
                                  meta={"stream_time": round(frame.stream_time, 3), "heard": heard})
-                    log.write(json.dumps({"frame": f"{name}.png", "stream_time": round(frame.stream_time, 3),
-                                          "heard": heard, "latency_s": round(frame.latency, 4),
-                                          "skipped": frame.skipped}, ensure_ascii=False) + "\n")
+                    log.write(provenance_json({"frame": f"{name}.png", "stream_time": round(frame.stream_time, 3),
+                                               "heard": heard, "latency_s": round(frame.latency, 4),
+                                               "skipped": frame.skipped}) + "\n")
                     log.flush()
                     if record_path is not None:
                         picture = _recording_picture(frame.picture)
