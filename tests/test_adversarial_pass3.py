@@ -267,3 +267,29 @@ def test_a_sound_whose_name_is_not_utf8_makes_outputs_whose_provenance_names_it(
     assert header["source"] == name and read_mp4_provenance("live.mp4")["source"] == name
     assert read_provenance("live/frame00000.png")["source"] == name
 
+
+def test_augment_on_a_full_disk_is_one_line_and_no_file(tmp_path, capsys):
+    """libsndfile reports a write to a full disk as "System error." only: it was a LibsndfileError traceback."""
+    import subprocess
+
+    from test_disk_full import one_line
+
+    from seeingsounds.cli.main import main
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        sf.write(tmp_path / "in.wav", sine(440, 4.0, SR), SR)
+        for free_kib in (0, 24):  # full when the file is opened; full half-way through its samples
+            (disk / "filler").write_bytes(b"\0" * ((64 - free_kib) * 1024))
+            assert main(["augment", str(tmp_path / "in.wav"), "--volume", "0.5", "-o", str(disk / "quiet.wav")]) == 2
+            line = one_line(capsys.readouterr().err)
+            assert line.startswith(f"error: cannot write {disk / 'quiet.wav'}: the disk holding {disk} is full (")
+            assert "125.0 KiB needed" in line
+            assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no half-written file, no temporary
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

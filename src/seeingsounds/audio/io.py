@@ -32,6 +32,7 @@ warning (logger ``seeingsounds.audio.io``) naming the file and the seconds decla
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import logging
@@ -48,7 +49,7 @@ import numpy as np
 
 from seeingsounds import __version__
 from seeingsounds.errors import AudioLoadError, ConfigError
-from seeingsounds.paths import atomic_path, file_sha256
+from seeingsounds.paths import atomic_path, file_sha256, free_space
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ SAVE_FORMATS: dict[str, tuple[str, str | None]] = {
 #: the tag :func:`save_audio` writes in a file's ``software`` and ``comment`` fields (mp3 keeps only the
 #: comment), by which :func:`written_by_seeingsounds_audio` knows our own files
 SOFTWARE_TAG = f"seeingsounds {__version__}"
+#: libsndfile's error code for a failed system call (a write to a full disk among them; its errno is not kept)
+_SF_ERR_SYSTEM = 2
+#: free bytes under which a failed libsndfile write is taken for a full disk
+_FULL_DISK_SLACK = 1 << 16
 #: sample rates an encoder can write; other rates are resampled to the fallback rate before writing
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -575,13 +580,20 @@ def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, *, subtype: s
         sr = rates[1]
     channels = 1 if wave.ndim == 1 else wave.shape[1]
     # atomic_path: temp file beside ``path``, renamed with mode 0644 (mkstemp alone leaves 0600)
-    with (
-        atomic_path(path, suffix=f".tmp{suffix}") as tmp,
-        sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype) as f,
-    ):
-        f.software = f.comment = SOFTWARE_TAG
-        for start in range(0, wave.shape[0], BLOCK_FRAMES):
-            f.write(wave[start : start + BLOCK_FRAMES])
+    width = _SAMPLE_BYTES.get(subtype or sf.default_subtype(fmt)) if fmt in ("WAV", "AIFF") else None
+    needed = wave.shape[0] * channels * width if width else None  # uncompressed: the size is known
+    with atomic_path(path, suffix=f".tmp{suffix}", needed=needed) as tmp:
+        try:
+            with sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype) as f:
+                f.software = f.comment = SOFTWARE_TAG
+                for start in range(0, wave.shape[0], BLOCK_FRAMES):
+                    f.write(wave[start : start + BLOCK_FRAMES])
+        except sf.LibsndfileError as exc:
+            # libsndfile says only "System error." for a failed write: a disk without space left is a full disk
+            # (atomic_path turns the OSError into one DiskFullError line and removes the temporary file)
+            if exc.code == _SF_ERR_SYSTEM and (free_space(tmp.parent) or 0) < _FULL_DISK_SLACK:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+            raise
     return path
 
 
