@@ -293,3 +293,19 @@ def test_augment_on_a_full_disk_is_one_line_and_no_file(tmp_path, capsys):
             assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no half-written file, no temporary
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_size_the_generator_cannot_make_fails_before_the_model_loads(checkpoint, tmp_path, monkeypatch, capsys):
+    """The size multiple was known only from the loaded generator: ``--size 33x17`` loaded the model first."""
+    from seeingsounds.cli.main import main
+
+    _no_model(monkeypatch)
+    sf.write(tmp_path / "a.wav", sine(440, 0.5, SR), SR)
+    picture = write_picture(tmp_path)
+    for command in (["generate", str(tmp_path / "a.wav"), "--size", "33x17"],
+                    ["edit", str(tmp_path / "a.wav"), "--image", str(picture), "--size", "33"]):
+        assert main([*command, "--checkpoint", str(checkpoint), "-o", str(tmp_path / "out")]) == 2
+        size = command[-1] if "x" in command[-1] else f"{command[-1]}x{command[-1]}"
+        assert capsys.readouterr().err == (f"error: height and width must be multiples of 2 for this generator, got "
+                                           f"{size}: try 32x{16 if size == '33x17' else 32}\n")
+

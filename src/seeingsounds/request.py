@@ -35,7 +35,8 @@ from seeingsounds.model import load_backend
 from seeingsounds.presets import get_preset
 
 __all__ = ["EditSpec", "LoadOptions", "Request", "Settings", "check_fps", "check_guidance", "check_lora",
-           "check_model_limits", "check_seed", "check_size", "check_strength", "size_limit"]
+           "check_model_limits", "check_seed", "check_size", "check_size_multiple", "check_strength", "size_limit",
+           "size_multiple"]
 
 #: the most files one run writes (inputs x --num-images): more is a typo, and its names alone fill the memory
 MAX_OUTPUTS = 10_000
@@ -101,6 +102,33 @@ def size_limit(backend: Any, preset: Any) -> tuple[int, str]:
         if hard < limit:
             limit, reason = hard, f"its positional-embedding table covers {hard} px (pos_embed_max_size {pos})"
     return limit, reason
+
+
+def size_multiple(backend: Any) -> int:
+    """What image sides must be multiples of for this generator (VAE downsampling x latent patching; FLUX
+    packs 2x2 latent patches), read from configs only (no weights)."""
+    def config(name: str) -> dict[str, Any]:
+        try:
+            return backend.load_config(name)
+        except Exception:  # a component the generator does not have
+            return {}
+
+    vae = config("vae")
+    blocks = vae.get("block_out_channels")
+    factor = int(vae.get("scale_factor_spatial") or (2 ** (len(blocks) - 1) if blocks else 8))
+    if backend.pipeline_class().__name__.startswith("Flux"):
+        return factor * 2
+    patch = (config("transformer") or config("unet")).get("patch_size", 1) or 1
+    return factor * int(patch[-1] if isinstance(patch, (tuple, list)) else patch)
+
+
+def check_size_multiple(width: int, height: int, multiple: int) -> None:
+    """Refuse a size whose sides are not multiples of ``multiple`` (:func:`size_multiple`), with one that is."""
+    if height % multiple or width % multiple:
+        raise ConfigError(
+            f"height and width must be multiples of {multiple} for this generator, got {width}x{height}: "
+            f"try {max(multiple, width // multiple * multiple)}x{max(multiple, height // multiple * multiple)}"
+        )
 
 
 def check_size(width: int | None, height: int | None, backend: Any, preset: Any) -> None:
@@ -340,6 +368,8 @@ def check_model_limits(load: LoadOptions, request: Request) -> OutputKind | None
             sizes.append(request.picture.size)
     for width, height in sizes:
         check_size(width, height, backend, preset)
+    if settings.width is not None or settings.height is not None:  # an edit's picture is resized to a multiple
+        check_size_multiple(settings.width or preset.width, settings.height or preset.height, size_multiple(backend))
     kind = backend.output_kind
     if kind.video and settings.num_frames is not None:
         backend.check_num_frames(settings.num_frames)
