@@ -309,3 +309,20 @@ def test_a_size_the_generator_cannot_make_fails_before_the_model_loads(checkpoin
         assert capsys.readouterr().err == (f"error: height and width must be multiples of 2 for this generator, got "
                                            f"{size}: try 32x{16 if size == '33x17' else 32}\n")
 
+
+def test_a_transparent_picture_is_edited_as_a_viewer_shows_it_on_white(tmp_path):
+    """RGBA -> RGB dropped the alpha channel: the transparent half of a logo became the black stored under it."""
+    from PIL import Image
+
+    from seeingsounds.imaging import load_picture
+
+    pixels = np.zeros((8, 8, 4), np.uint8)
+    pixels[:, :4] = (200, 40, 40, 255)  # opaque red left half
+    pixels[:, 4:6] = (0, 0, 0, 0)  # transparent, black underneath
+    pixels[:, 6:] = (0, 0, 200, 128)  # half-transparent blue
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "logo.png")
+    rgb = np.asarray(load_picture(tmp_path / "logo.png"))
+    assert rgb[0, 0].tolist() == [200, 40, 40] and rgb[0, 4].tolist() == [255, 255, 255]
+    assert rgb[0, 7].tolist() == pytest.approx([127, 127, 227], abs=1)
+    assert np.asarray(load_picture(Image.fromarray(pixels[..., [0, 3]], "LA")))[0, 4].tolist() == [255, 255, 255]
+    assert np.asarray(load_picture(tmp_path / "logo.png", mode="L"))[0, 4] == 0  # a mask keeps its values

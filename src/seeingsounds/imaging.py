@@ -89,8 +89,9 @@ def load_picture(source: Any, *, what: str = "image", mode: str = "RGB", name: s
     Arrays: ``uint8`` or ``bool`` (``True`` = 255) ``[H, W]`` / ``[H, W, C]``, or ``uint16`` ``[H, W]``
     (16-bit grey). A file's size is checked against ``max_pixels`` before it is decoded. High-bit-depth
     greyscale is scaled to 8 bits: 16-bit (and 32-bit integer pictures holding 0..65535) by 255/65535,
-    float pictures holding 0..1 by 255; other ranges are refused. Errors are :class:`ConfigError`s that
-    name the picture as ``what`` and ``name`` (default: the path as given, ``"<bytes>"`` or nothing).
+    float pictures holding 0..1 by 255; other ranges are refused. In RGB a transparent picture is laid on
+    white, as viewers show it. Errors are :class:`ConfigError`s that name the picture as ``what`` and
+    ``name`` (default: the path as given, ``"<bytes>"`` or nothing).
     """
     if isinstance(source, Image.Image):
         return _to_mode(source, what, name or "", mode, max_pixels)
@@ -150,8 +151,24 @@ def _from_array(array: np.ndarray, what: str) -> Image.Image:
     return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
 
 
+#: Pillow modes with an alpha channel
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """A picture with transparency laid on white, as a viewer shows it: dropping the alpha channel would show
+    the colours stored under transparent pixels instead (often black)."""
+    try:
+        rgba = image.convert("RGBA")
+    except ValueError:  # a mode Pillow cannot convert (La): _to_mode says so
+        return image
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
 def _to_mode(image: Image.Image, what: str, name: str, mode: str, max_pixels: int) -> Image.Image:
-    """``image`` in ``mode``, high-bit-depth greyscale scaled (not clamped) to 8 bits first."""
+    """``image`` in ``mode``, high-bit-depth greyscale scaled (not clamped) to 8 bits first; in RGB, a
+    transparent picture laid on white (:func:`_on_white`)."""
     _check_pixels(image, what, name, max_pixels)
     if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
         values = np.asarray(image).astype(np.float32)  # exact for 16-bit values
@@ -162,6 +179,8 @@ def _to_mode(image: Image.Image, what: str, name: str, mode: str, max_pixels: in
             raise ConfigError(f"{_named(what, name)} is a {kind} picture with values {low:g}..{high:g}, outside "
                               f"0..{full_scale:g}: save it as an 8- or 16-bit PNG")
         image = Image.fromarray(np.round(values * (255.0 / full_scale)).astype(np.uint8))
+    if mode == "RGB" and (image.mode in _ALPHA_MODES or "transparency" in image.info):
+        image = _on_white(image)
     try:
         return image.convert(mode)
     except ValueError:  # a mode Pillow converts to RGB(A) only (LAB -> L) or not at all (La)
