@@ -326,3 +326,32 @@ def test_a_transparent_picture_is_edited_as_a_viewer_shows_it_on_white(tmp_path)
     assert rgb[0, 7].tolist() == pytest.approx([127, 127, 227], abs=1)
     assert np.asarray(load_picture(Image.fromarray(pixels[..., [0, 3]], "LA")))[0, 4].tolist() == [255, 255, 255]
     assert np.asarray(load_picture(tmp_path / "logo.png", mode="L"))[0, 4] == 0  # a mask keeps its values
+
+
+def test_save_pretrained_never_replaces_a_config_that_is_not_a_checkpoints(checkpoint, tmp_path):
+    """save_pretrained into a project folder replaced the user's config.json (and would a training run's)."""
+    import json
+
+    from seeingsounds.errors import ConfigError
+    from seeingsounds.pipeline import SeeingSoundsPipeline
+
+    pipe = SeeingSoundsPipeline.from_pretrained(str(checkpoint), device="cpu")
+    project, run = tmp_path / "project", tmp_path / "run"
+    for folder, config in ((project, {"mine": 1}), (run, {"train": {"epochs": 3}})):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ConfigError, match="save to a folder of its own"):
+            pipe.save_pretrained(folder)
+        assert json.loads((folder / "config.json").read_text()) == config
+        assert not (folder / "model.safetensors").exists()
+    assert "is a training run: save_pretrained would replace its config.json" in str(
+        pytest.raises(ConfigError, pipe.save_pretrained, run).value)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    for _ in range(2):  # a folder of other files, then the checkpoint it now holds, are written
+        pipe.save_pretrained(notes)
+    assert (notes / "todo.txt").read_text() == "mine"
+    again = SeeingSoundsPipeline.from_pretrained(str(notes), device="cpu")
+    assert again.conditioner.aligner.state_dict().keys() == pipe.conditioner.aligner.state_dict().keys()
+

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from seeingsounds.aligner import SeeingSoundsAligner
 from seeingsounds.audio.effects import describe_effect
 from seeingsounds.audio.render import EffectChain, check_chain
-from seeingsounds.checkpoint import resolve_checkpoint
+from seeingsounds.checkpoint import is_aligner_folder, resolve_checkpoint
 from seeingsounds.conditioner import AudioConditioner, as_sources, display_name
 from seeingsounds.devices import resolve_device, resolve_dtype
 from seeingsounds.errors import ConfigError
@@ -48,6 +48,7 @@ from seeingsounds.request import (
     size_limit,
     size_multiple,
 )
+from seeingsounds.runs import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,8 @@ class SeeingSoundsPipeline:
         self.conditioner.encoder = encoder
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write the aligner with the preset it runs with (generator id, LoRA) to ``folder``.
+        """Write the aligner with the preset it runs with (generator id, LoRA) to ``folder``: a new folder, or
+        one holding no ``config.json`` / ``model.safetensors`` but a checkpoint's (never a training run's).
 
         :meth:`from_pretrained` on ``folder`` rebuilds this pipeline: same encoder, generator, LoRA
         and weights, so the same inputs and seeds give the same images.
@@ -204,6 +206,13 @@ class SeeingSoundsPipeline:
         folder = Path(folder).expanduser()
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"{folder} is a file: save_pretrained writes a folder")
+        if RunFolder(folder).is_run():
+            raise ConfigError(f"{folder} is a training run: save_pretrained would replace its config.json; save to "
+                              "a folder of its own")
+        theirs = [name for name in ("config.json", "model.safetensors") if (folder / name).exists()]
+        if theirs and not is_aligner_folder(folder):
+            raise ConfigError(f"{folder} holds a {' and a '.join(theirs)} that is not a SeeingSounds checkpoint: "
+                              "save_pretrained would replace it; save to a folder of its own")
         preset = self.preset.replace(lora=self.lora or "")
         config = {**dict(getattr(self.aligner, "_hub_mixin_config", {}) or {}), "preset": preset.to_dict()}
         try:
