@@ -355,3 +355,17 @@ def test_save_pretrained_never_replaces_a_config_that_is_not_a_checkpoints(check
     again = SeeingSoundsPipeline.from_pretrained(str(notes), device="cpu")
     assert again.conditioner.aligner.state_dict().keys() == pipe.conditioner.aligner.state_dict().keys()
 
+
+def test_a_video_or_m4a_saved_under_an_audio_suffix_is_read_by_ffmpeg(tmp_path):
+    """An m4a/mp4 named .mp3 (downloaders do this) was opened by libsndfile as MPEG audio and failed half-way:
+    "corrupt audio data (Unspecified internal error.)"."""
+    from audio_video_fixtures import encode_media
+
+    for kind, name in (("mp4", "song.mp3"), ("m4a", "voice.mp3"), ("mkv", "clip.wav")):
+        real = encode_media(tmp_path / f"real.{kind}", kind, seconds=1.0) or tmp_path / f"real.{kind}"
+        named = tmp_path / name
+        named.write_bytes(Path(real).read_bytes())
+        wave, sr = read_audio(named)
+        info = audio_info(named)
+        assert info.reader == "ffmpeg" and abs(len(wave) / sr - 1.0) < 0.05, (name, info, len(wave) / sr)
+        assert len(read_audio(named.read_bytes())[0]) == len(wave)

@@ -215,6 +215,21 @@ def _checked_target(name: str, source: Any) -> tuple[Any, str | None]:
     return io.BytesIO(data), None
 
 
+def _is_media_container(target: Any) -> bool:
+    """Whether the first bytes are an mp4/m4a/mov (``ftyp``), Matroska/WebM (EBML) or AVI header: such a file
+    named ``.mp3`` or ``.wav`` (a download saved under another suffix) goes to FFmpeg, not to libsndfile,
+    which takes it for MPEG audio and fails in the middle of decoding it."""
+    try:
+        if isinstance(target, io.BytesIO):
+            head = target.getvalue()[:12]
+        else:
+            with open(target, "rb") as f:
+                head = f.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+
+
 def _rewound(target: Any) -> Any:
     if isinstance(target, io.BytesIO):
         target.seek(0)
@@ -230,7 +245,7 @@ def _open_media(name: str, source: Any) -> Iterator[tuple[str, Any]]:
 
     target, suffix = _checked_target(name, source)
     sf_error: str | None = None
-    if suffix not in CONTAINER_SUFFIXES:
+    if suffix not in CONTAINER_SUFFIXES and not _is_media_container(target):
         try:
             handle = sf.SoundFile(target)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
