@@ -369,3 +369,22 @@ def test_a_video_or_m4a_saved_under_an_audio_suffix_is_read_by_ffmpeg(tmp_path):
         info = audio_info(named)
         assert info.reader == "ffmpeg" and abs(len(wave) / sr - 1.0) < 0.05, (name, info, len(wave) / sr)
         assert len(read_audio(named.read_bytes())[0]) == len(wave)
+
+
+def test_a_name_typed_composed_finds_the_file_stored_decomposed(tmp_path, monkeypatch):
+    """A file copied from a Mac keeps its decomposed name (NFD ``cafe\\u0301``); the user types ``café`` (NFC)."""
+    import unicodedata
+
+    from seeingsounds.live import file_blocks
+    from seeingsounds.request import Request, sound_path
+
+    monkeypatch.chdir(tmp_path)
+    stored = unicodedata.normalize("NFD", "café.wav")
+    sf.write("plain.wav", sine(440, 0.5, SR), SR)
+    os.rename("plain.wav", stored)
+    typed = unicodedata.normalize("NFC", "café.wav")
+    assert typed != stored and not os.path.exists(typed)
+    assert sound_path(typed) == stored and Request(sounds=[typed]).check().sounds == [stored]
+    assert file_blocks(typed).path == stored
+    os.rename(stored, typed)
+    assert sound_path(stored) == typed

@@ -185,10 +185,10 @@ def file_blocks(path: str | os.PathLike, *, as_fast_as_possible: bool = False,
     """A sound file as a stream (as :func:`array_blocks` plays an array): its header is checked now, so a bad
     file fails before any model loads, and it is decoded as it is played, so memory stays at a block
     however long the file is. ``max_seconds``: stop after that much sound."""
-    if not os.path.isfile(os.path.expanduser(path)):
-        raise ConfigError(f"sound file {path} does not exist: give --input an existing file (or leave it out "
-                          "to hear the microphone)")
-    path = sound_path(path)
+    try:
+        path = sound_path(path)
+    except ConfigError as exc:  # no such file
+        raise ConfigError(f"{exc}: give --input an existing file (or leave it out to hear the microphone)") from None
     rate, pieces = stream_audio(path, max_seconds=max_seconds)
     return AudioBlocks(_played(pieces, rate, block_seconds, not as_fast_as_possible), rate,
                        realtime=not as_fast_as_possible, name=Path(path).name, path=str(path))

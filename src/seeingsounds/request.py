@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,10 +196,14 @@ def check_fps(fps: Any, label: str = "fps") -> int:
 
 def sound_path(path: str | os.PathLike, what: str = "sound file") -> str:
     """A sound file named on the command line, checked before any model loads: ``~`` expanded (a quoted
-    ``~`` or ``--mix=~/a.wav`` reaches us unexpanded), an existing file whose header is audio. A shell
-    pattern that matched nothing reaches us unchanged: the error says so."""
+    ``~`` or ``--mix=~/a.wav`` reaches us unexpanded), found under the other Unicode normalisation of its
+    name (``café`` typed composed, stored decomposed by a Mac), an existing file whose header is audio.
+    A shell pattern that matched nothing reaches us unchanged: the error says so."""
     text = os.fspath(path)
     expanded = os.path.expanduser(text) if text.startswith("~") else text
+    if not os.path.exists(expanded):  # typed composed (NFC) but stored decomposed (NFD, from a Mac), or back
+        expanded = next((form for form in (unicodedata.normalize(f, expanded) for f in ("NFC", "NFD"))
+                         if os.path.exists(form)), expanded)
     if not os.path.isfile(expanded):
         if any(c in text for c in "*?[") and not os.path.exists(expanded):
             raise ConfigError(f"{what} {text} does not exist: no file matches that pattern (the shell passes a "
