@@ -388,3 +388,16 @@ def test_a_name_typed_composed_finds_the_file_stored_decomposed(tmp_path, monkey
     assert file_blocks(typed).path == stored
     os.rename(stored, typed)
     assert sound_path(stored) == typed
+
+
+def test_an_effects_chain_that_is_not_a_list_is_named_whole():
+    """A string or one bare pair was iterated: "an effect must be (name, params dict), got 'v'"."""
+    from seeingsounds.errors import ConfigError
+    from seeingsounds.request import Settings
+
+    for effects in ("volume:alpha=0.5", ("volume", {"alpha": 0.5}), {"volume": {"alpha": 0.5}}):
+        with pytest.raises(ConfigError) as err:
+            Settings(effects=effects).check(1)
+        assert str(err.value) == ("effects must be a list of (name, params dict) pairs, e.g. [('volume', "
+                                  f"{{'alpha': 0.15}})], got {effects!r}")
+    assert Settings(effects=[("volume", {"alpha": 0.5})]).check(1) is None
