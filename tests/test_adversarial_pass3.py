@@ -401,3 +401,34 @@ def test_an_effects_chain_that_is_not_a_list_is_named_whole():
         assert str(err.value) == ("effects must be a list of (name, params dict) pairs, e.g. [('volume', "
                                   f"{{'alpha': 0.15}})], got {effects!r}")
     assert Settings(effects=[("volume", {"alpha": 0.5})]).check(1) is None
+
+
+def test_serve_refuses_a_port_it_cannot_use_and_an_endless_limit_before_the_model_loads(checkpoint, monkeypatch,
+                                                                                        capsys):
+    """A port outside 0..65535 or held by another server failed in gradio after the checkpoint had loaded;
+    ``--max-seconds inf`` was accepted and every upload then failed (math.ceil of inf)."""
+    import socket
+
+    from seeingsounds.cli.main import main
+
+    _no_model(monkeypatch)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        cases = [(["--port", "99999"], "error: --port must be in 0..65535, got 99999\n"),
+                 (["--port", str(busy)], f"error: cannot serve on 127.0.0.1:{busy} (Address already in use): another "
+                                         "program may hold the port; choose another --port (or --host)\n"),
+                 (["--port", str(_free_port()), "--max-seconds", "inf"],
+                  "error: upload limits must be positive and finite, got 25.0 MB / inf s\n")]
+        for extra, message in cases:
+            assert main(["serve", "--checkpoint", str(checkpoint), *extra]) == 2
+            assert capsys.readouterr().err == message
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
