@@ -432,3 +432,14 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_an_endless_max_seconds_is_a_config_error_not_an_overflow(tmp_path):
+    from seeingsounds.audio.io import stream_audio
+    from seeingsounds.errors import ConfigError
+
+    sf.write(tmp_path / "a.wav", sine(440, 0.5, SR), SR)
+    for read in (read_audio, stream_audio):
+        for bad in (float("inf"), float("nan"), 0):
+            with pytest.raises(ConfigError, match="max_seconds must be a positive number of seconds or None"):
+                read(tmp_path / "a.wav", max_seconds=bad)

@@ -436,8 +436,8 @@ def stream_audio(source: str | os.PathLike, *, max_seconds: float | None = None)
     plays an hour-long recording). Float samples are scanned for NaN/inf now (block by block); a NaN/inf
     block of another source raises :class:`AudioLoadError` when it is reached. ``max_seconds`` stops the
     blocks after that much sound."""
-    if max_seconds is not None and not max_seconds > 0:
-        raise ConfigError(f"max_seconds must be positive or None, got {max_seconds!r}")
+    if max_seconds is not None and not 0 < max_seconds < math.inf:
+        raise ConfigError(f"max_seconds must be a positive number of seconds or None, got {max_seconds!r}")
     name = source_name(source)
     rate = audio_info(source).sample_rate
     limit = math.inf if max_seconds is None else math.ceil(max_seconds * rate)
@@ -505,8 +505,8 @@ def read_audio(source: AudioSource, sample_rate: int | None = None, *,
     longer source comes back longer than ``max_seconds`` — enough to refuse it — without being decoded whole
     (a file whose header gives no length cannot be refused from the header).
     """
-    if max_seconds is not None and not max_seconds > 0:
-        raise ConfigError(f"max_seconds must be positive or None, got {max_seconds!r}")
+    if max_seconds is not None and not 0 < max_seconds < math.inf:
+        raise ConfigError(f"max_seconds must be a positive number of seconds or None, got {max_seconds!r}")
     wave, sr, _ = _decode(source, sample_rate, max_seconds)
     return wave, sr
 
