@@ -443,3 +443,19 @@ def test_an_endless_max_seconds_is_a_config_error_not_an_overflow(tmp_path):
         for bad in (float("inf"), float("nan"), 0):
             with pytest.raises(ConfigError, match="max_seconds must be a positive number of seconds or None"):
                 read(tmp_path / "a.wav", max_seconds=bad)
+
+
+def test_a_hop_shorter_than_10_ms_is_refused_before_any_picture(checkpoint, tmp_path, monkeypatch, capsys):
+    """``--hop 1e-9`` was rounded up to one sample: a picture per sample, 64000 PNGs for a 4 s file."""
+    from seeingsounds.cli.main import main
+    from seeingsounds.live import LiveOptions
+
+    _no_model(monkeypatch)
+    sf.write(tmp_path / "a.wav", sine(440, 4.0, SR), SR)
+    for hop in ("1e-9", "0.001", "0"):
+        assert main(["live", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "a.wav"), "--fast",
+                     "--hop", hop, "-o", str(tmp_path / "out")]) == 2
+        assert capsys.readouterr().err == ("error: --hop must be at least 0.01 s of new sound per picture (at most "
+                                           f"100 pictures per second of sound), got {float(hop):g}\n")
+    assert not (tmp_path / "out").exists()
+    assert LiveOptions(hop=0.01).check().hop == 0.01

@@ -55,6 +55,8 @@ __all__ = ["AudioBlocks", "Frame", "LiveFeed", "LiveOptions", "LiveSession", "Se
 
 #: seconds of new sound per picture
 DEFAULT_HOP = 0.5
+#: the shortest hop: a picture per 10 ms of sound (a tinier --hop made a picture per sample, 16000 files a second)
+MIN_HOP = 0.01
 #: share of the previous conditioning kept at each hop (exponential moving average)
 DEFAULT_EASE = 0.6
 #: seconds per block read from a file or the microphone
@@ -96,8 +98,9 @@ class LiveOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{label} must be a number, got {value!r}")
-        if not self.hop > 0:
-            raise ConfigError(f"--hop must be positive (seconds of new sound per picture), got {self.hop}")
+        if not self.hop >= MIN_HOP:
+            raise ConfigError(f"--hop must be at least {MIN_HOP:g} s of new sound per picture (at most "
+                              f"{1 / MIN_HOP:g} pictures per second of sound), got {self.hop:g}")
         if not 0.0 <= self.ease < 1.0:
             raise ConfigError(f"--ease must be in [0, 1) (share of the previous picture's conditioning kept), "
                               f"got {self.ease}")
