@@ -459,3 +459,18 @@ def test_a_hop_shorter_than_10_ms_is_refused_before_any_picture(checkpoint, tmp_
                                            f"100 pictures per second of sound), got {float(hop):g}\n")
     assert not (tmp_path / "out").exists()
     assert LiveOptions(hop=0.01).check().hop == 0.01
+
+
+def test_a_window_longer_than_the_encoder_hears_is_told_not_silently_cut(checkpoint, tmp_path, caplog):
+    from seeingsounds.engine import Engine
+    from seeingsounds.live import LiveOptions, LiveSession
+    from seeingsounds.request import LoadOptions
+
+    engine = Engine.load(LoadOptions(checkpoint=str(checkpoint), device="cpu"))
+    seconds = engine.window_samples / engine.sample_rate
+    with caplog.at_level(logging.WARNING, logger="seeingsounds.live"):
+        session = LiveSession(engine, options=LiveOptions(window=1000.0))
+        LiveSession(engine, options=LiveOptions(window=seconds / 2))
+    assert session.window_seconds == pytest.approx(seconds)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--window 1000 s is longer than the {seconds:.2f} s the encoder hears at once: using {seconds:.2f} s"]

@@ -23,6 +23,7 @@ with its sound.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import queue
@@ -49,6 +50,8 @@ from seeingsounds.paths import atomic_path
 from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits, sound_path
 from seeingsounds.video import SessionRecorder
 from seeingsounds.writers import OutputWriter, check_targets, output_provenance, plan_outputs, sound_provenance
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AudioBlocks", "Frame", "LiveFeed", "LiveOptions", "LiveSession", "SessionSummary", "array_blocks", "file_blocks",
            "live_frames", "microphone_blocks", "record_session"]
@@ -302,6 +305,10 @@ class LiveSession:
         self.descriptions = [describe_effect(name, **params) for name, params in check_chain(self.settings.effects)]
         heard = engine.window_samples if self.options.window is None else \
             min(engine.window_samples, max(1, int(round(self.options.window * engine.sample_rate))))
+        if self.options.window is not None and self.options.window * engine.sample_rate > engine.window_samples:
+            log.warning("--window %g s is longer than the %.2f s the encoder hears at once: using %.2f s",
+                        self.options.window, engine.window_samples / engine.sample_rate,
+                        engine.window_samples / engine.sample_rate)
         #: samples at the encoder's rate the window takes in (more when an effect such as speed reads more)
         self.input_samples = int(input_samples(self.settings.effects, heard) or heard)
 
