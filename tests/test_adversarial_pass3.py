@@ -474,3 +474,19 @@ def test_a_window_longer_than_the_encoder_hears_is_told_not_silently_cut(checkpo
     assert session.window_seconds == pytest.approx(seconds)
     assert [r.getMessage() for r in caplog.records] == [
         f"--window 1000 s is longer than the {seconds:.2f} s the encoder hears at once: using {seconds:.2f} s"]
+
+
+def test_an_animated_picture_is_edited_from_its_first_frame_and_says_so(tmp_path, caplog):
+    from PIL import Image
+
+    from seeingsounds.imaging import load_picture
+
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((250, 0, 0), (0, 0, 250), (0, 250, 0))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with caplog.at_level(logging.WARNING, logger="seeingsounds.imaging"):
+        picture = load_picture(tmp_path / "anim.gif", what="image")
+        load_picture(tmp_path / "anim.gif", what="mask", mode="L")
+    assert np.asarray(picture)[0, 0].tolist() == pytest.approx([250, 0, 0], abs=8)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"image {tmp_path / 'anim.gif'} is animated (3 frames): its first frame is used",
+        f"mask {tmp_path / 'anim.gif'} is animated (3 frames): its first frame is used"]

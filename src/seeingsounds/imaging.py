@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,8 @@ from PIL.PngImagePlugin import PngInfo
 from seeingsounds import __version__
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_path
+
+log = logging.getLogger(__name__)
 
 #: the text chunk holding the full provenance as JSON
 PROVENANCE_KEY = "seeingsounds"
@@ -111,6 +114,8 @@ def load_picture(source: Any, *, what: str = "image", mode: str = "RGB", name: s
     try:
         with Image.open(opened_from) as opened:  # lazy: reads the header only
             _check_pixels(opened, what, name, max_pixels)
+            if getattr(opened, "n_frames", 1) > 1:
+                log.warning("%s %s is animated (%d frames): its first frame is used", what, name, opened.n_frames)
             opened.load()
             return _to_mode(opened, what, name, mode, max_pixels)
     except ConfigError:
