@@ -236,7 +236,7 @@ def test_cli_refuses_to_overwrite_what_it_did_not_write_before_loading(run, stre
         (["-o", str(tmp_path / "x.png")], "live mode writes a folder of frames"),
         (["-o", str(tmp_path / "new"), "--record", str(stream_file)], "the session is recorded as an .mp4"),
         (["-o", str(tmp_path / "new"), "--record", str(tmp_path / "new" / "s.mp4"), "--ease", "1"], "--ease must be in [0, 1)"),
-        (["-o", str(tmp_path / "new"), "--hop", "0"], "--hop must be positive"),
+        (["-o", str(tmp_path / "new"), "--hop", "0"], "--hop must be at least 0.01 s"),
     ]
     for extra, message in cases:
         assert main([*base, *extra]) == 2
@@ -337,7 +337,7 @@ def test_options_are_checked():
     from seeingsounds.live import LiveOptions
 
     assert LiveOptions(hop=0.2, ease=0.0, window=2, seconds=1).check().hop == 0.2
-    for bad, message in [({"hop": -1}, "--hop must be positive"), ({"ease": 1.0}, "--ease must be in"),
+    for bad, message in [({"hop": -1}, "--hop must be at least 0.01 s"), ({"ease": 1.0}, "--ease must be in"),
                          ({"ease": float("nan")}, "--ease must be a number"), ({"window": 0}, "--window must be"),
                          ({"seconds": True}, "--seconds must be a number")]:
         with pytest.raises(ConfigError, match=message.replace("[", r"\[")):

@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin, constants
 from torch import nn
 
+from seeingsounds.checkpoint import is_aligner_folder
 from seeingsounds.errors import ConfigError
-from seeingsounds.paths import current_umask, short_list
+from seeingsounds.paths import current_umask
 
 ORDERS = ("adapter_first", "pool_first")
 POOLINGS = ("attention", "average")
@@ -130,10 +131,6 @@ def _check_heads(heads: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return checked
 
 
-#: what :meth:`SeeingSoundsAligner.save_pretrained` writes into a checkpoint folder
-CHECKPOINT_FILES = frozenset({constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE, "README.md"})
-
-
 class SeeingSoundsAligner(
     nn.Module,
     PyTorchModelHubMixin,
@@ -212,15 +209,18 @@ class SeeingSoundsAligner(
         return cls._load_as_safetensor(model, model_file, map_location, True)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> str | None:
-        """The mixin's ``save_pretrained`` into a new or empty folder or an aligner checkpoint (its
-        ``config.json``, ``model.safetensors`` and ``README.md`` are replaced). A folder holding anything
-        else (a training run, whose ``config.json`` is its training config) is refused before a write."""
+        """The mixin's ``save_pretrained`` into a new folder, an aligner checkpoint (its files are replaced)
+        or a folder holding neither a ``config.json`` nor a ``model.safetensors`` (its other files stay).
+        Any other ``config.json`` / ``model.safetensors`` (a training run's, a project's) is refused
+        before a write: the mixin would replace it."""
         folder = Path(save_directory).expanduser()
-        if folder.is_dir():
-            other = sorted(p.name for p in folder.iterdir() if p.name not in CHECKPOINT_FILES and not p.name.startswith("."))
-            if other:
-                raise ConfigError(f"{folder} holds other files ({short_list(other)}); an aligner's config.json and "
-                                  "model.safetensors would replace its own: save to a new or empty folder")
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{folder} is a file: save_pretrained writes a folder")
+        theirs = [name for name in (constants.CONFIG_NAME, constants.SAFETENSORS_SINGLE_FILE) if (folder / name).exists()]
+        if theirs and not is_aligner_folder(folder):
+            raise ConfigError(f"{folder} holds a {' and a '.join(theirs)} that is not a SeeingSounds checkpoint's "
+                              "(a training run's, another project's): save_pretrained would replace it; save to a "
+                              "folder of its own")
         return super().save_pretrained(folder, **kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +20,17 @@ def looks_like_hub_id(text: str) -> bool:
     if not HUB_ID.fullmatch(text) or text.endswith((".", "-")) or ".." in text:
         return False
     return not Path(text.split("/", 1)[0]).exists()
+
+
+def is_aligner_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` holds an aligner saved with ``save_pretrained``: ``model.safetensors`` and a
+    ``config.json`` naming the aligner's heads."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("heads"), list) and (folder / "model.safetensors").is_file()
 
 
 def resolve_checkpoint(checkpoint: str | Path) -> str:

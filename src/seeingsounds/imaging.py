@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,8 @@ from PIL.PngImagePlugin import PngInfo
 from seeingsounds import __version__
 from seeingsounds.errors import ConfigError
 from seeingsounds.paths import atomic_path
+
+log = logging.getLogger(__name__)
 
 #: the text chunk holding the full provenance as JSON
 PROVENANCE_KEY = "seeingsounds"
@@ -89,8 +92,9 @@ def load_picture(source: Any, *, what: str = "image", mode: str = "RGB", name: s
     Arrays: ``uint8`` or ``bool`` (``True`` = 255) ``[H, W]`` / ``[H, W, C]``, or ``uint16`` ``[H, W]``
     (16-bit grey). A file's size is checked against ``max_pixels`` before it is decoded. High-bit-depth
     greyscale is scaled to 8 bits: 16-bit (and 32-bit integer pictures holding 0..65535) by 255/65535,
-    float pictures holding 0..1 by 255; other ranges are refused. Errors are :class:`ConfigError`s that
-    name the picture as ``what`` and ``name`` (default: the path as given, ``"<bytes>"`` or nothing).
+    float pictures holding 0..1 by 255; other ranges are refused. In RGB a transparent picture is laid on
+    white, as viewers show it. Errors are :class:`ConfigError`s that name the picture as ``what`` and
+    ``name`` (default: the path as given, ``"<bytes>"`` or nothing).
     """
     if isinstance(source, Image.Image):
         return _to_mode(source, what, name or "", mode, max_pixels)
@@ -110,6 +114,8 @@ def load_picture(source: Any, *, what: str = "image", mode: str = "RGB", name: s
     try:
         with Image.open(opened_from) as opened:  # lazy: reads the header only
             _check_pixels(opened, what, name, max_pixels)
+            if getattr(opened, "n_frames", 1) > 1:
+                log.warning("%s %s is animated (%d frames): its first frame is used", what, name, opened.n_frames)
             opened.load()
             return _to_mode(opened, what, name, mode, max_pixels)
     except ConfigError:
@@ -150,8 +156,24 @@ def _from_array(array: np.ndarray, what: str) -> Image.Image:
     return Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
 
 
+#: Pillow modes with an alpha channel
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """A picture with transparency laid on white, as a viewer shows it: dropping the alpha channel would show
+    the colours stored under transparent pixels instead (often black)."""
+    try:
+        rgba = image.convert("RGBA")
+    except ValueError:  # a mode Pillow cannot convert (La): _to_mode says so
+        return image
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
 def _to_mode(image: Image.Image, what: str, name: str, mode: str, max_pixels: int) -> Image.Image:
-    """``image`` in ``mode``, high-bit-depth greyscale scaled (not clamped) to 8 bits first."""
+    """``image`` in ``mode``, high-bit-depth greyscale scaled (not clamped) to 8 bits first; in RGB, a
+    transparent picture laid on white (:func:`_on_white`)."""
     _check_pixels(image, what, name, max_pixels)
     if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
         values = np.asarray(image).astype(np.float32)  # exact for 16-bit values
@@ -162,6 +184,8 @@ def _to_mode(image: Image.Image, what: str, name: str, mode: str, max_pixels: in
             raise ConfigError(f"{_named(what, name)} is a {kind} picture with values {low:g}..{high:g}, outside "
                               f"0..{full_scale:g}: save it as an 8- or 16-bit PNG")
         image = Image.fromarray(np.round(values * (255.0 / full_scale)).astype(np.uint8))
+    if mode == "RGB" and (image.mode in _ALPHA_MODES or "transparency" in image.info):
+        image = _on_white(image)
     try:
         return image.convert(mode)
     except ValueError:  # a mode Pillow converts to RGB(A) only (LAB -> L) or not at all (La)
@@ -183,10 +207,22 @@ def provenance(**fields: Any) -> dict[str, Any]:
     return {SOFTWARE_KEY: f"seeingsounds {__version__}", "seeingsounds_version": __version__, **fields}
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8: a file name in another encoding (Python's surrogates, e.g. ``caf\\udce9.wav``
+    for Latin-1 bytes) is written as its ``\\udcXX`` escape, which a JSON reader reads back as the name."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def provenance_json(metadata: Mapping[str, Any]) -> str:
+    """Provenance as one line of JSON (sorted keys, non-ASCII kept) that is valid UTF-8 (:func:`utf8_text`):
+    the form PNGs, mp4s and live mode's log store."""
+    return utf8_text(json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False, default=str))
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+        return utf8_text(value)
+    return utf8_text(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str))
 
 
 def png_info(metadata: Mapping[str, Any]) -> PngInfo:
@@ -195,7 +231,7 @@ def png_info(metadata: Mapping[str, Any]) -> PngInfo:
     for key in sorted(metadata):
         if metadata[key] is not None:
             info.add_text(str(key), _text(metadata[key]))
-    info.add_text(PROVENANCE_KEY, json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False, default=str))
+    info.add_text(PROVENANCE_KEY, provenance_json(metadata))
     return info
 
 

@@ -23,7 +23,7 @@ with its sound.
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
 import queue
@@ -41,22 +41,27 @@ import torch
 from PIL import Image
 
 from seeingsounds.audio.effects import describe_effect
-from seeingsounds.audio.io import read_audio
+from seeingsounds.audio.io import stream_audio
 from seeingsounds.audio.render import check_chain, input_samples
 from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import ConfigError
+from seeingsounds.imaging import provenance_json
 from seeingsounds.paths import atomic_path
-from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits
+from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits, sound_path
 from seeingsounds.writers import OutputWriter, check_targets, output_provenance, plan_outputs, sound_provenance
 
 if TYPE_CHECKING:
     from seeingsounds.video import SessionRecorder
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AudioBlocks", "Frame", "LiveFeed", "LiveOptions", "LiveSession", "SessionSummary", "array_blocks", "file_blocks",
            "live_frames", "microphone_blocks", "record_session"]
 
 #: seconds of new sound per picture
 DEFAULT_HOP = 0.5
+#: the shortest hop: a picture per 10 ms of sound (a tinier --hop made a picture per sample, 16000 files a second)
+MIN_HOP = 0.01
 #: share of the previous conditioning kept at each hop (exponential moving average)
 DEFAULT_EASE = 0.6
 #: seconds per block read from a file or the microphone
@@ -98,8 +103,9 @@ class LiveOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"{label} must be a number, got {value!r}")
-        if not self.hop > 0:
-            raise ConfigError(f"--hop must be positive (seconds of new sound per picture), got {self.hop}")
+        if not self.hop >= MIN_HOP:
+            raise ConfigError(f"--hop must be at least {MIN_HOP:g} s of new sound per picture (at most "
+                              f"{1 / MIN_HOP:g} pictures per second of sound), got {self.hop:g}")
         if not 0.0 <= self.ease < 1.0:
             raise ConfigError(f"--ease must be in [0, 1) (share of the previous picture's conditioning kept), "
                               f"got {self.ease}")
@@ -153,32 +159,47 @@ def array_blocks(wave: np.ndarray, sample_rate: int, *, as_fast_as_possible: boo
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim != 1:
         raise ConfigError(f"a live stream is a mono 1-D waveform, got shape {list(wave.shape)}")
+    return AudioBlocks(_played([wave], int(sample_rate), block_seconds, not as_fast_as_possible), int(sample_rate),
+                       realtime=not as_fast_as_possible, name=name)
+
+
+def _played(pieces: Iterable[np.ndarray], sample_rate: int, block_seconds: float, realtime: bool) -> Iterator[np.ndarray]:
+    """``pieces`` of a waveform cut into blocks of ``block_seconds``, each when its moment comes (``realtime``)
+    or at once."""
     size = max(1, int(round(block_seconds * sample_rate)))
+    start = time.monotonic()
+    offset = 0
+    pending = np.zeros(0, dtype=np.float32)
+    for piece in pieces:
+        pending = np.concatenate([pending, piece]) if len(pending) else piece
+        while len(pending) >= size:
+            block, pending = pending[:size], pending[size:]
+            yield _when_due(block, offset, start, sample_rate, realtime)
+            offset += len(block)
+    if len(pending):
+        yield _when_due(pending, offset, start, sample_rate, realtime)
 
-    def blocks() -> Iterator[np.ndarray]:
-        start = time.monotonic()
-        for offset in range(0, len(wave), size):
-            if not as_fast_as_possible:
-                delay = start + min(offset + size, len(wave)) / sample_rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            yield wave[offset : offset + size]
 
-    return AudioBlocks(blocks(), int(sample_rate), realtime=not as_fast_as_possible, name=name)
+def _when_due(block: np.ndarray, offset: int, start: float, sample_rate: int, realtime: bool) -> np.ndarray:
+    if realtime:
+        delay = start + (offset + len(block)) / sample_rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return block
 
 
 def file_blocks(path: str | os.PathLike, *, as_fast_as_possible: bool = False,
-                block_seconds: float = BLOCK_SECONDS) -> AudioBlocks:
-    """A sound file as a stream (:func:`array_blocks`): decoded (mono, its own rate) now, so a bad file fails
-    before any model loads."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"sound file {path} does not exist: give --input an existing file (or leave it out "
-                          "to hear the microphone)")
-    wave, rate = read_audio(path)
-    source = array_blocks(wave, rate, as_fast_as_possible=as_fast_as_possible, block_seconds=block_seconds,
-                          name=Path(path).name)
-    source.path = str(path)
-    return source
+                block_seconds: float = BLOCK_SECONDS, max_seconds: float | None = None) -> AudioBlocks:
+    """A sound file as a stream (as :func:`array_blocks` plays an array): its header is checked now, so a bad
+    file fails before any model loads, and it is decoded as it is played, so memory stays at a block
+    however long the file is. ``max_seconds``: stop after that much sound."""
+    try:
+        path = sound_path(path)
+    except ConfigError as exc:  # no such file
+        raise ConfigError(f"{exc}: give --input an existing file (or leave it out to hear the microphone)") from None
+    rate, pieces = stream_audio(path, max_seconds=max_seconds)
+    return AudioBlocks(_played(pieces, rate, block_seconds, not as_fast_as_possible), rate,
+                       realtime=not as_fast_as_possible, name=Path(path).name, path=str(path))
 
 
 def _sounddevice() -> Any:
@@ -286,6 +307,10 @@ class LiveSession:
         self.descriptions = [describe_effect(name, **params) for name, params in check_chain(self.settings.effects)]
         heard = engine.window_samples if self.options.window is None else \
             min(engine.window_samples, max(1, int(round(self.options.window * engine.sample_rate))))
+        if self.options.window is not None and self.options.window * engine.sample_rate > engine.window_samples:
+            log.warning("--window %g s is longer than the %.2f s the encoder hears at once: using %.2f s",
+                        self.options.window, engine.window_samples / engine.sample_rate,
+                        engine.window_samples / engine.sample_rate)
         #: samples at the encoder's rate the window takes in (more when an effect such as speed reads more)
         self.input_samples = int(input_samples(self.settings.effects, heard) or heard)
 
@@ -529,7 +554,8 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
         raise ConfigError("live mode makes one picture per hop: --num-images does not apply")
     inputs = [p for p in (input, settings.mix[0] if settings.mix else None) if isinstance(p, (str, os.PathLike))]
     folder, record_path = _plan_session(output, record, [str(p) for p in inputs])
-    source = file_blocks(input, as_fast_as_possible=fast) if input is not None else microphone_blocks()
+    source = (file_blocks(input, as_fast_as_possible=fast, max_seconds=options.seconds) if input is not None
+              else microphone_blocks())
     if engine is None:
         kind = check_model_limits(load, Request(settings=settings))
         if kind is not None and kind.video:
@@ -559,7 +585,7 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
     try:
         with atomic_path(folder / LOG_NAME, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as log, \
                 closing(session.frames(source)) as stream:
-            log.write(json.dumps(header, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+            log.write(provenance_json(header) + "\n")
             try:
                 for frame in stream:
                     name = frame_name(frame.index)
@@ -567,9 +593,9 @@ def record_session(load: LoadOptions, settings: Settings, output: str | os.PathL
                     writer.write(Made(picture=frame.picture, seed=settings.seed, source=own["source"],
                                       input_index=0, effects=session.descriptions), name,
                                  meta={"stream_time": round(frame.stream_time, 3), "heard": heard})
-                    log.write(json.dumps({"frame": f"{name}.png", "stream_time": round(frame.stream_time, 3),
-                                          "heard": heard, "latency_s": round(frame.latency, 4),
-                                          "skipped": frame.skipped}, ensure_ascii=False) + "\n")
+                    log.write(provenance_json({"frame": f"{name}.png", "stream_time": round(frame.stream_time, 3),
+                                               "heard": heard, "latency_s": round(frame.latency, 4),
+                                               "skipped": frame.skipped}) + "\n")
                     log.flush()
                     if record_path is not None:
                         picture = _recording_picture(frame.picture)

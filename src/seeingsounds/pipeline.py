@@ -42,9 +42,11 @@ from seeingsounds.request import (
     check_guidance,
     check_lora,
     check_seed,
+    check_size_multiple,
     check_strength,
     load_edit_inputs,
     size_limit,
+    size_multiple,
 )
 
 logger = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ class SeeingSoundsPipeline:
         self._text_pipe: Any = None
         self._edit_pipes: dict[str, Any] = {}
         self._size_limit: tuple[int, str] | None = None
+        self._size_multiple: int | None = None
 
     # ---- loading ----------------------------------------------------------------------------
     @classmethod
@@ -193,14 +196,14 @@ class SeeingSoundsPipeline:
         self.conditioner.encoder = encoder
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write the aligner with the preset it runs with (generator id, LoRA) to ``folder``.
+        """Write the aligner with the preset it runs with (generator id, LoRA) to ``folder``: a new folder, or
+        one holding no ``config.json`` / ``model.safetensors`` but a checkpoint's (never a training run's;
+        :meth:`SeeingSoundsAligner.save_pretrained` checks).
 
         :meth:`from_pretrained` on ``folder`` rebuilds this pipeline: same encoder, generator, LoRA
         and weights, so the same inputs and seeds give the same images.
         """
         folder = Path(folder).expanduser()
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"{folder} is a file: save_pretrained writes a folder")
         preset = self.preset.replace(lora=self.lora or "")
         config = {**dict(getattr(self.aligner, "_hub_mixin_config", {}) or {}), "preset": preset.to_dict()}
         try:
@@ -238,12 +241,7 @@ class SeeingSoundsPipeline:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
         check_guidance(guidance)
-        multiple = self.size_multiple
-        if height % multiple or width % multiple:
-            raise ConfigError(
-                f"height and width must be multiples of {multiple} for this generator, got {width}x{height}: "
-                f"try {max(multiple, width // multiple * multiple)}x{max(multiple, height // multiple * multiple)}"
-            )
+        check_size_multiple(width, height, self.size_multiple)
         limit, reason = self.size_limit
         if max(height, width) > limit:
             raise ConfigError(f"size {width}x{height} is larger than this generator's limit of {limit} px: {reason}")
@@ -264,16 +262,10 @@ class SeeingSoundsPipeline:
 
     @property
     def size_multiple(self) -> int:
-        """Image sizes must be multiples of this (VAE downsampling x latent patching)."""
-        factor = getattr(self.generator, "vae_scale_factor", None) or getattr(self.generator, "vae_scale_factor_spatial", 8)
-        factor = int(factor)
-        if type(self.generator).__name__.startswith("Flux"):
-            return factor * 2  # FLUX packs 2x2 latent patches
-        transformer = getattr(self.generator, "transformer", None)
-        if transformer is not None:
-            patch = getattr(transformer.config, "patch_size", 1) or 1
-            factor *= int(patch[-1] if isinstance(patch, (tuple, list)) else patch)
-        return factor
+        """Image sizes must be multiples of this (VAE downsampling x latent patching; see :func:`size_multiple`)."""
+        if self._size_multiple is None:
+            self._size_multiple = size_multiple(self.backend)
+        return self._size_multiple
 
     @staticmethod
     def _seeds(seed: int, seeds: Sequence[int] | None, n_inputs: int, per_input: int) -> list[int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from seeingsounds.audio.io import audio_info
 from seeingsounds.audio.render import EffectChain, check_chain
 from seeingsounds.checkpoint import resolve_checkpoint
 from seeingsounds.errors import ConfigError
@@ -34,7 +36,8 @@ from seeingsounds.model import load_backend
 from seeingsounds.presets import get_preset
 
 __all__ = ["EditSpec", "LoadOptions", "Request", "Settings", "check_fps", "check_guidance", "check_lora",
-           "check_model_limits", "check_seed", "check_size", "check_strength", "size_limit"]
+           "check_model_limits", "check_seed", "check_size", "check_size_multiple", "check_strength", "size_limit",
+           "size_multiple"]
 
 #: the most files one run writes (inputs x --num-images): more is a typo, and its names alone fill the memory
 MAX_OUTPUTS = 10_000
@@ -102,6 +105,33 @@ def size_limit(backend: Any, preset: Any) -> tuple[int, str]:
     return limit, reason
 
 
+def size_multiple(backend: Any) -> int:
+    """What image sides must be multiples of for this generator (VAE downsampling x latent patching; FLUX
+    packs 2x2 latent patches), read from configs only (no weights)."""
+    def config(name: str) -> dict[str, Any]:
+        try:
+            return backend.load_config(name)
+        except Exception:  # a component the generator does not have
+            return {}
+
+    vae = config("vae")
+    blocks = vae.get("block_out_channels")
+    factor = int(vae.get("scale_factor_spatial") or (2 ** (len(blocks) - 1) if blocks else 8))
+    if backend.pipeline_class().__name__.startswith("Flux"):
+        return factor * 2
+    patch = (config("transformer") or config("unet")).get("patch_size", 1) or 1
+    return factor * int(patch[-1] if isinstance(patch, (tuple, list)) else patch)
+
+
+def check_size_multiple(width: int, height: int, multiple: int) -> None:
+    """Refuse a size whose sides are not multiples of ``multiple`` (:func:`size_multiple`), with one that is."""
+    if height % multiple or width % multiple:
+        raise ConfigError(
+            f"height and width must be multiples of {multiple} for this generator, got {width}x{height}: "
+            f"try {max(multiple, width // multiple * multiple)}x{max(multiple, height // multiple * multiple)}"
+        )
+
+
 def check_size(width: int | None, height: int | None, backend: Any, preset: Any) -> None:
     """Refuse a size larger than :func:`size_limit` before any weights are loaded."""
     limit, reason = size_limit(backend, preset)
@@ -162,6 +192,26 @@ def check_fps(fps: Any, label: str = "fps") -> int:
     return int(fps)
 
 
+
+
+def sound_path(path: str | os.PathLike, what: str = "sound file") -> str:
+    """A sound file named on the command line, checked before any model loads: ``~`` expanded (a quoted
+    ``~`` or ``--mix=~/a.wav`` reaches us unexpanded), found under the other Unicode normalisation of its
+    name (``café`` typed composed, stored decomposed by a Mac), an existing file whose header is audio.
+    A shell pattern that matched nothing reaches us unchanged: the error says so."""
+    text = os.fspath(path)
+    expanded = os.path.expanduser(text) if text.startswith("~") else text
+    if not os.path.exists(expanded):  # typed composed (NFC) but stored decomposed (NFD, from a Mac), or back
+        expanded = next((form for form in (unicodedata.normalize(f, expanded) for f in ("NFC", "NFD"))
+                         if os.path.exists(form)), expanded)
+    if not os.path.isfile(expanded):
+        if any(c in text for c in "*?[") and not os.path.exists(expanded):
+            raise ConfigError(f"{what} {text} does not exist: no file matches that pattern (the shell passes a "
+                              "pattern that matches nothing as it is); check the folder and the suffix")
+        reason = "is a folder, not a file" if os.path.isdir(expanded) else "does not exist"
+        raise ConfigError(f"{what} {text} {reason}")
+    audio_info(expanded)  # not audio, or truncated to nothing: fails now, not after the model has loaded
+    return expanded
 
 
 #: the files diffusers' ``load_lora_weights`` reads
@@ -238,8 +288,9 @@ class Settings:
             if not (isinstance(self.mix, (tuple, list)) and len(self.mix) == 2):
                 raise ConfigError(f"mix must be (partner sound, ratio), got {self.mix!r}")
             partner, ratio = self.mix
-            if isinstance(partner, (str, os.PathLike)) and not os.path.isfile(partner):
-                raise ConfigError(f"--mix file {partner} does not exist")
+            if isinstance(partner, (str, os.PathLike)):
+                partner = sound_path(partner, "--mix file")
+                self.mix = (partner, ratio)
             if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= float(ratio) <= 1.0:
                 raise ConfigError(f"the mix ratio must be a number in [0, 1] (share of the partner), got {ratio!r}")
         if n_inputs < 1:
@@ -288,13 +339,10 @@ class Request:
 
     def check(self) -> Request:
         """Validate everything that needs no model; returns ``self`` (now trusted)."""
-        self.sounds = [str(s) if isinstance(s, os.PathLike) else s for s in self.sounds]
+        self.sounds = [sound_path(s) if isinstance(s, (str, os.PathLike)) else s for s in self.sounds]
         self.captions = [str(c) for c in self.captions]
         if not self.sounds and not self.captions:
             raise ConfigError("give at least one sound file" + ("" if self.edit else " (or --caption TEXT)"))
-        for path in self.sounds:
-            if isinstance(path, str) and not os.path.isfile(path):
-                raise ConfigError(f"sound file {path} does not exist")
         self.settings.check(len(self.sounds) + len(self.captions))
         if self.edit is not None:
             if self.captions:
@@ -325,6 +373,8 @@ def check_model_limits(load: LoadOptions, request: Request) -> OutputKind | None
             sizes.append(request.picture.size)
     for width, height in sizes:
         check_size(width, height, backend, preset)
+    if settings.width is not None or settings.height is not None:  # an edit's picture is resized to a multiple
+        check_size_multiple(settings.width or preset.width, settings.height or preset.height, size_multiple(backend))
     kind = backend.output_kind
     if kind.video and settings.num_frames is not None:
         backend.check_num_frames(settings.num_frames)

@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from seeingsounds.errors import ConfigError
+from seeingsounds.imaging import provenance_json
 from seeingsounds.paths import atomic_path
 
 #: the mp4 tag holding the provenance as JSON
@@ -51,8 +52,7 @@ def write_mp4(frames: Any, path: str | os.PathLike, *, fps: int, metadata: Mappi
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": str(CRF)}
             if metadata:
-                container.metadata[PROVENANCE_TAG] = json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False,
-                                                                default=str)
+                container.metadata[PROVENANCE_TAG] = provenance_json(metadata)
             for frame in array:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     container.mux(packet)
@@ -119,8 +119,7 @@ class SessionRecorder:
         self.video.options = {"crf": str(CRF)}
         self.audio = self.container.add_stream("aac", rate=self.sample_rate, layout="mono")
         if metadata:
-            self.container.metadata[PROVENANCE_TAG] = json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False,
-                                                                 default=str)
+            self.container.metadata[PROVENANCE_TAG] = provenance_json(metadata)
         self.frames = 0  # video frames written
         self.samples = 0  # audio samples written
         self._current: np.ndarray | None = None

@@ -130,6 +130,15 @@ def output_targets(folder: Path, single: Path | None, names: Sequence[str], *, v
     return files + ([folder / SHEET_NAME] if sheet else [])
 
 
+#: the files that make a folder a model (an aligner saved with ``save_pretrained``, a transformers model)
+MODEL_FILES = ("config.json", "model.safetensors")
+
+
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a model's config and weights (:data:`MODEL_FILES`)."""
+    return all((folder / name).is_file() for name in MODEL_FILES)
+
+
 def check_targets(targets: Sequence[Path], inputs: Sequence[str | os.PathLike | None], folder: Path, *,
                   single: bool, video: bool) -> None:
     """Refuse, before any model loads, outputs that would lose a file.
@@ -141,12 +150,18 @@ def check_targets(targets: Sequence[Path], inputs: Sequence[str | os.PathLike | 
       folder, where ``train`` would read a video as a clip. A single ``-o NAME.png`` may sit beside
       sounds (a PNG is never read as a clip); a video may not;
     * outputs do not go into a training run (nor its ``best/``, ``last/``): ``train --resume`` refuses
-      a run folder holding other files, and a checkpoint folder is what gets shared.
+      a run folder holding other files, and a checkpoint folder is what gets shared; nor into any other
+      model folder (:func:`is_model_folder`: an aligner saved with ``save_pretrained``, a transformers model).
     """
     run = next((f for f in (folder, *folder.absolute().parents) if RunFolder(f).is_run()), None)
     if run is not None:
         raise ConfigError(f"-o {folder} is {'' if run == folder else 'inside '}the training run {run}: outputs "
                           "never go into a run (train --resume would refuse it); choose a folder of its own")
+    model = next((f for f in (folder, *Path(os.path.abspath(folder)).parents) if is_model_folder(f)), None)
+    if model is not None:
+        raise ConfigError(f"-o {folder} is {'' if model == folder else 'inside '}the model folder {model} (it holds "
+                          f"{' and '.join(MODEL_FILES)}): outputs never go into a checkpoint, which is what gets "
+                          "shared; choose a folder of its own")
     seen: set[Path] = set()
     for target in targets:
         check_not_input(target, inputs, what="output")

@@ -32,6 +32,7 @@ The files name their inputs by the uploaded file's name and the checkpoint by it
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import tempfile
@@ -83,8 +84,9 @@ class Limits:
     max_seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        if not self.max_upload_mb > 0 or not self.max_seconds > 0:
-            raise ConfigError(f"upload limits must be positive, got {self.max_upload_mb} MB / {self.max_seconds} s")
+        if not 0 < self.max_upload_mb < math.inf or not 0 < self.max_seconds < math.inf:
+            raise ConfigError(f"upload limits must be positive and finite, got {self.max_upload_mb} MB / "
+                              f"{self.max_seconds} s")
 
 
 @dataclass

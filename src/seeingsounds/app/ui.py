@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -532,6 +533,24 @@ def build_app(checkpoint: str | os.PathLike, *, max_upload_mb: float = 25, max_s
     app.seeingsounds_limits = limits  # read by launch_app
     app.seeingsounds_service = service
     return app
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, before any model loads, a port outside 0..65535 (0: any free one) or an address this machine
+    cannot serve on (another server holds the port, or the host is not one of its addresses): gradio
+    failed only after the checkpoint had loaded."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be in 0..65535, got {port!r}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot serve on {host}:{port} ({reason}): another program may hold the port; choose "
+                          "another --port (or --host)") from None
 
 
 def launch_app(app: Any, *, host: str = "127.0.0.1", port: int | None = 7860, share: bool = False,

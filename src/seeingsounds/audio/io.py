@@ -2,7 +2,7 @@
 
 Accepted sources (everywhere a ``source`` is taken):
 
-- a path (``str`` / ``os.PathLike``) to any file libsndfile reads (wav, flac, ogg/vorbis, opus, mp3, aiff, ...)
+- a path (``str`` / ``os.PathLike``; a leading ``~`` is expanded) to any file libsndfile reads (wav, flac, ogg/vorbis, opus, mp3, aiff, ...)
   or to a media container FFmpeg reads through PyAV (mp4, m4a, mov, mkv, webm, aac, avi, ...: the datasets'
   videos, phone and browser recordings). A video's audio stream is used (the first one, or the one FFmpeg
   marks as the best); its video is never decoded;
@@ -24,16 +24,21 @@ Validation (every failure raises :class:`~seeingsounds.errors.AudioLoadError` na
 ``"<bytes>"`` or ``"<array>"`` — and the reason): missing file, unreadable/corrupt data, a media file without
 an audio stream, zero-length audio,
 NaN/inf samples, a sample rate outside ``[MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]`` (1 kHz .. 768 kHz), wrong array
-shape or dtype. Silent audio and very short clips are valid.
+shape or dtype, a truncated file (an interrupted download or copy) that holds no audio at all. Silent audio and
+very short clips are valid. A truncated file that still holds some audio is read as far as it goes, with a
+warning (logger ``seeingsounds.audio.io``) naming the file and the seconds declared vs present.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
+import logging
 import math
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,8 +47,11 @@ from typing import Any, Union
 
 import numpy as np
 
+from seeingsounds import __version__
 from seeingsounds.errors import AudioLoadError, ConfigError
-from seeingsounds.paths import atomic_path, file_sha256
+from seeingsounds.paths import atomic_path, file_sha256, free_space
+
+log = logging.getLogger(__name__)
 
 #: lowest and highest sample rate accepted for a source or a target (Hz)
 MIN_SAMPLE_RATE = 1000
@@ -70,6 +78,15 @@ _CONTAINER_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matro
                                 "mpegts", "asf", "flv"})
 #: libsndfile's frame count when a header does not give the length (SF_COUNT_MAX; e.g. a streamed FLAC)
 _UNKNOWN_FRAMES = (1 << 63) - 1
+#: libsndfile's log line for a WAV ``data`` / AIFF ``SSND`` chunk longer than the file: declared and present bytes
+_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: a declared chunk size at least this large is a streaming writer's placeholder (0xFFFFFFFF, 0x7FFFFFFF, ...),
+#: written when the length was not known yet, not a promise of that many bytes
+_PLACEHOLDER_BYTES = 0x7FFF0000
+#: bytes per sample of libsndfile's PCM/float subtypes (to tell a truncated file's declared length in seconds)
+_SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+#: (name, declared bytes, present bytes) of the truncated files already warned about in this process
+_TRUNCATIONS_TOLD: set[tuple[str, int, int]] = set()
 
 #: file suffix -> (libsndfile format, subtype or None for libsndfile's default)
 SAVE_FORMATS: dict[str, tuple[str, str | None]] = {
@@ -82,6 +99,13 @@ SAVE_FORMATS: dict[str, tuple[str, str | None]] = {
     ".aiff": ("AIFF", None),
     ".aif": ("AIFF", None),
 }
+#: the tag :func:`save_audio` writes in a file's ``software`` and ``comment`` fields (mp3 keeps only the
+#: comment), by which :func:`written_by_seeingsounds_audio` knows our own files
+SOFTWARE_TAG = f"seeingsounds {__version__}"
+#: libsndfile's error code for a failed system call (a write to a full disk among them; its errno is not kept)
+_SF_ERR_SYSTEM = 2
+#: free bytes under which a failed libsndfile write is taken for a full disk
+_FULL_DISK_SLACK = 1 << 16
 #: sample rates an encoder can write; other rates are resampled to the fallback rate before writing
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -173,7 +197,7 @@ def _checked_target(name: str, source: Any) -> tuple[Any, str | None]:
     """(what libsndfile/FFmpeg open: a path string (raw bytes for a name that is not UTF-8) or a BytesIO,
     the path's suffix or None for bytes)."""
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = Path(source).expanduser()  # a ~ the shell left alone (quoted, or --opt=~/a.wav)
         if not path.exists():
             raise AudioLoadError(name, "file not found")
         if not path.is_file():
@@ -191,6 +215,21 @@ def _checked_target(name: str, source: Any) -> tuple[Any, str | None]:
     return io.BytesIO(data), None
 
 
+def _is_media_container(target: Any) -> bool:
+    """Whether the first bytes are an mp4/m4a/mov (``ftyp``), Matroska/WebM (EBML) or AVI header: such a file
+    named ``.mp3`` or ``.wav`` (a download saved under another suffix) goes to FFmpeg, not to libsndfile,
+    which takes it for MPEG audio and fails in the middle of decoding it."""
+    try:
+        if isinstance(target, io.BytesIO):
+            head = target.getvalue()[:12]
+        else:
+            with open(target, "rb") as f:
+                head = f.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+
+
 def _rewound(target: Any) -> Any:
     if isinstance(target, io.BytesIO):
         target.seek(0)
@@ -206,7 +245,7 @@ def _open_media(name: str, source: Any) -> Iterator[tuple[str, Any]]:
 
     target, suffix = _checked_target(name, source)
     sf_error: str | None = None
-    if suffix not in CONTAINER_SUFFIXES:
+    if suffix not in CONTAINER_SUFFIXES and not _is_media_container(target):
         try:
             handle = sf.SoundFile(target)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -214,6 +253,7 @@ def _open_media(name: str, source: Any) -> Iterator[tuple[str, Any]]:
         else:
             if handle.frames != _UNKNOWN_FRAMES:
                 with handle:
+                    _check_truncation(name, handle)
                     yield "libsndfile", handle
                 return
             handle.close()  # length not in the header: libsndfile cannot read past it; FFmpeg can
@@ -222,6 +262,31 @@ def _open_media(name: str, source: Any) -> Iterator[tuple[str, Any]]:
             target = stack.enter_context(open(target, "rb"))
         container = stack.enter_context(_open_container(name, _rewound(target), suffix, sf_error))
         yield "ffmpeg", (container, _audio_stream(name, container))
+
+
+def _check_truncation(name: str, handle: Any) -> None:
+    """Refuse a file whose header declares audio that the file no longer holds at all (a download or copy
+    cut short); warn, naming the seconds declared and present, when some of it is there."""
+    match = _SHORT_CHUNK.search(handle.extra_info or "")
+    if match is None:
+        return
+    declared, present = int(match.group(1)), int(match.group(2))
+    if declared >= _PLACEHOLDER_BYTES or present >= declared:
+        return
+    if handle.frames <= 0 or present <= 0:
+        width = _SAMPLE_BYTES.get(handle.subtype)
+        length = (f"{declared / (width * handle.channels) / handle.samplerate:.2f} s" if width and handle.samplerate
+                  else f"{declared} bytes")
+        raise AudioLoadError(name, f"the file is truncated: its header declares {length} of audio but it holds "
+                                   "none (an interrupted download or copy?); copy or export it again")
+    declared_frames = handle.frames + (declared - present) // max(1, present // handle.frames)
+    key = (name, declared, present)
+    if key not in _TRUNCATIONS_TOLD:  # once per file, not again for every read of it
+        _TRUNCATIONS_TOLD.add(key)
+        rate = handle.samplerate or 1
+        log.warning("audio %s is truncated: its header declares %.2f s but the file holds only %.3f s (%d of %d "
+                    "frames); using what is there (copy or export it again for the whole sound)",
+                    name, declared_frames / rate, handle.frames / rate, handle.frames, declared_frames)
 
 
 def _open_container(name: str, target: Any, suffix: str | None, sf_error: str | None) -> Any:
@@ -365,6 +430,40 @@ def audio_info(source: str | os.PathLike | bytes | bytearray | memoryview) -> Au
         return AudioInfo(sr, int(channels), frames if frames and frames > 0 else None, reader, container.format.name)
 
 
+def stream_audio(source: str | os.PathLike, *, max_seconds: float | None = None) -> tuple[int, Iterator[np.ndarray]]:
+    """A file's native rate, checked now from its header (:func:`audio_info`), and its audio as mono float32
+    blocks decoded only as they are read, so memory stays at one block however long the file is (live mode
+    plays an hour-long recording). Float samples are scanned for NaN/inf now (block by block); a NaN/inf
+    block of another source raises :class:`AudioLoadError` when it is reached. ``max_seconds`` stops the
+    blocks after that much sound."""
+    if max_seconds is not None and not 0 < max_seconds < math.inf:
+        raise ConfigError(f"max_seconds must be a positive number of seconds or None, got {max_seconds!r}")
+    name = source_name(source)
+    rate = audio_info(source).sample_rate
+    limit = math.inf if max_seconds is None else math.ceil(max_seconds * rate)
+    with _open_media(name, source) as (reader, handle):  # only float samples can be NaN/inf: scan those now
+        if reader == "libsndfile" and handle.subtype in ("FLOAT", "DOUBLE"):
+            for block in _mono_blocks_soundfile(name, handle, limit):
+                if not np.isfinite(block).all():
+                    raise AudioLoadError(name, "the audio contains NaN or infinite samples")
+
+    def blocks() -> Iterator[np.ndarray]:
+        left = limit
+        with _open_media(name, source) as (reader, handle):
+            decoded = (_mono_blocks_soundfile(name, handle, limit) if reader == "libsndfile"
+                       else _mono_blocks_ffmpeg(name, *handle))
+            for block in decoded:
+                if not np.isfinite(block).all():
+                    raise AudioLoadError(name, "the audio contains NaN or infinite samples")
+                block = block[: int(min(left, len(block)))]
+                left -= len(block)
+                yield block
+                if left <= 0:
+                    return
+
+    return rate, blocks()
+
+
 def audio_seconds(source: str | os.PathLike | bytes | bytearray | memoryview) -> float:
     """Duration in seconds: the header's when it gives one, else counted by decoding (frame by frame)."""
     seconds = audio_info(source).seconds
@@ -406,8 +505,8 @@ def read_audio(source: AudioSource, sample_rate: int | None = None, *,
     longer source comes back longer than ``max_seconds`` — enough to refuse it — without being decoded whole
     (a file whose header gives no length cannot be refused from the header).
     """
-    if max_seconds is not None and not max_seconds > 0:
-        raise ConfigError(f"max_seconds must be positive or None, got {max_seconds!r}")
+    if max_seconds is not None and not 0 < max_seconds < math.inf:
+        raise ConfigError(f"max_seconds must be a positive number of seconds or None, got {max_seconds!r}")
     wave, sr, _ = _decode(source, sample_rate, max_seconds)
     return wave, sr
 
@@ -456,7 +555,8 @@ def load_audio(
 
 
 def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, *, subtype: str | None = None) -> Path:
-    """Write ``wave`` ([n] or [n, channels]) atomically (temp file + ``os.replace``); format from the suffix.
+    """Write ``wave`` ([n] or [n, channels]) atomically (temp file + ``os.replace``); format from the suffix,
+    tagged :data:`SOFTWARE_TAG`.
 
     Writes block-wise. Opus files are written at 8/12/16/24/48 kHz and MP3 at the MPEG rates: another
     rate is resampled (to 48 kHz for opus, 44.1 kHz for mp3) first. Returns the path written.
@@ -495,13 +595,34 @@ def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, *, subtype: s
         sr = rates[1]
     channels = 1 if wave.ndim == 1 else wave.shape[1]
     # atomic_path: temp file beside ``path``, renamed with mode 0644 (mkstemp alone leaves 0600)
-    with (
-        atomic_path(path, suffix=f".tmp{suffix}") as tmp,
-        sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype) as f,
-    ):
-        for start in range(0, wave.shape[0], BLOCK_FRAMES):
-            f.write(wave[start : start + BLOCK_FRAMES])
+    width = _SAMPLE_BYTES.get(subtype or sf.default_subtype(fmt)) if fmt in ("WAV", "AIFF") else None
+    needed = wave.shape[0] * channels * width if width else None  # uncompressed: the size is known
+    with atomic_path(path, suffix=f".tmp{suffix}", needed=needed) as tmp:
+        try:
+            with sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype) as f:
+                f.software = f.comment = SOFTWARE_TAG
+                for start in range(0, wave.shape[0], BLOCK_FRAMES):
+                    f.write(wave[start : start + BLOCK_FRAMES])
+        except sf.LibsndfileError as exc:
+            # libsndfile says only "System error." for a failed write: a disk without space left is a full disk
+            # (atomic_path turns the OSError into one DiskFullError line and removes the temporary file)
+            if exc.code == _SF_ERR_SYSTEM and (free_space(tmp.parent) or 0) < _FULL_DISK_SLACK:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+            raise
     return path
+
+
+def written_by_seeingsounds_audio(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a sound file :func:`save_audio` wrote (its ``software`` or ``comment`` field names
+    the program), so that a rerun may replace it when another file is never replaced."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(_checked_target(source_name(path), path)[0]) as handle:
+            tags = (handle.software or "", handle.comment or "")
+    except (AudioLoadError, sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
+        return False
+    return any(tag.startswith("seeingsounds ") for tag in tags)
 
 
 def audio_fingerprint(source: AudioSource, sample_rate: int | None = None) -> str:
@@ -510,9 +631,9 @@ def audio_fingerprint(source: AudioSource, sample_rate: int | None = None) -> st
         sample_rate, source = source
     name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
-        if not Path(source).is_file():
+        if not Path(source).expanduser().is_file():
             raise AudioLoadError(name, "file not found")
-        return file_sha256(source)
+        return file_sha256(Path(source).expanduser())
     digest = hashlib.sha256()
     if isinstance(source, (bytes, bytearray, memoryview)):
         digest.update(bytes(source))

@@ -36,6 +36,10 @@ EDGE_MARGIN = 2048
 
 def check_chain(effects: EffectChain | None) -> list[tuple[str, dict[str, Any]]]:
     """``effects`` as ``[(name, resolved params)]``; every entry is validated before any audio is read."""
+    if isinstance(effects, (str, bytes, Mapping)) or (isinstance(effects, tuple) and len(effects) == 2
+                                                       and isinstance(effects[0], str)):
+        raise ConfigError(f"effects must be a list of (name, params dict) pairs, e.g. [('volume', {{'alpha': 0.15}})], "
+                          f"got {effects!r}")
     chain = []
     for item in effects or ():
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)

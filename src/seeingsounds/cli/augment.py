@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sample-rate", type=int, metavar="SR", help="resample to SR Hz (default: the input's own rate)"
     )
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT even when it is a file SeeingSounds did not write")
     add_effect_arguments(parser)
 
 
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import soundfile as sf
 
     from seeingsounds.audio.effects import describe_effect
-    from seeingsounds.audio.io import audio_info, save_audio
+    from seeingsounds.audio.io import SAVE_FORMATS, audio_info, save_audio, written_by_seeingsounds_audio
     from seeingsounds.audio.render import render
     from seeingsounds.cli.common import effects_from_args, mix_from_args
     from seeingsounds.paths import check_output_file
@@ -38,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
     descriptions = [describe_effect(name, **params) for name, params in effects]
     mixing = mix_from_args(args)
     output = check_output_file(args.output, inputs=[args.input, mixing[0] if mixing else None])
+    if output.suffix.lower() not in SAVE_FORMATS:
+        raise ConfigError(f"cannot save {output}: unknown suffix {output.suffix.lower()!r}; use one of "
+                          f"{', '.join(SAVE_FORMATS)}")
+    if (output.exists() or output.is_symlink()) and not args.force and not written_by_seeingsounds_audio(output):
+        raise ConfigError(f"{output} exists and was not written by SeeingSounds: choose another -o, or pass --force "
+                          "to replace it")
     sr = args.sample_rate or audio_info(args.input).sample_rate
     wave = render(args.input, sample_rate=sr, effects=effects, mix=mixing)
     path = save_audio(output, wave, sr)

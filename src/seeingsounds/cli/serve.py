@@ -42,9 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     # deferred on purpose: gradio, torch
-    from seeingsounds.app.ui import build_app, launch_app, sigterm_as_interrupt
+    from seeingsounds.app.ui import build_app, check_address, launch_app, sigterm_as_interrupt
     from seeingsounds.demo_checkpoint import demo_checkpoint
 
+    check_address(args.host, args.port)  # before the demo trains or the model loads
     with sigterm_as_interrupt():  # a SIGTERM while the demo trains or the model loads cleans up as Ctrl+C
         checkpoint = args.checkpoint
         if checkpoint is None:

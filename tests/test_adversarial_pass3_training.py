@@ -24,8 +24,9 @@ def test_an_aligner_saved_over_a_training_run_is_refused_and_the_run_kept(tmp_pa
     (run / "captions.json").write_text("{}")
     with pytest.raises(ConfigError) as info:
         aligner.save_pretrained(run)
-    assert str(info.value) == (f"{run} holds other files (best, captions.json); an aligner's config.json and "
-                               "model.safetensors would replace its own: save to a new or empty folder")
+    assert str(info.value) == (f"{run} holds a config.json that is not a SeeingSounds checkpoint's (a training "
+                               "run's, another project's): save_pretrained would replace it; save to a folder of "
+                               "its own")
     assert (run / "config.json").read_text() == config and not (run / "model.safetensors").exists()
 
     # a new folder, then the same checkpoint folder again (replacing its own files), are fine
