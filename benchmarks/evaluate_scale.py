@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     counts = args.clips or (QUICK if args.quick else FULL)
     runs = []
-    print(f"| clips | order | peak RSS (MiB) | s / clip |\n|---|---|---|---|", flush=True)
+    print("| clips | order | peak RSS (MiB) | s / clip |\n|---|---|---|---|", flush=True)
     for order in args.orders:
         for clips in counts:
             child = [sys.executable, __file__, "--child", str(clips), order, "--batch-size", str(args.batch_size)]

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,6 +143,16 @@ def ensure_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
         raise ConfigError(f"the {what} {path} cannot be written ({_reason(exc)}): choose a writable folder "
                           "or fix its permissions") from None
     return path
+
+
+def found_spelling(path: str) -> str:
+    """``path`` as typed when it exists, else in the other Unicode normalisation if that exists (``café``
+    typed composed, NFC, for a file a Mac stored decomposed, NFD, or back), else as typed: a name is
+    found the way a file manager shows it."""
+    if os.path.lexists(path):
+        return path
+    return next((other for other in (unicodedata.normalize(form, path) for form in ("NFC", "NFD"))
+                 if os.path.lexists(other)), path)
 
 
 def is_within(path: Path, folder: Path) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from seeingsounds.errors import ConfigError
 from seeingsounds.generators.base import OutputKind
 from seeingsounds.imaging import load_picture
 from seeingsounds.model import load_backend
+from seeingsounds.paths import found_spelling
 from seeingsounds.presets import get_preset
 
 __all__ = ["EditSpec", "LoadOptions", "Request", "Settings", "check_fps", "check_guidance", "check_lora",
@@ -201,9 +201,7 @@ def sound_path(path: str | os.PathLike, what: str = "sound file") -> str:
     A shell pattern that matched nothing reaches us unchanged: the error says so."""
     text = os.fspath(path)
     expanded = os.path.expanduser(text) if text.startswith("~") else text
-    if not os.path.exists(expanded):  # typed composed (NFC) but stored decomposed (NFD, from a Mac), or back
-        expanded = next((form for form in (unicodedata.normalize(f, expanded) for f in ("NFC", "NFD"))
-                         if os.path.exists(form)), expanded)
+    expanded = found_spelling(expanded)
     if not os.path.isfile(expanded):
         if any(c in text for c in "*?[") and not os.path.exists(expanded):
             raise ConfigError(f"{what} {text} does not exist: no file matches that pattern (the shell passes a "

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seeingsounds.audio.io import AUDIO_SUFFIXES, CONTAINER_SUFFIXES, audio_info
+from seeingsounds.audio.io import CONTAINER_SUFFIXES, audio_info
 from seeingsounds.data.manifest import SPLITS, Clip, csv_records, media_files, shown, text_problem, write_manifest
 from seeingsounds.data.protocols import get_protocol, normalise_label
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError

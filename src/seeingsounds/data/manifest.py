@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import unicodedata
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,7 +35,7 @@ import numpy as np
 from seeingsounds.audio.io import AUDIO_SUFFIXES, audio_info  # AUDIO_SUFFIXES: what a class folder scan picks up
 from seeingsounds.captions.store import canonical_label, load_captions
 from seeingsounds.errors import AudioLoadError, ConfigError, DatasetError
-from seeingsounds.paths import atomic_write_text, file_sha256
+from seeingsounds.paths import atomic_write_text, file_sha256, found_spelling
 from seeingsounds.textfiles import read_data_text
 
 SPLITS = ("train", "val", "test")
@@ -293,14 +292,7 @@ def row_path(base: Path, text: str) -> Path:
     folder). A name missing as typed is looked up in the other Unicode form (a manifest written in NFC
     for clips a Mac stored decomposed, NFD, or back), so it is found the way a file manager shows it."""
     path = Path(text).expanduser()
-    path = path if path.is_absolute() else base / path
-    if not os.path.lexists(path):
-        for form in ("NFC", "NFD"):
-            other = Path(unicodedata.normalize(form, str(Path(text).expanduser())))
-            other = other if other.is_absolute() else base / other
-            if os.path.lexists(other):
-                return other
-    return path
+    return Path(found_spelling(str(path if path.is_absolute() else base / path)))
 
 
 def assign_splits(labels: Sequence[str], *, seed: int, val_fraction: float) -> list[str]:
