@@ -223,3 +223,17 @@ def test_read_only_output_folder_fails_before_load(setup, tmp_path, capsys, no_m
         assert "not writable" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
+
+
+def test_sounds_named_in_another_script_keep_their_own_outputs(setup, tmp_path, capsys):
+    """`generate 狗.wav -o out` then `generate 猫.wav -o out` both wrote out/caption_s0.png (the ASCII slug left
+    nothing of either name), so the second run silently replaced the first run's picture."""
+    out = tmp_path / "out"
+    dog, cat = write_wav(tmp_path / "狗.wav", 330), write_wav(tmp_path / "猫.wav", 880)
+    for sound in (dog, cat, tmp_path / "Cafe\u0301 Bell.wav"):
+        if not sound.exists():
+            write_wav(sound, 2500)
+        assert main(["generate", "--checkpoint", str(setup["ckpt"]), str(sound), "-o", str(out),
+                     "--steps", "1", "--size", "32x32"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("*_s0.png")) == ["café-bell_s0.png", "狗_s0.png", "猫_s0.png"]
+    assert read_provenance(out / "狗_s0.png")["source"] == str(dog)

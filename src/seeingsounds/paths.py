@@ -51,10 +51,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def slug(text: str, *, limit: int | None = None, empty: str = "item") -> str:
-    """``text`` as a lower-case file-name fragment (ASCII letters, digits and ``-``), cut to ``limit``
-    characters; ``empty`` when nothing is left."""
-    result = re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()
+def slug(text: str, *, limit: int | None = None, empty: str = "item", any_script: bool = False) -> str:
+    """``text`` as a lower-case file-name fragment (ASCII letters, digits and ``-``; with ``any_script``,
+    the letters and digits of every script too, in NFC form, so ``狗`` and ``猫`` stay apart), cut to
+    ``limit`` characters; ``empty`` when nothing is left."""
+    if any_script:
+        result = re.sub(r"[\W_]+", "-", unicodedata.normalize("NFC", str(text)))
+    else:
+        result = re.sub(r"[^A-Za-z0-9]+", "-", str(text))
+    result = result.strip("-").lower()
     return result[:limit].rstrip("-") or empty
 
 

@@ -39,8 +39,9 @@ OTHER_MEDIA_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff
 
 # ---- where outputs may go (checked before any model loads) ------------------------------------
 def stems(paths: Sequence[str]) -> list[str]:
-    """File stems, prefixed with the input's index where two inputs share one."""
-    names = [slug(Path(p).stem, limit=60, empty="caption") for p in paths]
+    """File stems (in the sound's own script: two runs on ``狗.wav`` and ``猫.wav`` into one folder keep
+    both), prefixed with the input's index where two inputs share one."""
+    names = [slug(Path(p).stem, limit=60, empty="sound", any_script=True) for p in paths]
     if len(set(names)) == len(names):
         return names
     return [f"{i:03d}-{s}" for i, s in enumerate(names)]
@@ -119,7 +120,7 @@ def output_names(audio: Sequence[str], captions: Sequence[str], settings: Settin
     one per seed ``seed .. seed + num_images - 1``."""
     seeds = range(settings.seed, settings.seed + settings.num_images)
     return ([f"{name}_s{seed}" for name in stems(audio) for seed in seeds]
-            + [f"caption{c:02d}-{slug(text, limit=40, empty='caption')}_s{seed}" for c, text in enumerate(captions) for seed in seeds])
+            + [f"caption{c:02d}-{slug(text, limit=40, empty='caption', any_script=True)}_s{seed}" for c, text in enumerate(captions) for seed in seeds])
 
 
 def output_targets(folder: Path, single: Path | None, names: Sequence[str], *, video: bool, sheet: bool) -> list[Path]:
