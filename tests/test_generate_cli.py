@@ -237,3 +237,26 @@ def test_sounds_named_in_another_script_keep_their_own_outputs(setup, tmp_path, 
                      "--steps", "1", "--size", "32x32"]) == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.glob("*_s0.png")) == ["café-bell_s0.png", "狗_s0.png", "猫_s0.png"]
     assert read_provenance(out / "狗_s0.png")["source"] == str(dog)
+
+
+def test_ctrl_c_names_the_finished_outputs_it_keeps(setup, tmp_path, capsys, monkeypatch):
+    """After Ctrl-C, `generate` printed only 'interrupted': the user was not told which outputs were kept."""
+    from seeingsounds.engine import Engine
+
+    made_so_far = Engine.generate
+
+    def two_then_ctrl_c(self, request, **kwargs):
+        for k, made in enumerate(made_so_far(self, request, **kwargs)):
+            if k == 2:
+                raise KeyboardInterrupt
+            yield made
+
+    monkeypatch.setattr(Engine, "generate", two_then_ctrl_c)
+    out = tmp_path / "out"
+    code = main(["generate", "--checkpoint", str(setup["ckpt"]), str(setup["dog"]), str(setup["rain"]),
+                 "--num-images", "2", "--steps", "1", "--size", "32x32", "-o", str(out)])
+    assert code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted: 2 of 4 outputs finished and kept in {out} (dog_s0.png, dog_s1.png)")
+    assert sorted(p.name for p in out.iterdir()) == ["dog_s0.png", "dog_s1.png"]  # whole files, no sheet
+    assert all(Image.open(out / name).size == (32, 32) for name in ("dog_s0.png", "dog_s1.png"))

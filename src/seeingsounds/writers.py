@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from seeingsounds.engine import Engine, Made
 from seeingsounds.errors import ConfigError
 from seeingsounds.generators.base import IMAGE, VIDEO, OutputKind
 from seeingsounds.imaging import PROVENANCE_FIELDS, SOFTWARE_KEY, contact_sheet, provenance, read_provenance, save_png
-from seeingsounds.paths import check_not_input, file_sha256, slug
+from seeingsounds.paths import check_not_input, file_sha256, short_list, slug
 from seeingsounds.request import LoadOptions, Request, Settings, check_model_limits
 from seeingsounds.runs import RunFolder
 
@@ -292,6 +293,18 @@ def _plan(output: str | os.PathLike, names: Sequence[str], request: Request, kin
     return folder, single
 
 
+@contextmanager
+def kept_on_interrupt(written: Callable[[], Sequence[Path]], planned: int, folder: Path) -> Iterator[None]:
+    """Ctrl-C within the block names, in the ``KeyboardInterrupt`` it raises, the outputs already written:
+    complete files (each was written whole, then renamed), kept where they are."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        done = list(written())
+        kept = f" ({short_list([p.name for p in done])})" if done else ""
+        raise KeyboardInterrupt(f"{len(done)} of {planned} outputs finished and kept in {folder}{kept}") from exc
+
+
 def generate_files(load: LoadOptions, request: Request, output: str | os.PathLike, *, engine: Engine | None = None,
                    progress: bool | None = None) -> list[Path]:
     """``seeingsounds generate``: images (or, for a video checkpoint, mp4 + poster PNG) per sound file
@@ -312,13 +325,14 @@ def generate_files(load: LoadOptions, request: Request, output: str | os.PathLik
         folder, single = _plan(output, names, request, engine.kind, sheet)
     writer = OutputWriter(folder, output_provenance(engine, load.checkpoint, engine.resolve(settings)), single=single)
     n_sounds = len(request.sounds)
-    for k, made in enumerate(engine.generate(request, progress=progress)):
-        if made.input_index < n_sounds:
-            path = request.sounds[made.input_index]
-            label, meta = f"{Path(path).name}\nseed {made.seed}", sound_provenance(path, made.seed, settings, made.effects)
-        else:
-            label, meta = f"text: {made.source}\nseed {made.seed}", {"caption": made.source, "seed": made.seed}
-        writer.write(made, names[k], label=label, meta=meta)
+    with kept_on_interrupt(lambda: writer.outputs, len(names), folder):
+        for k, made in enumerate(engine.generate(request, progress=progress)):
+            if made.input_index < n_sounds:
+                path = request.sounds[made.input_index]
+                label, meta = f"{Path(path).name}\nseed {made.seed}", sound_provenance(path, made.seed, settings, made.effects)
+            else:
+                label, meta = f"text: {made.source}\nseed {made.seed}", {"caption": made.source, "seed": made.seed}
+            writer.write(made, names[k], label=label, meta=meta)
     writer.sheet(settings.sheet)
     return writer.outputs
 
@@ -338,14 +352,15 @@ def edit_files(load: LoadOptions, request: Request, output: str | os.PathLike, *
         check_model_limits(load, request)
         engine = Engine.load(load)
     writer: OutputWriter | None = None
-    for k, made in enumerate(engine.edit(request, progress=progress)):
-        if writer is None:
-            resolved = engine.resolve(settings, size=made.picture.size)
-            writer = OutputWriter(folder, output_provenance(engine, load.checkpoint, resolved, **edit_provenance(request)),
-                                  single=single)
-        path = request.sounds[made.input_index]
-        writer.write(made, names[k], label=f"{Path(path).name}\nstrength {request.edit.strength:g}, seed {made.seed}",
-                     meta=sound_provenance(path, made.seed, settings, made.effects))
+    with kept_on_interrupt(lambda: writer.outputs if writer is not None else [], len(names), folder):
+        for k, made in enumerate(engine.edit(request, progress=progress)):
+            if writer is None:
+                resolved = engine.resolve(settings, size=made.picture.size)
+                writer = OutputWriter(folder, output_provenance(engine, load.checkpoint, resolved, **edit_provenance(request)),
+                                      single=single)
+            path = request.sounds[made.input_index]
+            writer.write(made, names[k], label=f"{Path(path).name}\nstrength {request.edit.strength:g}, seed {made.seed}",
+                         meta=sound_provenance(path, made.seed, settings, made.effects))
     assert writer is not None
     image = request.edit.image
     writer.sheet(settings.sheet, [(request.picture, f"input {Path(str(image)).name}"
