@@ -232,3 +232,19 @@ def test_cache_command_skip_bad_under_two_processes(tmp_path):
     assert len(markers) == 2 and not list((tmp_path / "c").rglob("*.claim"))
     assert sorted(Path(json.loads(m.read_text())["path"]).name for m in markers) == ["nan.wav", "trunc.flac"]
     assert len(list((tmp_path / "c" / "audio").rglob("*.safetensors"))) == 4
+
+
+def test_train_skip_bad_under_two_processes_drops_the_same_pairs(data, tmp_path):
+    """Both processes drop the same pairs (they shard one epoch order: a process that kept a clip the other
+    dropped would step a different number of batches), and only the main process reports."""
+    root, manifest, captions = data
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "seeingsounds.cli.main",
+           *train_args(data, tmp_path / "ddp", "--epochs", "2", "--batch-size", "2", "--skip-bad",
+                       "--cache-dir", str(tmp_path / "cache"))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert proc.stderr.count("skipping 2 audio file(s) that cannot be decoded") == 1
+    # 20 train clips, 2 a batch, 2 processes: 5 steps an epoch each (6 with the truncated clip)
+    assert proc.stdout.count("finished after 2 epochs, 10 steps") == 1
+    assert len(list((tmp_path / "cache" / "audio").rglob("*.failed"))) == 2
