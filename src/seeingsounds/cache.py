@@ -43,6 +43,13 @@ first, then helps with what nobody has claimed; an entry is computed only by the
 holds its claim file (``<entry>.claim``, created with ``O_EXCL``), so each is written exactly once
 (the writer's rank is in its metadata), and every process returns once all entries exist. No
 collective operation is used, so a call cannot deadlock, also inside ``main_process_first``.
+
+A clip whose header reads but whose data does not decode (a truncated FLAC or mp4, NaN samples)
+fails the call naming the file; with ``skip_bad=True`` its failure is recorded instead, in a marker
+beside the entry (``<entry>.failed``, JSON with the reason, written atomically), and the batch goes
+on. Every process, and every later start with the same cache, reads the same markers, so all drop the
+same clips without decoding them again; a fixed file has another content hash, so another key, and is
+tried again (as is every marker written by another version of the library).
 """
 
 from __future__ import annotations
@@ -68,9 +75,11 @@ from tqdm.auto import tqdm
 
 from seeingsounds.audio.render import EffectChain, render
 from seeingsounds.devices import SAFETENSORS_DTYPE_CODES, resolve_device, resolve_dtype
-from seeingsounds.errors import ConfigError, DiskFullError, SeeingSoundsError
+from seeingsounds import __version__
+from seeingsounds.errors import AudioLoadError, ConfigError, DiskFullError, SeeingSoundsError
 from seeingsounds.generators.base import release_memory
-from seeingsounds.paths import atomic_path, disk_full_as_error, ensure_writable_dir, file_sha256, home, is_within, short_list
+from seeingsounds.paths import (atomic_path, atomic_write_json, disk_full_as_error, ensure_writable_dir, file_sha256,
+                                home, is_within, short_list)
 
 #: bump when the layout or the preprocessing changes: every old entry becomes a miss
 #: (2: audio rendered by audio.render, load -> mix -> effects -> crop; header-only start-up checks)
@@ -215,6 +224,23 @@ def _claim_path(entry: Path) -> Path:
     return entry.with_name(entry.name + ".claim")
 
 
+def failure_path(entry: Path) -> Path:
+    """Where the decode failure of ``entry``'s audio is recorded (``skip_bad``; see the module docstring)."""
+    return entry.with_name(entry.name + ".failed")
+
+
+def recorded_failure(entry: Path) -> str | None:
+    """The reason recorded for ``entry``'s audio (``<file>: <why>``), or None: no marker, an entry written
+    since, or a marker this version of the library did not write (its decoder may differ: tried again)."""
+    try:
+        record = json.loads(failure_path(entry).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("library") != __version__ or entry.exists():
+        return None
+    return f"{record.get('source')}: {record.get('reason')}"
+
+
 def _claim_is_stale(claim: Path, stale_after: float) -> bool:
     """A claim whose writer is gone: a dead pid on this host, else older than ``stale_after`` s."""
     try:
@@ -235,9 +261,9 @@ def _claim_is_stale(claim: Path, stale_after: float) -> bool:
     return age > stale_after
 
 
-def _claim(entry: Path, rank: int, stale_after: float) -> bool:
+def _claim(entry: Path, rank: int, stale_after: float, done: Callable[[Path], bool] = Path.exists) -> bool:
     """Atomically claim the right to compute ``entry`` (``O_EXCL`` claim file); False if another
-    process holds a live claim or the entry exists already."""
+    process holds a live claim or the entry is ``done`` already (by default: exists)."""
     claim = _claim_path(entry)
     claim.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
@@ -259,7 +285,7 @@ def _claim(entry: Path, rank: int, stale_after: float) -> bool:
         except DiskFullError:
             claim.unlink(missing_ok=True)  # an empty claim would hold the entry for a minute
             raise
-        if entry.exists():  # written by another process between our check and our claim
+        if done(entry):  # written by another process between our check and our claim
             claim.unlink(missing_ok=True)
             return False
         return True
@@ -267,7 +293,8 @@ def _claim(entry: Path, rank: int, stale_after: float) -> bool:
 
 
 def share_work(todo: Sequence[int], entries: Sequence[Path], compute: Callable[[list[int]], None], *,
-               rank: int, world: int, batch_size: int, poll_s: float = 0.2, stale_after: float = 3600.0) -> None:
+               rank: int, world: int, batch_size: int, poll_s: float = 0.2, stale_after: float = 3600.0,
+               done: Callable[[Path], bool] = Path.exists) -> None:
     """Compute the missing ``entries[i]`` for ``i`` in ``todo``, each exactly once across processes.
 
     Alone (``world == 1``): ``compute`` is called on batches of ``todo``. Under a launcher each
@@ -276,6 +303,7 @@ def share_work(todo: Sequence[int], entries: Sequence[Path], compute: Callable[[
     claim left by a killed process is taken over). The call returns when every entry exists, so
     all processes leave it with the whole set written. No collective operation is used: it cannot
     deadlock, also when one process calls it before the others (``main_process_first``).
+    ``done`` says when an entry needs no more work (default: it exists; ``skip_bad`` adds a recorded failure).
     """
     if world <= 1:
         for start in range(0, len(todo), batch_size):
@@ -286,9 +314,9 @@ def share_work(todo: Sequence[int], entries: Sequence[Path], compute: Callable[[
         claimed: list[int] = []
         waiting: list[int] = []
         for i in pending:
-            if entries[i].exists():
+            if done(entries[i]):
                 continue
-            if len(claimed) < batch_size and _claim(entries[i], rank, stale_after):
+            if len(claimed) < batch_size and _claim(entries[i], rank, stale_after, done):
                 claimed.append(i)
             else:
                 waiting.append(i)
@@ -311,9 +339,12 @@ class CacheStats:
     #: entries this process wrote
     written: int = 0
     corrupt_files: list[str] = field(default_factory=list)
+    #: items whose audio cannot be decoded (``skip_bad``), recorded now or by an earlier start
+    failed: int = 0
 
     def __str__(self) -> str:
         extra = f", {self.corrupt} corrupt entries recomputed" if self.corrupt else ""
+        extra += f", {self.failed} that cannot be decoded" if self.failed else ""
         return f"{self.hits} hits, {self.misses} misses{extra}"
 
 
@@ -562,34 +593,67 @@ class FeatureCache:
     # ---- audio ------------------------------------------------------------------------------
     def ensure_audio(self, encoder: Any, items: Sequence[AudioItem], *, batch_size: int = 16,
                      progress: bool = True, desc: str = "encoding audio",
-                     distributed: bool | None = None) -> list[Path]:
+                     distributed: bool | None = None, skip_bad: bool = False) -> list[Path]:
         """Make sure every item's tokens are cached; return their entry paths (row-aligned).
 
         Checks headers only (see the module docstring). ``distributed`` (default: when launched
         with several processes) splits the misses across processes: collective, see the module
         docstring; ``False`` makes this process encode all of its misses itself.
+
+        An item whose audio cannot be decoded raises its :class:`~seeingsounds.errors.AudioLoadError`
+        (naming the file); with ``skip_bad`` the failure is recorded beside its entry instead
+        (:func:`recorded_failure` gives the reason: its entry path does not exist) and is not decoded
+        again by a later call while the file and the library are the same.
         """
         rank, world, _ = _process_group(distributed)
         shape = {"tokens": (encoder.num_tokens, encoder.hidden_size)}
         entries = [self.audio_path(encoder, it)[:2] for it in items]  # key parts rebuilt for misses only
         todo = self._check_all(entries, shape)
+        if skip_bad and todo:
+            known = {i for i in todo if recorded_failure(entries[i][0]) is not None}
+            todo = [i for i in todo if i not in known]
+            self.stats.misses -= len(known)
+            self.stats.failed += len(known)
         if todo:
             self.check_writable()  # before any clip is encoded (and before claim files are made)
         bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo or rank != 0)
 
         def compute(chunk: list[int]) -> None:
-            waves = [load_item_wave(items[i], encoder.sample_rate, encoder.window_samples) for i in chunk]
-            tokens = encoder.encode(waves, batch_size=batch_size)
-            for i, t in zip(chunk, tokens):
+            waves, decoded = [], []
+            for i in chunk:
+                try:
+                    waves.append(load_item_wave(items[i], encoder.sample_rate, encoder.window_samples))
+                except AudioLoadError as exc:
+                    if not skip_bad:
+                        raise
+                    self._record_failure(entries[i][0], items[i], exc, writer=rank)
+                else:
+                    decoded.append(i)
+            tokens = encoder.encode(waves, batch_size=batch_size) if waves else []
+            for i, t in zip(decoded, tokens):
                 path, key = entries[i]
                 self.write(path, key, self.audio_key_parts(encoder, items[i]), {"tokens": t}, writer=rank)
+                failure_path(path).unlink(missing_ok=True)  # a failure recorded by another library version
             bar.update(len(chunk) * world)  # rank 0's bar estimates everyone's progress
 
+        def settled(entry: Path) -> bool:
+            return entry.exists() or (skip_bad and recorded_failure(entry) is not None)
+
         try:
-            share_work(todo, [e[0] for e in entries], compute, rank=rank, world=world, batch_size=batch_size)
+            share_work(todo, [e[0] for e in entries], compute, rank=rank, world=world, batch_size=batch_size,
+                       done=settled)
         finally:
             bar.close()
         return [e[0] for e in entries]
+
+    def _record_failure(self, entry: Path, item: AudioItem, exc: AudioLoadError, *, writer: int) -> None:
+        """Write the marker of an item whose audio cannot be decoded (atomically: every process reads it whole)."""
+        self.check_writable()
+        atomic_write_json(failure_path(entry), {
+            "source": exc.source, "reason": exc.reason, "path": str(item.path),
+            "mix": None if item.mix is None else str(item.mix[0]), "library": __version__, "writer_rank": writer})
+        with self._lock:
+            self.stats.failed += 1
 
     def load_tokens(self, encoder: Any, item: AudioItem) -> torch.Tensor:
         """``item``'s tokens ``[m, d]`` (cache dtype), verified on read; a missing or corrupt entry

@@ -6,6 +6,7 @@ Under ``accelerate launch`` / ``torchrun`` every process encodes its share (each
 from __future__ import annotations
 
 import argparse
+import sys
 
 from seeingsounds.cli.common import add_train_option
 
@@ -42,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     cache = FeatureCache(args.cache_dir, dtype=args.cache_dtype)
     result = precompute_dataset(dataset, args.preset, cache, chains=chains, include_test=args.include_test,
                                 device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                                progress=args.progress)
+                                progress=args.progress, skip_bad=args.skip_bad)
     if result.rank == 0:  # one report under torchrun / accelerate launch
+        if result.undecodable:
+            print(f"skipped {len(result.undecodable)} audio file(s) that cannot be decoded (--skip-bad):\n"
+                  + "\n".join(f"  - {why}" for why in result.undecodable), file=sys.stderr)
         print(f"{dataset.summary()}; {result.encoder_inputs} encoder inputs")
         print(f"{result.root}\n  audio features: {result.audio}\n  caption targets: {result.targets}")
     return 0

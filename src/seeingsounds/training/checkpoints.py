@@ -81,12 +81,15 @@ def load_last(run: RunFolder, aligner: torch.nn.Module, optimizers: Sequence[tor
 
 
 def run_record(config: TrainConfig, preset: Any, dataset: Any, clips_sha256: str, encoder: Any, backend: Any, *,
-               names: Sequence[str], lr: Mapping[str, float], cache: Any, counts: Mapping[str, int]) -> dict[str, Any]:
-    """What ``config.json`` records of a run: options, preset, data hashes, encoder, generator,
-    the aligned tensors, learning rates, feature cache, objective and caption counts."""
+               names: Sequence[str], lr: Mapping[str, float], cache: Any, counts: Mapping[str, int],
+               undecodable: Sequence[str] = ()) -> dict[str, Any]:
+    """What ``config.json`` records of a run: options, preset, data hashes (and the audio files skipped
+    with ``--skip-bad``: unreadable headers, ``skipped``; data that cannot be decoded, ``undecodable``),
+    encoder, generator, the aligned tensors, learning rates, feature cache, objective and caption counts."""
     return {
         "train": config.resolved_paths(), "preset": preset.to_dict(),
-        "data": {**dataset.fingerprint(), "clips_sha256": clips_sha256},
+        "data": {**dataset.fingerprint(), "clips_sha256": clips_sha256, "skipped": list(dataset.skipped),
+                 "undecodable": list(undecodable)},
         "encoder": {"name": encoder.name, "model_id": encoder.model_id, "identity": encoder.identity()},
         "generator": {"name": backend.name, "model_id": backend.model_id,
                       "max_sequence_length": backend.max_sequence_length,

@@ -107,7 +107,7 @@ class TrainConfig:
     min_delta: float = option(0.0, help="early stopping: the least val-loss decrease that counts as an improvement")
     seed: int = option(0)
     val_fraction: float = option(0.1, help="val share per class when the manifest has no split")
-    skip_bad: bool = option(False, help="skip unreadable audio files (listed) instead of failing")
+    skip_bad: bool = option(False, help="skip audio files that cannot be read or decoded (listed) instead of failing")
     use_cache: bool = option(True, flag="--no-cache", help="run the frozen encoder live every step",
                              group=FEATURE_CACHE)
     cache_dir: str | None = option(None, help="feature cache folder (default: $SEEINGSOUNDS_HOME/features)",

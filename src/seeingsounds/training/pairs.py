@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
+from tqdm.auto import tqdm
 
-from seeingsounds.cache import AudioItem, CorruptEntryError, FeatureCache, load_item_wave, read_tokens
+from seeingsounds.cache import AudioItem, CorruptEntryError, FeatureCache, load_item_wave, read_tokens, recorded_failure
 from seeingsounds.captions.caption_set import CaptionEntry, CaptionSet
 from seeingsounds.captions.edit import CaptionEditor, augmented_captions
-from seeingsounds.errors import ConfigError
+from seeingsounds.errors import AudioLoadError, ConfigError
 from seeingsounds.training.objective import TERMS, pair_weights
 
 #: seeds of the two mix pools (train, validation), combined with the run's seed
@@ -233,6 +234,8 @@ class FeatureSource:
     memory: dict[AudioItem, torch.Tensor] | None
     sample_rate: int
     window: int
+    #: items whose audio cannot be decoded (``skip_bad``), with the reason (``<file>: <why>``)
+    failed: dict[AudioItem, str] = field(default_factory=dict)
 
     def loader(self, rows: Sequence[Row], *, batch_size: int, num_workers: int, seed: int) -> DataLoader:
         """The rows in order, batched. The loader has its own generator: starting an iterator must
@@ -245,19 +248,55 @@ class FeatureSource:
 
 
 def prepare_features(pairs: Sequence[Pair], encoder: Any, cache: FeatureCache | None, *, cache_augmented: bool,
-                     batch_size: int, progress: bool) -> FeatureSource:
+                     batch_size: int, progress: bool, skip_bad: bool = False) -> FeatureSource:
     """Cache the encoder features of the pairs' items (collective under a launcher: every process
     calls it, each encoding its share), preloading them when they fit :data:`PRELOAD_BYTES`.
     Without a cache, or for transformed/mixed items with ``cache_augmented=False``, the items are
-    encoded live."""
+    encoded live.
+
+    A clip that cannot be decoded fails naming the file; with ``skip_bad`` it is listed in
+    ``failed`` instead (:func:`drop_failed` removes the pairs that use it). Every process lists the
+    same items: the cache records each failure beside its entry; without a cache each process decodes
+    every file once here (less than one epoch costs, which decodes them all again).
+    """
     source = FeatureSource({}, None, encoder.sample_rate, encoder.window_samples)
     if cache is None:
+        if skip_bad:
+            source.failed = decode_failures(pairs, encoder.sample_rate, encoder.window_samples, progress=progress)
         return source
     cached = list(dict.fromkeys(p.item for p in pairs if cache_augmented or not (p.item.effects or p.item.mix)))
     found = cache.ensure_audio(encoder, cached, batch_size=batch_size, progress=progress,
-                               desc="caching encoder features")
-    source.paths = dict(zip(cached, found))
+                               desc="caching encoder features", skip_bad=skip_bad)
+    if skip_bad:
+        source.failed = {it: why for it, path in zip(cached, found) if (why := recorded_failure(path)) is not None}
+    source.paths = {it: path for it, path in zip(cached, found) if it not in source.failed}
     item_bytes = encoder.num_tokens * encoder.hidden_size * torch.finfo(cache.dtype).bits // 8
-    if item_bytes * len(cached) <= PRELOAD_BYTES:
-        source.memory = {it: read_tokens(source.paths[it]) for it in cached}
+    if item_bytes * len(source.paths) <= PRELOAD_BYTES:
+        source.memory = {it: read_tokens(path) for it, path in source.paths.items()}
     return source
+
+
+def decode_failures(pairs: Sequence[Pair], sample_rate: int, window: int, *, progress: bool) -> dict[AudioItem, str]:
+    """``{plain item: "<file>: <why>"}`` for each file the pairs use (clip or mix partner) that cannot
+    be decoded, each decoded once (``skip_bad`` without a feature cache)."""
+    files = list(dict.fromkeys(f for p in pairs for f in (p.item.path, *([] if p.item.mix is None else [p.item.mix[0]]))))
+    failed: dict[AudioItem, str] = {}
+    for path in tqdm(files, desc="checking the audio decodes", unit="clip", disable=not progress):
+        item = AudioItem.of(path)
+        try:
+            load_item_wave(item, sample_rate, window)
+        except AudioLoadError as exc:
+            failed[item] = f"{exc.source}: {exc.reason}"
+    return failed
+
+
+def drop_failed(pairs: Sequence[Pair], failed: Mapping[AudioItem, str]) -> list[Pair]:
+    """``pairs`` without those whose audio failed to decode: the pair's own item failed, or it uses a file
+    (as clip or mix partner) whose plain item failed — also where that transformed or mixed item was
+    never decoded (encoded live, ``cache_augmented=False``)."""
+    bad_files = {it.path for it in failed if not it.effects and it.mix is None}
+
+    def usable(item: AudioItem) -> bool:
+        return not (item in failed or item.path in bad_files or (item.mix is not None and item.mix[0] in bad_files))
+
+    return [p for p in pairs if usable(p.item)]

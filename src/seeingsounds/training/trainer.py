@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from seeingsounds.cache import FeatureCache
 from seeingsounds.devices import mixed_precision, resolve_device
-from seeingsounds.errors import ConfigError
+from seeingsounds.errors import ConfigError, DatasetError
 from seeingsounds.runs import EDITS_FILE, TARGETS_FILE, RunFolder
 from seeingsounds.training import pairs as P
 from seeingsounds.training.checkpoints import Checkpoints, MetricsLog, load_last, run_record, write_run_files
@@ -94,6 +94,8 @@ class Trainer:
         self.metrics = MetricsLog(self.run, main=True)  # re-made in setup, once the process is known
         self.checkpoints: Checkpoints | None = None
         self.epoch_rows_cache: list[P.Row] = []
+        #: ``<file>: <why>`` of each audio file skipped because it cannot be decoded (``--skip-bad``)
+        self.undecodable: list[str] = []
         #: what setup built: captions per kind, mixes drawn, distinct class pairs fused, targets encoded
         self.counts: dict[str, int] = {}
         #: seconds spent per part of the training steps (data, targets, aligner) and the step count
@@ -208,12 +210,32 @@ class Trainer:
         self.val_pairs = P.build_pairs(self.dataset.val, pools.val, *build)
         self.features = P.prepare_features(self.train_pairs + self.val_pairs, self.encoder, self.cache,
                                            cache_augmented=cfg.cache_augmented, batch_size=cfg.encode_batch_size,
-                                           progress=cfg.progress and self.accelerator.is_main_process)
+                                           progress=cfg.progress and self.accelerator.is_main_process,
+                                           skip_bad=cfg.skip_bad)
         if self.cache is not None:
             self.log(f"feature cache {self.cache.root}: {self.cache.stats}")
+        if self.features.failed:
+            self._drop_undecodable(self.features.failed)
         if self.val_pairs:
             self.class_index = RowRetrieval(self.targets, self.caption_rows.class_rows, cfg.target_weights,
                                             self.accelerator.device)
+
+    def _drop_undecodable(self, failed: Mapping[Any, str]) -> None:
+        """Drop the pairs whose audio cannot be decoded (``--skip-bad``), say which files and why, and
+        refuse a class left without a train clip. Every process drops the same pairs (the failures
+        come from the feature cache's markers, or from decoding every file in each process)."""
+        train, val = P.drop_failed(self.train_pairs, failed), P.drop_failed(self.val_pairs, failed)
+        reasons = sorted(set(failed.values()))
+        self.undecodable = reasons
+        self.log(f"skipping {len(reasons)} audio file(s) that cannot be decoded (--skip-bad), with the "
+                 f"{len(self.train_pairs) - len(train)} train and {len(self.val_pairs) - len(val)} validation "
+                 "pairs that use them:\n" + "\n".join(f"  - {why}" for why in reasons))
+        left = {p.label for p in train if p.term == 0}
+        lost = [lb for lb in self.dataset.labels if lb not in left]
+        if lost:
+            raise DatasetError([f"class {lb!r} has no train clip left after skipping audio that cannot be decoded"
+                                for lb in lost], header=f"the dataset {self.config.data} has problems")
+        self.train_pairs, self.val_pairs = train, val
 
     # ---- epochs -----------------------------------------------------------------------------
     def epoch_rows(self, epoch: int) -> list[P.Row]:
@@ -338,7 +360,8 @@ class Trainer:
         audio = check_same_audio(self.dataset.clips, self.cache, self.saved, self.run)
         if self.accelerator.is_main_process:
             record = run_record(self.config, self.preset, self.dataset, audio, self.encoder, self.backend,
-                                names=self.names, lr=self.lr, cache=self.cache, counts=self.counts)
+                                names=self.names, lr=self.lr, cache=self.cache, counts=self.counts,
+                                undecodable=self.undecodable)
             write_run_files(self.run, record, self.captions.to_json())
         self.metrics.open(self.loop.epoch)
         if state:
