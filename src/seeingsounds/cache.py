@@ -73,9 +73,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from seeingsounds import __version__
 from seeingsounds.audio.render import EffectChain, render
 from seeingsounds.devices import SAFETENSORS_DTYPE_CODES, resolve_device, resolve_dtype
-from seeingsounds import __version__
 from seeingsounds.errors import AudioLoadError, ConfigError, DiskFullError, SeeingSoundsError
 from seeingsounds.generators.base import release_memory
 from seeingsounds.paths import (atomic_path, atomic_write_json, disk_full_as_error, ensure_writable_dir, file_sha256,
