@@ -71,6 +71,20 @@ def check_seed(seed: Any, label: str = "seed") -> int:
     return int(seed)
 
 
+def _component_config(backend: Any, name: str) -> dict[str, Any]:
+    """The config of the generator's component ``name`` (read from its config file, no weights); empty
+    when the generator has no such component."""
+    try:
+        return backend.load_config(name)
+    except Exception:  # a component the generator does not have
+        return {}
+
+
+def _denoiser_config(backend: Any) -> dict[str, Any]:
+    """The config of the generator's denoiser: its transformer, else its UNet."""
+    return _component_config(backend, "transformer") or _component_config(backend, "unet")
+
+
 def size_limit(backend: Any, preset: Any) -> tuple[int, str]:
     """The largest image side this generator accepts, and why: read from configs only (no weights).
 
@@ -79,15 +93,9 @@ def size_limit(backend: Any, preset: Any) -> tuple[int, str]:
     VAE's ``sample_size``, or the preset's default size): beyond it the model repeats itself and the
     memory grows with the square of the side.
     """
-    def config(name: str) -> dict[str, Any]:
-        try:
-            return backend.load_config(name)
-        except Exception:  # a component the generator does not have
-            return {}
-
-    vae = config("vae")
+    vae = _component_config(backend, "vae")
     vae_factor = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
-    denoiser = config("transformer") or config("unet")
+    denoiser = _denoiser_config(backend)
     native, why = max(int(preset.height), int(preset.width)), "the preset's default size"
     if denoiser.get("sample_size"):
         native, why = int(denoiser["sample_size"]) * vae_factor, "sample_size in its config"
@@ -108,18 +116,12 @@ def size_limit(backend: Any, preset: Any) -> tuple[int, str]:
 def size_multiple(backend: Any) -> int:
     """What image sides must be multiples of for this generator (VAE downsampling x latent patching; FLUX
     packs 2x2 latent patches), read from configs only (no weights)."""
-    def config(name: str) -> dict[str, Any]:
-        try:
-            return backend.load_config(name)
-        except Exception:  # a component the generator does not have
-            return {}
-
-    vae = config("vae")
+    vae = _component_config(backend, "vae")
     blocks = vae.get("block_out_channels")
     factor = int(vae.get("scale_factor_spatial") or (2 ** (len(blocks) - 1) if blocks else 8))
     if backend.pipeline_class().__name__.startswith("Flux"):
         return factor * 2
-    patch = (config("transformer") or config("unet")).get("patch_size", 1) or 1
+    patch = _denoiser_config(backend).get("patch_size", 1) or 1
     return factor * int(patch[-1] if isinstance(patch, (tuple, list)) else patch)
 
 

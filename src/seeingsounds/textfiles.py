@@ -8,6 +8,8 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
+from seeingsounds.errors import DatasetError
+
 
 def read_data_text(path: Path, problems: list[str]) -> str | None:
     """The text of ``path``: UTF-8 (a byte-order mark is skipped) or UTF-16 with a byte-order mark.
@@ -35,3 +37,16 @@ def read_data_text(path: Path, problems: list[str]) -> str | None:
         problems.append(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}: {exc.reason}; "
                         "Latin-1 or Windows-1252?); save the file as UTF-8")
         return None
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The text of the hand-written file ``path``, read as :func:`read_data_text` reads it; a missing file
+    or one in another encoding is a :class:`DatasetError` headed ``<what> <path> has problems``."""
+    header = f"{what} {path} has problems"
+    if not path.exists():
+        raise DatasetError([f"{path} does not exist: check the path"], header=header)
+    problems: list[str] = []
+    text = read_data_text(path, problems)
+    if text is None:
+        raise DatasetError(problems, header=header)
+    return text

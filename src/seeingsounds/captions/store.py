@@ -26,7 +26,7 @@ import yaml
 
 from seeingsounds.errors import DatasetError
 from seeingsounds.paths import atomic_write_text
-from seeingsounds.textfiles import read_data_text
+from seeingsounds.textfiles import read_text_file
 
 __all__ = ["load_captions", "save_captions", "missing_labels", "normalise_text", "canonical_label",
            "atomic_write_text"]
@@ -165,12 +165,7 @@ def load_captions(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     path = Path(path)
     header = f"captions file {path} has problems"
     fmt = _format(path)
-    if not path.exists():
-        raise DatasetError([f"{path} does not exist: check the path"], header=header)
-    problems: list[str] = []
-    text = read_data_text(path, problems)
-    if text is None:
-        raise DatasetError(problems, header=header)
+    text = read_text_file(path, "captions file")
     data, problems = _parse(path, text, fmt)
     if problems:
         raise DatasetError(problems, header=header)
@@ -189,6 +184,29 @@ def load_captions(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     if problems:
         raise DatasetError(problems, header=header)
     return captions
+
+
+def read_labels(path: str | os.PathLike[str]) -> list[str]:
+    """Labels of a labels file: one per line, as :func:`canonical_label` spells them (a byte-order mark,
+    doubled spaces, NFD), blank and ``#`` lines skipped; a repeated label or no label is a
+    :class:`DatasetError`."""
+    path = Path(path)
+    text = read_text_file(path, "labels file")
+    labels: dict[str, int] = {}
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        label = canonical_label(line)
+        if not label or label.startswith("#"):
+            continue
+        if label in labels:
+            problems.append(f"line {number}: label {label!r} already on line {labels[label]}")
+            continue
+        labels[label] = number
+    if not labels and not problems:
+        problems.append("no labels: write one class label per line")
+    if problems:
+        raise DatasetError(problems, header=f"labels file {path} has problems")
+    return list(labels)
 
 
 def save_captions(path: str | os.PathLike[str], mapping: Mapping[str, str | list[str]]) -> Path:

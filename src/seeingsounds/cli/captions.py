@@ -56,36 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _engine_arguments(show)
 
 
-def read_labels(path: Path) -> list[str]:
-    """Labels of a labels file: one per line, as :func:`~seeingsounds.captions.store.canonical_label`
-    spells them (a byte-order mark, doubled spaces, NFD), blank and ``#`` lines skipped."""
-    from seeingsounds.captions.store import canonical_label
-    from seeingsounds.errors import DatasetError
-    from seeingsounds.textfiles import read_data_text
-
-    header = f"labels file {path} has problems"
-    if not path.exists():
-        raise DatasetError([f"{path} does not exist: check the path"], header=header)
-    problems: list[str] = []
-    text = read_data_text(path, problems)
-    if text is None:
-        raise DatasetError(problems, header=header)
-    labels: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        label = canonical_label(line)
-        if not label or label.startswith("#"):
-            continue
-        if label in labels:
-            problems.append(f"line {number}: label {label!r} already on line {labels[label]}")
-            continue
-        labels[label] = number
-    if not labels and not problems:
-        problems.append("no labels: write one class label per line")
-    if problems:
-        raise DatasetError(problems, header=header)
-    return list(labels)
-
-
 def _editor(args: argparse.Namespace, beside: Path, *, inputs: list[Path], output: Path | None):
     """The caption engine of ``args``; with ``llm``, its cache is checked against ``inputs`` and
     ``output`` (one file cannot be both: the cache is read and appended to) before it is opened."""
@@ -148,6 +118,8 @@ def _init(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o {args.output}: name the captions file *.json, *.yaml or *.yml")
     _check_new_or_forced(args.output, args.force)
     check_output_file(args.output, inputs=[args.labels], what="output file (-o)")
+    from seeingsounds.captions.store import read_labels
+
     labels = read_labels(args.labels)
     editor = _editor(args, args.output, inputs=[args.labels], output=args.output)
     captions = {}
