@@ -129,7 +129,8 @@ def test_unknown_options_are_one_error_naming_the_file_and_the_nearest_names(tmp
     assert main(["train", "--config", str(exp), "--data", "d.csv", "--captions", "c.json", "--out", "o"]) == 2
     assert one_line_error(capsys) == (
         f"error: --config {exp}: unknown options 'epoch' (did you mean epochs?), 'batch_sise' (did you mean "
-        "batch_size or encode_batch_size?), 'no-cache' (the flag --no-cache: write use_cache: false); seed must be an integer, got 'x'")
+        "batch_size or encode_batch_size?), 'no-cache' (the flag --no-cache: write use_cache: false); "
+        "seed must be an integer, got 'x'")
 
 
 def test_a_config_that_lacks_a_required_option_needs_its_flag(tmp_path, capsys, no_models):
@@ -149,6 +150,9 @@ def test_a_config_that_lacks_a_required_option_needs_its_flag(tmp_path, capsys, 
     ("epochs: [3\n", "not valid YAML"),
     ("epochs: 3\nepochs: 4\n", "epochs is given twice: keep one"),
     ("batch-size: 3\nbatch_size: 4\n", "batch_size is given twice ('batch-size' and 'batch_size'): keep one"),
+    ("target_weights: {prompt_embeds: high}\n", "target_weights must be a mapping of name: weight"),
+    ("augment: [[reverb]]\n", "augment must be a list of effect chains like 'volume:alpha=0.35+reverb'"),
+    ("preset: {height: 64, height: 32}\n", "preset.height is given twice: keep one"),
 ])
 def test_a_bad_file_is_one_line_naming_it(tmp_path, capsys, no_models, content, message):
     exp = tmp_path / "exp.yaml"
@@ -179,8 +183,9 @@ def test_the_command_line_spellings_of_repeated_options_and_odd_encodings_are_re
     assert read_config_file(exp) == {"augment": [[["volume", {"alpha": 0.1}]], [["volume", {"alpha": 0.35}],
                                                                               ["reverb", {}]]],
                                      "target_weights": {"pooled_prompt_embeds": 0.5}}
-    exp.write_text(json.dumps({"augment": [[["reverb", {"room_size": 0.8}]]], "target_weights": {"prompt_embeds": 2}}))
-    assert read_config_file(exp) == {"augment": [[["reverb", {"room_size": 0.8}]]], "target_weights": {"prompt_embeds": 2}}
+    as_recorded = {"augment": [[["reverb", {"room_size": 0.8}]]], "target_weights": {"prompt_embeds": 2}}
+    exp.write_text(json.dumps(as_recorded))  # the form a run's config.json records
+    assert read_config_file(exp) == as_recorded
     exp.write_bytes("epochs: 3\ncaptions: café.json\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"not UTF-8 text .* save the file as UTF-8"):
         read_config_file(exp)

@@ -337,6 +337,7 @@ def _plain(value: Any, where: str, problems: list[str]) -> Any:
     if isinstance(value, Pairs):
         out: dict[Any, Any] = {}
         for key, item in value:
+            key = key if isinstance(key, (str, int, float, bool, type(None))) else repr(key)  # YAML allows [a, b]: 1
             if key in out:
                 problems.append(f"{where}{key} is given twice: keep one")
             out[key] = _plain(item, f"{where}{key}.", problems)
@@ -367,10 +368,18 @@ def _file_value(f: dataclasses.Field[Any], option: Option, value: Any, folder: P
                 return option.from_cli(value) if option.from_cli else value, None
             except ConfigError as exc:
                 return None, str(exc)
-        expected = dict if f.default_factory is dict else list
-        if not isinstance(value, expected):
-            return None, f"must be a {'mapping' if expected is dict else 'list'}, got {value!r}"
-        return value, None
+        if f.default_factory is dict:  # target_weights: {name: weight}
+            if isinstance(value, dict) and all(isinstance(w, (int, float)) and not isinstance(w, bool)
+                                               for w in value.values()):
+                return value, None
+            return None, f"must be a mapping of name: weight (or a list of NAME=W), got {value!r}"
+        # augment: chains of [effect, {param: value}] (a run's config.json) or of the flag's spelling
+        if isinstance(value, list) and all(
+                isinstance(chain, list) and all(isinstance(step, list) and len(step) == 2 and isinstance(step[0], str)
+                                                and isinstance(step[1], (dict, type(None))) for step in chain)
+                for chain in value):
+            return value, None
+        return None, f"must be a list of effect chains like 'volume:alpha=0.35+reverb', got {value!r}"
     if f.name == "preset":
         return (value, None) if isinstance(value, (str, dict)) else (None, f"must be a preset name, got {value!r}")
     hint = typing.get_type_hints(TrainConfig)[f.name]
@@ -408,14 +417,14 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: no such file; check the path")
     problems: list[str] = []
     text = read_data_text(path, problems)
-    data, syntax = (None, []) if text is None else parse_json_or_yaml(text, "json" if path.suffix.lower() == ".json"
-                                                                      else "yaml")
-    problems += syntax
-    if not problems and not isinstance(data, Pairs):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
-        problems.append(f"{path}: the file is {kind}, not a mapping of option: value (or a run's config.json)")
-    if problems:
-        raise ConfigError(f"--config {problems[0] if problems[0].startswith(str(path)) else f'{path}: {problems[0]}'}")
+    if text is not None:
+        data, syntax = parse_json_or_yaml(text, "json" if path.suffix.lower() == ".json" else "yaml")
+        problems += syntax
+        if not syntax and not isinstance(data, Pairs):
+            kind = "empty" if data is None else f"a {type(data).__name__}"
+            problems.append(f"the file is {kind}, not a mapping of option: value (or a run's config.json)")
+    if problems:  # read_data_text's problems name the file already
+        raise ConfigError(f"--config {path}: {problems[0].removeprefix(f'{path}: ')}")
     mapping = _plain(data, "", problems)
     fields = {f.name: (f, o) for f, o in train_options()}
     if isinstance(mapping.get("train"), dict):  # a run's config.json: its options, not how its last call ran
