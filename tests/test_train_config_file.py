@@ -99,6 +99,10 @@ def test_flags_not_given_leave_the_files_values(tmp_path):
     assert (cfg.data, cfg.out) == (str(tmp_path / "d.csv"), str(tmp_path / "o"))
     cfg = parsed("--epochs", "7", "--out", "elsewhere", "--hidden-dim", "8")
     assert (cfg.epochs, cfg.out, cfg.hidden_dim, cfg.batch_size) == (7, "elsewhere", 8, 4)  # a flag's path: as typed
+    with exp.open("a") as f:
+        f.write("augment: [volume:alpha=0.1]\n")
+    assert parsed().augment == [[["volume", {"alpha": 0.1}]]]
+    assert parsed("--augment", "reverb").augment == [[["reverb", {}]]]  # the flags' list replaces the file's
 
 
 def test_a_yaml_file_with_relative_paths_works_from_another_directory(tmp_path, monkeypatch):
@@ -131,6 +135,12 @@ def test_unknown_options_are_one_error_naming_the_file_and_the_nearest_names(tmp
         f"error: --config {exp}: unknown options 'epoch' (did you mean epochs?), 'batch_sise' (did you mean "
         "batch_size or encode_batch_size?), 'no-cache' (the flag --no-cache: write use_cache: false); "
         "seed must be an integer, got 'x'")
+
+
+def test_a_checkpoints_config_json_is_told_from_a_runs(run_a, capsys, no_models):
+    assert main(["train", "--config", str(run_a / "best" / "config.json"), "--out", "o"]) == 2
+    assert one_line_error(capsys).endswith(
+        "; a run's config.json (in the run folder, not best/ or last/) has a 'train' section")
 
 
 def test_a_config_that_lacks_a_required_option_needs_its_flag(tmp_path, capsys, no_models):

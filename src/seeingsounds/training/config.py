@@ -448,6 +448,8 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             values[name] = value
     if unknown:
         problems.insert(0, f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        if path.name == "config.json":  # runs.CONFIG_FILE (runs loads torch); e.g. <run>/best/config.json
+            problems.insert(1, "a run's config.json (in the run folder, not best/ or last/) has a 'train' section")
     if problems:
         raise ConfigError(f"--config {path}: " + "; ".join(problems))
     return values
