@@ -284,8 +284,7 @@ class TrainConfig:
         ``options`` (field name -> value: the flags given on the command line). A required option that
         neither gives is one :class:`ConfigError` naming its flag."""
         values = {**(read_config_file(file) if file is not None else {}), **options}
-        missing = [_flag(f, o) for f, o in train_options() if f.name not in values
-                   and f.default is MISSING and f.default_factory is MISSING]
+        missing = [option_flag(f, o) for f, o in train_options() if f.name not in values and is_required(f)]
         if missing:
             where = f" (neither the command line nor {file} gives them)" if file is not None else ""
             raise ConfigError(f"the following arguments are required: {', '.join(missing)}{where}")
@@ -328,8 +327,14 @@ TrainConfig.RESUMABLE_CHANGES = tuple(f.name for f, o in train_options() if o.re
 TrainConfig.PATH_FIELDS = tuple(f.name for f, o in train_options() if o.path)
 
 
-def _flag(f: dataclasses.Field[Any], option: Option) -> str:
+def option_flag(f: dataclasses.Field[Any], option: Option) -> str:
+    """The command-line flag of field ``f`` (``--batch-size`` unless its option names another)."""
     return option.flag or "--" + f.name.replace("_", "-")
+
+
+def is_required(f: dataclasses.Field[Any]) -> bool:
+    """Whether field ``f`` has no default (a run must be given it: preset, data, captions, out)."""
+    return f.default is MISSING and f.default_factory is MISSING
 
 
 def _plain(value: Any, where: str, problems: list[str]) -> Any:
