@@ -1,12 +1,47 @@
 """Reading the text files users write by hand or export from a spreadsheet: manifests, annotation
-files, captions files and labels files. One reader, so each accepts the same encodings: UTF-8 (a
-byte-order mark is skipped) or UTF-16 with a byte-order mark; anything else is one problem naming
-the file, the first bad byte's line and the fix."""
+files, captions files, labels files and training config files. One reader, so each accepts the same
+encodings: UTF-8 (a byte-order mark is skipped) or UTF-16 with a byte-order mark; anything else is one
+problem naming the file, the first bad byte's line and the fix. One JSON/YAML parser
+(:func:`parse_json_or_yaml`), which keeps a key given twice visible instead of keeping the last."""
 
 from __future__ import annotations
 
 import codecs
+import json
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class Pairs(list):  # type: ignore[type-arg]
+    """A parsed mapping as its ``(key, value)`` pairs in file order, so that a key given twice is seen."""
+
+
+class _StrictYamlLoader(yaml.SafeLoader):
+    """SafeLoader that keeps mappings as :class:`Pairs` instead of overwriting duplicate keys."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Pairs:
+    loader.flatten_mapping(node)
+    return Pairs((loader.construct_object(k, deep=deep), loader.construct_object(v, deep=deep)) for k, v in node.value)
+
+
+_StrictYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_json_or_yaml(text: str, fmt: str) -> tuple[Any, list[str]]:
+    """Parse ``text`` as ``fmt`` (``"json"`` or ``"yaml"``); mappings come back as :class:`Pairs`.
+    Returns ``(data, [])``, or ``(None, [the syntax problem])``."""
+    if fmt == "json":
+        try:
+            return json.loads(text, object_pairs_hook=Pairs), []
+        except json.JSONDecodeError as exc:
+            return None, [f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
+    try:
+        return yaml.load(text, Loader=_StrictYamlLoader), []  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        return None, [f"not valid YAML: {exc}".replace("\n", " ")]
 
 from seeingsounds.errors import DatasetError
 

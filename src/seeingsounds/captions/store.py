@@ -26,7 +26,7 @@ import yaml
 
 from seeingsounds.errors import DatasetError
 from seeingsounds.paths import atomic_write_text
-from seeingsounds.textfiles import read_text_file
+from seeingsounds.textfiles import parse_json_or_yaml, read_text_file
 
 __all__ = ["load_captions", "save_captions", "missing_labels", "normalise_text", "canonical_label",
            "atomic_write_text"]
@@ -57,35 +57,6 @@ def _format(path: Path) -> str:
         [f"unknown file type {path.suffix or '(no suffix)'!r}: name the file *.json, *.yaml or *.yml"],
         header=f"cannot use captions file {path}",
     )
-
-
-class _StrictYamlLoader(yaml.SafeLoader):
-    """SafeLoader that records duplicate mapping keys instead of overwriting them."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> list:
-    loader.flatten_mapping(node)
-    return [
-        (loader.construct_object(k, deep=deep), loader.construct_object(v, deep=deep)) for k, v in node.value
-    ]
-
-
-_StrictYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _parse(path: Path, text: str, fmt: str) -> tuple[Any, list[str]]:
-    """Parse ``text``; mappings come back as lists of (key, value) pairs so duplicates stay visible."""
-    if fmt == "json":
-        try:
-            data = json.loads(text, object_pairs_hook=lambda pairs: pairs)
-        except json.JSONDecodeError as exc:
-            return None, [f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
-        return data, []
-    try:
-        data = yaml.load(text, Loader=_StrictYamlLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        return None, [f"not valid YAML: {exc}".replace("\n", " ")]
-    return data, []
 
 
 def _is_pairs(data: Any) -> bool:
@@ -166,7 +137,7 @@ def load_captions(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     header = f"captions file {path} has problems"
     fmt = _format(path)
     text = read_text_file(path, "captions file")
-    data, problems = _parse(path, text, fmt)
+    data, problems = parse_json_or_yaml(text, fmt)
     if problems:
         raise DatasetError(problems, header=header)
     if _is_caption_set(data):

@@ -19,7 +19,7 @@ from typing import Any
 
 from seeingsounds.controls import controls_for_display, controls_in_order
 from seeingsounds.errors import ConfigError
-from seeingsounds.training.config import option_type, train_options
+from seeingsounds.training.config import is_required, option_flag, option_type, train_options
 
 DEFAULT_MIX_RATIO = 0.5
 
@@ -57,7 +57,7 @@ def add_train_option(parser: Any, name: str, **override: Any) -> argparse.Action
     lands under the field's name. ``override`` replaces argparse keywords (e.g. another ``help``)."""
     f, option = dict((f.name, (f, o)) for f, o in train_options())[name]
     kwargs: dict[str, Any] = {"dest": f.name, "help": option.help or None}
-    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+    if is_required(f):
         kwargs["required"] = True
     if option_type(f) is bool:
         kwargs["action"] = "store_false" if f.default else "store_true"
@@ -66,7 +66,7 @@ def add_train_option(parser: Any, name: str, **override: Any) -> argparse.Action
     else:
         kwargs.update(type=option_type(f), default=None if f.default is dataclasses.MISSING else f.default,
                       choices=option.choices, metavar=option.metavar)
-    return parser.add_argument(option.flag or "--" + f.name.replace("_", "-"), **{**kwargs, **override})
+    return parser.add_argument(option_flag(f, option), **{**kwargs, **override})
 
 
 def train_values_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,19 +4,24 @@ Each option is declared once, as a :class:`TrainConfig` field made by :func:`opt
 text, command-line flag and whether it may change when a run is resumed. ``seeingsounds train``'s
 options (:func:`seeingsounds.cli.train.add_arguments`), the construction of the config from them and
 the resume check (:func:`seeingsounds.training.state.option_differences`) all derive from these fields.
+A config file (``train --config``: a run's ``config.json`` or a hand-written JSON/YAML file of options) is
+read here too (:func:`read_config_file`, :meth:`TrainConfig.from_options`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import os
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from seeingsounds.errors import ConfigError
+from seeingsounds.textfiles import Pairs, parse_json_or_yaml, read_data_text
 
 #: the largest seed numpy's legacy seeding (which accelerate's set_seed calls) accepts
 SEED_MAX = 2**32 - 1
@@ -55,6 +60,9 @@ class Option:
     repeat: bool = False
     #: turns the parsed command-line value into the field's value (may raise ConfigError)
     from_cli: Callable[[Any], Any] | None = None
+    #: says how one `train` call runs (continue a run, pause after N steps), not what the run trains: a run's
+    #: config.json records it, but a new run started from that file (``--config``) does not take it
+    per_call: bool = False
 
 
 def option(default: Any = MISSING, *, default_factory: Any = MISSING, **how: Any) -> Any:
@@ -113,7 +121,7 @@ class TrainConfig:
     cache_dir: str | None = option(None, help="feature cache folder (default: $SEEINGSOUNDS_HOME/features)",
                                    group=FEATURE_CACHE, resumable=True, path=True)
     cache_dtype: str = option("float16", choices=CACHE_DTYPES, group=FEATURE_CACHE)
-    resume: bool = option(False, help="continue the interrupted run in --out", resumable=True)
+    resume: bool = option(False, help="continue the interrupted run in --out", resumable=True, per_call=True)
     align: str = option("all", choices=ALIGN_CHOICES, group=ABLATIONS,
                         help="train both heads, only the sequence (T5) or only the pooled (CLIP) head")
     pooling: str | None = option(None, choices=POOLINGS, group=ABLATIONS,
@@ -140,7 +148,7 @@ class TrainConfig:
                                              "cache and computing caption targets", resumable=True)
     #: stop after this many optimiser steps in this call (the run can be resumed later)
     max_steps: int | None = option(None, help="stop after this many steps (continue later with --resume)",
-                                   resumable=True)
+                                   resumable=True, per_call=True)
     progress: bool = option(True, flag="--no-progress", help="no progress bars", resumable=True)
     # ---- extended training (paper Eq. 7) ----
     #: effect chains T_j, each ``[(name, params), ...]``; one transformed pair per clip and chain
@@ -270,6 +278,28 @@ class TrainConfig:
             raise ConfigError(f"training config has unknown fields {sorted(unknown)}")
         return cls(**data)
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], file: str | os.PathLike[str] | None = None) -> TrainConfig:
+        """The config of ``file``'s options (:func:`read_config_file`; none without a file) overridden by
+        ``options`` (field name -> value: the flags given on the command line). A required option that
+        neither gives is one :class:`ConfigError` naming its flag."""
+        values = {**(read_config_file(file) if file is not None else {}), **options}
+        missing = [option_flag(f, o) for f, o in train_options() if f.name not in values and is_required(f)]
+        if missing:
+            where = f" (neither the command line nor {file} gives them)" if file is not None else ""
+            raise ConfigError(f"the following arguments are required: {', '.join(missing)}{where}")
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            if file is None:
+                raise
+            raise ConfigError(f"{exc} (options from {file} and the command line)") from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+        """The config a file gives (:func:`read_config_file`), with ``overrides`` (field name -> value) on top."""
+        return cls.from_options(overrides, path)
+
     def resolved_paths(self) -> dict[str, Any]:
         """:meth:`to_dict` with the path fields made absolute (what ``config.json`` records)."""
         out = self.to_dict()
@@ -295,6 +325,139 @@ def option_type(f: dataclasses.Field[Any]) -> type:
 
 TrainConfig.RESUMABLE_CHANGES = tuple(f.name for f, o in train_options() if o.resumable)
 TrainConfig.PATH_FIELDS = tuple(f.name for f, o in train_options() if o.path)
+
+
+def option_flag(f: dataclasses.Field[Any], option: Option) -> str:
+    """The command-line flag of field ``f`` (``--batch-size`` unless its option names another)."""
+    return option.flag or "--" + f.name.replace("_", "-")
+
+
+def is_required(f: dataclasses.Field[Any]) -> bool:
+    """Whether field ``f`` has no default (a run must be given it: preset, data, captions, out)."""
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _plain(value: Any, where: str, problems: list[str]) -> Any:
+    """Parsed ``value`` with its mappings (:class:`Pairs`) as dicts; a key given twice is a problem."""
+    if isinstance(value, Pairs):
+        out: dict[Any, Any] = {}
+        for key, item in value:
+            key = key if isinstance(key, (str, int, float, bool, type(None))) else repr(key)  # YAML allows [a, b]: 1
+            if key in out:
+                problems.append(f"{where}{key} is given twice: keep one")
+            out[key] = _plain(item, f"{where}{key}.", problems)
+        return out
+    if isinstance(value, list):
+        return [_plain(item, where, problems) for item in value]
+    return value
+
+
+def _unknown_key(key: Any, name: str) -> str:
+    """Unknown option ``key`` (``name``: its underscore spelling) with the nearest field names, or the
+    field that a flag spelled unlike its field (``--no-cache``) sets."""
+    for f, option in train_options():
+        if option.flag and option.flag[2:].replace("-", "_") == name:
+            value = f" {str(not f.default).lower()}" if option_type(f) is bool else " ..."
+            return f"{key!r} (the flag {option.flag}: write {f.name}:{value})"
+    close = difflib.get_close_matches(name, [f.name for f in dataclasses.fields(TrainConfig)], n=3, cutoff=0.6)
+    return f"{key!r}" + (f" (did you mean {' or '.join(close)}?)" if close else "")
+
+
+def _file_value(f: dataclasses.Field[Any], option: Option, value: Any, folder: Path) -> tuple[Any, str | None]:
+    """A config file's ``value`` for field ``f`` as the field takes it, or ``(None, what is wrong)``."""
+    if option.repeat:  # a list of the flag's spellings ("volume:alpha=0.1", "NAME=W") or the field's own form
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            try:
+                return option.from_cli(value) if option.from_cli else value, None
+            except ConfigError as exc:
+                return None, str(exc)
+        if f.default_factory is dict:  # target_weights: {name: weight}
+            if isinstance(value, dict) and all(isinstance(w, (int, float)) and not isinstance(w, bool)
+                                               for w in value.values()):
+                return value, None
+            return None, f"must be a mapping of name: weight (or a list of NAME=W), got {value!r}"
+        # augment: chains of [effect, {param: value}] (a run's config.json) or of the flag's spelling
+        if isinstance(value, list) and all(
+                isinstance(chain, list) and all(isinstance(step, list) and len(step) == 2 and isinstance(step[0], str)
+                                                and isinstance(step[1], (dict, type(None))) for step in chain)
+                for chain in value):
+            return value, None
+        return None, f"must be a list of effect chains like 'volume:alpha=0.35+reverb', got {value!r}"
+    if f.name == "preset":
+        return (value, None) if isinstance(value, (str, dict)) else (None, f"must be a preset name, got {value!r}")
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    if value is None:
+        return (None, None) if type(None) in typing.get_args(hint) else (None, "must be given a value, not null")
+    kind = option_type(f)
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+        return None, f"must be {expected}, got {value!r}"
+    if option.path:  # relative to the file's folder, as a manifest's rows count from the manifest's folder
+        path = Path(value).expanduser()
+        value = str(path if path.is_absolute() or not value.strip() else folder / path)
+    return value, None
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The :class:`TrainConfig` options (field name -> value) a config file gives.
+
+    The file is JSON (``.json``) or YAML (any other suffix), UTF-8 or UTF-16 with a byte-order mark: a
+    run's ``config.json`` (its ``train`` section, less the options that say how that call ran: ``resume``
+    and ``max_steps``) or a mapping of option names (``batch_size`` or ``batch-size``). Relative paths
+    count from the file's folder and ``~`` is expanded. Every problem (unknown options, with the nearest
+    names; values of the wrong type; a key given twice) is reported at once in one :class:`ConfigError`
+    naming the file; a missing, unreadable or non-mapping file is one line naming it.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"--config {path}: no such file; check the path")
+    problems: list[str] = []
+    text = read_data_text(path, problems)
+    if text is not None:
+        data, syntax = parse_json_or_yaml(text, "json" if path.suffix.lower() == ".json" else "yaml")
+        problems += syntax
+        if not syntax and not isinstance(data, Pairs):
+            kind = "empty" if data is None else f"a {type(data).__name__}"
+            problems.append(f"the file is {kind}, not a mapping of option: value (or a run's config.json)")
+    if problems:  # read_data_text's problems name the file already
+        raise ConfigError(f"--config {path}: {problems[0].removeprefix(f'{path}: ')}")
+    mapping = _plain(data, "", problems)
+    fields = {f.name: (f, o) for f, o in train_options()}
+    if isinstance(mapping.get("train"), dict):  # a run's config.json: its options, not how its last call ran
+        mapping = {k: v for k, v in mapping["train"].items() if not (k in fields and fields[k][1].per_call)}
+    values: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    unknown = []
+    for key, value in mapping.items():
+        name = str(key).strip().replace("-", "_")
+        if name not in fields:
+            unknown.append(_unknown_key(key, name))
+            continue
+        if name in spelled:
+            problems.append(f"{name} is given twice ({spelled[name]!r} and {key!r}): keep one")
+            continue
+        spelled[name] = str(key)
+        value, wrong = _file_value(*fields[name], value, path.parent)
+        if wrong:
+            problems.append(f"{key} {wrong}")
+        else:
+            values[name] = value
+    if unknown:
+        problems.insert(0, f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        if path.name == "config.json":  # runs.CONFIG_FILE (runs loads torch); e.g. <run>/best/config.json
+            problems.insert(1, "a run's config.json (in the run folder, not best/ or last/) has a 'train' section")
+    if problems:
+        raise ConfigError(f"--config {path}: " + "; ".join(problems))
+    return values
 
 
 def parse_augment(spec: str) -> list[list[Any]]:
