@@ -394,3 +394,45 @@ def test_every_pillow_mode_converts_or_is_refused_by_name():
             assert load_picture(Image.new(mode, (4, 3)), mode=target).mode == target
     with pytest.raises(ConfigError, match="the mask is a Pillow 'La' picture, which cannot be converted to L"):
         load_picture(Image.new("La", (4, 3)), what="mask", mode="L")
+
+
+def test_a_truncated_upload_is_made_with_a_notice_naming_it_by_its_upload_name(service, tmp_path, monkeypatch):
+    """A truncated upload was turned into a picture of its few seconds with no word on the page: the
+    warning reached only the server log, naming the server's upload folder."""
+    import gradio as gr
+    import soundfile as sf
+
+    from seeingsounds.app.ui import report
+    from seeingsounds.assets import example_sounds
+
+    t = np.arange(32000) / 16000
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, 0.3 * np.sin(2 * np.pi * 523 * t), 16000, subtype="PCM_16")  # 2 s: 44 + 64000 bytes
+    upload = tmp_path / "gradio" / "3f9a" / "bell take 2.wav"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(whole.read_bytes()[:44 + 16000])  # a download stopped after 0.5 s
+    shown: list[str] = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *args, **kwargs: shown.append(message))
+    result = report(lambda: service.run(str(upload), steps=1), "generating")
+    assert len(result.images) == 1
+    assert shown == ["Audio bell take 2.wav is truncated: its header declares 2.00 s but the file holds only 0.500 s "
+                     "(8000 of 32000 frames); using what is there (copy or export it again for the whole sound)"]
+    shown.clear()
+    report(lambda: service.run(str(example_sounds()["bell"]), steps=1), "generating")
+    assert shown == []  # a whole file: no notice
+
+
+def test_warnings_of_other_requests_are_not_mixed_in():
+    import logging
+    import threading
+
+    from seeingsounds.app.service import warnings_told
+
+    log = logging.getLogger("seeingsounds.audio.io")
+    with warnings_told() as told:
+        other = threading.Thread(target=log.warning, args=("audio %s is truncated", "/srv/other/b.wav"))
+        other.start()
+        other.join()
+        log.warning("audio %s is truncated", "/srv/uploads/a.wav")
+        log.info("not a warning")
+    assert told == ["audio a.wav is truncated"]

@@ -32,12 +32,15 @@ The files name their inputs by the uploaded file's name and the checkpoint by it
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +131,37 @@ def controls_to_effects(**values: float | None) -> list[tuple[str, dict[str, Any
 def upload_name(path: str | os.PathLike) -> str:
     """A file's name as the user knows it (gradio keeps uploads under a hashed folder)."""
     return Path(path).name
+
+
+class _ThreadWarnings(logging.Handler):
+    """Collects the warnings one thread logs, each file it names by its upload name."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread, self.told = threading.get_ident(), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:  # another request's (the page serves several at once)
+            return
+        args = record.args if isinstance(record.args, tuple) else ()
+        shown = tuple(upload_name(a) if isinstance(a, (str, os.PathLike)) and os.path.isabs(a) else a for a in args)
+        try:
+            self.told.append(str(record.msg) % shown if shown else record.getMessage())
+        except (TypeError, ValueError):
+            self.told.append(record.getMessage())
+
+
+@contextmanager
+def warnings_told(logger: str = "seeingsounds") -> Iterator[list[str]]:
+    """The warnings the library logs from this thread inside the block (a truncated upload read as far as it
+    goes, an animated picture read as its first frame), files named by their upload names, for the page to
+    show beside the result (the server log gets them too)."""
+    handler = _ThreadWarnings()
+    logging.getLogger(logger).addHandler(handler)
+    try:
+        yield handler.told
+    finally:
+        logging.getLogger(logger).removeHandler(handler)
 
 
 def checkpoint_label(checkpoint: str | os.PathLike) -> str:

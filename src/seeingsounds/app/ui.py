@@ -14,8 +14,10 @@ keyword names -> components) as gradio's ``inputs_kwargs``. Its order is the HTT
 ``size``, ``num_images``, ``frames``), so moving a component on the page changes nothing a request receives.
 
 Every error a user can cause (a broken file, a too long clip, a bad setting) becomes a ``gr.Error``
-shown in the page; anything unexpected is logged with its traceback on the server and shown as a
-short message. The app keeps serving either way. The page's controls check what the HTTP API may send
+shown in the page, and every warning the library logs while making it (a truncated upload read as far
+as it goes) a ``gr.Warning`` beside the result, files named by their upload names
+(:func:`~seeingsounds.app.service.warnings_told`); anything unexpected is logged with its traceback on
+the server and shown as a short message. The app keeps serving either way. The page's controls check what the HTTP API may send
 instead (text or NaN for a number: :func:`checked_number`; a picture that is no picture or
 too large: :func:`picture_editor`) before gradio's own conversion, and the server never shows an
 exception's text that is not a ``gr.Error`` (it could name the server's folders).
@@ -41,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from seeingsounds.app.service import (DEFAULT_STRENGTH, LIVE_HOP, MAX_IMAGES, UPLOADS_DIR, EditResult, Limits,
-                                      Progress, Result, WebService, upload_name)
+                                      Progress, Result, WebService, upload_name, warnings_told)
 from seeingsounds.assets import example_sounds
 from seeingsounds.controls import slider_controls
 from seeingsounds.errors import ConfigError, SeeingSoundsError
@@ -154,10 +156,15 @@ def editor_picture(value: Any) -> tuple[Image.Image | None, np.ndarray | None]:
 
 # ---- requests -----------------------------------------------------------------------------------------
 def report(action: Callable[[], Any], what: str) -> Any:
-    """``action()``, its user errors as one sentence in the page; anything else logged on the server only."""
+    """``action()``, its user errors as one sentence in the page, the warnings it logged (a truncated upload)
+    as notices beside its result; anything else logged on the server only."""
     gr = _gradio()
     try:
-        return action()
+        with warnings_told() as told:
+            result = action()
+        for text in dict.fromkeys(told):  # each once, in order
+            gr.Warning(_sentence(text))
+        return result
     except SeeingSoundsError as exc:
         raise _user_error(_sentence(str(exc))) from None
     except gr.Error:
