@@ -305,9 +305,11 @@ class LiveSession:
                               "checkpoint")
         self.resolved = engine.resolve(self.settings)
         self.descriptions = [describe_effect(name, **params) for name, params in check_chain(self.settings.effects)]
-        heard = engine.window_samples if self.options.window is None else \
-            min(engine.window_samples, max(1, int(round(self.options.window * engine.sample_rate))))
-        if self.options.window is not None and self.options.window * engine.sample_rate > engine.window_samples:
+        # in whole samples: the page sends the encoder's own window back as a float (2.015 s x 16 kHz is
+        # 32240.000000000004), which is no longer window
+        asked = None if self.options.window is None else max(1, int(round(self.options.window * engine.sample_rate)))
+        heard = engine.window_samples if asked is None else min(engine.window_samples, asked)
+        if asked is not None and asked > engine.window_samples:
             log.warning("--window %g s is longer than the %.2f s the encoder hears at once: using %.2f s",
                         self.options.window, engine.window_samples / engine.sample_rate,
                         engine.window_samples / engine.sample_rate)
