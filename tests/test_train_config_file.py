@@ -215,3 +215,25 @@ def test_resume_with_config_continues_the_run_exactly(run_a, tmp_path):
     assert not {"resume", "max_steps"} & set(read_config_file(run_d / "config.json"))
     # a run is not resumed with other options
     assert main(["train", "--config", config, "--out", str(run_d), "--resume", "--seed", "9"]) == 2
+
+
+def test_a_typed_switch_turns_the_files_boolean_either_way(tmp_path):
+    """A file's `use_cache: false` or `skip_bad: true` could not be switched back from the command line:
+    the boolean flags only went one way (`--no-cache`, `--skip-bad`)."""
+    from seeingsounds.cli.train import config_from_args
+
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("preset: tiny\ndata: d.csv\ncaptions: c.json\nout: o\nuse_cache: false\nskip_bad: true\n"
+                   "progress: false\ncache_augmented: false\n")
+
+    def parsed(*flags: str) -> TrainConfig:
+        return config_from_args(build_parser().parse_args(["train", "--config", str(exp), *flags]))
+
+    cfg = parsed()
+    assert (cfg.use_cache, cfg.skip_bad, cfg.progress, cfg.cache_augmented) == (False, True, False, False)
+    cfg = parsed("--cache", "--no-skip-bad", "--progress", "--no-augment-live")
+    assert (cfg.use_cache, cfg.skip_bad, cfg.progress, cfg.cache_augmented) == (True, False, True, True)
+    assert parsed("--cache", "--no-cache").use_cache is False  # the last one typed wins
+    plain = config_from_args(build_parser().parse_args(["train", "--preset", "tiny", "--data", "d", "--captions", "c",
+                                                        "--out", "o", "--skip-bad", "--no-cache", "--augment-live"]))
+    assert (plain.skip_bad, plain.use_cache, plain.cache_augmented, plain.progress) == (True, False, False, True)

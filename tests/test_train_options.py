@@ -42,8 +42,11 @@ def test_every_field_has_exactly_one_flag_and_nothing_else():
     dests = [a.dest for a in actions]
     assert sorted(dests) == sorted(f.name for f in dataclasses.fields(TrainConfig))
     assert len(set(dests)) == len(dests)
-    assert {s for a in actions for s in a.option_strings} == FORMER_FLAGS | NEW_FLAGS
-    assert all(len(a.option_strings) == 1 for a in actions)
+    # a boolean option also has its opposite (--skip-bad / --no-skip-bad, --no-cache / --cache)
+    assert {a.option_strings[0] for a in actions} == FORMER_FLAGS | NEW_FLAGS
+    assert {a.dest: a.option_strings[1:] for a in actions if len(a.option_strings) > 1} == {
+        "skip_bad": ["--no-skip-bad"], "use_cache": ["--cache"], "resume": ["--no-resume"],
+        "progress": ["--progress"], "cache_augmented": ["--no-augment-live"]}
 
 
 def test_parsing_only_the_required_options_gives_the_config_defaults():

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 from typing import Any
 
-
 from seeingsounds.controls import controls_for_display, controls_in_order
 from seeingsounds.errors import ConfigError
 from seeingsounds.training.config import is_required, option_flag, option_type, train_options
@@ -51,6 +50,26 @@ def add_effect_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def opposite_flag(flag: str) -> str:
+    """The flag that says the opposite of a boolean option's: ``--skip-bad`` -> ``--no-skip-bad``,
+    ``--no-cache`` -> ``--cache``."""
+    return "--" + flag[len("--no-"):] if flag.startswith("--no-") else "--no-" + flag[2:]
+
+
+class Switch(argparse.Action):
+    """A boolean option's flag and its opposite (``--skip-bad`` / ``--no-skip-bad``, ``--no-cache`` /
+    ``--cache``): the flag sets ``flag_value``, the opposite its negation, so a flag typed after ``train
+    --config FILE`` switches the file's value either way. The last one typed wins."""
+
+    def __init__(self, option_strings: list[str], dest: str, flag_value: bool, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+        self.flag_value = flag_value
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, self.flag_value if option_string == self.option_strings[0] else not self.flag_value)
+
+
 def add_train_option(parser: Any, name: str, **override: Any) -> argparse.Action:
     """Add the flag of the :class:`~seeingsounds.training.config.TrainConfig` field ``name`` to ``parser`` (a
     parser or argument group), as its :class:`~seeingsounds.training.config.Option` declares it; the value
@@ -59,14 +78,16 @@ def add_train_option(parser: Any, name: str, **override: Any) -> argparse.Action
     kwargs: dict[str, Any] = {"dest": f.name, "help": option.help or None}
     if is_required(f):
         kwargs["required"] = True
+    flags = [option_flag(f, option)]
     if option_type(f) is bool:
-        kwargs["action"] = "store_false" if f.default else "store_true"
+        flags.append(opposite_flag(flags[0]))
+        kwargs.update(action=Switch, flag_value=not f.default, default=f.default)
     elif option.repeat:
         kwargs.update(action="append", default=[], metavar=option.metavar)
     else:
         kwargs.update(type=option_type(f), default=None if f.default is dataclasses.MISSING else f.default,
                       choices=option.choices, metavar=option.metavar)
-    return parser.add_argument(option_flag(f, option), **{**kwargs, **override})
+    return parser.add_argument(*flags, **{**kwargs, **override})
 
 
 def train_values_from_args(args: argparse.Namespace) -> dict[str, Any]:
