@@ -48,6 +48,17 @@ def sine(freq: float, seconds: float = 1.0, sr: int = 16000, amp: float = 0.5) -
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+def write_long_sine(path: Path, minutes: int, sr: int = 16000, freq: float = 220) -> Path:
+    """A ``minutes``-long 16-bit mono WAV of one sine, written a minute at a time (never whole in memory)."""
+    import soundfile as sf
+
+    minute = np.tile(sine(freq, 1.0, sr), 60)
+    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
+        for _ in range(minutes):
+            f.write(minute)
+    return path
+
+
 def write_sines(folder: Path, freqs: tuple[float, ...], seconds: float = 1.5, sr: int = 16000) -> list[Path]:
     """``folder/clip{i}.wav``: one sine per frequency (amplitude 0.5)."""
     import soundfile as sf

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import sine
+from conftest import sine, write_long_sine
 
 from seeingsounds.audio.io import audio_info, load_audio, read_audio
 from seeingsounds.errors import AudioLoadError
@@ -176,11 +176,8 @@ def test_live_plays_a_long_file_without_decoding_it_whole(tmp_path):
     from seeingsounds.live import file_blocks
 
     sr, minutes = 16000, 10
-    path = tmp_path / "long recording.wav"
-    minute = np.tile(sine(220, 1.0, sr), 60)
-    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
-        for _ in range(minutes):
-            f.write(minute)
+    path = write_long_sine(tmp_path / "long recording.wav", minutes, sr)
+    minute = np.tile(sine(220, 1.0, sr), 60)  # what every minute of it holds
     full_decode_bytes = minutes * 60 * sr * 4
     tracemalloc.start()
     try:

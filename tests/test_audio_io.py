@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import debian_sounds, sine
+from conftest import debian_sounds, sine, write_long_sine
 
 from seeingsounds.assets import SOUNDS_DIR, example_sounds
 from seeingsounds.audio.io import (
@@ -180,11 +180,7 @@ def test_crop_and_pad_to_num_samples(tmp_path):
 
 def test_ten_minute_file_with_num_samples_reads_only_what_it_needs(tmp_path):
     sr, minutes = 16000, 10
-    path = tmp_path / "long.wav"
-    block = np.tile(sine(220, 1.0, sr), 60)
-    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:
-        for _ in range(minutes):
-            f.write(block)
+    path = write_long_sine(tmp_path / "long.wav", minutes, sr)
     assert sf.info(str(path)).frames == minutes * 60 * sr
     full_decode_bytes = minutes * 60 * sr * 4
     tracemalloc.start()

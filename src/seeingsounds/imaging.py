@@ -213,16 +213,18 @@ def utf8_text(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _json_line(value: Any) -> str:
+    """``value`` as one line of JSON (sorted keys, non-ASCII kept) that is valid UTF-8 (:func:`utf8_text`)."""
+    return utf8_text(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str))
+
+
 def provenance_json(metadata: Mapping[str, Any]) -> str:
-    """Provenance as one line of JSON (sorted keys, non-ASCII kept) that is valid UTF-8 (:func:`utf8_text`):
-    the form PNGs, mp4s and live mode's log store."""
-    return utf8_text(json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False, default=str))
+    """Provenance as one line of JSON: the form PNGs, mp4s and live mode's log store."""
+    return _json_line(dict(metadata))
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return utf8_text(value)
-    return utf8_text(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str))
+    return utf8_text(value) if isinstance(value, str) else _json_line(value)
 
 
 def png_info(metadata: Mapping[str, Any]) -> PngInfo:

@@ -93,12 +93,13 @@ def write_markdown(report: Mapping[str, Any], out: Path) -> Path:
     return atomic_write_text(Path(out) / REPORT_MD, markdown(report))
 
 
-def class_file_name(label: str) -> str:
+def class_file_name(label: str, *, hashed: bool = False) -> str:
     """A class's file-name stem (its images' folder, its grid): :func:`~seeingsounds.paths.slug` of the
     label, with a short hash of the label when the slug drops more than case and separators (``狗`` and
-    ``猫`` would both be ``class``, ``café`` ``caf``), so distinct classes keep distinct files."""
+    ``猫`` would both be ``class``, ``café`` ``caf``) or when ``hashed`` (two labels with one slug), so
+    distinct classes keep distinct files."""
     name = slug(label, empty="class")
-    if re.fullmatch(r"[A-Za-z0-9 _-]+", label) and name != "class":
+    if not hashed and re.fullmatch(r"[A-Za-z0-9 _-]+", label) and name != "class":
         return name
     return f"{name}-{hashlib.sha1(label.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
@@ -122,7 +123,7 @@ def write_grids(images_by_class: Mapping[str, Sequence[Sequence[Path]]], out: Pa
         sheet = contact_sheet(tiles, labels, columns=columns, label_lines=1)
         rel = f"{GRIDS_DIR}/{class_file_name(name)}.png"
         if rel in written:  # "Rock Pop" and "rock pop", "a/b" and "a b": two classes, one slug
-            rel = f"{GRIDS_DIR}/{slug(name, empty='class')}-{hashlib.sha1(name.encode()).hexdigest()[:8]}.png"
+            rel = f"{GRIDS_DIR}/{class_file_name(name, hashed=True)}.png"
         save_png(sheet, Path(out) / rel, {"class": name})
         written.append(rel)
     return written
